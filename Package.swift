@@ -1,0 +1,83 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "spool",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Spool", targets: ["Spool"]),
+        .library(name: "SpoolTesting", targets: ["SpoolTesting"]),
+        .library(name: "SpoolServer", targets: ["SpoolServer"]),
+        .executable(name: "spoold", targets: ["spoold"]),
+        .executable(name: "spool", targets: ["spool"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C boundary
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(name: "CSpoolChecksum"),
+
+        // Libraries, in dependency order.
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+        .target(name: "SpoolWire", dependencies: ["CSpoolChecksum"]),
+        .target(
+            name: "SpoolStorage",
+            dependencies: ["SpoolWire", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "SpoolBroker",
+            dependencies: ["SpoolWire", "SpoolStorage", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "SpoolServer",
+            dependencies: [
+                "SpoolBroker", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "Spool",
+            dependencies: ["SpoolWire", "ZeroMQ", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer"]),
+
+        // Executables
+        .executableTarget(
+            name: "spoold",
+            dependencies: [
+                "SpoolServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "spool",
+            dependencies: [
+                "Spool",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Tests
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
+        .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
+        .testTarget(name: "SpoolStorageTests", dependencies: ["SpoolStorage", "SpoolTesting"]),
+        .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Spool", "SpoolTesting", "spoold", "spool"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,212 @@
+import Foundation
+import Logging
+import Synchronization
+import SpoolWire
+import ZeroMQ
+
+/// A reply from the broker: its header and the frames after it.
+struct Reply: Sendable {
+    let header: FrameHeader
+    let frames: [Frame]
+}
+
+/// One DEALER connection to a broker, driven by an I/O thread that owns the socket.
+///
+/// Callers on any task enqueue a request under a lock and signal an eventfd; the thread sends
+/// it, matches replies by correlation id and resumes the waiting continuation. A socket
+/// monitor tells the thread when the connection drops (in-flight requests then fail with
+/// `connectionLost`) or cannot be made (requests marked `failIfUnreachable` fail at once).
+/// Thread-safe.
+final class Connection: Sendable {
+    let endpoint: String
+    private let wakeup: WakeupSignal
+    private let inbox = Mutex(Inbox())
+    private let nextCorrelationID = Atomic<UInt64>(1)
+
+    private struct Inbox {
+        var requests: [Outgoing] = []
+        var cancellations: [UInt64] = []
+        var closing = false
+        var closed = false
+    }
+
+    private struct Outgoing {
+        let id: UInt64
+        let opCode: OpCode
+        let frames: [[UInt8]]
+        let deadline: Int64
+        let failIfUnreachable: Bool
+        let continuation: CheckedContinuation<Result<Reply, SpoolError>, Never>
+
+        func resume(_ result: Result<Reply, SpoolError>) { continuation.resume(returning: result) }
+    }
+
+    init(endpoint: String, logger: Logger) throws(SpoolError) {
+        self.endpoint = endpoint
+        do {
+            wakeup = try WakeupSignal()
+        } catch {
+            throw SpoolError(.connectionFailed, "cannot create the client's wake-up signal: \(error)", cause: error)
+        }
+        let thread = Thread { [self] in runLoop(logger: logger) }
+        thread.name = "spool-client-io"
+        thread.start()
+    }
+
+    /// Sends `body` as operation `opCode` and waits for the reply (or the timeout, a lost
+    /// connection, cancellation, or `close`).
+    func request(_ opCode: OpCode, _ body: [[UInt8]], timeout: Duration, failIfUnreachable: Bool = false) async throws(SpoolError) -> Reply {
+        let id = nextCorrelationID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let header = FrameHeader(opCode: opCode, correlationID: id).encoded()
+        let deadline = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000) + timeout.milliseconds
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let outgoing = Outgoing(id: id, opCode: opCode, frames: [header] + body, deadline: deadline,
+                                        failIfUnreachable: failIfUnreachable, continuation: continuation)
+                let accepted = inbox.withLock { inbox in
+                    guard !inbox.closing else { return false }
+                    inbox.requests.append(outgoing)
+                    return true
+                }
+                if accepted {
+                    wakeup.signal()
+                } else {
+                    outgoing.resume(.failure(SpoolError(.clientClosed, "the client for \(endpoint) is closed")))
+                }
+            }
+        } onCancel: {
+            inbox.withLock { $0.cancellations.append(id) }
+            wakeup.signal()
+        }
+        return try result.get()
+    }
+
+    /// Fails every waiting request with `clientClosed` and stops the I/O thread. Idempotent.
+    func close() {
+        inbox.withLock { $0.closing = true }
+        wakeup.signal()
+    }
+
+    // MARK: The I/O thread
+
+    private func runLoop(logger: Logger) {
+        var pending: [UInt64: Outgoing] = [:]
+        var cancelled: Set<UInt64> = []
+        let socket: Socket
+        let monitor: MonitorSocket
+        do {
+            socket = try Socket(type: .dealer)
+            try socket.setSendHighWaterMark(100_000)
+            try socket.setReceiveHighWaterMark(100_000)
+            try socket.setReconnectInterval(milliseconds: 100, max: 2_000)
+            monitor = try socket.monitor(events: [.handshakeSucceeded, .disconnected, .connectRetried])
+            try socket.connect(endpoint)
+        } catch {
+            finish(pending: &pending, error: SpoolError(.connectionFailed, "cannot connect to \(endpoint): \(error.message)", cause: error))
+            return
+        }
+        var everConnected = false
+        var poller = Poller()
+        let socketItem = poller.add(socket)
+        let wakeupItem = poller.add(fileDescriptor: wakeup.fileDescriptor)
+        let monitorItem = poller.add(monitor.socket)
+        while true {
+            let nextDeadline = pending.values.map(\.deadline).min()
+            do {
+                _ = try poller.poll(timeoutMilliseconds: nextDeadline.map { Int(max(0, $0 - Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000))) })
+            } catch {
+                finish(pending: &pending, error: SpoolError(.connectionLost, "client socket failed: \(error)", cause: error))
+                return
+            }
+            if poller.isReadable(wakeupItem) { wakeup.drain() }
+            let (requests, cancellations, closing) = inbox.withLock { inbox in
+                defer { inbox.requests = []; inbox.cancellations = [] }
+                return (inbox.requests, inbox.cancellations, inbox.closing)
+            }
+            if closing {
+                pending.merge(requests.map { ($0.id, $0) }) { first, _ in first }
+                finish(pending: &pending, error: SpoolError(.clientClosed, "the client for \(endpoint) was closed"))
+                return
+            }
+            for request in requests {
+                if cancelled.remove(request.id) != nil {
+                    request.resume(.failure(SpoolError(.cancelled, "\(request.opCode) request was cancelled")))
+                    continue
+                }
+                do {
+                    if try socket.send(request.frames, dontWait: true) {
+                        pending[request.id] = request
+                    } else {
+                        request.resume(.failure(SpoolError(.timedOut, "the send queue to \(endpoint) is full")))
+                    }
+                } catch {
+                    request.resume(.failure(SpoolError(.connectionLost, "send to \(endpoint) failed: \(error)", cause: error)))
+                }
+            }
+            for id in cancellations {
+                if let request = pending.removeValue(forKey: id) {
+                    request.resume(.failure(SpoolError(.cancelled, "\(request.opCode) request was cancelled")))
+                } else {
+                    cancelled.insert(id)
+                }
+            }
+            if poller.isReadable(monitorItem) {
+                while let event = try? monitor.receiveEvent(dontWait: true) {
+                    switch event.kind {
+                    case .handshakeSucceeded:
+                        everConnected = true
+                        logger.debug("connected", metadata: ["endpoint": "\(endpoint)"])
+                    case .disconnected:
+                        logger.warning("connection lost; reconnecting", metadata: ["endpoint": "\(endpoint)"])
+                        fail(&pending, error: SpoolError(.connectionLost, "connection to \(endpoint) lost while waiting for a reply")) { _ in true }
+                    case .connectRetried where !everConnected:
+                        fail(&pending, error: SpoolError(.connectionFailed, "cannot connect to \(endpoint): connection refused (is spoold running?)")) {
+                            $0.failIfUnreachable
+                        }
+                    default:
+                        break
+                    }
+                }
+            }
+            if poller.isReadable(socketItem) {
+                while let frames = try? socket.receive(dontWait: true) {
+                    guard let first = frames.first,
+                          let header = try? first.withUnsafeBytes({ try FrameHeader.decode($0) }),
+                          let request = pending.removeValue(forKey: header.correlationID)
+                    else { continue }  // a late reply to a request that already timed out or failed
+                    request.resume(.success(Reply(header: header, frames: Array(frames.dropFirst()))))
+                }
+            }
+            let now = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
+            fail(&pending, error: nil) { $0.deadline <= now }
+        }
+    }
+
+    /// Fails the pending requests matching `predicate`; a nil error means "timed out".
+    private func fail(_ pending: inout [UInt64: Outgoing], error: SpoolError?, where predicate: (Outgoing) -> Bool) {
+        for (id, request) in pending where predicate(request) {
+            pending.removeValue(forKey: id)
+            request.resume(.failure(error ?? SpoolError(.timedOut, "no reply to \(request.opCode) from \(endpoint) in time")))
+        }
+    }
+
+    private func finish(pending: inout [UInt64: Outgoing], error: SpoolError) {
+        let queued = inbox.withLock { inbox in
+            inbox.closing = true
+            inbox.closed = true
+            defer { inbox.requests = [] }
+            return inbox.requests
+        }
+        for request in queued { request.resume(.failure(error)) }
+        fail(&pending, error: error) { _ in true }
+    }
+}
+
+
+extension Duration {
+    /// Whole milliseconds, rounded down.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import Logging
+import Synchronization
+import SpoolWire
+
+/// A connection to one Spool broker: publish records, read them back, manage topics.
+///
+/// One I/O thread owns the client's ZeroMQ socket; every method may be called from any task,
+/// concurrently, and many requests travel at once (matched to replies by correlation id).
+/// ZeroMQ reconnects by itself after a broker restart; a request in flight when the
+/// connection drops fails with a retriable ``SpoolError/Code/connectionLost``.
+///
+/// ```swift
+/// let client = try await SpoolClient(endpoint: "tcp://127.0.0.1:7070")
+/// let result = try await client.publish(to: "orders", key: Array("order-1".utf8), value: Array(#"{"id":1}"#.utf8))
+/// for try await record in client.records(from: "orders", startingAt: .earliest) { print(record.offset) }
+/// ```
+public final class SpoolClient: Sendable {
+    /// The broker endpoint, e.g. `tcp://127.0.0.1:7070`.
+    public let endpoint: String
+    /// The settings in force.
+    public let configuration: ClientConfiguration
+    private let connection: Connection
+    private let partitionCounts = Mutex<[String: Int32]>([:])
+    private let roundRobin = Atomic<UInt32>(0)
+
+    /// Connects and waits for the broker's first answer. Throws ``SpoolError/Code/connectionFailed``
+    /// at once if the connection is refused, or ``SpoolError/Code/timedOut`` after
+    /// `configuration.connectTimeout` without an answer.
+    public init(endpoint: String = "tcp://127.0.0.1:7070", configuration: ClientConfiguration = ClientConfiguration(),
+                logger: Logger = Logger(label: "spool.client")) async throws(SpoolError) {
+        self.endpoint = endpoint
+        self.configuration = configuration
+        connection = try Connection(endpoint: endpoint, logger: logger)
+        do {
+            _ = try await connection.request(.metadata, [MetadataRequest(topics: []).encoded()],
+                                             timeout: configuration.connectTimeout, failIfUnreachable: true)
+        } catch {
+            connection.close()
+            if error.code == .timedOut {
+                throw SpoolError(.connectionFailed, "no answer from \(endpoint) within \(configuration.connectTimeout) (is spoold running there?)")
+            }
+            throw error
+        }
+    }
+
+    deinit { connection.close() }
+
+    /// Closes the connection; waiting calls fail with ``SpoolError/Code/clientClosed``. Idempotent.
+    public func close() { connection.close() }
+
+    // MARK: Publishing
+
+    /// Publishes one record and returns where it landed once the broker acknowledged it (under
+    /// `fsync: always`, once it is on disk). Without `partition`, a keyed record goes to
+    /// `murmur2(key) mod partitions` (Kafka's default partitioner) and an unkeyed one round-robin.
+    @discardableResult
+    public func publish(to topic: String, partition: Int32? = nil, key: [UInt8]? = nil, value: [UInt8],
+                        headers: [RecordHeader] = []) async throws(SpoolError) -> PublishResult {
+        try await publish(to: topic, partition: partition, records: [OutgoingRecord(key: key, value: value, headers: headers)])
+    }
+
+    /// Publishes records as one batch to one partition (`partition`, or the one chosen for the
+    /// first record's key) and returns where the batch landed. The batch is appended whole or
+    /// not at all; its records get consecutive offsets.
+    @discardableResult
+    public func publish(to topic: String, partition: Int32? = nil, records: [OutgoingRecord]) async throws(SpoolError) -> PublishResult {
+        guard let first = records.first else { throw SpoolError(.invalidArgument, "publish needs at least one record") }
+        try validate(topic)
+        let target: Int32
+        if let partition { target = partition } else { target = try await choosePartition(topic, key: first.key) }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var builder = RecordBatchBuilder(firstTimestamp: first.timestamp ?? now)
+        for record in records {
+            builder.append(timestamp: record.timestamp ?? now, key: record.key, value: record.value, headers: record.headers)
+        }
+        let batch = builder.finish()
+        guard batch.count <= configuration.maxBatchBytes else {
+            let what = records.count == 1 ? "record" : "batch of \(records.count) records"
+            throw SpoolError(.recordTooLarge, "\(what) is \(batch.count) bytes encoded; the limit is \(configuration.maxBatchBytes) bytes")
+        }
+        let reply = try await call(.produce, [ProduceRequest(topic: topic, partition: target).encoded(), batch])
+        let response = try decode(ProduceResponse.self, reply)
+        return PublishResult(topic: topic, partition: response.partition, baseOffset: response.baseOffset,
+                             count: records.count, durability: response.durability)
+    }
+
+    // MARK: Reading
+
+    /// The records of one partition from `start` on, as an `AsyncSequence` that waits for new
+    /// records (long poll) and never ends by itself; break out of the loop or cancel the task
+    /// to stop. Survives broker restarts (retriable errors are retried with backoff).
+    public func records(from topic: String, partition: Int32 = 0, startingAt start: StartPosition = .earliest) -> RecordSequence {
+        RecordSequence(client: self, topic: topic, partition: partition, start: start)
+    }
+
+    /// One fetch: records at or after `offset` (up to `fetchMaxBytes`), waiting up to `maxWait`
+    /// for some to arrive. Returns the records and the partition's visible end.
+    public func fetch(from topic: String, partition: Int32 = 0, offset: Int64,
+                      maxWait: Duration = .zero) async throws(SpoolError) -> (records: [SpoolRecord], logEndOffset: Int64) {
+        try validate(topic)
+        let request = FetchRequest(topic: topic, partition: partition, offset: offset,
+                                   maxWaitMilliseconds: UInt32(clamping: maxWait.milliseconds),
+                                   minBytes: 1, maxBytes: UInt32(clamping: configuration.fetchMaxBytes))
+        let reply = try await call(.fetch, [request.encoded()], extraTimeout: maxWait)
+        guard reply.frames.count == 2 else {
+            throw SpoolError(.protocolViolation, "fetch reply has \(reply.frames.count) frames after the header, expected 2")
+        }
+        let response = try decode(FetchResponse.self, reply)
+        do {
+            let records = try reply.frames[1].withUnsafeBytes { bytes throws(WireError) in
+                try decodeBatches(bytes, topic: topic, partition: partition, from: offset)
+            }
+            return (records, response.logEndOffset)
+        } catch {
+            throw SpoolError(.protocolViolation, "fetch reply from \(topic)/\(partition): \(error)")
+        }
+    }
+
+    /// The offset of `spec` in a partition: the earliest stored, the latest (next to be
+    /// written), or the first at or after a time.
+    public func offset(of topic: String, partition: Int32 = 0, _ spec: OffsetSpec) async throws(SpoolError) -> Int64 {
+        try validate(topic)
+        let reply = try await call(.listOffsets, [ListOffsetsRequest(topic: topic, partition: partition, spec: spec).encoded()])
+        return try decode(ListOffsetsResponse.self, reply).offset
+    }
+
+    // MARK: Topics
+
+    /// Describes topics (all of them when `names` is empty). Unknown names are skipped.
+    public func topics(_ names: [String] = []) async throws(SpoolError) -> [TopicInfo] {
+        let reply = try await call(.metadata, [MetadataRequest(topics: names).encoded()])
+        let response = try decode(MetadataResponse.self, reply)
+        return response.topics.filter { $0.errorCode == .none }.map { topic in
+            TopicInfo(name: topic.name, partitions: topic.partitions.map {
+                PartitionInfo(partition: $0.partition, earliestOffset: $0.logStartOffset, latestOffset: $0.logEndOffset)
+            })
+        }
+    }
+
+    /// Creates a topic with `partitions` partitions. Throws ``SpoolError/Code/topicAlreadyExists``
+    /// if it exists.
+    public func createTopic(_ name: String, partitions: Int32 = 1) async throws(SpoolError) {
+        try validate(name)
+        _ = try decode(CreateTopicResponse.self, try await call(.createTopic, [CreateTopicRequest(name: name, partitions: partitions).encoded()]))
+        partitionCounts.withLock { $0[name] = partitions }
+    }
+
+    // MARK: Internals
+
+    private func call(_ opCode: OpCode, _ body: [[UInt8]], extraTimeout: Duration = .zero) async throws(SpoolError) -> Reply {
+        let reply = try await connection.request(opCode, body, timeout: configuration.requestTimeout + extraTimeout)
+        guard reply.header.errorCode == .none else {
+            let error = reply.frames.first.flatMap { frame in try? frame.withUnsafeBytes { try ErrorResponse.decode($0) } }
+            throw SpoolError(error?.error(code: reply.header.errorCode) ?? WireError(reply.header.errorCode, "the broker answered \(reply.header.errorCode)"))
+        }
+        return reply
+    }
+
+    private func decode<Message: WireMessage>(_ type: Message.Type, _ reply: Reply) throws(SpoolError) -> Message {
+        guard let body = reply.frames.first else { throw SpoolError(.protocolViolation, "\(Message.opCode) reply has no body") }
+        do {
+            return try body.withUnsafeBytes { try Message.decode($0) }
+        } catch {
+            throw SpoolError(.protocolViolation, "\(Message.opCode) reply does not parse: \(error)")
+        }
+    }
+
+    private func validate(_ topic: String) throws(SpoolError) {
+        do {
+            _ = try TopicName(topic)
+        } catch {
+            throw SpoolError(.invalidTopicName, error.message)
+        }
+    }
+
+    private func choosePartition(_ topic: String, key: [UInt8]?) async throws(SpoolError) -> Int32 {
+        var count = partitionCounts.withLock { $0[topic] }
+        if count == nil {
+            count = try await topics([topic]).first.map { Int32($0.partitions.count) }
+            if let count { partitionCounts.withLock { $0[topic] = count } }
+        }
+        guard let count, count > 1 else { return 0 }
+        if let key { return Partitioner.partition(forKey: key, partitionCount: count) }
+        return Int32(roundRobin.wrappingAdd(1, ordering: .relaxed).oldValue % UInt32(count))
+    }
+}
+
+/// Decodes the whole batches in `bytes`, keeping records at or after `offset`. A trailing
+/// partial batch is ignored (the next fetch reads it whole).
+private func decodeBatches(_ bytes: UnsafeRawBufferPointer, topic: String, partition: Int32, from offset: Int64) throws(WireError) -> [SpoolRecord] {
+    var records: [SpoolRecord] = []
+    var position = 0
+    while bytes.count - position >= RecordBatch.headerSize {
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[position...])
+        let header = try RecordBatch.readHeader(rest)
+        guard header.totalSize <= rest.count else { break }
+        let batch = UnsafeRawBufferPointer(rebasing: rest[..<header.totalSize])
+        try RecordBatch.validate(batch)
+        for record in try RecordBatch.records(in: batch) where record.offset >= offset {
+            records.append(SpoolRecord(topic: topic, partition: partition, offset: record.offset, timestamp: record.timestamp,
+                                       key: record.key, value: record.value, headers: record.headers))
+        }
+        position += header.totalSize
+    }
+    return records
+}

@@ -1,0 +1,38 @@
+import SpoolStorage
+
+/// Settings of the broker logic. Every field has the default `spoold` uses when nothing is configured.
+public struct BrokerConfiguration: Sendable, Hashable {
+    /// Directory holding topics, partition logs and the lock file. Default: `./spool-data`.
+    public var dataDirectory: String
+    /// Create a topic on first produce or fetch instead of answering "unknown topic". Default: `true`.
+    public var autoCreateTopics: Bool
+    /// Partitions of an auto-created topic. Default: 1.
+    public var defaultPartitions: Int32
+    /// Segment size, index interval and fsync policy of every partition log.
+    /// Default: 1 GiB segments, an index entry every 4 KiB, `fsync: always`.
+    public var log: LogConfiguration
+    /// Largest record batch a produce may carry, in bytes. Default: 1 MiB.
+    public var maxBatchBytes: Int
+    /// Largest single record (key, value and headers encoded), in bytes. Default: 1 MiB.
+    public var maxRecordBytes: Int
+    /// Longest a fetch may stay parked, whatever it asks for. Default: 30,000 ms.
+    public var maxFetchWaitMilliseconds: Int
+
+    public init(
+        dataDirectory: String = "./spool-data",
+        autoCreateTopics: Bool = true,
+        defaultPartitions: Int32 = 1,
+        log: LogConfiguration = LogConfiguration(),
+        maxBatchBytes: Int = 1 << 20,
+        maxRecordBytes: Int = 1 << 20,
+        maxFetchWaitMilliseconds: Int = 30_000
+    ) {
+        self.dataDirectory = dataDirectory
+        self.autoCreateTopics = autoCreateTopics
+        self.defaultPartitions = defaultPartitions
+        self.log = log
+        self.maxBatchBytes = maxBatchBytes
+        self.maxRecordBytes = maxRecordBytes
+        self.maxFetchWaitMilliseconds = maxFetchWaitMilliseconds
+    }
+}

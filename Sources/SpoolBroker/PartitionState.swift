@@ -1,0 +1,51 @@
+import SpoolStorage
+import SpoolWire
+
+/// A produce appended under `fsync: always`, waiting for a sync that covers it.
+struct PendingAck {
+    let client: ClientID
+    let header: FrameHeader
+    let partition: Int32
+    let baseOffset: Int64
+    let lastOffset: Int64
+}
+
+/// The broker's view of one partition: its log, what is known to be on disk, and the
+/// produces waiting for that. Owned by the broker's thread.
+final class PartitionState {
+    let key: PartitionKey
+    let log: PartitionLog
+    /// Everything below this offset is on disk (recovered data counts as on disk).
+    var durableEnd: Int64
+    /// Monotonic time of the last sync taken, for `fsync: interval`.
+    var lastSyncAt: Int64 = 0
+    /// In append order, so acknowledgement pops from the front.
+    var pendingAcks: [PendingAck] = []
+
+    init(key: PartitionKey, log: PartitionLog) {
+        self.key = key
+        self.log = log
+        durableEnd = log.logEndOffset
+    }
+
+    var policy: FsyncPolicy { log.configuration.fsync }
+
+    /// The end of what consumers may read: the synced end under `fsync: always`, else all appended data.
+    var visibleEnd: Int64 { policy == .always ? durableEnd : log.logEndOffset }
+
+    /// Acknowledges every pending produce that lies wholly below `end`.
+    func acknowledge(upTo end: Int64) -> [BrokerAction] {
+        let count = pendingAcks.prefix { $0.lastOffset < end }.count
+        let done = pendingAcks.prefix(count)
+        pendingAcks.removeFirst(count)
+        return done.map {
+            reply($0.client, $0.header, ProduceResponse(partition: $0.partition, baseOffset: $0.baseOffset, durability: .onDisk))
+        }
+    }
+
+    /// Answers every pending produce with `error`.
+    func failAcknowledgements(error: WireError) -> [BrokerAction] {
+        defer { pendingAcks = [] }
+        return pendingAcks.map { errorReply($0.client, $0.header, error) }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import Logging
+import Synchronization
+import SpoolBroker
+import SpoolStorage
+import SpoolWire
+import ZeroMQ
+
+extension Frame: RequestFrame {}
+
+/// The network thread's loop: owns the ROUTER socket and the broker, moves bytes between
+/// them, hands sync work to the flusher and turns its results into acknowledgements.
+/// Created, run and shut down on one thread.
+final class NetworkLoop {
+    /// Most messages read per wake-up before timers and syncs get a turn.
+    private static let receiveBurst = 1024
+
+    let boundEndpoint: String
+    /// Wakes the loop: signalled by the flusher (sync done) and by ``SpoolServer/stop()``.
+    let wakeup: WakeupSignal
+    private let router: Socket
+    private let broker: Broker
+    private let flusher: GroupCommitFlusher<PartitionKey>
+    private let completedSyncs: SyncCompletions
+    private let logger: Logger
+
+    init(configuration: ServerConfiguration, logger: Logger) throws(SpoolServerError) {
+        self.logger = logger
+        do {
+            broker = try Broker(configuration: configuration.broker, logger: logger)
+        } catch {
+            throw SpoolServerError("cannot open data directory \(configuration.broker.dataDirectory): \(error.message)", cause: error)
+        }
+        do {
+            router = try Socket(type: .router)
+            try router.setRouterMandatory(true)
+            try router.setMaxMessageSize(configuration.maxFrameBytes)
+            try router.setSendHighWaterMark(configuration.highWaterMark)
+            try router.setReceiveHighWaterMark(configuration.highWaterMark)
+            try router.bind(configuration.endpoint)
+            boundEndpoint = try router.lastEndpoint
+            wakeup = try WakeupSignal()
+        } catch {
+            _ = broker.close()
+            throw SpoolServerError("cannot listen on \(configuration.endpoint): \(error.message)", cause: error)
+        }
+        let completions = SyncCompletions()
+        let wakeup = self.wakeup
+        completedSyncs = completions
+        flusher = GroupCommitFlusher { results in
+            completions.append(results)
+            wakeup.signal()
+        }
+    }
+
+    /// Serves requests until `shouldStop` says so. Throws only if the socket itself fails.
+    func run(shouldStop: () -> Bool) throws(SpoolServerError) {
+        var poller = Poller()
+        let routerItem = poller.add(router)
+        let wakeupItem = poller.add(fileDescriptor: wakeup.fileDescriptor)
+        while !shouldStop() {
+            let timeout = broker.nextDeadline.map { Int(max(0, $0 - Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000))) }
+            do {
+                _ = try poller.poll(timeoutMilliseconds: timeout)
+                if poller.isReadable(wakeupItem) { wakeup.drain() }
+                deliverCompletedSyncs()
+                if poller.isReadable(routerItem) { try receiveRequests() }
+            } catch {
+                throw SpoolServerError("network loop failed: \(error)", cause: error)
+            }
+            let now = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
+            send(broker.expireParkedFetches(now: now))
+            for (key, work) in broker.takeSyncWork(now: now) { flusher.submit(work, for: key) }
+        }
+    }
+
+    /// Graceful end: answers parked fetches, syncs everything, acknowledges, closes.
+    func shutdown() {
+        let (actions, work) = broker.beginShutdown()
+        send(actions)
+        for (key, item) in work { flusher.submit(item, for: key) }
+        flusher.shutdown()
+        deliverCompletedSyncs()
+        send(broker.close())
+        try? router.setLinger(milliseconds: 1000)  // let the last acknowledgements leave
+        logger.info("stopped")
+    }
+
+    private func receiveRequests() throws(ZeroMQError) {
+        for _ in 0..<NetworkLoop.receiveBurst {
+            guard let frames = try router.receive(dontWait: true) else { return }
+            guard frames.count >= 2 else { continue }
+            let client = ClientID(frames[0].bytes)
+            send(broker.handle(client: client, frames: Array(frames.dropFirst()), now: Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)))
+        }
+    }
+
+    private func deliverCompletedSyncs() {
+        let now = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
+        for (key, result) in completedSyncs.take() {
+            send(broker.syncCompleted(key, result: result, now: now))
+        }
+    }
+
+    private func send(_ actions: [BrokerAction]) {
+        for case .reply(let client, let replyFrames) in actions {
+            do {
+                var frames = [Frame(client.bytes)]
+                for frame in replyFrames {
+                    switch frame {
+                    case .bytes(let bytes): frames.append(Frame(bytes))
+                    case .empty: frames.append(Frame([]))
+                    case .logSlice(let slice): frames.append(try Frame(capacity: slice.length) { try slice.read(into: $0) })
+                    }
+                }
+                if try !router.send(frames, dontWait: true) {
+                    logger.warning("dropped a reply: the client is not reading", metadata: ["client": "\(client.bytes)"])
+                }
+            } catch let error as ZeroMQError where error.isHostUnreachable {
+                logger.debug("dropped a reply: the client went away")
+            } catch {
+                logger.error("could not send a reply", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// Sync results handed from the flusher thread to the network thread.
+private final class SyncCompletions: Sendable {
+    private let items = Mutex<[(key: PartitionKey, result: Result<Int64, StorageError>)]>([])
+
+    func append(_ results: [(key: PartitionKey, result: Result<Int64, StorageError>)]) {
+        items.withLock { $0.append(contentsOf: results) }
+    }
+
+    func take() -> [(key: PartitionKey, result: Result<Int64, StorageError>)] {
+        items.withLock { items in
+            defer { items = [] }
+            return items
+        }
+    }
+}
+

@@ -1,0 +1,413 @@
+import Glibc
+import SpoolWire
+
+/// One segment of a partition log: `<20-digit baseOffset>.log`, holding whole record batches
+/// back to back, and `<20-digit baseOffset>.index`, its sparse ``OffsetIndex``.
+///
+/// Invariants: bytes `[0, size)` of the `.log` are whole, valid batches with dense offsets from
+/// `baseOffset` to `nextOffset - 1`; the `.index` file holds exactly the entries of `offsetIndex`.
+/// Bytes after `size` can only be the leftover of a failed append whose rollback also failed;
+/// they are never read, the next append overwrites them and recovery cuts them.
+/// Not thread-safe: owned by its ``PartitionLog``; only the file handles are shared.
+final class LogSegment {
+    /// Digits of the base offset in file names (`%020d`), enough for any non-negative Int64.
+    static let fileNameDigits = 20
+    static let logSuffix = ".log"
+    static let indexSuffix = ".index"
+    /// Suffix of the file that keeps bytes cut by recovery.
+    static let setAsideSuffix = ".corrupt"
+    /// Size of the baseOffset field that an append stamps in front of the caller's batch.
+    static let stampedBaseOffsetSize = MemoryLayout<Int64>.size
+
+    let baseOffset: Int64
+    /// The partition directory holding the files.
+    let directory: String
+    let log: FileHandle
+    let index: FileHandle
+    private(set) var offsetIndex = OffsetIndex()
+    /// Bytes of valid batches in the `.log`.
+    private(set) var size: Int
+    /// Offset of the next batch appended here.
+    private(set) var nextOffset: Int64
+
+    private init(baseOffset: Int64, directory: String, log: FileHandle, index: FileHandle, size: Int) {
+        self.baseOffset = baseOffset
+        self.directory = directory
+        self.log = log
+        self.index = index
+        self.size = size
+        self.nextOffset = baseOffset
+    }
+
+    // MARK: Names
+
+    /// `00000000000000000042.log` for base offset 42 and suffix `.log`.
+    static func fileName(baseOffset: Int64, suffix: String) -> String {
+        let digits = String(baseOffset)
+        return String(repeating: "0", count: max(0, fileNameDigits - digits.count)) + digits + suffix
+    }
+
+    /// The base offset a `.log` file name stands for, or nil if the name is not 20 digits + `.log`.
+    static func baseOffset(logFileName name: String) -> Int64? {
+        guard name.hasSuffix(logSuffix) else { return nil }
+        let digits = name.dropLast(logSuffix.count)
+        guard digits.utf8.count == fileNameDigits, digits.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else { return nil }
+        return Int64(digits)
+    }
+
+    // MARK: Create, open, recover
+
+    /// Creates the empty files of a new segment (the caller syncs the directory).
+    static func create(directory: String, baseOffset: Int64, io: FileIO) throws(StorageError) -> LogSegment {
+        let logPath = "\(directory)/\(fileName(baseOffset: baseOffset, suffix: logSuffix))"
+        let log = try FileHandle(opening: logPath, flags: O_RDWR | O_CREAT | O_EXCL, io: io)
+        do {
+            let index = try FileHandle(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: indexSuffix))",
+                                       flags: O_RDWR | O_CREAT | O_TRUNC, io: io)
+            return LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, size: 0)
+        } catch {
+            try? Syscall.unlink(logPath)
+            throw error
+        }
+    }
+
+    /// Opens an existing segment and brings it to its invariants. The active (last) segment is
+    /// scanned in full with ``recover(storedIndex:indexIntervalBytes:)``; a sealed one only gets
+    /// ``sanityCheck(storedIndex:indexIntervalBytes:)``, which falls back to a full recovery when
+    /// something does not add up. Returns what was cut or rebuilt.
+    static func open(directory: String, baseOffset: Int64, isActive: Bool, indexIntervalBytes: Int,
+                     io: FileIO) throws(StorageError) -> (LogSegment, RecoveryReport?) {
+        let log = try FileHandle(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: logSuffix))", flags: O_RDWR, io: io)
+        let indexPath = "\(directory)/\(fileName(baseOffset: baseOffset, suffix: indexSuffix))"
+        let indexBytes = try Syscall.readFile(indexPath)
+        let index = try FileHandle(opening: indexPath, flags: O_RDWR | O_CREAT, io: io)
+        let segment = LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, size: try log.size())
+        let storedIndex: Result<OffsetIndex, StorageError> = if let indexBytes {
+            Result { () throws(StorageError) in try OffsetIndex(decoding: indexBytes) }
+        } else {
+            .failure(StorageError(.notFound, "missing"))
+        }
+        let report = isActive
+            ? try segment.recover(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+            : try segment.sanityCheck(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+        return (segment, report)
+    }
+
+    /// Scans the whole `.log` batch by batch, checking every batch in full (header, checksum,
+    /// records, dense offsets from `baseOffset`), and cuts it after the last valid batch, saving
+    /// the cut bytes aside first (the copy and the cut are synced). Rebuilds the index from the
+    /// scan; reports it as rebuilt when the stored one was missing, malformed, or had an entry
+    /// that does not point at a batch start. (Stored entries past the cut go with the cut.)
+    func recover(storedIndex: Result<OffsetIndex, StorageError>, indexIntervalBytes: Int) throws(StorageError) -> RecoveryReport? {
+        let fileSize = size
+        var rebuilt = OffsetIndex()
+        var indexProblem: String?
+        var verifier: StoredIndexVerifier?
+        switch storedIndex {
+        case .success(let stored): verifier = StoredIndexVerifier(stored)
+        case .failure(let error): indexProblem = error.message
+        }
+        let scan = try scan(from: 0, offset: baseOffset, end: fileSize, into: &rebuilt,
+                            indexIntervalBytes: indexIntervalBytes, verifier: &verifier)
+        indexProblem = indexProblem ?? verifier?.finish(validBytes: scan.validBytes)
+
+        var reasons: [String] = []
+        if let indexProblem { reasons.append("index rebuilt: \(indexProblem)") }
+        var setAsidePath: String?
+        if let stop = scan.stopReason {
+            setAsidePath = try setAside(from: scan.validBytes, to: fileSize)
+            reasons.append(setAsidePath == nil ? "zero-filled tail at byte \(scan.validBytes)" : stop)
+            try log.truncate(to: scan.validBytes)
+            try log.sync()
+        }
+        size = scan.validBytes
+        nextOffset = scan.nextOffset
+        try replaceIndex(with: rebuilt, unlessEqualTo: try? storedIndex.get())
+        guard !reasons.isEmpty else { return nil }
+        return RecoveryReport(
+            path: log.path, validBytes: size, truncatedBytes: fileSize - size,
+            firstLostOffset: fileSize > size ? nextOffset : nil,
+            reason: reasons.joined(separator: "; "), indexRebuilt: indexProblem != nil, setAsidePath: setAsidePath)
+    }
+
+    /// Cheap checks of a sealed segment (Kafka's `sanityCheck`): the stored index parses, its last
+    /// entry lies inside the log, the first batch carries the file's base offset, and the batches
+    /// from the last index entry to the end of the file are whole and valid. Anything else runs
+    /// the full ``recover(storedIndex:indexIntervalBytes:)``. Entries missing at the index's tail
+    /// are added without a report.
+    func sanityCheck(storedIndex: Result<OffsetIndex, StorageError>, indexIntervalBytes: Int) throws(StorageError) -> RecoveryReport? {
+        guard case .success(var index) = storedIndex else {
+            return try recover(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+        }
+        if size == 0, index.entries.isEmpty { return nil }
+        guard let last = index.entries.last, Int(last.position) < size else {
+            let problem = index.entries.isEmpty ? "no entries for a log of \(size) bytes" : "last entry points past the end of the log"
+            return try recover(storedIndex: .failure(StorageError(.corrupt, problem)), indexIntervalBytes: indexIntervalBytes)
+        }
+        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        guard case .batch(let first) = try scanner.batch(at: 0, verify: false), first.baseOffset == baseOffset else {
+            return try recover(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+        }
+        index.truncate(toPosition: Int(last.position))
+        var noVerifier: StoredIndexVerifier?
+        let scan = try scan(from: Int(last.position), offset: baseOffset + Int64(last.relativeOffset), end: size, into: &index,
+                            indexIntervalBytes: indexIntervalBytes, verifier: &noVerifier)
+        guard scan.stopReason == nil else {
+            return try recover(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+        }
+        nextOffset = scan.nextOffset
+        try replaceIndex(with: index, unlessEqualTo: try? storedIndex.get())
+        return nil
+    }
+
+    private struct Scan {
+        /// End of the last valid batch.
+        var validBytes: Int
+        var nextOffset: Int64
+        /// Why the scan stopped before the end, if it did.
+        var stopReason: String?
+    }
+
+    /// Walks batches from `position` (a batch start holding `offset`) to `end`, checking each in
+    /// full and adding it to `index` (and to `verifier`), until the end or the first batch that is
+    /// torn, invalid, or not at the next dense offset.
+    private func scan(from position: Int, offset: Int64, end: Int, into index: inout OffsetIndex, indexIntervalBytes: Int,
+                      verifier: inout StoredIndexVerifier?) throws(StorageError) -> Scan {
+        let scanner = BatchScanner(file: log, end: end, chunkSize: BatchScanner.recoveryChunkSize)
+        var result = Scan(validBytes: position, nextOffset: offset)
+        while true {
+            let header: RecordBatch.Header
+            switch try scanner.batch(at: result.validBytes, verify: true) {
+            case .end:
+                return result
+            case .invalid(let reason):
+                result.stopReason = reason
+                return result
+            case .batch(let found):
+                header = found
+            }
+            guard header.baseOffset == result.nextOffset else {
+                result.stopReason = result.validBytes == 0
+                    ? "first batch has base offset \(header.baseOffset), but the file name says \(baseOffset)"
+                    : "batch at byte \(result.validBytes) has base offset \(header.baseOffset), expected \(result.nextOffset)"
+                return result
+            }
+            guard header.lastOffset - baseOffset <= Int64(UInt32.max) else {
+                result.stopReason = "batch at byte \(result.validBytes) ends at offset \(header.lastOffset), beyond the 32-bit range of segment \(baseOffset)"
+                return result
+            }
+            let relativeOffset = UInt32(header.baseOffset - baseOffset)
+            verifier?.check(batchAt: result.validBytes, relativeOffset: relativeOffset)
+            index.addBatch(relativeOffset: relativeOffset, position: result.validBytes, size: header.totalSize, interval: indexIntervalBytes)
+            result.validBytes += header.totalSize
+            result.nextOffset = header.nextOffset
+        }
+    }
+
+    /// Copies bytes `[start, end)` of the `.log` to a new file (see ``createSetAsideFile(cutAt:)``)
+    /// and makes it durable, unless they are all zero (a tail the file system extended but never
+    /// wrote). Returns the copy's path.
+    private func setAside(from start: Int, to end: Int) throws(StorageError) -> String? {
+        var copy: FileHandle?
+        var chunk = [UInt8](repeating: 0, count: min(end - start, BatchScanner.recoveryChunkSize))
+        var position = start
+        while position < end {
+            let count = try withMutableBytes(of: &chunk) { (buffer) throws(StorageError) in
+                try log.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<min(buffer.count, end - position)]), at: position)
+            }
+            guard count > 0 else { break }
+            // Zero chunks become holes of the copy, which read back as zeros.
+            if chunk[..<count].contains(where: { $0 != 0 }) {
+                if copy == nil { copy = try createSetAsideFile(cutAt: start) }
+                try withBytes(of: chunk) { (buffer) throws(StorageError) in
+                    try copy?.write(at: position - start, UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                }
+            }
+            position += count
+        }
+        guard let copy else { return nil }
+        try copy.truncate(to: end - start)
+        try copy.sync()
+        try log.io.syncDirectory(directory)
+        return copy.path
+    }
+
+    /// Creates `<log>.<start>.corrupt`, or `<log>.<start>.<n>.corrupt` when earlier recoveries
+    /// left copies under that name: a copy is never overwritten.
+    private func createSetAsideFile(cutAt start: Int) throws(StorageError) -> FileHandle {
+        var attempt = 0
+        while true {
+            let path = "\(log.path).\(start)" + (attempt == 0 ? "" : ".\(attempt)") + Self.setAsideSuffix
+            do throws(StorageError) {
+                return try FileHandle(opening: path, flags: O_WRONLY | O_CREAT | O_EXCL, io: log.io)
+            } catch where error.errno == EEXIST {
+                attempt += 1
+            }
+        }
+    }
+
+    /// Makes the `.index` file hold exactly `index`, rewriting it unless it already does.
+    private func replaceIndex(with index: OffsetIndex, unlessEqualTo stored: OffsetIndex?) throws(StorageError) {
+        offsetIndex = index
+        guard index != stored else { return }
+        let bytes = index.encoded()
+        try withBytes(of: bytes) { (buffer) throws(StorageError) in try self.index.write(at: 0, buffer) }
+        try self.index.truncate(to: bytes.count)
+    }
+
+    // MARK: Append
+
+    /// True if a batch of `byteCount` bytes whose last offset is `lastOffset` may not join this
+    /// segment: it would pass `maximumBytes`, or its offsets would leave the 32-bit range of the
+    /// index. An empty segment takes any batch.
+    func isFull(adding byteCount: Int, lastOffset: Int64, maximumBytes: Int) -> Bool {
+        size > 0 && (size + byteCount > min(maximumBytes, Int(UInt32.max)) || lastOffset - baseOffset > Int64(UInt32.max))
+    }
+
+    /// Writes `batch` at the end of the `.log` with `nextOffset` stamped as its base offset,
+    /// without copying or changing the caller's buffer, and indexes it. If a write fails, both
+    /// files are cut back to their previous size and the segment is unchanged.
+    func append(_ batch: UnsafeRawBufferPointer, header: RecordBatch.Header, indexIntervalBytes: Int) throws(StorageError) {
+        let position = size
+        let relativeOffset = UInt32(nextOffset - baseOffset)
+        let indexSize = offsetIndex.entries.count * OffsetIndex.entrySize
+        do throws(StorageError) {
+            if offsetIndex.needsEntry(interval: indexIntervalBytes) {
+                var entry: UInt64 = 0
+                withUnsafeMutableBytes(of: &entry) {
+                    OffsetIndex.encode(OffsetIndex.Entry(relativeOffset: relativeOffset, position: UInt32(position)), into: $0)
+                }
+                try withUnsafeBytes(of: &entry) { (bytes) throws(StorageError) in try index.write(at: indexSize, bytes) }
+            }
+            // Bytes written to the .log, in one pwritev:
+            // offset size field
+            //  0     8   baseOffset   i64 little-endian: this log's nextOffset (the caller's buffer keeps its own)
+            //  8     …   the caller's batch from byte 8 on: batchLength, magic, crc, … (see RecordBatch)
+            var stampedBaseOffset = nextOffset.littleEndian
+            try withUnsafeBytes(of: &stampedBaseOffset) { (stamp) throws(StorageError) in
+                try log.write(at: position, stamp, UnsafeRawBufferPointer(rebasing: batch[Self.stampedBaseOffsetSize...]))
+            }
+        } catch {
+            // If these cuts fail too, the leftovers lie past `size`: never read, overwritten by the
+            // next append, cut by recovery.
+            try? log.truncate(to: position)
+            try? index.truncate(to: indexSize)
+            throw error
+        }
+        offsetIndex.addBatch(relativeOffset: relativeOffset, position: position, size: batch.count, interval: indexIntervalBytes)
+        size += batch.count
+        nextOffset += Int64(header.lastOffsetDelta) + 1
+    }
+
+    /// Cuts the `.index` file to exactly its entries, for a segment that is rolled away or closed.
+    func sealIndex() throws(StorageError) {
+        try index.truncate(to: offsetIndex.entries.count * OffsetIndex.entrySize)
+    }
+
+    // MARK: Read
+
+    /// Whole batches from the first one holding an offset at or after `offset`, up to `maxBytes`
+    /// (at least one batch) and only batches whose baseOffset is below `endOffset`. Nil when no
+    /// such batch is in this segment.
+    func read(from offset: Int64, maxBytes: Int, endOffset: Int64) throws(StorageError) -> LogSlice? {
+        guard offset < nextOffset, offset < endOffset else { return nil }
+        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        let startEntry = offsetIndex.entry(atOrBelowOffset: offset - baseOffset)
+        var position = startEntry.map { Int($0.position) } ?? 0
+        var first = try header(at: position, scanner: scanner)
+        while first.lastOffset < offset {
+            position += first.totalSize
+            first = try header(at: position, scanner: scanner)
+        }
+        guard first.baseOffset < endOffset else { return nil }
+        let start = position
+        let limit = start + min(max(maxBytes, 0), size - start)
+        if endOffset >= nextOffset && limit == size {
+            return LogSlice(file: log, position: start, length: size - start, firstOffset: first.baseOffset, nextOffset: nextOffset)
+        }
+        // Skip ahead by index entries that satisfy both bounds, then walk headers to the exact end.
+        var end = start + first.totalSize
+        var sliceNextOffset = first.nextOffset
+        if let byPosition = offsetIndex.entry(atOrBelowPosition: limit),
+           let byOffset = offsetIndex.entry(atOrBelowOffset: endOffset - baseOffset) {
+            let jump = Int(byPosition.position) < Int(byOffset.position) ? byPosition : byOffset
+            if Int(jump.position) > end {
+                end = Int(jump.position)
+                sliceNextOffset = baseOffset + Int64(jump.relativeOffset)
+            }
+        }
+        while end < size {
+            let next = try header(at: end, scanner: scanner)
+            guard end + next.totalSize <= limit, next.baseOffset < endOffset else { break }
+            end += next.totalSize
+            sliceNextOffset = next.nextOffset
+        }
+        return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
+    }
+
+    /// The baseOffset of the first batch whose maxTimestamp is at or after `timestamp`, if any.
+    func firstOffset(atOrAfterTimestamp timestamp: Int64) throws(StorageError) -> Int64? {
+        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.recoveryChunkSize)
+        var position = 0
+        while position < size {
+            let batch = try header(at: position, scanner: scanner)
+            if batch.maxTimestamp >= timestamp { return batch.baseOffset }
+            position += batch.totalSize
+        }
+        return nil
+    }
+
+    /// The header of the batch at `position` inside `[0, size)`, which the invariants say is valid;
+    /// ``StorageError/Code/corrupt`` if the file says otherwise (changed behind the broker's back,
+    /// a bad index entry or a flipped bit in the unchecksummed base offset of a sealed segment).
+    private func header(at position: Int, scanner: BatchScanner) throws(StorageError) -> RecordBatch.Header {
+        let header: RecordBatch.Header
+        switch try scanner.batch(at: position, verify: false) {
+        case .batch(let found): header = found
+        case .end: throw StorageError(.corrupt, "\(log.path) ends at byte \(position), inside the log's \(size) bytes")
+        case .invalid(let reason): throw StorageError(.corrupt, "\(log.path): \(reason)")
+        }
+        // Checked in this order, so that computing `lastOffset` cannot overflow.
+        guard header.baseOffset >= baseOffset, header.baseOffset < nextOffset, header.lastOffset < nextOffset else {
+            throw StorageError(.corrupt, "\(log.path): batch at byte \(position) has base offset \(header.baseOffset), outside \(baseOffset)..<\(nextOffset)")
+        }
+        return header
+    }
+}
+
+/// Checks, during a recovery scan, that each stored index entry points at a batch start and
+/// names that batch's offset; remembers the first one that does not.
+private struct StoredIndexVerifier {
+    private let entries: [OffsetIndex.Entry]
+    private var next = 0
+    private var problem: String?
+
+    init(_ index: OffsetIndex) { entries = index.entries }
+
+    /// Called for every batch in order of position.
+    mutating func check(batchAt position: Int, relativeOffset: UInt32) {
+        skipEntries(below: position)
+        guard next < entries.count, Int(entries[next].position) == position else { return }
+        if entries[next].relativeOffset != relativeOffset, problem == nil {
+            problem = "entry \(next) says byte \(position) holds relative offset \(entries[next].relativeOffset), the batch there has \(relativeOffset)"
+        }
+        next += 1
+    }
+
+    /// The first problem found among the entries below `validBytes` (entries past the cut are
+    /// dropped with it), or nil.
+    mutating func finish(validBytes: Int) -> String? {
+        skipEntries(below: validBytes)
+        return problem
+    }
+
+    private mutating func skipEntries(below position: Int) {
+        while next < entries.count, Int(entries[next].position) < position {
+            if problem == nil {
+                problem = "entry \(next) points at byte \(entries[next].position), which is not a batch start"
+            }
+            next += 1
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import CSpoolChecksum
+
+/// The record-batch format, version 1. The bytes on the wire are the bytes on disk: the broker
+/// validates a batch, stamps `baseOffset`, and appends it unchanged. The checksum starts after
+/// the checksum field, so stamping needs no re-checksum.
+///
+/// ```
+/// offset size field            meaning
+///  0     8   baseOffset        i64, offset of the first record; 0 from producers, stamped by the broker
+///  8     4   batchLength       u32, bytes after this field (total size = 12 + batchLength)
+/// 12     1   magic             format version, 1
+/// 13     4   crc               u32, CRC-32C of bytes [17, end)
+/// 17     2   attributes        u16, bits 0-2 compression (0 = none; v1 accepts only 0), rest 0
+/// 19     4   lastOffsetDelta   u32, recordCount - 1 (offsets inside a batch are dense)
+/// 23     8   firstTimestamp    i64, ms since the epoch
+/// 31     8   maxTimestamp      i64, ms since the epoch
+/// 39     8   producerID        i64, -1 without idempotence
+/// 47     2   producerEpoch     i16, -1 without idempotence
+/// 49     4   baseSequence      i32, -1 without idempotence
+/// 53     4   recordCount       u32, at least 1
+/// 57     …   records
+/// ```
+/// Each record (varints are LEB128, signed ones zig-zag):
+/// ```
+/// varint length         bytes of the record after this field
+/// u8     attributes     0
+/// zigzag timestampDelta from firstTimestamp
+/// zigzag offsetDelta    0, 1, 2, … in order
+/// zigzag keyLength      -1 for no key, then the key bytes
+/// zigzag valueLength    then the value bytes
+/// varint headerCount    then per header: zigzag nameLength, UTF-8 name, zigzag valueLength, value
+/// ```
+/// All integers little-endian.
+public enum RecordBatch {
+    /// Format version written in the `magic` byte.
+    public static let magic: UInt8 = 1
+    /// Bytes before `batchLength` counts: baseOffset (8) + batchLength (4).
+    public static let lengthPrefixSize = 12
+    /// Size of the fixed batch header, up to the first record.
+    public static let headerSize = 57
+    /// Where the checksummed region starts.
+    static let checksumStart = 17
+    static let magicOffset = 12
+    static let crcOffset = 13
+
+    /// Fixed fields of one batch, read without touching the records.
+    public struct Header: Hashable, Sendable {
+        /// Offset of the first record.
+        public var baseOffset: Int64
+        /// Bytes after the length field; the batch occupies `12 + batchLength` bytes.
+        public var batchLength: UInt32
+        /// Format version.
+        public var magic: UInt8
+        /// Stored CRC-32C of bytes [17, end).
+        public var crc: UInt32
+        /// Attribute bits (compression); 0 in v1.
+        public var attributes: UInt16
+        /// `recordCount - 1`.
+        public var lastOffsetDelta: UInt32
+        /// Timestamp of the first record.
+        public var firstTimestamp: Int64
+        /// Largest record timestamp in the batch.
+        public var maxTimestamp: Int64
+        /// Idempotent producer id, or -1.
+        public var producerID: Int64
+        /// Idempotent producer epoch, or -1.
+        public var producerEpoch: Int16
+        /// Sequence number of the first record for its producer and partition, or -1.
+        public var baseSequence: Int32
+        /// Number of records, at least 1 in a valid batch.
+        public var recordCount: UInt32
+
+        /// Total bytes the batch occupies.
+        public var totalSize: Int { RecordBatch.lengthPrefixSize + Int(batchLength) }
+        /// Offset of the last record.
+        public var lastOffset: Int64 { baseOffset + Int64(lastOffsetDelta) }
+        /// Offset right after the last record.
+        public var nextOffset: Int64 { lastOffset + 1 }
+    }
+
+    /// Reads the fixed header at the start of `bytes`. Checks only that the header fits and the
+    /// magic byte is known; use ``validate(_:maxRecordBytes:)`` before trusting the rest.
+    public static func readHeader(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> Header {
+        var reader = WireReader(bytes, errorCode: .corruptBatch)
+        guard bytes.count >= headerSize else {
+            throw WireError.corrupt("batch header needs \(headerSize) bytes, got \(bytes.count)")
+        }
+        let header = Header(
+            baseOffset: try reader.read(),
+            batchLength: try reader.read(),
+            magic: try reader.read(),
+            crc: try reader.read(),
+            attributes: try reader.read(),
+            lastOffsetDelta: try reader.read(),
+            firstTimestamp: try reader.read(),
+            maxTimestamp: try reader.read(),
+            producerID: try reader.read(),
+            producerEpoch: try reader.read(),
+            baseSequence: try reader.read(),
+            recordCount: try reader.read()
+        )
+        guard header.magic == magic else {
+            throw WireError(.unsupportedVersion, "record batch magic \(header.magic), this build reads \(magic)")
+        }
+        guard Int(header.batchLength) >= headerSize - lengthPrefixSize else {
+            throw WireError.corrupt("batch length \(header.batchLength) is shorter than its header")
+        }
+        return header
+    }
+
+    /// The CRC-32C of a batch's checksummed region as it is now (compare with ``Header/crc``).
+    public static func computeChecksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        precondition(bytes.count >= checksumStart)
+        return spool_crc32c(0, bytes.baseAddress! + checksumStart, bytes.count - checksumStart)
+    }
+
+    /// Checks that `bytes` is exactly one whole, well-formed batch: header, checksum, and every
+    /// record's structure (lengths in bounds, dense offset deltas, count as announced, no record
+    /// over `maxRecordBytes`). Returns its header. Never traps on hostile input.
+    @discardableResult
+    public static func validate(_ bytes: UnsafeRawBufferPointer, maxRecordBytes: Int = .max) throws(WireError) -> Header {
+        let header = try readHeader(bytes)
+        guard header.totalSize == bytes.count else {
+            throw WireError.corrupt("batch length says \(header.totalSize) bytes, frame has \(bytes.count)")
+        }
+        guard header.attributes == 0 else {
+            throw WireError.corrupt("batch attributes \(header.attributes) are not supported (no compression in v1)")
+        }
+        let actual = computeChecksum(bytes)
+        guard actual == header.crc else {
+            throw WireError.corrupt("checksum mismatch (stored \(hex(header.crc)), computed \(hex(actual)))")
+        }
+        guard header.recordCount >= 1, header.lastOffsetDelta == header.recordCount - 1 else {
+            throw WireError.corrupt("record count \(header.recordCount) disagrees with last offset delta \(header.lastOffsetDelta)")
+        }
+        var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[headerSize...]), errorCode: .corruptBatch)
+        for index in 0..<Int64(header.recordCount) {
+            let length = try reader.readVarint()
+            guard length <= UInt64(reader.remaining) else {
+                throw WireError.corrupt("record \(index) length \(length) exceeds the batch")
+            }
+            guard length <= UInt64(maxRecordBytes) else {
+                throw WireError(.recordTooLarge, "record \(index) is \(length) bytes; the limit is \(maxRecordBytes)")
+            }
+            var record = WireReader(try reader.readRaw(count: Int(length)), errorCode: .corruptBatch)
+            _ = try record.read(UInt8.self)
+            _ = try record.readZigZag()
+            guard try record.readZigZag() == index else {
+                throw WireError.corrupt("record \(index) has a non-dense offset delta")
+            }
+            let keyLength = try record.readZigZag()
+            if keyLength != -1 { _ = try record.readRaw(count: try checkedLength(keyLength)) }
+            _ = try record.readRaw(count: try checkedLength(try record.readZigZag()))
+            let headerCount = try record.readVarint()
+            guard headerCount <= UInt64(record.remaining) else { throw WireError.corrupt("record \(index) header count too large") }
+            for _ in 0..<headerCount {
+                let name = try record.readRaw(count: try checkedLength(try record.readZigZag()))
+                guard String(validating: name, as: UTF8.self) != nil else {
+                    throw WireError.corrupt("record \(index) has a header name that is not UTF-8")
+                }
+                _ = try record.readRaw(count: try checkedLength(try record.readZigZag()))
+            }
+            try record.expectEnd("record \(index)")
+        }
+        try reader.expectEnd("the last record")
+        return header
+    }
+
+    /// Decodes every record of one whole batch, with absolute offsets. Call ``validate(_:maxRecordBytes:)``
+    /// first on untrusted bytes; this still throws rather than trap on a bad batch.
+    public static func records(in bytes: UnsafeRawBufferPointer) throws(WireError) -> [Record] {
+        let header = try readHeader(bytes)
+        guard header.totalSize <= bytes.count else { throw WireError.corrupt("batch is truncated") }
+        var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[headerSize..<header.totalSize]), errorCode: .corruptBatch)
+        var records: [Record] = []
+        records.reserveCapacity(Int(min(header.recordCount, 1 << 16)))
+        for _ in 0..<header.recordCount {
+            let length = try reader.readVarint()
+            guard length <= UInt64(reader.remaining) else { throw WireError.corrupt("record length exceeds the batch") }
+            var record = WireReader(try reader.readRaw(count: Int(length)), errorCode: .corruptBatch)
+            _ = try record.read(UInt8.self)
+            let timestampDelta = try record.readZigZag()
+            let offsetDelta = try record.readZigZag()
+            let keyLength = try record.readZigZag()
+            let key = keyLength == -1 ? nil : Array(try record.readRaw(count: try checkedLength(keyLength)))
+            let value = Array(try record.readRaw(count: try checkedLength(try record.readZigZag())))
+            let headerCount = try record.readVarint()
+            guard headerCount <= UInt64(record.remaining) else { throw WireError.corrupt("header count too large") }
+            var headers: [RecordHeader] = []
+            headers.reserveCapacity(Int(headerCount))
+            for _ in 0..<headerCount {
+                let nameBytes = try record.readRaw(count: try checkedLength(try record.readZigZag()))
+                guard let name = String(validating: nameBytes, as: UTF8.self) else {
+                    throw WireError.corrupt("header name is not UTF-8")
+                }
+                headers.append(RecordHeader(name: name, value: Array(try record.readRaw(count: try checkedLength(try record.readZigZag())))))
+            }
+            records.append(Record(
+                offset: header.baseOffset &+ offsetDelta,
+                timestamp: header.firstTimestamp &+ timestampDelta,
+                key: key, value: value, headers: headers))
+        }
+        return records
+    }
+
+    private static func checkedLength(_ length: Int64) throws(WireError) -> Int {
+        guard length >= 0, length <= Int64(Int32.max) else { throw WireError.corrupt("negative or huge length \(length)") }
+        return Int(length)
+    }
+
+    private static func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
+}

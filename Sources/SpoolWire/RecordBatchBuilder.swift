@@ -1,0 +1,95 @@
+/// Builds one record batch (format in ``RecordBatch``) from records appended in order.
+///
+/// The builder writes records straight into the final buffer; ``finish()`` fills in the
+/// header and checksum. It is a value type: copy it to branch, or reuse after `finish` by
+/// creating a new one.
+public struct RecordBatchBuilder: Sendable {
+    private var writer: WireWriter
+    private let firstTimestamp: Int64
+    private var maxTimestamp: Int64
+    /// Number of records appended.
+    public private(set) var count = 0
+
+    /// Idempotence fields stamped into the header; -1 when unused.
+    public var producerID: Int64 = -1
+    /// Idempotence epoch; -1 when unused.
+    public var producerEpoch: Int16 = -1
+    /// Sequence of the first record; -1 when unused.
+    public var baseSequence: Int32 = -1
+
+    /// Starts a batch whose timestamps are stored relative to `firstTimestamp` (ms since the epoch).
+    public init(firstTimestamp: Int64, capacity: Int = 16 * 1024) {
+        self.firstTimestamp = firstTimestamp
+        self.maxTimestamp = firstTimestamp
+        writer = WireWriter(capacity: max(capacity, RecordBatch.headerSize))
+        writer.writeRaw(repeatElement(0, count: RecordBatch.headerSize))
+    }
+
+    /// Bytes the batch occupies so far (header included).
+    public var byteCount: Int { writer.bytes.count }
+
+    /// Appends one record; its offset delta is its position in the batch.
+    public mutating func append(timestamp: Int64, key: [UInt8]?, value: [UInt8], headers: [RecordHeader] = []) {
+        let timestampDelta = timestamp &- firstTimestamp
+        let offsetDelta = Int64(count)
+        var length = 1 + WireWriter.zigZagSize(timestampDelta) + WireWriter.zigZagSize(offsetDelta)
+        length += key.map { WireWriter.zigZagSize(Int64($0.count)) + $0.count } ?? WireWriter.zigZagSize(-1)
+        length += WireWriter.zigZagSize(Int64(value.count)) + value.count
+        length += WireWriter.varintSize(UInt64(headers.count))
+        for header in headers {
+            let nameLength = header.name.utf8.count
+            length += WireWriter.zigZagSize(Int64(nameLength)) + nameLength
+            length += WireWriter.zigZagSize(Int64(header.value.count)) + header.value.count
+        }
+        writer.writeVarint(UInt64(length))
+        writer.write(UInt8(0))
+        writer.writeZigZag(timestampDelta)
+        writer.writeZigZag(offsetDelta)
+        if let key {
+            writer.writeZigZag(Int64(key.count))
+            writer.writeRaw(key)
+        } else {
+            writer.writeZigZag(-1)
+        }
+        writer.writeZigZag(Int64(value.count))
+        writer.writeRaw(value)
+        writer.writeVarint(UInt64(headers.count))
+        for header in headers {
+            writer.writeZigZag(Int64(header.name.utf8.count))
+            writer.writeRaw(header.name.utf8)
+            writer.writeZigZag(Int64(header.value.count))
+            writer.writeRaw(header.value)
+        }
+        maxTimestamp = max(maxTimestamp, timestamp)
+        count += 1
+    }
+
+    /// Appends `record`, ignoring its offset.
+    public mutating func append(_ record: Record) {
+        append(timestamp: record.timestamp, key: record.key, value: record.value, headers: record.headers)
+    }
+
+    /// Fills in the header and checksum and returns the finished batch (base offset 0).
+    /// A batch needs at least one record.
+    public func finish() -> [UInt8] {
+        precondition(count > 0, "a record batch needs at least one record")
+        var out = writer
+        var header = WireWriter(capacity: RecordBatch.headerSize)
+        header.write(Int64(0))
+        header.write(UInt32(out.bytes.count - RecordBatch.lengthPrefixSize))
+        header.write(RecordBatch.magic)
+        header.write(UInt32(0))  // crc, filled below
+        header.write(UInt16(0))
+        header.write(UInt32(count - 1))
+        header.write(firstTimestamp)
+        header.write(maxTimestamp)
+        header.write(producerID)
+        header.write(producerEpoch)
+        header.write(baseSequence)
+        header.write(UInt32(count))
+        for (index, byte) in header.bytes.enumerated() { out.overwrite(byte, at: index) }
+        let crc = out.bytes.withUnsafeBytes { RecordBatch.computeChecksum($0) }
+        out.overwrite(crc, at: RecordBatch.crcOffset)
+        return out.bytes
+    }
+}

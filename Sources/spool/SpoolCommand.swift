@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Spool
+
+/// `spool`: publish, tail and replay topics of a Spool broker.
+@main
+struct SpoolCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spool",
+        abstract: "Publish, tail and replay the topics of a Spool broker.",
+        discussion: """
+            The broker is tcp://127.0.0.1:7070 unless --broker or SPOOL_BROKER says otherwise.
+            Exit codes: 0 success, 1 an error the message explains, 64 bad usage.
+            """,
+        version: "0.1.0",
+        subcommands: [Publish.self, Tail.self, Replay.self]
+    )
+}
+
+/// Options every command shares.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Broker endpoint (default: $SPOOL_BROKER or tcp://127.0.0.1:7070).", valueName: "endpoint"))
+    var broker: String?
+
+    var endpoint: String {
+        broker ?? ProcessInfo.processInfo.environment["SPOOL_BROKER"] ?? "tcp://127.0.0.1:7070"
+    }
+
+    /// Connects, turning failure into the CLI's one-line error.
+    func connect() async throws -> SpoolClient {
+        try await reportingErrors {
+            // Failures reach the user as one-line errors; the SDK's own log lines would only repeat them.
+            try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(3)),
+                                  logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
+        }
+    }
+}
+
+/// Runs `body`; a ``SpoolError`` becomes `spool: error: <message>` on stderr and exit code 1.
+func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as SpoolError {
+        FileHandle.standardError.write(Data("spool: error: \(error.message)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+/// Prints a one-line error and exits with code 1.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("spool: error: \(message)\n".utf8))
+    exit(1)
+}

@@ -1,0 +1,135 @@
+import Logging
+import SpoolBroker
+import SpoolServer
+import Yams
+
+/// Every setting of `spoold`, with the embedded defaults; a YAML file and flags override them.
+/// The keys are documented in `broker-config/spoold.yaml`.
+struct DaemonSettings {
+    var server = ServerConfiguration()
+    var logLevel = Logger.Level.info
+    var fsyncPolicyName = "always"
+    var fsyncIntervalMilliseconds = 50
+
+    /// The server configuration all keys add up to.
+    var serverConfiguration: ServerConfiguration {
+        var configuration = server
+        switch fsyncPolicyName {
+        case "interval": configuration.broker.log.fsync = .interval(milliseconds: fsyncIntervalMilliseconds)
+        case "never": configuration.broker.log.fsync = .never
+        default: configuration.broker.log.fsync = .always
+        }
+        return configuration
+    }
+
+    /// Applies the keys of a YAML file. Unknown keys and values of the wrong type or range
+    /// stop with an error that names the key and its line and column.
+    mutating func load(yamlFile path: String) throws(ConfigurationError) {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError("cannot read configuration file \(path): \(error.localizedDescription)")
+        }
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigurationError("\(path): not valid YAML: \(error)")
+        }
+        guard let root else { return }  // an empty file keeps the defaults
+        guard let mapping = root.mapping else {
+            throw ConfigurationError("\(path)\(position(root)): the top level must be a mapping of key: value")
+        }
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else {
+                throw ConfigurationError("\(path)\(position(keyNode)): keys must be strings")
+            }
+            do {
+                try apply(key: key, value: ConfigurationValue(node: value))
+            } catch {
+                throw ConfigurationError("\(path)\(position(keyNode)): \(key): \(error.message)")
+            }
+        }
+    }
+
+    /// Sets one key from a file or a flag.
+    mutating func apply(key: String, value: ConfigurationValue) throws(ConfigurationError) {
+        switch key {
+        case "listen": server.endpoint = try value.string()
+        case "data.dir": server.broker.dataDirectory = try value.string()
+        case "log.level":
+            let text = try value.string()
+            guard let level = Logger.Level(rawValue: text) else {
+                throw ConfigurationError("'\(text)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            logLevel = level
+        case "auto.create.topics": server.broker.autoCreateTopics = try value.bool()
+        case "default.partitions": server.broker.defaultPartitions = Int32(try value.integer(in: 1...10_000))
+        case "fsync":
+            let name = try value.string()
+            guard ["always", "interval", "never"].contains(name) else {
+                throw ConfigurationError("'\(name)' is not one of always, interval, never")
+            }
+            fsyncPolicyName = name
+        case "fsync.interval.ms": fsyncIntervalMilliseconds = try value.integer(in: 1...3_600_000)
+        case "segment.bytes": server.broker.log.segmentBytes = try value.integer(in: 4096...(1 << 40))
+        case "index.interval.bytes": server.broker.log.indexIntervalBytes = try value.integer(in: 1...(1 << 30))
+        case "max.batch.bytes": server.broker.maxBatchBytes = try value.integer(in: 128...(1 << 30))
+        case "max.record.bytes": server.broker.maxRecordBytes = try value.integer(in: 1...(1 << 30))
+        case "max.fetch.wait.ms": server.broker.maxFetchWaitMilliseconds = try value.integer(in: 0...3_600_000)
+        case "max.frame.bytes": server.maxFrameBytes = Int64(try value.integer(in: 1024...(1 << 40)))
+        case "high.water.mark": server.highWaterMark = Int32(try value.integer(in: 1...10_000_000))
+        default:
+            throw ConfigurationError("unknown key (see broker-config/spoold.yaml for every key)")
+        }
+    }
+
+    private func position(_ node: Node) -> String {
+        node.mark.map { ":\($0.line):\($0.column)" } ?? ""
+    }
+}
+
+/// A configuration value from YAML or a flag, converted on demand with a clear complaint.
+struct ConfigurationValue {
+    private let text: String
+    private let isScalar: Bool
+
+    init(node: Node) {
+        text = node.scalar?.string ?? ""
+        isScalar = node.scalar != nil
+    }
+
+    init(_ text: String) {
+        self.text = text
+        isScalar = true
+    }
+
+    func string() throws(ConfigurationError) -> String {
+        guard isScalar, !text.isEmpty else { throw ConfigurationError("expected a non-empty string") }
+        return text
+    }
+
+    func bool() throws(ConfigurationError) -> Bool {
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw ConfigurationError("expected true or false, got '\(text)'")
+        }
+    }
+
+    func integer(in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        guard isScalar, let value = Int(text.replacingOccurrences(of: "_", with: "")) else {
+            throw ConfigurationError("expected an integer, got '\(text)'")
+        }
+        guard range.contains(value) else { throw ConfigurationError("\(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+        return value
+    }
+}
+
+/// A configuration problem, said in one line.
+struct ConfigurationError: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Glibc
+@_spi(Testing) @testable import SpoolStorage
+import SpoolWire
+import Testing
+
+@Suite struct DataDirectoryTests {
+    /// flock belongs to an open file description, so even a second open in the same process is
+    /// refused, with the holder's pid; closing releases the lock.
+    @Test func refusesSecondOpenOfSameDirectory() throws {
+        try withTemporaryDirectory { root in
+            let path = "\(root)/data"
+            let first = try DataDirectory(path: path, logger: .quiet)
+            let error = #expect(throws: StorageError.self) { try DataDirectory(path: path, logger: .quiet) }
+            #expect(error?.code == .locked)
+            #expect(error?.message == "data directory \(path) is in use by another spoold (pid \(getpid()))")
+            #expect(String(decoding: try fileBytes("\(path)/@spoold.lock"), as: UTF8.self) == "\(getpid())\n")
+
+            first.close()
+            first.close()
+            let second = try DataDirectory(path: path, logger: .quiet)
+            second.close()
+        }
+    }
+
+    @Test func roundTripsTopicsAndSkipsJunk() throws {
+        try withTemporaryDirectory { root in
+            let data = try DataDirectory(path: root, logger: .quiet)
+            let orders = try TopicName("orders")
+            let payments = try TopicName("payments.v2")
+            try data.createTopic(orders, partitions: 3)
+            try data.createTopic(payments, partitions: 1)
+            #expect(String(decoding: try fileBytes("\(root)/orders/topic.json"), as: UTF8.self) == "{\"partitions\": 3}\n")
+            #expect(Syscall.isDirectory("\(root)/orders/2"))
+
+            // Junk that must be skipped, never fatal.
+            try FileManager.default.createDirectory(atPath: "\(root)/not a topic!", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: "\(root)/half-created", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: "\(root)/garbled", withIntermediateDirectories: true)
+            try writeFile("\(root)/garbled/topic.json", Array("{\"partitions\": ".utf8))
+            try FileManager.default.createDirectory(atPath: "\(root)/zero", withIntermediateDirectories: true)
+            try writeFile("\(root)/zero/topic.json", Array("{\"partitions\": 0}".utf8))
+            try writeFile("\(root)/stray-file", [1, 2, 3])
+            try FileManager.default.createDirectory(atPath: "\(root)/@broker-internal", withIntermediateDirectories: true)
+
+            let (recorder, logger) = RecordingLogHandler.logger()
+            data.close()
+            let reopened = try DataDirectory(path: root, logger: logger)
+            #expect(try reopened.existingTopics() == [orders: 3, payments: 1])
+            #expect(recorder.messages(at: .warning).count == 5)
+        }
+    }
+
+    @Test(arguments: [Int32(0), -1, 10_001])
+    func rejectsPartitionCountsOutOfRange(partitions: Int32) throws {
+        try withTemporaryDirectory { root in
+            let data = try DataDirectory(path: root, logger: .quiet)
+            let error = #expect(throws: StorageError.self) { try data.createTopic(try TopicName("t"), partitions: partitions) }
+            #expect(error?.code == .invalidArgument)
+            #expect(try data.existingTopics().isEmpty)
+        }
+    }
+
+    @Test func refusesToCreateTopicTwice() throws {
+        try withTemporaryDirectory { root in
+            let data = try DataDirectory(path: root, logger: .quiet)
+            try data.createTopic(try TopicName("t"), partitions: 2)
+            let error = #expect(throws: StorageError.self) { try data.createTopic(try TopicName("t"), partitions: 4) }
+            #expect(error?.code == .alreadyExists)
+            #expect(try data.existingTopics() == [try TopicName("t"): 2])
+        }
+    }
+
+    @Test func opensPartitionLogsOfExistingTopics() throws {
+        var rng = SplitMix64.logged()
+        try withTemporaryDirectory { root in
+            let data = try DataDirectory(path: root, logger: .quiet)
+            let topic = try TopicName("orders")
+            try data.createTopic(topic, partitions: 2)
+            let log = try data.openPartition(topic, partition: 1, configuration: LogConfiguration())
+            var model = LogModel()
+            try append(makeBatch(timestamp: 0, using: &rng), to: log, model: &model)
+            #expect(log.directory == "\(root)/orders/1")
+            #expect(try files(in: "\(root)/orders/1", suffix: ".log") == ["\(root)/orders/1/00000000000000000000.log"])
+
+            let missing = #expect(throws: StorageError.self) {
+                try data.openPartition(try TopicName("nope"), partition: 0, configuration: LogConfiguration())
+            }
+            #expect(missing?.code == .notFound)
+            #expect(!FileManager.default.fileExists(atPath: "\(root)/nope"))
+        }
+    }
+}
