@@ -167,8 +167,14 @@ public final class SpoolClient: Sendable {
     }
 
     private func validate(_ topic: String) throws(SpoolError) {
+        try SpoolClient.checkTopicName(topic)
+    }
+
+    /// Throws ``SpoolError/Code/invalidTopicName`` unless `name` is 1–249 characters of
+    /// `[A-Za-z0-9._-]` and not `.` or `..`: the broker's rule, checked without a round trip.
+    public static func checkTopicName(_ name: String) throws(SpoolError) {
         do {
-            _ = try TopicName(topic)
+            _ = try TopicName(name)
         } catch {
             throw SpoolError(.invalidTopicName, error.message)
         }

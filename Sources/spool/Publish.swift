@@ -52,7 +52,7 @@ struct Publish: AsyncParsableCommand {
             return RecordHeader(name: String(name), string: String(header.dropFirst(name.count + 1)))
         }
         let keyBytes = key.map { Array($0.utf8) }
-        let client = try await connection.connect()
+        let client = try await connection.connect(for: topic)
         defer { client.close() }
         try await reportingErrors {
             if let value {

@@ -27,9 +27,10 @@ struct ConnectionOptions: ParsableArguments {
         broker ?? ProcessInfo.processInfo.environment["SPOOL_BROKER"] ?? "tcp://127.0.0.1:7070"
     }
 
-    /// Connects, turning failure into the CLI's one-line error.
-    func connect() async throws -> SpoolClient {
+    /// Checks `topic` locally, then connects; either failure becomes the CLI's one-line error.
+    func connect(for topic: String) async throws -> SpoolClient {
         try await reportingErrors {
+            try SpoolClient.checkTopicName(topic)
             // Failures reach the user as one-line errors; the SDK's own log lines would only repeat them.
             try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(3)),
                                   logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))

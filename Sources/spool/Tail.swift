@@ -39,7 +39,7 @@ struct ReadOptions: ParsableArguments {
     /// Prints records from the chosen start; stops at `untilOffset`, or at the end of the log
     /// as it was when the command started if `exitAtEnd`.
     func printRecords(connection: ConnectionOptions, defaultStart: StartPosition, exitAtEnd: Bool) async throws {
-        let client = try await connection.connect()
+        let client = try await connection.connect(for: topic)
         defer { client.close() }
         let printer = RecordPrinter(format: format)
         try await reportingErrors {

@@ -1,0 +1,27 @@
+# Spool: the two commands of the README, and a few helpers.
+#   make run   installs what is missing, builds, and starts spoold on the embedded defaults
+#   make test  installs what is missing and runs every test
+SWIFT ?= swift
+CONFIG ?= release
+BIN := .build/$(CONFIG)
+
+.PHONY: run test build deps clean
+
+run: build
+	@echo "spoold: data in ./spool-data, listening on tcp://127.0.0.1:7070 (Ctrl-C stops it)"
+	@echo "CLI:    $(BIN)/spool --help"
+	$(BIN)/spoold
+
+build: deps
+	$(SWIFT) build -c $(CONFIG) --product spoold
+	$(SWIFT) build -c $(CONFIG) --product spool
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+deps:
+	@./scripts/install-deps.sh
+
+clean:
+	rm -rf .build
