@@ -379,7 +379,10 @@ public struct ErrorResponse: Hashable, Sendable {
     /// The encoded body frame.
     public func encoded() -> [UInt8] {
         var writer = WireWriter()
-        writer.write(String(message.utf8.prefix(1024))!)
+        // At most 1024 bytes, cut on a scalar boundary (a cut inside one would not be a String).
+        var end = message.utf8.index(message.utf8.startIndex, offsetBy: 1024, limitedBy: message.utf8.endIndex) ?? message.utf8.endIndex
+        while end != message.utf8.endIndex, UTF8.isContinuation(message.utf8[end]) { end = message.utf8.index(before: end) }
+        writer.write(String(message.utf8[..<end])!)
         writer.write(array: details.sorted { $0.key < $1.key }) { writer, entry in
             writer.write(entry.key)
             writer.write(entry.value)

@@ -1,0 +1,157 @@
+import SpoolWire
+import Testing
+
+/// One encodable value of a request, reply, error body or header, with type-erased ways to decode
+/// bytes as its type. Lets one test body run over every message type.
+struct MessageSample: Sendable, CustomTestStringConvertible {
+    /// The type's name, shared by every sample of the type.
+    let kind: String
+    let testDescription: String
+    /// The value's encoding.
+    let encoded: [UInt8]
+    /// Decodes `bytes` as the sample's type and returns the decoded value's encoding.
+    let decodeAndReencode: @Sendable (UnsafeRawBufferPointer) throws(WireError) -> [UInt8]
+    /// True if `bytes` decode to a value equal to the original.
+    let decodesToOriginal: @Sendable ([UInt8]) throws(WireError) -> Bool
+    /// Whether any successful decode re-encodes to exactly its input (false for types that
+    /// normalise: header flag bits, error details sorted and deduplicated, long messages cut).
+    let reencodesExactly: Bool
+    /// Codes a failed decode may carry.
+    let allowedErrorCodes: Set<ErrorCode>
+
+    static func message<M: WireMessage & Hashable>(_ value: M, _ label: String,
+                                                   extraErrors: Set<ErrorCode> = []) -> MessageSample {
+        MessageSample(
+            kind: "\(M.self)",
+            testDescription: "\(M.self) \(label)",
+            encoded: value.encoded(),
+            decodeAndReencode: { bytes throws(WireError) in try M.decode(bytes).encoded() },
+            decodesToOriginal: { bytes throws(WireError) in try M.decode(bytes) == value },
+            reencodesExactly: true,
+            allowedErrorCodes: Set<ErrorCode>([.malformedRequest]).union(extraErrors))
+    }
+
+    static func error(_ value: ErrorResponse, _ label: String) -> MessageSample {
+        MessageSample(
+            kind: "ErrorResponse",
+            testDescription: "ErrorResponse \(label)",
+            encoded: value.encoded(),
+            decodeAndReencode: { bytes throws(WireError) in try ErrorResponse.decode(bytes).encoded() },
+            decodesToOriginal: { bytes throws(WireError) in
+                try withExactBytes(bytes) { buffer throws(WireError) in try ErrorResponse.decode(buffer) } == value
+            },
+            reencodesExactly: false,
+            allowedErrorCodes: [.malformedRequest])
+    }
+
+    static func header(_ value: FrameHeader, _ label: String) -> MessageSample {
+        MessageSample(
+            kind: "FrameHeader",
+            testDescription: "FrameHeader \(label)",
+            encoded: value.encoded(),
+            decodeAndReencode: { bytes throws(WireError) in try FrameHeader.decode(bytes).encoded() },
+            decodesToOriginal: { bytes throws(WireError) in
+                try withExactBytes(bytes) { buffer throws(WireError) in try FrameHeader.decode(buffer) } == value
+            },
+            reencodesExactly: false,
+            allowedErrorCodes: [.malformedRequest])
+    }
+}
+
+enum MessageSamples {
+    static let unicode = "заказы-🚀-ünïcødé"
+    static let long = String(repeating: "x", count: 300)
+
+    static let all: [MessageSample] = produce + fetch + listOffsets + metadata + createTopic + errors + headers
+
+    /// The first sample of each type, for tests whose input does not depend on the value.
+    static let oneOfEachKind: [MessageSample] = {
+        var seen: Set<String> = []
+        return all.filter { seen.insert($0.kind).inserted }
+    }()
+
+    static let produce: [MessageSample] = [
+        .message(ProduceRequest(topic: "orders", partition: 0), "plain"),
+        .message(ProduceRequest(topic: "", partition: -1), "empty topic, negative partition"),
+        .message(ProduceRequest(topic: unicode, partition: .max), "unicode topic, max partition"),
+        .message(ProduceRequest(topic: long, partition: .min), "long topic, min partition"),
+        .message(ProduceResponse(partition: 0, baseOffset: 0, durability: .pageCache), "zero"),
+        .message(ProduceResponse(partition: .max, baseOffset: .max, durability: .onDisk), "max"),
+        .message(ProduceResponse(partition: -1, baseOffset: .min, durability: .syncScheduled), "negative"),
+        .message(ProduceResponse(partition: 7, baseOffset: 42, durability: Durability(rawValue: 200)), "unknown durability"),
+    ]
+
+    static let fetch: [MessageSample] = [
+        .message(FetchRequest(topic: "orders", partition: 0, offset: 0), "defaults"),
+        .message(FetchRequest(topic: "", partition: -1, offset: -1, maxWaitMilliseconds: 0, minBytes: 0, maxBytes: 0), "zeros"),
+        .message(FetchRequest(topic: unicode, partition: .max, offset: .max, maxWaitMilliseconds: .max,
+                              minBytes: .max, maxBytes: .max), "max"),
+        .message(FetchRequest(topic: "t", partition: .min, offset: .min, maxWaitMilliseconds: 1000), "min"),
+        .message(FetchResponse(partition: 0, logStartOffset: 0, logEndOffset: 0), "empty log"),
+        .message(FetchResponse(partition: .max, logStartOffset: .max, logEndOffset: .max), "max"),
+        .message(FetchResponse(partition: -1, logStartOffset: .min, logEndOffset: -1), "negative"),
+    ]
+
+    static let listOffsets: [MessageSample] = [
+        .message(ListOffsetsRequest(topic: "orders", partition: 0, spec: .earliest), "earliest", extraErrors: [.invalidRequest]),
+        .message(ListOffsetsRequest(topic: "", partition: -1, spec: .latest), "latest, empty topic", extraErrors: [.invalidRequest]),
+        .message(ListOffsetsRequest(topic: unicode, partition: 3, spec: .timestamp(1_700_000_000_000)), "timestamp",
+                 extraErrors: [.invalidRequest]),
+        .message(ListOffsetsRequest(topic: "t", partition: .max, spec: .timestamp(.max)), "max timestamp",
+                 extraErrors: [.invalidRequest]),
+        .message(ListOffsetsRequest(topic: "t", partition: .min, spec: .timestamp(0)), "timestamp 0", extraErrors: [.invalidRequest]),
+        .message(ListOffsetsResponse(partition: 0, offset: 0), "zero"),
+        .message(ListOffsetsResponse(partition: .min, offset: .max), "extremes"),
+        .message(ListOffsetsResponse(partition: -1, offset: -1), "negative"),
+    ]
+
+    static let metadata: [MessageSample] = [
+        .message(MetadataRequest(), "all topics"),
+        .message(MetadataRequest(topics: ["orders"]), "one topic"),
+        .message(MetadataRequest(topics: ["", unicode, "a.b-c_D9", long]), "edge names"),
+        .message(MetadataRequest(topics: (0..<50).map { "topic-\($0)" }), "fifty topics"),
+        .message(MetadataResponse(brokerVersion: "", topics: []), "empty"),
+        .message(MetadataResponse(brokerVersion: "0.1.0", topics: [
+            .init(name: "orders", partitions: [
+                .init(partition: 0, logStartOffset: 0, logEndOffset: 0),
+                .init(partition: 1, logStartOffset: 5, logEndOffset: .max),
+                .init(partition: -1, logStartOffset: .min, logEndOffset: -1),
+            ]),
+            .init(name: unicode, errorCode: .unknownTopic, partitions: []),
+            .init(name: "", errorCode: .invalidTopicName, partitions: []),
+            .init(name: "future", errorCode: ErrorCode(rawValue: 999), partitions: []),
+            .init(name: "empty-topic", partitions: []),
+        ]), "nested topics, partitions and error codes"),
+        .message(MetadataResponse(brokerVersion: unicode, topics: [
+            .init(name: long, partitions: (0..<20).map { .init(partition: $0, logStartOffset: Int64($0), logEndOffset: Int64($0) * 1000) }),
+        ]), "many partitions"),
+    ]
+
+    static let createTopic: [MessageSample] = [
+        .message(CreateTopicRequest(name: "orders"), "default partitions"),
+        .message(CreateTopicRequest(name: "", partitions: 0), "empty name, zero partitions"),
+        .message(CreateTopicRequest(name: unicode, partitions: .min), "unicode, min partitions"),
+        .message(CreateTopicRequest(name: long, partitions: .max), "long, max partitions"),
+        .message(CreateTopicResponse(name: "orders", partitions: 3), "plain"),
+        .message(CreateTopicResponse(name: "", partitions: -1), "empty"),
+        .message(CreateTopicResponse(name: unicode, partitions: .max), "unicode"),
+    ]
+
+    static let errors: [MessageSample] = [
+        .error(ErrorResponse(message: ""), "empty"),
+        .error(ErrorResponse(message: "offset 9 is outside orders/0", details: ["earliest": 0, "latest": .max]), "details"),
+        .error(ErrorResponse(message: unicode, details: ["": .min, unicode: -1, "z": 0, "a": 1]), "unicode and edge details"),
+        .error(ErrorResponse(WireError(.recordTooLarge, "record 3 is 2000000 bytes")), "from a WireError"),
+    ]
+
+    static let headers: [MessageSample] = [
+        .header(FrameHeader(opCode: .produce, correlationID: 0), "produce request"),
+        .header(FrameHeader(opCode: .fetch, isReply: true, errorCode: .offsetOutOfRange, correlationID: .max), "fetch error reply"),
+        .header(FrameHeader(opCode: .listOffsets, correlationID: 1), "list offsets"),
+        .header(FrameHeader(opCode: .metadata, isReply: true, correlationID: 0x0102_0304_0506_0708), "metadata reply"),
+        .header(FrameHeader(opCode: .createTopic, isReply: true, errorCode: .topicAlreadyExists, correlationID: 77), "create topic"),
+        .header(FrameHeader(version: 0, opCode: OpCode(rawValue: 0), correlationID: 5), "version 0, op 0"),
+        .header(FrameHeader(version: .max, opCode: OpCode(rawValue: .max), isReply: true,
+                            errorCode: ErrorCode(rawValue: .max), correlationID: .max), "all max"),
+    ]
+}
