@@ -73,7 +73,7 @@ let package = Package(
 
         // Tests
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ"]),
-        .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire"]),
+        .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire", "SpoolTesting"]),
         .testTarget(name: "SpoolStorageTests", dependencies: ["SpoolStorage", "SpoolTesting"]),
         .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting"]),

@@ -6,42 +6,6 @@ import SpoolTesting
 import SpoolWire
 import Testing
 
-// MARK: Randomness
-
-/// A seeded generator (SplitMix64) so a failing random test can be replayed: every test that uses
-/// one prints its seed; set SPOOL_TEST_SEED to rerun with it.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    /// A generator with a fresh seed (or SPOOL_TEST_SEED), printed with `name`.
-    static func logged(_ name: String = #function) -> SplitMix64 {
-        let seed = ProcessInfo.processInfo.environment["SPOOL_TEST_SEED"].flatMap { UInt64($0) }
-            ?? UInt64.random(in: 0...UInt64.max)
-        print("seed", seed, "test", name, "(replay with SPOOL_TEST_SEED=\(seed))")
-        return SplitMix64(seed: seed)
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        var result: [UInt8] = []
-        result.reserveCapacity(count + 8)
-        while result.count < count { withUnsafeBytes(of: next()) { result.append(contentsOf: $0) } }
-        result.removeLast(result.count - count)
-        return result
-    }
-
-    mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &self) }
-}
-
 // MARK: Replies
 
 struct BrokerTestError: Error, CustomStringConvertible {
@@ -140,14 +104,14 @@ final class Harness {
     private(set) var broker: Broker
     /// Monotonic milliseconds handed to the broker.
     var now: Int64 = 5_000_000
-    var rng: SplitMix64
+    var rng: SeededGenerator
     let client = ClientID(Array("client-1".utf8))
 
     static let logger = Logger(label: "spool.broker.tests", factory: { _ in SwiftLogNoOpLogHandler() })
 
     init(_ name: String = #function, fsync: FsyncPolicy = .never,
          configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
-        rng = SplitMix64.logged(name)
+        rng = SeededGenerator.logged(name)
         directory = try TemporaryDirectory(prefix: "spool-broker-tests")
         var configuration = BrokerConfiguration(dataDirectory: directory.appending("data"), log: LogConfiguration(fsync: fsync))
         configure(&configuration)

@@ -1,3 +1,4 @@
+import SpoolTesting
 import Foundation
 import Glibc
 @_spi(Testing) @testable import SpoolStorage
@@ -72,7 +73,7 @@ import Testing
     }
 
     @Test func opensPartitionLogsOfExistingTopics() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { root in
             let data = try DataDirectory(path: root, logger: .quiet)
             let topic = try TopicName("orders")

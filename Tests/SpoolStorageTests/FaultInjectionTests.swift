@@ -1,4 +1,5 @@
 @_spi(Testing) @testable import SpoolStorage
+import SpoolTesting
 import SpoolWire
 import Synchronization
 import Testing
@@ -9,7 +10,7 @@ import Testing
     /// the append throws, the log is unchanged, the next append works, a reopen finds nothing to fix.
     @Test(arguments: 1...8, [0, 5, 300])
     func failedWriteLeavesLogUnchanged(failingWrite: Int, partialBytes: Int) throws {
-        var rng = SplitMix64.logged("failedWriteLeavesLogUnchanged(\(failingWrite), \(partialBytes))")
+        var rng = SeededGenerator.logged("failedWriteLeavesLogUnchanged(\(failingWrite), \(partialBytes))")
         try withTemporaryDirectory { directory in
             let faults = FaultInjector()
             let log = try openLog(directory, segmentBytes: 2048, indexIntervalBytes: 128, io: faults.io)
@@ -46,7 +47,7 @@ import Testing
     /// When the rollback of a failed write fails too, the leftover lies past the log's end: reads
     /// never see it, the next append overwrites it, and recovery cuts what is left of it.
     @Test func leftoverOfFailedRollbackIsNeverRead() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             let faults = FaultInjector()
             let log = try openLog(directory, segmentBytes: 1 << 20, indexIntervalBytes: 1 << 20, io: faults.io)
@@ -74,7 +75,7 @@ import Testing
     /// being reported for that key.
     @Test(.timeLimit(.minutes(1)))
     func failedSyncIsReportedForItsKeyOnly() async throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try await withTemporaryDirectory { directory in
             let faults = FaultInjector()
             let failing = try openLog("\(directory)/a", segmentBytes: 1 << 20, io: faults.io)

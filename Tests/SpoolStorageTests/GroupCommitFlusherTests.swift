@@ -1,4 +1,5 @@
 @_spi(Testing) @testable import SpoolStorage
+import SpoolTesting
 import Synchronization
 import Testing
 
@@ -7,7 +8,7 @@ import Testing
     /// rounds (and syncs) than submits, and each key's durable offset only grows to the log end.
     @Test(.timeLimit(.minutes(1)))
     func groupsSubmitsThatArriveDuringARound() async throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try await withTemporaryDirectory { directory in
             let faults = FaultInjector()
             faults.delaySyncs(by: .milliseconds(20))
@@ -44,7 +45,7 @@ import Testing
     /// Shutdown runs what is pending before it returns; later submits are refused at once.
     @Test(.timeLimit(.minutes(1)))
     func shutdownFinishesPendingRoundsThenRefuses() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             let faults = FaultInjector()
             faults.delaySyncs(by: .milliseconds(10))

@@ -1,3 +1,4 @@
+import SpoolTesting
 import Foundation
 @_spi(Testing) @testable import SpoolStorage
 import SpoolWire
@@ -10,7 +11,7 @@ import Testing
 
     @Test(arguments: segmentSizes)
     func appendsAndReadsAcrossSegmentRolls(segmentBytes: Int) throws {
-        var rng = SplitMix64.logged("appendsAndReadsAcrossSegmentRolls(\(segmentBytes))")
+        var rng = SeededGenerator.logged("appendsAndReadsAcrossSegmentRolls(\(segmentBytes))")
         try withTemporaryDirectory { directory in
             let log = try openLog("\(directory)/orders/0", segmentBytes: segmentBytes)
             var model = LogModel()
@@ -68,7 +69,7 @@ import Testing
 
     @Test(arguments: segmentSizes)
     func reopensWithSameEndAndIdenticalBytes(segmentBytes: Int) throws {
-        var rng = SplitMix64.logged("reopensWithSameEndAndIdenticalBytes(\(segmentBytes))")
+        var rng = SeededGenerator.logged("reopensWithSameEndAndIdenticalBytes(\(segmentBytes))")
         try withTemporaryDirectory { directory in
             var model = LogModel()
             let log = try openLog(directory, segmentBytes: segmentBytes)
@@ -89,7 +90,7 @@ import Testing
     }
 
     @Test func findsOffsetsByTimestamp() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             let log = try openLog(directory, segmentBytes: 2048)
             var model = LogModel()
@@ -103,7 +104,7 @@ import Testing
     }
 
     @Test func readsAtLeastOneWholeBatchBeyondMaxBytes() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             let log = try openLog(directory, segmentBytes: 1 << 20)
             var model = LogModel()
@@ -114,7 +115,7 @@ import Testing
     }
 
     @Test func keepsSlicesReadableAfterRollAndClose() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             let log = try openLog(directory, segmentBytes: 1024)
             var model = LogModel()
@@ -129,7 +130,7 @@ import Testing
     }
 
     @Test func rejectsBuffersThatAreNotOneBatch() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             let log = try openLog(directory, segmentBytes: 1 << 20)
             let batch = makeBatch(timestamp: 0, using: &rng)
@@ -143,7 +144,7 @@ import Testing
     }
 
     @Test func syncWorkCoversRolledSegmentsAndTheDirectory() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             let log = try openLog(directory, segmentBytes: 1024)
             let created = try #require(log.takeSyncWork())

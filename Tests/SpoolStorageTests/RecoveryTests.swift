@@ -1,3 +1,4 @@
+import SpoolTesting
 import Foundation
 @_spi(Testing) @testable import SpoolStorage
 import SpoolWire
@@ -24,7 +25,7 @@ import Testing
 
     @Test(arguments: Damage.allCases, [1024, 16 << 10])
     func reopenKeepsExactPrefixOfWholeBatches(damage: Damage, segmentBytes: Int) throws {
-        var rng = SplitMix64.logged("reopenKeepsExactPrefixOfWholeBatches(\(damage), \(segmentBytes))")
+        var rng = SeededGenerator.logged("reopenKeepsExactPrefixOfWholeBatches(\(damage), \(segmentBytes))")
         try withTemporaryDirectory { directory in
             var model = LogModel()
             let log = try openLog(directory, segmentBytes: segmentBytes)
@@ -73,7 +74,7 @@ import Testing
         }
     }
 
-    private func apply(_ damage: Damage, in directory: String, model: LogModel, using rng: inout SplitMix64) throws -> Expectation {
+    private func apply(_ damage: Damage, in directory: String, model: LogModel, using rng: inout SeededGenerator) throws -> Expectation {
         let logs = try files(in: directory, suffix: ".log")
         let indexes = try files(in: directory, suffix: ".index")
         let activeLog = logs[logs.count - 1]
@@ -136,7 +137,7 @@ import Testing
     }
 
     /// Points one random entry at a byte that is not the start of its batch.
-    private func corruptIndex(_ path: String, using rng: inout SplitMix64) throws {
+    private func corruptIndex(_ path: String, using rng: inout SeededGenerator) throws {
         var bytes = try fileBytes(path)
         let entry = Int.random(in: 0..<(bytes.count / OffsetIndex.entrySize), using: &rng)
         let position = bytes[(entry * 8 + 4)...].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
@@ -146,7 +147,7 @@ import Testing
     }
 
     @Test func reportsSegmentWhoseNameDoesNotMatchItsFirstBatch() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             var model = LogModel()
             let log = try openLog(directory, segmentBytes: 1024)
@@ -176,7 +177,7 @@ import Testing
     }
 
     @Test func neverOverwritesBytesSetAsideEarlier() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             var model = LogModel()
             let log = try openLog(directory, segmentBytes: 1 << 20)
@@ -200,7 +201,7 @@ import Testing
     }
 
     @Test func cutsTornSealedSegmentAndReportsTheGap() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         try withTemporaryDirectory { directory in
             var model = LogModel()
             let log = try openLog(directory, segmentBytes: 2048)

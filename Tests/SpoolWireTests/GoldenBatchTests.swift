@@ -1,3 +1,4 @@
+import SpoolTesting
 import CSpoolChecksum
 import SpoolWire
 import Testing
@@ -106,7 +107,7 @@ import Testing
     }
 
     @Test func agreesAcrossBothPathsForRandomLengthsAndAlignments() {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096 + 16, alignment: 16)
         defer { storage.deallocate() }
         for _ in 0..<2_000 {

@@ -1,3 +1,4 @@
+import SpoolTesting
 import SpoolWire
 import Testing
 
@@ -134,7 +135,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)), arguments: MessageSamples.oneOfEachKind)
     func survivesRandomBytes(sample: MessageSample) {
-        var rng = SplitMix64.logged("survivesRandomBytes(\(sample.kind))")
+        var rng = SeededGenerator.logged("survivesRandomBytes(\(sample.kind))")
         var decodedCount = 0
         for _ in 0..<5_000 {
             let input = rng.bytes(rng.int(0...300))
@@ -145,7 +146,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)), arguments: MessageSamples.all)
     func survivesMutatedEncodings(sample: MessageSample) {
-        var rng = SplitMix64.logged("survivesMutatedEncodings(\(sample.testDescription))")
+        var rng = SeededGenerator.logged("survivesMutatedEncodings(\(sample.testDescription))")
         var decodedCount = 0
         for _ in 0..<1_000 {
             var input = sample.encoded
@@ -227,7 +228,7 @@ import Testing
     // MARK: FrameHeader
 
     @Test func decodesAnySixteenBytesWithTheMagicAndNothingElse() {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         for _ in 0..<5_000 {
             var input = rng.bytes(rng.bool() ? FrameHeader.size : rng.int(0...40))
             if rng.bool(), !input.isEmpty { input[0] = FrameHeader.magic }

@@ -1,3 +1,4 @@
+import SpoolTesting
 import SpoolWire
 import Testing
 
@@ -6,7 +7,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)))
     func decodesRandomBatchesExactlyAsBuilt() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         for _ in 0..<300 {
             let (bytes, expected, first, identity) = randomBatch(using: &rng)
             var stamped = bytes
@@ -56,7 +57,7 @@ import Testing
     // MARK: Corruption
 
     @Test func rejectsEverySingleByteFlip() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         for _ in 0..<20 {
             let (bytes, _, _, _) = randomBatch(using: &rng, maxValue: 60, maxRecords: 4)
             for index in bytes.indices {
@@ -132,7 +133,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)))
     func survivesRandomBytes() {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         var validCount = 0
         for iteration in 0..<6_000 {
             var input = rng.bytes(rng.int(0...300))
@@ -153,7 +154,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)))
     func survivesMutatedBatchesWithFixedChecksums() {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         var validCount = 0
         for _ in 0..<3_000 {
             var (input, _, _, _) = randomBatch(using: &rng, maxValue: 40, maxRecords: 4)
@@ -199,7 +200,7 @@ import Testing
     }
 
     @Test func rejectsEveryStrictPrefixAndATrailingByte() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         let (bytes, _, _, _) = randomBatch(using: &rng, maxValue: 100, maxRecords: 5)
         for length in 0..<bytes.count {
             withExactBytesNoThrow(Array(bytes.prefix(length))) { buffer in
@@ -243,7 +244,7 @@ func fixChecksum(_ bytes: inout [UInt8]) {
 /// (rarely) 100 KiB; headers with repeated, empty and unicode names; timestamps before and after the
 /// first one, sometimes at the extremes of Int64. Returns the batch, the records (offset 0), the
 /// first timestamp and the idempotence fields.
-func randomBatch(using rng: inout SplitMix64, maxValue: Int = 300, maxRecords: Int = 20)
+func randomBatch(using rng: inout SeededGenerator, maxValue: Int = 300, maxRecords: Int = 20)
     -> ([UInt8], [Record], Int64, (id: Int64, epoch: Int16, sequence: Int32)) {
     let first: Int64 = switch rng.int(0...5) {
     case 0: 0

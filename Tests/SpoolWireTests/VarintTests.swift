@@ -1,3 +1,4 @@
+import SpoolTesting
 import SpoolWire
 import Testing
 
@@ -52,7 +53,7 @@ import Testing
     }
 
     @Test func roundTripsRandomVarintsBackToBack() throws {
-        var rng = SplitMix64.logged()
+        var rng = SeededGenerator.logged()
         var unsigned: [UInt64] = []
         var signed: [Int64] = []
         var writer = WireWriter(capacity: 0)

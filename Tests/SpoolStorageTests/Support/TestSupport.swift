@@ -3,65 +3,27 @@ import Glibc
 import Logging
 @_spi(Testing) @testable import SpoolStorage
 import SpoolWire
+import SpoolTesting
 import Testing
 
 // MARK: Temporary directories
 
 /// Runs `body` with a fresh directory under /tmp, removed afterwards.
 func withTemporaryDirectory<Result>(_ body: (String) throws -> Result) throws -> Result {
-    var template = Array("/tmp/spool-storage-XXXXXX".utf8CString)
-    guard let created = mkdtemp(&template) else {
-        throw StorageError.systemCall("mkdtemp of", "/tmp/spool-storage-XXXXXX", errno: errno)
-    }
-    let path = String(cString: created)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
+    let directory = try TemporaryDirectory(prefix: "spool-storage")
+    return try body(directory.path)
 }
 
 /// The same, for async bodies.
 func withTemporaryDirectory<Result>(_ body: (String) async throws -> Result) async throws -> Result {
-    var template = Array("/tmp/spool-storage-XXXXXX".utf8CString)
-    guard let created = mkdtemp(&template) else {
-        throw StorageError.systemCall("mkdtemp of", "/tmp/spool-storage-XXXXXX", errno: errno)
-    }
-    let path = String(cString: created)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try await body(path)
-}
-
-// MARK: Randomness
-
-/// A seeded generator (SplitMix64) so a failing random test can be replayed: every test that uses
-/// one prints its seed; set SPOOL_TEST_SEED to rerun with it.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    /// A generator with a fresh seed (or SPOOL_TEST_SEED), printed with `name`.
-    static func logged(_ name: String = #function) -> SplitMix64 {
-        let seed = ProcessInfo.processInfo.environment["SPOOL_TEST_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
-        print("\(name) seed \(seed)")
-        return SplitMix64(seed: seed)
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8.random(in: 0...255, using: &self) }
-    }
+    let directory = try TemporaryDirectory(prefix: "spool-storage")
+    return try await body(directory.path)
 }
 
 // MARK: Batches and the expected log
 
 /// A batch of 1–5 random records (random keys, values up to `maxValueBytes`, sometimes a header).
-func makeBatch(timestamp: Int64, maxValueBytes: Int = 300, using rng: inout SplitMix64) -> [UInt8] {
+func makeBatch(timestamp: Int64, maxValueBytes: Int = 300, using rng: inout SeededGenerator) -> [UInt8] {
     var builder = RecordBatchBuilder(firstTimestamp: timestamp)
     for number in 0..<Int.random(in: 1...5, using: &rng) {
         let key = Bool.random(using: &rng) ? rng.bytes(Int.random(in: 0...16, using: &rng)) : nil
