@@ -177,8 +177,9 @@ public final class PartitionLog {
         return nil
     }
 
-    /// The baseOffset of the first batch whose maxTimestamp is at or after `timestamp`, or
-    /// ``logEndOffset`` if there is none. Walks batch headers from the oldest segment on.
+    /// The offset of the first record whose timestamp is at or after `timestamp`, or
+    /// ``logEndOffset`` if there is none. Walks batch headers from the oldest segment on, then the
+    /// records of the first batch whose maxTimestamp is at or after `timestamp`.
     public func offset(atOrAfterTimestamp timestamp: Int64) throws(StorageError) -> Int64 {
         try checkOpen()
         for segment in segments {

@@ -38,12 +38,29 @@ public final class InProcessBroker: Sendable {
     }
 
     private init(configuration: ServerConfiguration, dataDirectory: TemporaryDirectory, logger: Logger) throws {
-        server = SpoolServer(configuration: configuration, logger: logger)
-        endpoint = try server.start()
+        (server, endpoint) = try Self.startServer(configuration: configuration, logger: logger)
         var resolved = configuration
         resolved.endpoint = endpoint
         self.configuration = resolved
         self.dataDirectory = dataDirectory
+    }
+
+    /// Starts a server. ZeroMQ closes a stopped server's listening socket on its own I/O thread a
+    /// moment after `stop()` returns, so a restart on the same TCP port retries until it is free.
+    private static func startServer(configuration: ServerConfiguration, logger: Logger) throws -> (SpoolServer, String) {
+        for _ in 0..<50 {
+            let server = SpoolServer(configuration: configuration, logger: logger)
+            switch Result(catching: { () throws(SpoolServerError) in try server.start() }) {
+            case .success(let endpoint):
+                return (server, endpoint)
+            case .failure(let error) where error.message.contains("Address already in use"):
+                Thread.sleep(forTimeInterval: 0.05)
+            case .failure(let error):
+                throw error
+            }
+        }
+        let server = SpoolServer(configuration: configuration, logger: logger)
+        return (server, try server.start())
     }
 
     /// Connects a client to this broker.

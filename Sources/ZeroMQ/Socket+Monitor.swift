@@ -17,4 +17,12 @@ extension Socket {
         try receiver.connect(endpoint)
         return MonitorSocket(socket: receiver)
     }
+
+    /// Stops the monitor started by `monitor(events:)`. Call it before the `MonitorSocket` goes
+    /// away: libzmq's I/O thread sends each event with a blocking send, so an event for a
+    /// monitor whose receiving socket is closed blocks that thread, and with it every socket of
+    /// the context, forever (libzmq issue 3575).
+    public func stopMonitor() throws(ZeroMQError) {
+        try Call.zmq("zmq_socket_monitor(nil)") { zmq_socket_monitor(handle, nil, 0) }
+    }
 }

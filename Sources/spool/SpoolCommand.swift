@@ -32,7 +32,7 @@ struct ConnectionOptions: ParsableArguments {
         try await reportingErrors {
             try SpoolClient.checkTopicName(topic)
             // Failures reach the user as one-line errors; the SDK's own log lines would only repeat them.
-            try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(3)),
+            return try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(3)),
                                   logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
         }
     }

@@ -105,6 +105,8 @@ final class Connection: Sendable {
             finish(pending: &pending, error: SpoolError(.connectionFailed, "cannot connect to \(endpoint): \(error.message)", cause: error))
             return
         }
+        // Stop the monitor before its socket closes, or a late event can hang ZeroMQ's I/O thread.
+        defer { try? socket.stopMonitor() }
         var everConnected = false
         var poller = Poller()
         let socketItem = poller.add(socket)
@@ -134,7 +136,16 @@ final class Connection: Sendable {
                     continue
                 }
                 do {
-                    if try socket.send(request.frames, dontWait: true) {
+                    var sent = try socket.send(request.frames, dontWait: true)
+                    if !sent, endpoint.hasPrefix("inproc://") {
+                        // inproc never reconnects by itself: once the broker's socket closed (an
+                        // in-process restart) the pipe is gone and every send would fail. Connect
+                        // again; ZeroMQ queues the request until the endpoint is bound.
+                        try? socket.disconnect(endpoint)
+                        try socket.connect(endpoint)
+                        sent = try socket.send(request.frames, dontWait: true)
+                    }
+                    if sent {
                         pending[request.id] = request
                     } else {
                         request.resume(.failure(SpoolError(.timedOut, "the send queue to \(endpoint) is full")))

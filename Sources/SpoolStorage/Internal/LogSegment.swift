@@ -346,16 +346,32 @@ final class LogSegment {
         return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
     }
 
-    /// The baseOffset of the first batch whose maxTimestamp is at or after `timestamp`, if any.
+    /// The offset of the first record whose timestamp is at or after `timestamp`, if any: found in
+    /// the first batch whose maxTimestamp is at or after it.
     func firstOffset(atOrAfterTimestamp timestamp: Int64) throws(StorageError) -> Int64? {
         let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.recoveryChunkSize)
         var position = 0
         while position < size {
             let batch = try header(at: position, scanner: scanner)
-            if batch.maxTimestamp >= timestamp { return batch.baseOffset }
+            if batch.maxTimestamp >= timestamp { return try firstOffset(in: batch, at: position, atOrAfterTimestamp: timestamp) }
             position += batch.totalSize
         }
         return nil
+    }
+
+    /// The first record of the batch at `position` created at or after `timestamp` (a batch's
+    /// records need not be in time order, and only its maxTimestamp is in the header).
+    private func firstOffset(in batch: RecordBatch.Header, at position: Int, atOrAfterTimestamp timestamp: Int64) throws(StorageError) -> Int64 {
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: batch.totalSize, alignment: MemoryLayout<UInt64>.alignment)
+        defer { bytes.deallocate() }
+        guard try log.read(into: bytes, at: position) == batch.totalSize else {
+            throw StorageError(.io, "read from \(log.path) ended inside the batch at byte \(position)")
+        }
+        do throws(WireError) {
+            return try RecordBatch.records(in: UnsafeRawBufferPointer(bytes)).first { $0.timestamp >= timestamp }?.offset ?? batch.baseOffset
+        } catch {
+            throw StorageError(.corrupt, "\(log.path): batch at byte \(position): \(error.message)")
+        }
     }
 
     /// The header of the batch at `position` inside `[0, size)`, which the invariants say is valid;
