@@ -34,6 +34,10 @@ public struct RecordSequence: AsyncSequence, Sendable {
             self.start = start
         }
 
+        /// Records already fetched that ``next()`` returns without waiting (a printer can flush
+        /// its output when this reaches 0).
+        public var bufferedCount: Int { buffer.count - index }
+
         /// The next record, waiting as long as it takes. Throws ``SpoolError`` on a non-retriable
         /// failure and `CancellationError` when the task is cancelled.
         public mutating func next() async throws -> SpoolRecord? {

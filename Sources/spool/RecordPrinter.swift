@@ -1,13 +1,15 @@
 import Foundation
 import Spool
 
-/// Writes records to standard output in the chosen format, one line each, flushed at once so
-/// a pipe sees each record as it arrives.
+/// Writes records to standard output in the chosen format, one line each. The caller flushes
+/// whenever it is about to wait, so a pipe sees each record as it arrives.
 struct RecordPrinter {
     let format: OutputFormat
 
+    /// Pushes buffered output to standard output.
+    func flush() { fflush(nil) }
+
     func print(_ record: SpoolRecord) {
-        defer { fflush(nil) }
         switch format {
         case .text:
             let key = record.key.map { Self.text($0) } ?? ""

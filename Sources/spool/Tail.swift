@@ -57,11 +57,14 @@ struct ReadOptions: ParsableArguments {
                 }
                 guard first <= last else { return }
             }
-            for try await record in client.records(from: topic, partition: partition, startingAt: start) {
+            var records = client.records(from: topic, partition: partition, startingAt: start).makeAsyncIterator()
+            while let record = try await records.next() {
                 if let last, record.offset > last { break }
                 printer.print(record)
+                if records.bufferedCount == 0 { printer.flush() }
                 if let last, record.offset >= last { break }
             }
+            printer.flush()
         }
     }
 }
