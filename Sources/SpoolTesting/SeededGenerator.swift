@@ -1,4 +1,5 @@
 import Foundation
+import Spool
 
 /// A seeded random generator (SplitMix64) for tests that must be replayable: ``logged(_:)``
 /// prints the seed it uses, and `SPOOL_TEST_SEED=<seed>` in the environment makes every
@@ -40,4 +41,29 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 
     /// A random boolean.
     public mutating func bool() -> Bool { Bool.random(using: &self) }
+
+    /// A record meant to break encoders: a value that is empty, text with JSON-hostile
+    /// characters, invalid UTF-8 or random binary; sometimes a key (empty, text or binary);
+    /// sometimes headers (binary values, repeated and non-ASCII names).
+    public mutating func record(timestamp: Int64? = nil) -> OutgoingRecord {
+        let value: [UInt8]
+        switch int(0...5) {
+        case 0: value = []
+        case 1: value = Array("text \(UInt32.random(in: 0...UInt32.max, using: &self)) \"q\" \\ \t\n\r\u{0}\u{1F} é 漢字 🎉 \u{2028}".utf8)
+        case 2: value = [0xC3, 0x28, 0xFF] + bytes(int(0...63))  // invalid UTF-8
+        case 3: value = Array("{\"json\": [1, 2, 3]}".utf8)
+        default: value = bytes(int(1...1023))
+        }
+        let key: [UInt8]? = switch int(0...3) {
+        case 0: nil
+        case 1: []
+        case 2: Array("key-\(int(0...99))".utf8)
+        default: [0x80] + bytes(int(0...23))
+        }
+        let names = ["trace-id", "h", "ключ", "h"]
+        let headers = (0..<int(0...3)).map { number in
+            RecordHeader(name: names[number], value: bool() ? Array("v\(number)".utf8) : bytes(int(0...15)))
+        }
+        return OutgoingRecord(key: key, value: value, headers: headers, timestamp: timestamp)
+    }
 }
