@@ -74,7 +74,7 @@ extension EndToEndTests {
                 try await daemon.start()
                 let reader = try await daemon.makeClient()
                 defer { reader.close() }
-                let records = try await fetchAll(reader, topic)
+                let records = try await reader.readToEnd(of: topic)
                 let state = ledger.snapshot
                 #expect(records.map(\.offset) == Array(0..<Int64(records.count)), "round \(round): offsets are not dense")
                 var seen: [String: Int64] = [:]
@@ -129,7 +129,7 @@ extension EndToEndTests {
             try await daemon.start()
             let reader = try await daemon.makeClient()
             for (topic, records) in sent {
-                expectRecords(try await fetchAll(reader, topic), match: records, topic: topic)
+                expectRecords(try await reader.readToEnd(of: topic), match: records, topic: topic)
             }
             reader.close()
             #expect(try await daemon.terminate() == .exited(0))

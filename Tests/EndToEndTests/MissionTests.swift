@@ -70,7 +70,7 @@ extension EndToEndTests {
             expectRecords(streamed, match: sent, topic: topic)
             #expect(streamed == replayed, "the SDK and the CLI disagree")
 
-            let tailed = TailedRecords()
+            let tailed = RecordCollector()
             let tail = Task {
                 for try await record in reader.records(from: topic, startingAt: .offset(Int64(Self.recordCount - 10))) {
                     tailed.append(record)

@@ -96,7 +96,7 @@ extension EndToEndTests {
             let next = OutgoingRecord(key: Array("after".utf8), value: Array("the next record".utf8), timestamp: 1_800_000_000_000)
             let result = try await writer.publish(to: topic, records: [next])
             #expect(result.baseOffset == Int64(prefix.count), "the first publish after recovery is not dense")
-            expectRecords(try await fetchAll(writer, topic), match: prefix + [next], topic: topic)
+            expectRecords(try await writer.readToEnd(of: topic), match: prefix + [next], topic: topic)
         }
     }
 }

@@ -74,7 +74,7 @@ import Testing
             let ok = try await client.publish(to: "strict", records: [OutgoingRecord(value: Array(repeating: 3, count: 600)),
                                                                       OutgoingRecord(value: Array(repeating: 4, count: 600))])
             #expect(ok.baseOffset == 0 && ok.count == 2)
-            #expect(try await fetchAll(client, "strict").map(\.value.count) == [600, 600])
+            #expect(try await client.readToEnd(of: "strict").map(\.value.count) == [600, 600])
         }
     }
 
@@ -119,7 +119,7 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)))
     func connectingToAClosedPortFailsAsRefused() async throws {
-        let port = try closedLoopbackPort()
+        let port = try freeLoopbackPort()
         // A generous connect timeout: the refusal, not the timeout, must end the attempt.
         let error = try #require(await spoolError {
             _ = try await SpoolClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: ClientConfiguration(connectTimeout: .seconds(40)))
@@ -157,7 +157,7 @@ import Testing
             let client = try await broker.makeClient(configuration: ClientConfiguration(requestTimeout: .seconds(600), fetchMaxWait: .seconds(600)))
             defer { client.close() }
             try await client.publish(to: "quiet", value: [1])
-            let seen = Collected()
+            let seen = RecordCollector()
             let consumer = Task {
                 for try await record in client.records(from: "quiet", startingAt: .earliest) { seen.append(record) }
             }

@@ -9,7 +9,7 @@ import Testing
     @Test(.timeLimit(.minutes(2)))
     func closingClientsWhileBrokersComeAndGoKeepsNewClientsWorking() async throws {
         // Clients that give up on a refused port, closed while ZeroMQ keeps retrying.
-        let port = try closedLoopbackPort()
+        let port = try freeLoopbackPort()
         for _ in 0..<100 {
             let error = await spoolError {
                 _ = try await SpoolClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: ClientConfiguration(connectTimeout: .seconds(5)))

@@ -18,7 +18,7 @@ import Testing
         let topic = "restarts"
         let rounds = 3, perRound = 100
         let total = rounds * perRound
-        let collected = Collected()
+        let collected = RecordCollector()
         let consumer = Task {
             for try await record in consumerClient.records(from: topic, startingAt: .earliest) {
                 collected.append(record)

@@ -42,7 +42,7 @@ import Testing
             }
             let after = Self.nowMilliseconds()
 
-            let fetched = try await fetchAll(client, topic)
+            let fetched = try await client.readToEnd(of: topic)
             expectRecords(fetched, match: sent)
             for (record, original) in zip(fetched, sent) where original.timestamp == nil {
                 #expect((before...after).contains(record.timestamp), "timestamp \(record.timestamp) of offset \(record.offset) is not 'now'")
@@ -116,7 +116,7 @@ import Testing
             let topic = "live"
             try await client.publish(to: topic, records: (0..<5).map { OutgoingRecord(value: Array("old-\($0)".utf8)) })
 
-            let collected = Collected()
+            let collected = RecordCollector()
             let consumer = Task {
                 for try await record in client.records(from: topic, startingAt: .latest) { collected.append(record) }
             }
@@ -176,7 +176,7 @@ import Testing
             #expect(acknowledged.count == total)
             #expect(Set(acknowledged.map(\.0)) == Set(0..<Int64(total)), "offsets are not unique and dense")
             let expected = Dictionary(acknowledged, uniquingKeysWith: { first, _ in first })
-            let records = try await fetchAll(client, topic)
+            let records = try await client.readToEnd(of: topic)
             #expect(records.map(\.offset) == Array(0..<Int64(total)))
             for record in records {
                 #expect(expected[record.offset] == String(decoding: record.value, as: UTF8.self), "offset \(record.offset)")
@@ -199,7 +199,7 @@ import Testing
                 expectedKeys[partition, default: []].append(key)
             }
             for partition in Int32(0)..<4 {
-                let records = try await fetchAll(client, "keyed", partition: partition)
+                let records = try await client.readToEnd(of: "keyed", partition: partition)
                 #expect(records.map(\.key) == (expectedKeys[partition] ?? []).map { Optional($0) })
                 #expect(records.allSatisfy { $0.partition == partition })
             }
@@ -224,7 +224,7 @@ import Testing
             defer { client.close() }
             let result = try await client.publish(to: "relaxed", records: [OutgoingRecord(value: [1]), OutgoingRecord(value: [2])])
             #expect(result.durability == durability)
-            #expect(try await fetchAll(client, "relaxed").map(\.value) == [[1], [2]])
+            #expect(try await client.readToEnd(of: "relaxed").map(\.value) == [[1], [2]])
         }
     }
 }

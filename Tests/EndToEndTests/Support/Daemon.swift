@@ -1,3 +1,4 @@
+import SpoolTesting
 import Foundation
 import Logging
 import Spool

@@ -59,54 +59,10 @@ struct JSONRecord: Decodable {
 }
 
 /// Asserts `records` are `expected` at offsets `firstOffset`…, byte for byte (key, value,
-/// headers; the timestamp where one was set). Reports at most a few differing records.
+/// headers; the timestamp where one was set; the topic if given).
 func expectRecords(_ records: [SpoolRecord], match expected: [OutgoingRecord], firstOffset: Int64 = 0, topic: String? = nil,
                    sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(records.count == expected.count, "record count", sourceLocation: sourceLocation)
-    var mismatches = 0
-    for (index, (record, sent)) in zip(records, expected).enumerated() {
-        let offset = firstOffset + Int64(index)
-        let same = record.offset == offset && record.key == sent.key && record.value == sent.value && record.headers == sent.headers
-            && (sent.timestamp.map { $0 == record.timestamp } ?? true) && (topic.map { $0 == record.topic } ?? true)
-        if !same {
-            mismatches += 1
-            if mismatches <= 5 {
-                Issue.record("record #\(index) differs:\n got  \(record)\n sent \(sent) at offset \(offset)", sourceLocation: sourceLocation)
-            }
-        }
-    }
-    #expect(mismatches == 0, "\(mismatches) of \(expected.count) records differ", sourceLocation: sourceLocation)
-}
-
-/// Every record of partition 0 of `topic` from `offset` to the current end, by plain fetches.
-func fetchAll(_ client: SpoolClient, _ topic: String, from offset: Int64 = 0) async throws -> [SpoolRecord] {
-    let end = try await client.offset(of: topic, .latest)
-    var records: [SpoolRecord] = []
-    var next = offset
-    while next < end {
-        let batch = try await client.fetch(from: topic, offset: next).records
-        guard let last = batch.last else { throw HarnessError("fetch at \(next) of \(topic) returned nothing before the end \(end)") }
-        records += batch
-        next = last.offset + 1
-    }
-    return records
-}
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now + timeout
-    while clock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return try await condition()
-}
-
-/// Records a consumer task collected, readable from the test.
-final class TailedRecords: Sendable {
-    private let storage = Mutex<[SpoolRecord]>([])
-    var records: [SpoolRecord] { storage.withLock { $0 } }
-    var count: Int { storage.withLock { $0.count } }
-    func append(_ record: SpoolRecord) { storage.withLock { $0.append(record) } }
+    let differences = recordDifferences(records, expected: expected, firstOffset: firstOffset, topic: topic)
+    for line in differences.prefix(5) { Issue.record(Comment(rawValue: line), sourceLocation: sourceLocation) }
+    #expect(differences.isEmpty, "\(differences.count) differences", sourceLocation: sourceLocation)
 }
