@@ -49,7 +49,7 @@ let package = Package(
             name: "Spool",
             dependencies: ["SpoolWire", "ZeroMQ", .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer"]),
+        .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "ZeroMQ"]),
 
         // Executables
         .executableTarget(

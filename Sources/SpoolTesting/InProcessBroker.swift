@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Spool
 import SpoolServer
+import ZeroMQ
 
 /// A real broker running inside the test process, on `inproc://` or a free loopback TCP port,
 /// with its data in a temporary directory. Stop and start it again to test restarts: the data
@@ -53,7 +54,7 @@ public final class InProcessBroker: Sendable {
             switch Result(catching: { () throws(SpoolServerError) in try server.start() }) {
             case .success(let endpoint):
                 return (server, endpoint)
-            case .failure(let error) where error.message.contains("Address already in use"):
+            case .failure(let error) where (error.cause as? ZeroMQError)?.errno == EADDRINUSE:
                 Thread.sleep(forTimeInterval: 0.05)
             case .failure(let error):
                 throw error
