@@ -31,7 +31,11 @@ extension EndToEndTests {
             func set() { flag.store(true, ordering: .relaxed) }
         }
 
-        @Test(.timeLimit(.minutes(8)))
+        /// Kill -9 rounds: `SPOOL_CRASH_ROUNDS` (default 30, a minute or so here; set it higher
+        /// to soak by hand, e.g. `SPOOL_CRASH_ROUNDS=500 scripts/crash-test.sh`).
+        static let rounds = ProcessInfo.processInfo.environment["SPOOL_CRASH_ROUNDS"].flatMap { Int($0) } ?? 30
+
+        @Test(.timeLimit(.minutes(30)))
         func everyAcknowledgedRecordSurvivesKillNine() async throws {
             var rng = SeededGenerator.logged("everyAcknowledgedRecordSurvivesKillNine")
             let directory = try TemporaryDirectory(prefix: "spool-e2e-kill")
@@ -40,12 +44,14 @@ extension EndToEndTests {
             let topic = "acks"
             let ledger = Ledger()
 
-            for round in 0..<3 {
-                let client = try await daemon.makeClient(ClientConfiguration(requestTimeout: .seconds(5)))
+            for round in 0..<Self.rounds {
+                // Each producer has its own client (its own connection), as separate services would.
+                var clients: [SpoolClient] = []
+                for _ in 0..<4 { clients.append(try await daemon.makeClient(ClientConfiguration(requestTimeout: .seconds(5)))) }
                 let stop = StopFlag()
                 let batchSizes = (0..<4).map { _ in Int.random(in: 1...20, using: &rng) }
                 let producers = (0..<4).map { producer in
-                    Task {
+                    Task { [client = clients[producer]] in
                         var sequence = 0
                         while !stop.isSet {
                             let values = (0..<batchSizes[producer]).map { "r\(round)-p\(producer)-\(sequence)-\($0)" }
@@ -67,7 +73,7 @@ extension EndToEndTests {
                 #expect(try await daemon.kill9() == .signalled(SIGKILL))
                 stop.set()
                 for producer in producers { await producer.value }
-                client.close()
+                for client in clients { client.close() }
                 try #require(started, "round \(round): no publish was acknowledged before the kill")
                 print("round \(round): killed \(delay) ms after the first acknowledgement; \(ledger.acknowledgedCount) acknowledged so far")
 
