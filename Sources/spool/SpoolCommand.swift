@@ -8,13 +8,13 @@ import Spool
 struct SpoolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool",
-        abstract: "Publish, tail and replay the topics of a Spool broker.",
+        abstract: "Publish, tail and replay the topics of a Spool broker, and manage topics.",
         discussion: """
             The broker is tcp://127.0.0.1:7070 unless --broker or SPOOL_BROKER says otherwise.
             Exit codes: 0 success, 1 an error the message explains, 64 bad usage.
             """,
         version: "0.1.0",
-        subcommands: [Publish.self, Tail.self, Replay.self]
+        subcommands: [Publish.self, Tail.self, Replay.self, Topics.self]
     )
 }
 
@@ -27,10 +27,10 @@ struct ConnectionOptions: ParsableArguments {
         broker ?? ProcessInfo.processInfo.environment["SPOOL_BROKER"] ?? "tcp://127.0.0.1:7070"
     }
 
-    /// Checks `topic` locally, then connects; either failure becomes the CLI's one-line error.
-    func connect(for topic: String) async throws -> SpoolClient {
+    /// Checks `topic` locally (if given), then connects; either failure becomes the CLI's one-line error.
+    func connect(for topic: String? = nil) async throws -> SpoolClient {
         try await reportingErrors {
-            try SpoolClient.checkTopicName(topic)
+            if let topic { try SpoolClient.checkTopicName(topic) }
             // Failures reach the user as one-line errors; the SDK's own log lines would only repeat them.
             return try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(3)),
                                   logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))

@@ -108,5 +108,36 @@ extension EndToEndTests {
                 #expect(parts.count == 3 && published[Int64(parts[0]) ?? -1] == String(parts[2]), "unexpected line \(line)")
             }
         }
+
+        @Test(.timeLimit(.minutes(2)))
+        func topicsCreateSetsPartitionsThatKeysSpreadOverAndListShowsOffsets() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-topics")
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            defer { daemon.cleanUp() }
+            let broker = ["--broker", daemon.endpoint]
+
+            let created = try await runSpool(["topics", "create", "orders", "--partitions", "3"] + broker)
+            #expect(created.termination == .exited(0), "\(created)")
+            let again = try await runSpool(["topics", "create", "orders", "--partitions", "3"] + broker)
+            #expect(again.termination == .exited(1))
+            #expect(again.stderr == "spool: error: topic 'orders' already exists\n", "\(again)")
+            let zero = try await runSpool(["topics", "create", "empty", "--partitions", "0"] + broker)
+            #expect(zero.termination == .exited(64), "\(zero)")
+            let badName = try await runSpool(["topics", "create", "a/b"] + broker)
+            #expect(badName.termination == .exited(1) && badName.stderr.hasPrefix("spool: error: topic name"), "\(badName)")
+
+            var expected = [Int64](repeating: 0, count: 3)
+            for key in ["a", "b", "c", "d", "e", "f", "g"] {
+                let published = try await runSpool(["publish", "orders", "--key", key, "v"] + broker)
+                #expect(published.termination == .exited(0), "\(published)")
+                expected[Int(Partitioner.partition(forKey: Array(key.utf8), partitionCount: 3))] += 1
+            }
+            _ = try await runSpool(["publish", "other", "x"] + broker)
+
+            let listed = try await runSpool(["topics", "list"] + broker)
+            #expect(listed.termination == .exited(0), "\(listed)")
+            #expect(listed.stdoutLines == ["orders\t0\t0\t\(expected[0])", "orders\t1\t0\t\(expected[1])",
+                                           "orders\t2\t0\t\(expected[2])", "other\t0\t0\t1"])
+        }
     }
 }
