@@ -18,7 +18,7 @@ build: deps
 
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --disable-xctest  # every test uses Swift Testing
 
 deps:
 	@./scripts/install-deps.sh
