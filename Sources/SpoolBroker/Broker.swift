@@ -104,7 +104,7 @@ public final class Broker {
             var kept: [ParkedFetch] = []
             for fetch in parked {
                 if fetch.deadline <= now {
-                    actions.append(serve(fetch, force: true) ?? emptyFetchReply(fetch))
+                    actions.append(answer(fetch))
                 } else {
                     kept.append(fetch)
                 }
@@ -153,7 +153,7 @@ public final class Broker {
     /// ``syncCompleted(_:result:now:)`` (which sends the last acknowledgements), then ``close()``.
     public func beginShutdown() -> (actions: [BrokerAction], syncWork: [(PartitionKey, SyncWork)]) {
         isShutDown = true
-        let actions = parkedFetches.values.flatMap { $0 }.map { serve($0, force: true) ?? emptyFetchReply($0) }
+        let actions = parkedFetches.values.flatMap { $0 }.map(answer)
         parkedFetches = [:]
         dirty = []
         var work: [(PartitionKey, SyncWork)] = []
@@ -213,7 +213,8 @@ public final class Broker {
         let state = try partition(try TopicName(request.topic), request.partition)
         let wait = Int64(min(Int(request.maxWaitMilliseconds), configuration.maxFetchWaitMilliseconds))
         let fetch = ParkedFetch(client: client, header: header, request: request, key: state.key, deadline: now + wait)
-        if let action = try checkedServe(fetch, force: wait == 0 || isShutDown) { return [action] }
+        if wait == 0 || isShutDown { return [answer(fetch)] }
+        if let action = answerIfSatisfied(fetch) { return [action] }
         parkedFetches[state.key, default: []].append(fetch)
         return []
     }
@@ -308,22 +309,36 @@ public final class Broker {
         var actions: [BrokerAction] = []
         var kept: [ParkedFetch] = []
         for fetch in parked {
-            if let action = serve(fetch, force: fetch.deadline <= now) { actions.append(action) } else { kept.append(fetch) }
+            if let action = fetch.deadline <= now ? answer(fetch) : answerIfSatisfied(fetch) { actions.append(action) } else { kept.append(fetch) }
         }
         parkedFetches[key] = kept.isEmpty ? nil : kept
         return actions
     }
 
-    /// Serves a fetch if it has enough data (or `force`), answering errors as replies.
-    private func serve(_ fetch: ParkedFetch, force: Bool) -> BrokerAction? {
-        do {
-            return try checkedServe(fetch, force: force)
+    /// Answers `fetch` now with whatever data it can have; errors become error replies.
+    private func answer(_ fetch: ParkedFetch) -> BrokerAction {
+        do throws(WireError) {
+            let (slice, body) = try available(fetch)
+            return fetchReply(fetch, slice, body)
         } catch {
             return errorReply(fetch.client, fetch.header, error)
         }
     }
 
-    private func checkedServe(_ fetch: ParkedFetch, force: Bool) throws(WireError) -> BrokerAction? {
+    /// Answers `fetch` if at least its `minBytes` are available, nil if it must keep waiting;
+    /// errors become error replies.
+    private func answerIfSatisfied(_ fetch: ParkedFetch) -> BrokerAction? {
+        do throws(WireError) {
+            let (slice, body) = try available(fetch)
+            guard (slice?.length ?? 0) >= Int(max(fetch.request.minBytes, 1)) else { return nil }
+            return fetchReply(fetch, slice, body)
+        } catch {
+            return errorReply(fetch.client, fetch.header, error)
+        }
+    }
+
+    /// The bytes `fetch` can have now (nil: none below the visible end) and its reply body.
+    private func available(_ fetch: ParkedFetch) throws(WireError) -> (LogSlice?, FetchResponse) {
         guard let state = partitionState(fetch.key) else {
             throw WireError(.unknownTopic, "topic '\(fetch.key.topic)' no longer exists")
         }
@@ -340,17 +355,12 @@ public final class Broker {
         } catch {
             throw WireError(error.code == .offsetOutOfRange ? .offsetOutOfRange : .storageError, "read of \(state.key) failed: \(error.message)")
         }
-        guard force || (slice?.length ?? 0) >= Int(max(request.minBytes, 1)) else { return nil }
-        let body = FetchResponse(partition: request.partition, logStartOffset: log.logStartOffset, logEndOffset: state.visibleEnd)
-        return .reply(to: fetch.client, frames: [.bytes(fetch.header.reply().encoded()), .bytes(body.encoded()),
-                                                 slice.map(ReplyFrame.logSlice) ?? .empty])
+        return (slice, FetchResponse(partition: request.partition, logStartOffset: log.logStartOffset, logEndOffset: state.visibleEnd))
     }
 
-    private func emptyFetchReply(_ fetch: ParkedFetch) -> BrokerAction {
-        let state = partitionState(fetch.key)
-        let body = FetchResponse(partition: fetch.request.partition, logStartOffset: state?.log.logStartOffset ?? 0,
-                                 logEndOffset: state?.visibleEnd ?? 0)
-        return .reply(to: fetch.client, frames: [.bytes(fetch.header.reply().encoded()), .bytes(body.encoded()), .empty])
+    private func fetchReply(_ fetch: ParkedFetch, _ slice: LogSlice?, _ body: FetchResponse) -> BrokerAction {
+        .reply(to: fetch.client, frames: [.bytes(fetch.header.reply().encoded()), .bytes(body.encoded()),
+                                          slice.map(ReplyFrame.logSlice) ?? .bytes([])])
     }
 
     // MARK: Frames

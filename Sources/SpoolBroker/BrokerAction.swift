@@ -21,15 +21,14 @@ public struct PartitionKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(topic)/\(partition)" }
 }
 
-/// One frame of a reply, as the broker decided it: bytes it built, or a slice of a partition
-/// log for the transport to read straight into its message buffer.
+/// One frame of a reply, as the broker decided it: bytes it built (empty for a fetch reply
+/// without records), or a slice of a partition log for the transport to read straight into
+/// its message buffer.
 public enum ReplyFrame: Sendable {
     /// Bytes to send as they are.
     case bytes([UInt8])
     /// File bytes to read into the frame (fetch replies).
     case logSlice(LogSlice)
-    /// An empty frame (a fetch reply with no records).
-    case empty
 }
 
 /// What the transport must do after the broker handled an event.

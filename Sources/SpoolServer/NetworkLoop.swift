@@ -109,7 +109,6 @@ final class NetworkLoop {
                 for frame in replyFrames {
                     switch frame {
                     case .bytes(let bytes): frames.append(Frame(bytes))
-                    case .empty: frames.append(Frame([]))
                     case .logSlice(let slice): frames.append(try Frame(capacity: slice.length) { try slice.read(into: $0) })
                     }
                 }

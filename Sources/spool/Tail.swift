@@ -43,21 +43,20 @@ struct ReadOptions: ParsableArguments {
         defer { client.close() }
         let printer = RecordPrinter(format: format)
         try await reportingErrors {
-            let start: StartPosition = fromBeginning ? .earliest : offset.map { .offset($0) } ?? defaultStart
+            let first: Int64
+            if let offset {
+                first = offset
+            } else {
+                let spec: OffsetSpec = fromBeginning || defaultStart == .earliest ? .earliest : .latest
+                first = try await client.offset(of: topic, partition: partition, spec)
+            }
             var last = untilOffset
             if exitAtEnd {
                 let end = try await client.offset(of: topic, partition: partition, .latest) - 1
                 last = min(last ?? end, end)
             }
-            if let last {
-                let first: Int64
-                switch start {
-                case .earliest: first = try await client.offset(of: topic, partition: partition, .earliest)
-                default: first = offset ?? last + 1
-                }
-                guard first <= last else { return }
-            }
-            var records = client.records(from: topic, partition: partition, startingAt: start).makeAsyncIterator()
+            if let last, first > last { return }
+            var records = client.records(from: topic, partition: partition, startingAt: .offset(first)).makeAsyncIterator()
             while let record = try await records.next() {
                 if let last, record.offset > last { break }
                 printer.print(record)

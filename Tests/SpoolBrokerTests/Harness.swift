@@ -17,7 +17,7 @@ struct BrokerTestError: Error, CustomStringConvertible {
 struct Reply {
     let client: ClientID
     let header: FrameHeader
-    /// The frames after the header; an `.empty` frame is `[]`, a log slice its bytes.
+    /// The frames after the header; a log slice as its bytes.
     let frames: [[UInt8]]
     /// Whether each frame after the header was a log slice.
     let frameWasSlice: [Bool]
@@ -72,9 +72,6 @@ struct Reply {
                 switch frame {
                 case .bytes(let value):
                     bytes.append(value)
-                    slices.append(false)
-                case .empty:
-                    bytes.append([])
                     slices.append(false)
                 case .logSlice(let slice):
                     var buffer = [UInt8](repeating: 0, count: slice.length)

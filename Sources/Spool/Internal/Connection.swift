@@ -27,7 +27,6 @@ final class Connection: Sendable {
         var requests: [Outgoing] = []
         var cancellations: [UInt64] = []
         var closing = false
-        var closed = false
     }
 
     private struct Outgoing {
@@ -204,7 +203,6 @@ final class Connection: Sendable {
     private func finish(pending: inout [UInt64: Outgoing], error: SpoolError) {
         let queued = inbox.withLock { inbox in
             inbox.closing = true
-            inbox.closed = true
             defer { inbox.requests = [] }
             return inbox.requests
         }
