@@ -138,11 +138,14 @@ public final class SpoolClient: Sendable {
         }
     }
 
-    /// Creates a topic with `partitions` partitions. Throws ``SpoolError/Code/topicAlreadyExists``
-    /// if it exists.
-    public func createTopic(_ name: String, partitions: Int32 = 1) async throws(SpoolError) {
+    /// Creates a topic with `partitions` partitions and `settings` that override the broker's
+    /// defaults for it (`retention.ms`, `retention.bytes`, `fsync`, `segment.bytes`, … as in
+    /// `broker-config/spoold.yaml`). Throws ``SpoolError/Code/topicAlreadyExists`` if it exists and
+    /// ``SpoolError/Code/invalidRequest`` naming a bad setting.
+    public func createTopic(_ name: String, partitions: Int32 = 1, settings: [String: String] = [:]) async throws(SpoolError) {
         try validate(name)
-        _ = try decode(CreateTopicResponse.self, try await call(.createTopic, [CreateTopicRequest(name: name, partitions: partitions).encoded()]))
+        let request = CreateTopicRequest(name: name, partitions: partitions, settings: settings)
+        _ = try decode(CreateTopicResponse.self, try await call(.createTopic, [request.encoded()]))
         partitionCounts.withLock { $0[name] = partitions }
     }
 

@@ -44,6 +44,8 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
         public static let brokerShuttingDown = Code(ErrorCode.brokerShuttingDown)
         /// See ``ErrorCode/notAuthorized``.
         public static let notAuthorized = Code(ErrorCode.notAuthorized)
+        /// See ``ErrorCode/invalidRequest``.
+        public static let invalidRequest = Code(ErrorCode.invalidRequest)
 
         public var description: String { name }
     }

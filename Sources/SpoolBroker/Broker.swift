@@ -23,19 +23,44 @@ public final class Broker {
     private var parkedFetches: [PartitionKey: [ParkedFetch]] = [:]
     private var dirty: Set<PartitionKey> = []
     private var isShutDown = false
+    /// Monotonic time of the next retention pass; nil before the first.
+    private var nextRetentionCheck: Int64?
 
-    /// Opens (and recovers) every topic under the data directory and takes its lock.
-    /// Throws if another broker holds the directory or a log cannot be opened.
+    /// Opens (and recovers) every topic under the data directory and takes its lock, after
+    /// creating the declared topics that are missing and storing the declared settings of those
+    /// that exist (a declared partition count that differs from the disk's is logged and ignored:
+    /// partitions never change). Throws if another broker holds the directory or a log cannot be
+    /// opened.
     public init(configuration: BrokerConfiguration, logger: Logger) throws(StorageError) {
         self.configuration = configuration
         self.logger = logger
         dataDirectory = try DataDirectory(path: configuration.dataDirectory, logger: logger)
-        for (name, count) in try dataDirectory.existingTopics().sorted(by: { $0.key < $1.key }) {
-            try openTopic(name, partitions: count)
+        var existing = try dataDirectory.existingTopics()
+        for (name, declared) in configuration.declaredTopics.sorted(by: { $0.key < $1.key }) {
+            guard let found = existing[name] else {
+                try dataDirectory.createTopic(name, declared)
+                existing[name] = declared
+                logger.info("created a declared topic", metadata: ["topic": "\(name)", "partitions": "\(declared.partitions)"])
+                continue
+            }
+            if found.partitions != declared.partitions {
+                logger.warning("a declared topic has another partition count on disk; partitions never change, keeping the disk's", metadata: [
+                    "topic": "\(name)", "declared": "\(declared.partitions)", "onDisk": "\(found.partitions)",
+                ])
+            }
+            if found.settings != declared.settings {
+                try dataDirectory.setSettings(declared.settings, of: name)
+                existing[name]?.settings = declared.settings
+                logger.info("stored the declared settings of a topic", metadata: ["topic": "\(name)", "settings": "\(declared.settings)"])
+            }
+        }
+        for (name, metadata) in existing.sorted(by: { $0.key < $1.key }) {
+            try openTopic(name, metadata)
         }
         let partitionCount = topics.values.reduce(0) { $0 + $1.count }
         logger.info("opened data directory", metadata: [
             "path": "\(configuration.dataDirectory)", "topics": "\(topics.count)", "partitions": "\(partitionCount)",
+            "verified": "\(dataDirectory.openedAfterCleanShutdown ? "cheap checks (clean shutdown)" : "every segment in full")",
         ])
     }
 
@@ -81,20 +106,53 @@ public final class Broker {
 
     /// Records the outcome of a sync of `key`: on success everything below `result`'s offset is
     /// on disk; produces it covers are acknowledged and parked fetches may now be served.
-    /// On failure, the produces the sync was meant to cover get a storage error.
-    public func syncCompleted(_ key: PartitionKey, result: Result<Int64, StorageError>, now: Int64) -> [BrokerAction] {
-        guard let state = partitionState(key) else { return [] }
+    /// Results of an earlier epoch of the partition are ignored.
+    ///
+    /// On failure under `fsync: always`, the records appended since the last good sync may never
+    /// reach the disk (Linux can drop the pages of a failed write-back) and no later sync could
+    /// prove otherwise, so the log is cut back to the last good sync: their producers get a
+    /// storage error (nobody acknowledged or read them) and may retry, and appends continue from
+    /// there once the disk works again. If even the cut fails, the partition refuses produces
+    /// until the broker restarts (recovery then finds what the disk holds). Under `interval` and
+    /// `never` the records were acknowledged already: the failure is logged and the files are
+    /// synced again in the next round.
+    public func syncCompleted(_ key: SyncKey, result: Result<Int64, StorageError>, now: Int64) -> [BrokerAction] {
+        guard let state = partitionState(key.partition), key.epoch == state.epoch else { return [] }
         switch result {
         case .success(let end):
+            if let unconfirmed = state.unconfirmedSync, unconfirmed.endOffset <= end { state.unconfirmedSync = nil }
             guard end > state.durableEnd else { return [] }
             state.durableEnd = end
             var actions = state.acknowledge(upTo: end)
-            if state.policy == .always { actions += wakeParkedFetches(key, now: now) }
+            if state.policy == .always { actions += wakeParkedFetches(key.partition, now: now) }
             return actions
         case .failure(let error):
-            logger.error("sync failed; produces it covered get an error", metadata: ["partition": "\(key)", "error": "\(error)"])
-            return state.failAcknowledgements(error: WireError(.storageError, "sync of \(key) failed: \(error.message)"))
+            return syncFailed(state, error: error)
         }
+    }
+
+    private func syncFailed(_ state: PartitionState, error: StorageError) -> [BrokerAction] {
+        state.epoch += 1
+        dirty.insert(state.key)
+        guard state.policy == .always else {
+            logger.error("sync failed; the acknowledged records will be synced again", metadata: ["partition": "\(state.key)", "error": "\(error)"])
+            return []
+        }
+        state.unconfirmedSync = nil
+        let actions = state.failAcknowledgements(error: WireError(
+            .storageError, "sync of \(state.key) failed, the records were not stored (retry): \(error.message)"))
+        do throws(StorageError) {
+            try state.log.truncate(to: state.durableEnd)
+            logger.error("sync failed; cut the log back to the last good sync, its producers get errors", metadata: [
+                "partition": "\(state.key)", "offset": "\(state.durableEnd)", "error": "\(error)",
+            ])
+        } catch {
+            state.offlineReason = "after a failed sync (\(error.message)) the log could not be cut back; restart the broker"
+            logger.critical("partition offline: a sync failed and the log could not be cut back", metadata: [
+                "partition": "\(state.key)", "error": "\(error)",
+            ])
+        }
+        return actions
     }
 
     /// Answers parked fetches whose wait ran out by `now`, with whatever data they can have.
@@ -117,9 +175,9 @@ public final class Broker {
     /// Sync work that is due at `now`: every partition appended to under `fsync: always`, and
     /// under `fsync: interval` those whose interval has passed. Submit each to the flusher and
     /// report back through ``syncCompleted(_:result:now:)``.
-    public func takeSyncWork(now: Int64) -> [(PartitionKey, SyncWork)] {
+    public func takeSyncWork(now: Int64) -> [(SyncKey, SyncWork)] {
         guard !dirty.isEmpty else { return [] }
-        var work: [(PartitionKey, SyncWork)] = []
+        var work: [(SyncKey, SyncWork)] = []
         for key in dirty {
             guard let state = partitionState(key) else { continue }
             switch state.policy {
@@ -132,15 +190,46 @@ public final class Broker {
             }
             dirty.remove(key)
             state.lastSyncAt = now
-            if let item = state.log.takeSyncWork() { work.append((key, item)) }
+            if let item = takeSyncWork(state) { work.append((state.syncKey, item)) }
         }
         return work
+    }
+
+    /// The partition's new sync work, merged with what is still unconfirmed (after a failure).
+    private func takeSyncWork(_ state: PartitionState) -> SyncWork? {
+        let taken = state.log.takeSyncWork()
+        let work = switch (state.unconfirmedSync, taken) {
+        case (let old?, let new?): old.merged(with: new)
+        case (let old, let new): old ?? new
+        }
+        state.unconfirmedSync = work
+        return work
+    }
+
+    /// Deletes the segments that their topic's retention (`retention.ms`, `retention.bytes`) no
+    /// longer keeps, in every partition, at most once per ``BrokerConfiguration/retentionCheckIntervalMilliseconds``
+    /// (the first call checks at once). `now` is monotonic; `wallClockMilliseconds` (ms since
+    /// the epoch) is compared with record timestamps. The files go on a background queue.
+    public func enforceRetention(now: Int64, wallClockMilliseconds: Int64) {
+        guard now >= nextRetentionCheck ?? now, !isShutDown else { return }
+        nextRetentionCheck = now + Int64(configuration.retentionCheckIntervalMilliseconds)
+        for partitions in topics.values {
+            for state in partitions {
+                do throws(StorageError) {
+                    guard let result = try state.log.applyRetention(nowMilliseconds: wallClockMilliseconds) else { continue }
+                    dirty.insert(state.key)
+                    logger.info("retention deleted old segments", metadata: ["partition": "\(state.key)", "result": "\(result)"])
+                } catch {
+                    logger.error("retention failed", metadata: ["partition": "\(state.key)", "error": "\(error)"])
+                }
+            }
+        }
     }
 
     /// The earliest moment something is due (a parked fetch expiring, an interval sync), in
     /// monotonic milliseconds, or nil if nothing waits on time.
     public var nextDeadline: Int64? {
-        var deadline = parkedFetches.values.lazy.flatMap { $0 }.map(\.deadline).min()
+        var deadline = [parkedFetches.values.lazy.flatMap { $0 }.map(\.deadline).min(), nextRetentionCheck].compactMap { $0 }.min()
         for key in dirty {
             guard let state = partitionState(key), case .interval(let milliseconds) = state.policy else { continue }
             deadline = min(deadline ?? .max, state.lastSyncAt + Int64(milliseconds))
@@ -151,28 +240,47 @@ public final class Broker {
     /// Starts a shutdown: answers every parked fetch and returns the sync work that makes
     /// every appended byte durable, whatever the policy. Run it, feed the results to
     /// ``syncCompleted(_:result:now:)`` (which sends the last acknowledgements), then ``close()``.
-    public func beginShutdown() -> (actions: [BrokerAction], syncWork: [(PartitionKey, SyncWork)]) {
+    public func beginShutdown() -> (actions: [BrokerAction], syncWork: [(SyncKey, SyncWork)]) {
         isShutDown = true
         let actions = parkedFetches.values.flatMap { $0 }.map(answer)
         parkedFetches = [:]
         dirty = []
-        var work: [(PartitionKey, SyncWork)] = []
+        var work: [(SyncKey, SyncWork)] = []
         for partitions in topics.values {
             for state in partitions {
-                if let item = state.log.takeSyncWork() { work.append((state.key, item)) }
+                if let item = takeSyncWork(state) { work.append((state.syncKey, item)) }
             }
         }
         return (actions, work)
     }
 
     /// Closes every log and releases the data directory. Produces still waiting are answered
-    /// with "broker shutting down".
+    /// with "broker shutting down". When every partition is synced to its end and closed cleanly,
+    /// writes the clean-shutdown marker, so the next start skips the full verification.
     public func close() -> [BrokerAction] {
         var actions: [BrokerAction] = []
+        var isClean = true
         for partitions in topics.values {
             for state in partitions {
                 actions += state.failAcknowledgements(error: WireError(.brokerShuttingDown, "the broker stopped before \(state.key) was synced"))
-                state.log.close()
+                guard isClean, state.durableEnd == state.log.logEndOffset, state.unconfirmedSync == nil, state.offlineReason == nil else {
+                    isClean = false
+                    state.log.close()
+                    continue
+                }
+                do throws(StorageError) {
+                    try state.log.closeCleanly()
+                } catch {
+                    isClean = false
+                    logger.warning("could not close a partition cleanly; the next start verifies everything", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        if isClean {
+            do throws(StorageError) {
+                try dataDirectory.markCleanShutdown()
+            } catch {
+                logger.warning("could not write the clean-shutdown marker; the next start verifies everything", metadata: ["error": "\(error)"])
             }
         }
         topics = [:]
@@ -185,6 +293,7 @@ public final class Broker {
     private func produce<Frame: RequestFrame>(client: ClientID, header: FrameHeader, body: Frame, batch: Frame, now: Int64) throws(WireError) -> [BrokerAction] {
         let request = try decode(body) { try ProduceRequest.decode($0) }
         let state = try partition(try TopicName(request.topic), request.partition)
+        if let reason = state.offlineReason { throw WireError(.storageError, "partition \(state.key) is offline: \(reason)") }
         let appended: AppendResult = try decode(batch) { bytes throws(WireError) in
             guard bytes.count <= configuration.maxBatchBytes else {
                 throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
@@ -255,7 +364,7 @@ public final class Broker {
     private func createTopic(_ request: CreateTopicRequest) throws(WireError) -> CreateTopicResponse {
         let name = try TopicName(request.name)
         guard topics[name] == nil else { throw WireError(.topicAlreadyExists, "topic '\(name)' already exists") }
-        try create(name, partitions: request.partitions)
+        try create(name, TopicMetadata(partitions: request.partitions, settings: request.settings))
         return CreateTopicResponse(name: name.rawValue, partitions: request.partitions)
     }
 
@@ -267,7 +376,7 @@ public final class Broker {
             guard configuration.autoCreateTopics else {
                 throw WireError(.unknownTopic, "topic '\(name)' does not exist")
             }
-            try create(name, partitions: configuration.defaultPartitions)
+            try create(name, TopicMetadata(partitions: configuration.defaultPartitions))
         }
         guard let partitions = topics[name], partitions.indices.contains(Int(partition)) else {
             throw WireError(.unknownPartition, "topic '\(name)' has no partition \(partition) (it has \(topics[name]?.count ?? 0))")
@@ -275,23 +384,25 @@ public final class Broker {
         return partitions[Int(partition)]
     }
 
-    private func create(_ name: TopicName, partitions: Int32) throws(WireError) {
-        guard (1...DataDirectory.maxPartitions).contains(partitions) else {
-            throw WireError(.invalidRequest, "a topic needs 1 to \(DataDirectory.maxPartitions) partitions, not \(partitions)")
+    private func create(_ name: TopicName, _ metadata: TopicMetadata) throws(WireError) {
+        guard (1...DataDirectory.maxPartitions).contains(metadata.partitions) else {
+            throw WireError(.invalidRequest, "a topic needs 1 to \(DataDirectory.maxPartitions) partitions, not \(metadata.partitions)")
         }
-        do {
-            try dataDirectory.createTopic(name, partitions: partitions)
-            try openTopic(name, partitions: partitions)
+        do throws(StorageError) {
+            try dataDirectory.createTopic(name, metadata)
+            try openTopic(name, metadata)
         } catch {
-            throw WireError(.storageError, "creating topic '\(name)' failed: \(error.message)")
+            throw WireError(error.code == .invalidArgument ? .invalidRequest : .storageError, "creating topic '\(name)' failed: \(error.message)")
         }
-        logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitions)"])
+        logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(metadata.partitions)", "settings": "\(metadata.settings)"])
     }
 
-    private func openTopic(_ name: TopicName, partitions: Int32) throws(StorageError) {
+    /// Opens the topic's partition logs with the broker's log settings overridden by the topic's.
+    private func openTopic(_ name: TopicName, _ metadata: TopicMetadata) throws(StorageError) {
+        let logConfiguration = try LogSettings.apply(metadata.settings, to: configuration.log)
         var states: [PartitionState] = []
-        for index in 0..<partitions {
-            let log = try dataDirectory.openPartition(name, partition: index, configuration: configuration.log)
+        for index in 0..<metadata.partitions {
+            let log = try dataDirectory.openPartition(name, partition: index, configuration: logConfiguration)
             states.append(PartitionState(key: PartitionKey(topic: name, partition: index), log: log))
         }
         topics[name] = states

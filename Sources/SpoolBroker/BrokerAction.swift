@@ -21,6 +21,21 @@ public struct PartitionKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(topic)/\(partition)" }
 }
 
+/// What a sync submitted to the flusher is for: a partition, in one epoch of its log. The epoch
+/// changes when the broker cut the log after a failed sync, so results of syncs submitted before
+/// the cut are recognized and ignored.
+public struct SyncKey: Hashable, Sendable, CustomStringConvertible {
+    /// The partition synced.
+    public let partition: PartitionKey
+    /// The epoch of its log when the work was taken.
+    public let epoch: Int
+    public init(partition: PartitionKey, epoch: Int) {
+        self.partition = partition
+        self.epoch = epoch
+    }
+    public var description: String { "\(partition)@\(epoch)" }
+}
+
 /// One frame of a reply, as the broker decided it: bytes it built (empty for a fetch reply
 /// without records), or a slice of a partition log for the transport to read straight into
 /// its message buffer.

@@ -1,4 +1,5 @@
 import SpoolStorage
+import SpoolWire
 
 /// Settings of the broker logic. Every field has the default `spoold` uses when nothing is configured.
 public struct BrokerConfiguration: Sendable, Hashable {
@@ -17,6 +18,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxRecordBytes: Int
     /// Longest a fetch may stay parked, whatever it asks for. Default: 30,000 ms.
     public var maxFetchWaitMilliseconds: Int
+    /// How often retention looks for segments to delete. Default: 60,000 ms.
+    public var retentionCheckIntervalMilliseconds: Int
+    /// Topics that must exist, with their partition counts and settings: created at start when
+    /// missing; the settings of an existing one are replaced by these. Default: none.
+    public var declaredTopics: [TopicName: TopicMetadata]
 
     public init(
         dataDirectory: String = "./spool-data",
@@ -25,7 +31,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
         log: LogConfiguration = LogConfiguration(),
         maxBatchBytes: Int = 1 << 20,
         maxRecordBytes: Int = 1 << 20,
-        maxFetchWaitMilliseconds: Int = 30_000
+        maxFetchWaitMilliseconds: Int = 30_000,
+        retentionCheckIntervalMilliseconds: Int = 60_000,
+        declaredTopics: [TopicName: TopicMetadata] = [:]
     ) {
         self.dataDirectory = dataDirectory
         self.autoCreateTopics = autoCreateTopics
@@ -34,5 +42,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         self.maxBatchBytes = maxBatchBytes
         self.maxRecordBytes = maxRecordBytes
         self.maxFetchWaitMilliseconds = maxFetchWaitMilliseconds
+        self.retentionCheckIntervalMilliseconds = retentionCheckIntervalMilliseconds
+        self.declaredTopics = declaredTopics
     }
 }

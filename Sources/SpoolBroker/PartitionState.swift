@@ -21,6 +21,14 @@ final class PartitionState {
     var lastSyncAt: Int64 = 0
     /// In append order, so acknowledgement pops from the front.
     var pendingAcks: [PendingAck] = []
+    /// Bumped when a failed sync made the broker cut or re-sync the log; results of syncs taken
+    /// in an earlier epoch are ignored.
+    var epoch = 0
+    /// Everything submitted for syncing in this epoch and not yet confirmed; after a failed sync
+    /// under `interval` or `never` it is submitted again.
+    var unconfirmedSync: SyncWork?
+    /// Why the partition refuses requests: a storage failure it could not repair (until restart).
+    var offlineReason: String?
 
     init(key: PartitionKey, log: PartitionLog) {
         self.key = key
@@ -29,6 +37,9 @@ final class PartitionState {
     }
 
     var policy: FsyncPolicy { log.configuration.fsync }
+
+    /// The key of syncs taken now.
+    var syncKey: SyncKey { SyncKey(partition: key, epoch: epoch) }
 
     /// The end of what consumers may read: the synced end under `fsync: always`, else all appended data.
     var visibleEnd: Int64 { policy == .always ? durableEnd : log.logEndOffset }

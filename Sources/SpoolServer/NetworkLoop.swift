@@ -20,7 +20,7 @@ final class NetworkLoop {
     let wakeup: WakeupSignal
     private let router: Socket
     private let broker: Broker
-    private let flusher: GroupCommitFlusher<PartitionKey>
+    private let flusher: GroupCommitFlusher<SyncKey>
     private let completedSyncs: SyncCompletions
     private let logger: Logger
 
@@ -70,6 +70,7 @@ final class NetworkLoop {
             }
             let now = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
             send(broker.expireParkedFetches(now: now))
+            broker.enforceRetention(now: now, wallClockMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
             for (key, work) in broker.takeSyncWork(now: now) { flusher.submit(work, for: key) }
         }
     }
@@ -126,13 +127,13 @@ final class NetworkLoop {
 
 /// Sync results handed from the flusher thread to the network thread.
 private final class SyncCompletions: Sendable {
-    private let items = Mutex<[(key: PartitionKey, result: Result<Int64, StorageError>)]>([])
+    private let items = Mutex<[(key: SyncKey, result: Result<Int64, StorageError>)]>([])
 
-    func append(_ results: [(key: PartitionKey, result: Result<Int64, StorageError>)]) {
+    func append(_ results: [(key: SyncKey, result: Result<Int64, StorageError>)]) {
         items.withLock { $0.append(contentsOf: results) }
     }
 
-    func take() -> [(key: PartitionKey, result: Result<Int64, StorageError>)] {
+    func take() -> [(key: SyncKey, result: Result<Int64, StorageError>)] {
         items.withLock { items in
             defer { items = [] }
             return items

@@ -7,7 +7,8 @@ import SpoolWire
 ///
 /// ```
 /// <data>/@spoold.lock                        exclusive flock while a broker runs; holds its pid
-/// <data>/<topic>/topic.json                  {"partitions": N}, replaced atomically
+/// <data>/@clean-shutdown                     present only while no broker runs after a clean stop
+/// <data>/<topic>/topic.json                  {"partitions": N, "settings": {…}}, replaced atomically
 /// <data>/<topic>/<partition>/…               one PartitionLog per partition
 /// ```
 /// Invariants: while open, this process holds the exclusive lock, so no other broker writes
@@ -21,6 +22,8 @@ public final class DataDirectory {
     static let lockFileName = "@spoold.lock"
     /// Prefix of every broker-owned name in the data directory.
     static let reservedPrefix = "@"
+    /// Written after a clean stop; its absence at open means every log must be verified in full.
+    static let cleanShutdownFileName = "@clean-shutdown"
     static let topicMetadataFileName = "topic.json"
     /// Most partitions a topic may have (at least 1).
     public static let maxPartitions: Int32 = 10_000
@@ -31,11 +34,9 @@ public final class DataDirectory {
     private let logger: Logger
     private let io: FileIO
     private var lockDescriptor: Int32?
-
-    /// `topic.json`, as read.
-    private struct TopicMetadata: Decodable {
-        var partitions: Int32
-    }
+    /// True if the previous broker stopped cleanly (its marker was found and removed at open), so
+    /// partitions open with ``PartitionLog/OpenMode/afterCleanShutdown``.
+    public let openedAfterCleanShutdown: Bool
 
     /// Creates `path` if missing and takes an exclusive `flock` on `<path>/@spoold.lock`, writing
     /// this process's pid inside. Throws ``StorageError/Code/locked`` ("data directory /x is in use
@@ -64,11 +65,25 @@ public final class DataDirectory {
             try withBytes(of: Array("\(getpid())\n".utf8)) { (bytes) throws(StorageError) in
                 try io.write(descriptor, path: lockPath, at: 0, bytes)
             }
+            // The marker goes before anything can be written, so a crash from now on means a full verification.
+            let markerPath = "\(path)/\(Self.cleanShutdownFileName)"
+            openedAfterCleanShutdown = try Syscall.readFile(markerPath) != nil
+            if openedAfterCleanShutdown {
+                try Syscall.unlink(markerPath)
+                try io.syncDirectory(path)
+            }
         } catch {
             Syscall.close(descriptor)
             throw error
         }
         lockDescriptor = descriptor
+    }
+
+    /// Records that every partition log was closed with ``PartitionLog/closeCleanly()`` after its
+    /// last sync, so the next open may skip the full verification. Call it last, after closing
+    /// every log; it writes the marker atomically and durably.
+    public func markCleanShutdown() throws(StorageError) {
+        try io.writeAtomically(Array("clean\n".utf8), directory: path, name: Self.cleanShutdownFileName)
     }
 
     deinit { close() }
@@ -81,11 +96,11 @@ public final class DataDirectory {
         Syscall.close(descriptor)
     }
 
-    /// The topics on disk with their partition counts. Skips `@` names; a directory whose name is
-    /// not a valid topic name, or whose `topic.json` is missing or corrupt, is logged at warning
-    /// and skipped. Throws only if the data directory cannot be listed.
-    public func existingTopics() throws(StorageError) -> [TopicName: Int32] {
-        var topics: [TopicName: Int32] = [:]
+    /// The topics on disk with their metadata. Skips `@` names; a directory whose name is not a
+    /// valid topic name, or whose `topic.json` is missing or corrupt, is logged at warning and
+    /// skipped. Throws only if the data directory cannot be listed.
+    public func existingTopics() throws(StorageError) -> [TopicName: TopicMetadata] {
+        var topics: [TopicName: TopicMetadata] = [:]
         for name in try Syscall.listDirectory(path) where !name.hasPrefix(Self.reservedPrefix) {
             let entryPath = "\(path)/\(name)"
             guard Syscall.isDirectory(entryPath) else {
@@ -100,7 +115,7 @@ public final class DataDirectory {
                 continue
             }
             do throws(StorageError) {
-                topics[topic] = try readPartitionCount(topicDirectory: entryPath)
+                topics[topic] = try readMetadata(topicDirectory: entryPath)
             } catch {
                 logger.warning("skipping a topic whose metadata is unreadable", metadata: ["path": "\(entryPath)", "reason": "\(error.message)"])
             }
@@ -108,41 +123,68 @@ public final class DataDirectory {
         return topics
     }
 
-    private func readPartitionCount(topicDirectory: String) throws(StorageError) -> Int32 {
+    private func readMetadata(topicDirectory: String) throws(StorageError) -> TopicMetadata {
         let metadataPath = "\(topicDirectory)/\(Self.topicMetadataFileName)"
         guard let bytes = try Syscall.readFile(metadataPath) else {
             throw StorageError(.notFound, "\(metadataPath) is missing")
         }
         guard let metadata = try? JSONDecoder().decode(TopicMetadata.self, from: Data(bytes)) else {
-            throw StorageError(.corrupt, "\(metadataPath) is not {\"partitions\": N}")
+            throw StorageError(.corrupt, "\(metadataPath) is not {\"partitions\": N, \"settings\": {…}}")
         }
         guard Self.partitionCountRange.contains(metadata.partitions) else {
             throw StorageError(.corrupt, "\(metadataPath) says \(metadata.partitions) partitions, outside \(Self.partitionCountRange)")
         }
-        return metadata.partitions
+        do throws(StorageError) {
+            _ = try LogSettings.apply(metadata.settings, to: LogConfiguration())
+        } catch {
+            throw StorageError(.corrupt, "\(metadataPath): \(error.message)")
+        }
+        return metadata
     }
 
     /// Creates the topic: its partition directories, then `topic.json`, atomically (temporary file,
     /// fsync, rename, fsync of the directories), so a crash leaves either no topic or a whole one.
-    /// Throws ``StorageError/Code/invalidArgument`` if `partitions` is outside
-    /// 1...``maxPartitions`` and ``StorageError/Code/alreadyExists`` if the topic exists.
-    public func createTopic(_ name: TopicName, partitions: Int32) throws(StorageError) {
-        guard Self.partitionCountRange.contains(partitions) else {
-            throw StorageError(.invalidArgument, "topic \(name) cannot have \(partitions) partitions; allowed: \(Self.partitionCountRange)")
+    /// Throws ``StorageError/Code/invalidArgument`` if `partitions` is outside 1...``maxPartitions``
+    /// or a setting is not valid (see ``LogSettings``), and ``StorageError/Code/alreadyExists`` if
+    /// the topic exists.
+    public func createTopic(_ name: TopicName, _ metadata: TopicMetadata) throws(StorageError) {
+        guard Self.partitionCountRange.contains(metadata.partitions) else {
+            throw StorageError(.invalidArgument, "topic \(name) cannot have \(metadata.partitions) partitions; allowed: \(Self.partitionCountRange)")
         }
+        _ = try LogSettings.apply(metadata.settings, to: LogConfiguration())
         let topicDirectory = "\(path)/\(name.rawValue)"
         guard try Syscall.readFile("\(topicDirectory)/\(Self.topicMetadataFileName)") == nil else {
             throw StorageError(.alreadyExists, "topic \(name) exists in \(path)")
         }
-        for partition in 0..<partitions {
+        for partition in 0..<metadata.partitions {
             try Syscall.makeDirectories("\(topicDirectory)/\(partition)")
         }
-        let json = Array("{\"partitions\": \(partitions)}\n".utf8)
-        try io.writeAtomically(json, directory: topicDirectory, name: Self.topicMetadataFileName)
+        try writeMetadata(metadata, topicDirectory: topicDirectory)
         try io.syncDirectory(path)
     }
 
-    /// Opens (and recovers) one partition's log, `<data>/<topic>/<partition>`. Throws
+    /// Replaces an existing topic's settings in its `topic.json` (atomically). Throws
+    /// ``StorageError/Code/invalidArgument`` for a bad setting, ``StorageError/Code/notFound`` if
+    /// the topic does not exist.
+    public func setSettings(_ settings: [String: String], of name: TopicName) throws(StorageError) {
+        _ = try LogSettings.apply(settings, to: LogConfiguration())
+        let topicDirectory = "\(path)/\(name.rawValue)"
+        var metadata = try readMetadata(topicDirectory: topicDirectory)
+        metadata.settings = settings
+        try writeMetadata(metadata, topicDirectory: topicDirectory)
+    }
+
+    private func writeMetadata(_ metadata: TopicMetadata, topicDirectory: String) throws(StorageError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        guard let json = try? encoder.encode(metadata) else {
+            throw StorageError(.invalidArgument, "cannot encode the metadata of \(topicDirectory)")
+        }
+        try io.writeAtomically(Array(json) + [UInt8(ascii: "\n")], directory: topicDirectory, name: Self.topicMetadataFileName)
+    }
+
+    /// Opens (and recovers) one partition's log, `<data>/<topic>/<partition>`, verifying it in
+    /// full unless the previous broker stopped cleanly. Throws
     /// ``StorageError/Code/notFound`` if the topic has no directory and
     /// ``StorageError/Code/invalidArgument`` for a negative partition.
     public func openPartition(_ topic: TopicName, partition: Int32, configuration: LogConfiguration) throws(StorageError) -> PartitionLog {
@@ -154,6 +196,31 @@ public final class DataDirectory {
         var logger = logger
         logger[metadataKey: "topic"] = "\(topic)"
         logger[metadataKey: "partition"] = "\(partition)"
-        return try PartitionLog(directory: "\(topicDirectory)/\(partition)", configuration: configuration, logger: logger, io: io)
+        return try PartitionLog(directory: "\(topicDirectory)/\(partition)", configuration: configuration,
+                                mode: openedAfterCleanShutdown ? .afterCleanShutdown : .afterCrash, logger: logger, io: io)
+    }
+}
+
+/// What `topic.json` holds: the partition count and the topic's own settings, which override
+/// the broker's defaults (keys and values as in ``LogSettings``).
+public struct TopicMetadata: Codable, Sendable, Hashable {
+    /// Number of partitions, 1...``DataDirectory/maxPartitions``; never changes.
+    public var partitions: Int32
+    /// Settings of this topic that differ from the broker's defaults.
+    public var settings: [String: String]
+
+    /// Creates metadata.
+    public init(partitions: Int32, settings: [String: String] = [:]) {
+        self.partitions = partitions
+        self.settings = settings
+    }
+
+    private enum CodingKeys: String, CodingKey { case partitions, settings }
+
+    /// Reads `{"partitions": N}` (the first format) as well as `{"partitions": N, "settings": {…}}`.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        partitions = try container.decode(Int32.self, forKey: .partitions)
+        settings = try container.decodeIfPresent([String: String].self, forKey: .settings) ?? [:]
     }
 }

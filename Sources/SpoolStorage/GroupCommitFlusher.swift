@@ -43,11 +43,7 @@ public final class GroupCommitFlusher<Key: Hashable & Sendable>: Sendable {
     public func submit(_ work: SyncWork, for key: Key) {
         let accepted = state.withLock { state in
             guard !state.isStopping else { return false }
-            state.pending[key] = state.pending[key].map { merged in
-                var files = merged.files
-                for file in work.files where !files.contains(where: { $0 === file }) { files.append(file) }
-                return SyncWork(endOffset: max(merged.endOffset, work.endOffset), files: files)
-            } ?? work
+            state.pending[key] = state.pending[key].map { $0.merged(with: work) } ?? work
             return true
         }
         if !accepted {

@@ -9,24 +9,41 @@ public enum FsyncPolicy: Sendable, Hashable {
     case never
 }
 
-/// Settings of one ``PartitionLog``. They may change while the log is open; each append uses the
-/// values current at its call.
+/// Settings of one ``PartitionLog``. They may change while the log is open; each call uses the
+/// values current at its start.
 public struct LogConfiguration: Sendable, Hashable {
     /// Roll to a new segment when an append would make the active one larger than this. A batch
     /// larger than this gets a segment of its own. Values above 4 GiB - 1 act as 4 GiB - 1 (index
     /// positions are 32-bit). Default: 1 GiB.
     public var segmentBytes: Int
-    /// Bytes between sparse index entries; smaller means faster lookups and bigger `.index` files.
+    /// Roll to a new segment at the first append once the active one has taken appends for this
+    /// long (counted from its first append in this process), so that retention can delete old
+    /// data of a topic that writes little. Nil: never roll by age. Default: 7 days.
+    public var segmentMilliseconds: Int64?
+    /// Bytes between sparse index entries; smaller means faster lookups and bigger index files.
     /// Default: 4096.
     public var indexIntervalBytes: Int
     /// When appended bytes reach the disk. The log itself never syncs; the broker runs the
     /// ``SyncWork`` from ``PartitionLog/takeSyncWork()`` as this policy says. Default: `.always`.
     public var fsync: FsyncPolicy
+    /// Delete a sealed segment once its newest record is older than this. Nil: keep forever.
+    /// Default: 7 days.
+    public var retentionMilliseconds: Int64?
+    /// Delete the oldest sealed segments while the log without them still holds at least this
+    /// many bytes. Nil: no size limit. Default: nil.
+    public var retentionBytes: Int64?
+
+    /// Seven days in milliseconds, the default of ``segmentMilliseconds`` and ``retentionMilliseconds``.
+    public static let sevenDaysInMilliseconds: Int64 = 7 * 24 * 3_600_000
 
     /// Creates a configuration; every parameter has the default documented on its property.
-    public init(segmentBytes: Int = 1 << 30, indexIntervalBytes: Int = 4096, fsync: FsyncPolicy = .always) {
+    public init(segmentBytes: Int = 1 << 30, segmentMilliseconds: Int64? = sevenDaysInMilliseconds, indexIntervalBytes: Int = 4096,
+                fsync: FsyncPolicy = .always, retentionMilliseconds: Int64? = sevenDaysInMilliseconds, retentionBytes: Int64? = nil) {
         self.segmentBytes = segmentBytes
+        self.segmentMilliseconds = segmentMilliseconds
         self.indexIntervalBytes = indexIntervalBytes
         self.fsync = fsync
+        self.retentionMilliseconds = retentionMilliseconds
+        self.retentionBytes = retentionBytes
     }
 }

@@ -2,8 +2,9 @@ import Glibc
 import Logging
 import SpoolWire
 
-/// One partition's log: an ordered list of segments, `<20-digit baseOffset>.log` plus `.index`,
-/// in one directory. Batches are appended to the last (active) segment and get dense offsets.
+/// One partition's log: an ordered list of segments, `<20-digit baseOffset>.log` plus `.index`
+/// and `.timeindex`, in one directory. Batches are appended to the last (active) segment and get
+/// dense offsets; retention deletes whole segments from the front.
 ///
 /// Invariants: segments are sorted by baseOffset and none is empty except possibly the active one
 /// (or one a recovery emptied); every segment holds whole, valid batches with dense offsets
@@ -37,21 +38,38 @@ public final class PartitionLog {
     /// True when a file was created in the directory since the last ``takeSyncWork()``.
     private var directoryIsUnsynced = false
     private var isClosed = false
+    /// When the active segment took its first append in this process; nil while it has none.
+    private var activeSegmentStartedAt: ContinuousClock.Instant?
+
+    /// How much of the log an open verifies.
+    public enum OpenMode: Sendable {
+        /// The previous process may have crashed: every segment is verified in full (headers,
+        /// checksums, records, dense offsets), so a torn tail or a corrupt batch anywhere is found.
+        case afterCrash
+        /// The previous process closed this log with ``closeCleanly()`` and nothing wrote since:
+        /// every segment only gets cheap checks (indexes parse and agree with the last batches).
+        case afterCleanShutdown
+    }
 
     /// Opens the log in `directory` (creating the directory and a first segment if missing) and
-    /// recovers it: every segment's index is checked and rebuilt if missing, malformed, or
-    /// pointing past the file; the last segment is scanned batch by batch (header, checksum,
-    /// records, dense offsets) and cut after the last valid batch, so a torn, garbage or
-    /// zero-filled tail disappears; a `.log` whose first batch does not carry the offset of its
-    /// name, and gaps between segments, are reported. Bytes cut are saved aside (see
-    /// ``RecoveryReport/setAsidePath``). Never traps on a corrupt file; throws only when a file
-    /// cannot be read or written.
-    public convenience init(directory: String, configuration: LogConfiguration, logger: Logger) throws(StorageError) {
-        try self.init(directory: directory, configuration: configuration, logger: logger, io: .system)
+    /// recovers it. After a crash (`mode` ``OpenMode/afterCrash``, the default) every segment is
+    /// scanned batch by batch (header, checksum, records, dense offsets) and cut after its last
+    /// valid batch, so a torn, garbage or zero-filled tail, or a corrupt batch in the middle of
+    /// a sealed segment, ends there (the segment stays readable up to it and the lost offset
+    /// range is reported); indexes are rebuilt if missing, malformed or stale. After a clean
+    /// shutdown only cheap checks run, falling back to the scan when they fail. A `.log` whose
+    /// first batch does not carry the offset of its name, and gaps between segments, are
+    /// reported. Bytes cut are saved aside (see ``RecoveryReport/setAsidePath``); files left by
+    /// an interrupted retention (`*.deleted`) are removed. Never traps on a corrupt file; throws
+    /// only when a file cannot be read or written.
+    public convenience init(directory: String, configuration: LogConfiguration, mode: OpenMode = .afterCrash,
+                            logger: Logger) throws(StorageError) {
+        try self.init(directory: directory, configuration: configuration, mode: mode, logger: logger, io: .system)
     }
 
     /// Opens the log with every write, truncation and sync going through `io` (for fault injection).
-    @_spi(Testing) public init(directory: String, configuration: LogConfiguration, logger: Logger, io: FileIO) throws(StorageError) {
+    @_spi(Testing) public init(directory: String, configuration: LogConfiguration, mode: OpenMode = .afterCrash,
+                               logger: Logger, io: FileIO) throws(StorageError) {
         self.directory = directory
         self.configuration = configuration
         self.logger = logger
@@ -59,12 +77,16 @@ public final class PartitionLog {
         try Syscall.makeDirectories(directory)
         let directoryHandle = try FileHandle(opening: directory, flags: O_RDONLY | O_DIRECTORY, isDirectory: true, io: io)
         self.directoryHandle = directoryHandle
-        let baseOffsets = try Syscall.listDirectory(directory).compactMap(LogSegment.baseOffset(logFileName:)).sorted()
+        let names = try Syscall.listDirectory(directory)
+        for leftover in names where leftover.hasSuffix(LogSegment.deletedSuffix) {
+            try Syscall.unlink("\(directory)/\(leftover)")
+        }
+        let baseOffsets = names.compactMap(LogSegment.baseOffset(logFileName:)).sorted()
         var segments: [LogSegment] = []
         var reports: [RecoveryReport] = []
         for (number, baseOffset) in baseOffsets.enumerated() {
             let (segment, report) = try LogSegment.open(
-                directory: directory, baseOffset: baseOffset, isActive: number == baseOffsets.count - 1,
+                directory: directory, baseOffset: baseOffset, fullScan: mode == .afterCrash,
                 indexIntervalBytes: configuration.indexIntervalBytes, io: io)
             if let previous = segments.last, previous.nextOffset != segment.baseOffset {
                 reports.append(Self.gapReport(between: previous, and: segment))
@@ -81,6 +103,7 @@ public final class PartitionLog {
         logStartOffset = segments[0].baseOffset
         logEndOffset = segments[segments.count - 1].nextOffset
         sizeInBytes = segments.reduce(0) { $0 + $1.size }
+        if segments[segments.count - 1].size > 0 { activeSegmentStartedAt = .now }
         for report in reports {
             logger.warning("recovered a damaged segment", metadata: ["report": "\(report)"])
         }
@@ -103,13 +126,14 @@ public final class PartitionLog {
     /// Appends one batch that the caller already checked with `RecordBatch.validate`, giving it
     /// baseOffset = ``logEndOffset``. The caller's buffer is neither copied nor changed: the
     /// stamped base offset and the rest of the batch go to the file in one `pwritev`. Rolls to a
-    /// new segment first when the active one is non-empty and would pass `segmentBytes`.
+    /// new segment first when the active one is non-empty and would pass `segmentBytes`, or took
+    /// its first append `segmentMilliseconds` or more before `now`.
     ///
     /// If a write fails (ENOSPC, EIO, a short write), the segment is cut back to its previous size,
     /// the log is unchanged, ``StorageError/Code/io`` is thrown, and the next append works once
     /// the cause is gone. Throws ``StorageError/Code/invalidArgument`` if `batch` is not one whole
     /// batch by its header, and ``StorageError/Code/closed`` after ``close()``.
-    public func append(_ batch: UnsafeRawBufferPointer) throws(StorageError) -> AppendResult {
+    public func append(_ batch: UnsafeRawBufferPointer, at now: ContinuousClock.Instant = .now) throws(StorageError) -> AppendResult {
         try checkOpen()
         let header: RecordBatch.Header
         do throws(WireError) {
@@ -122,25 +146,34 @@ public final class PartitionLog {
         }
         let baseOffset = logEndOffset
         let lastOffset = baseOffset + Int64(header.lastOffsetDelta)
-        if active.isFull(adding: batch.count, lastOffset: lastOffset, maximumBytes: configuration.segmentBytes) {
+        if active.isFull(adding: batch.count, lastOffset: lastOffset, maximumBytes: configuration.segmentBytes) || isActiveSegmentOld(at: now) {
             try roll()
         }
         try active.append(batch, header: header, indexIntervalBytes: configuration.indexIntervalBytes)
+        if activeSegmentStartedAt == nil { activeSegmentStartedAt = now }
         logEndOffset = lastOffset + 1
         sizeInBytes += batch.count
         markUnsynced(active.log)
         return AppendResult(baseOffset: baseOffset, lastOffset: lastOffset, byteCount: batch.count)
     }
 
-    /// Seals the active segment (its index cut to its entries) and starts a new one at
+    /// True if the active segment has data and `segmentMilliseconds` passed since its first append.
+    private func isActiveSegmentOld(at now: ContinuousClock.Instant) -> Bool {
+        guard let limit = configuration.segmentMilliseconds, let startedAt = activeSegmentStartedAt else { return false }
+        return now - startedAt >= .milliseconds(limit)
+    }
+
+    /// Seals the active segment (its indexes cut to their entries) and starts a new one at
     /// ``logEndOffset``. The old files and the directory join the next ``SyncWork``.
     private func roll() throws(StorageError) {
         let sealed = active
-        try sealed.sealIndex()
+        try sealed.sealIndexes()
         let segment = try LogSegment.create(directory: directory, baseOffset: logEndOffset, io: io)
         segments.append(segment)
+        activeSegmentStartedAt = nil
         markUnsynced(sealed.log)
         markUnsynced(sealed.index)
+        markUnsynced(sealed.timeIndex)
         directoryIsUnsynced = true
     }
 
@@ -178,14 +211,82 @@ public final class PartitionLog {
     }
 
     /// The offset of the first record whose timestamp is at or after `timestamp`, or
-    /// ``logEndOffset`` if there is none. Walks batch headers from the oldest segment on, then the
-    /// records of the first batch whose maxTimestamp is at or after `timestamp`.
+    /// ``logEndOffset`` if there is none: the first segment whose newest record is that recent,
+    /// then a binary search in its time index, then a walk of at most about one index interval
+    /// of batch headers (for timestamps that grow with offsets), then the records of one batch.
     public func offset(atOrAfterTimestamp timestamp: Int64) throws(StorageError) -> Int64 {
         try checkOpen()
         for segment in segments {
             if let offset = try segment.firstOffset(atOrAfterTimestamp: timestamp) { return offset }
         }
         return logEndOffset
+    }
+
+    // MARK: Retention and truncation
+
+    /// Deletes whole sealed segments from the front (the active one is never deleted): those whose
+    /// newest record is older than `nowMilliseconds - retentionMilliseconds`, and the oldest while
+    /// the log without them still holds at least `retentionBytes`. Their files are renamed to
+    /// `*.deleted` at once and unlinked on a background queue. Returns what went, or nil if
+    /// nothing did. A read below the new ``logStartOffset`` then throws ``StorageError/Code/offsetOutOfRange``.
+    public func applyRetention(nowMilliseconds: Int64) throws(StorageError) -> RetentionResult? {
+        try checkOpen()
+        let cutoff = configuration.retentionMilliseconds.map { nowMilliseconds - $0 }
+        var count = 0
+        var bytes = 0
+        while count < segments.count - 1 {
+            let segment = segments[count]
+            let isExpired = cutoff.map { segment.maxTimestamp < $0 } ?? false
+            let isOverSize = configuration.retentionBytes.map { Int64(sizeInBytes - bytes - segment.size) >= $0 } ?? false
+            guard isExpired || isOverSize else { break }
+            bytes += segment.size
+            count += 1
+        }
+        guard count > 0 else { return nil }
+        var renamed: [String] = []
+        for segment in segments[..<count] {
+            renamed += try segment.renameForDeletion()
+        }
+        segments.removeFirst(count)
+        logStartOffset = segments[0].baseOffset
+        sizeInBytes -= bytes
+        directoryIsUnsynced = true
+        BackgroundDeleter.unlink(renamed, logger: logger)
+        let result = RetentionResult(deletedSegments: count, deletedBytes: bytes, logStartOffset: logStartOffset)
+        logger.info("retention deleted segments", metadata: ["result": "\(result)"])
+        return result
+    }
+
+    /// Cuts the log back to `offset`, a batch boundary in ``logStartOffset``...``logEndOffset``:
+    /// every batch from there on is gone, from the files too (segments that start at or after it
+    /// are deleted, except the first, which is emptied). The broker uses it to drop appends whose
+    /// sync failed, whose bytes may never reach the disk; the next append gets `offset`.
+    /// Throws ``StorageError/Code/invalidArgument`` for an offset outside the log or inside a batch.
+    public func truncate(to offset: Int64) throws(StorageError) {
+        try checkOpen()
+        guard offset >= logStartOffset, offset <= logEndOffset else {
+            throw StorageError(.invalidArgument, "cannot truncate \(directory) to offset \(offset), outside \(logStartOffset)...\(logEndOffset)")
+        }
+        guard offset < logEndOffset else { return }
+        // Find the cut before changing anything, so a bad offset leaves the log as it was.
+        let keep = max(segments.partitioningIndex { $0.baseOffset >= offset }, 1)
+        let last = segments[keep - 1]
+        let position = try last.position(ofBatchStartingAt: offset)
+        var removed: [String] = []
+        for segment in segments[keep...] {
+            removed += try segment.renameForDeletion()
+            sizeInBytes -= segment.size
+        }
+        segments.removeSubrange(keep...)
+        sizeInBytes -= last.size
+        try last.truncate(toPosition: position, indexIntervalBytes: configuration.indexIntervalBytes)
+        sizeInBytes += last.size
+        logEndOffset = last.nextOffset
+        if last.size == 0 { activeSegmentStartedAt = nil }
+        unsyncedFiles = [last.log, last.index, last.timeIndex]
+        directoryIsUnsynced = directoryIsUnsynced || !removed.isEmpty
+        BackgroundDeleter.unlink(removed, logger: logger)
+        logger.warning("truncated the log", metadata: ["offset": "\(offset)", "removedSegments": "\(removed.count / 3)"])
     }
 
     // MARK: Sync
@@ -210,14 +311,30 @@ public final class PartitionLog {
     /// later calls other than ``close()`` throw ``StorageError/Code/closed``.
     public func close() {
         guard !isClosed else { return }
-        isClosed = true
         for segment in segments {
             do throws(StorageError) {
-                try segment.sealIndex()
+                try segment.sealIndexes()
             } catch {
                 logger.warning("could not trim an index; recovery will rebuild it", metadata: ["error": "\(error)"])
             }
         }
+        release()
+    }
+
+    /// Closes the log so that the next open may use ``OpenMode/afterCleanShutdown``: cuts the
+    /// active segment's indexes to their entries and syncs them (the `.log` files must have been
+    /// synced through ``takeSyncWork()`` before). Throws, leaving the log closed, if a cut or sync
+    /// fails; then the next open must be ``OpenMode/afterCrash``.
+    public func closeCleanly() throws(StorageError) {
+        guard !isClosed else { return }
+        defer { release() }
+        try active.sealIndexes()
+        try active.index.sync()
+        try active.timeIndex.sync()
+    }
+
+    private func release() {
+        isClosed = true
         segments = []
         unsyncedFiles = []
         directoryIsUnsynced = false

@@ -8,4 +8,11 @@ public struct SyncWork: Sendable {
     public var endOffset: Int64
     /// Files to sync, each once, the partition directory last.
     let files: [FileHandle]
+
+    /// The work that covers both this and `other`: every file of either, once, and the larger end.
+    public func merged(with other: SyncWork) -> SyncWork {
+        var files = self.files
+        for file in other.files where !files.contains(where: { $0 === file }) { files.append(file) }
+        return SyncWork(endOffset: max(endOffset, other.endOffset), files: files)
+    }
 }

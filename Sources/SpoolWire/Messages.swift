@@ -313,27 +313,52 @@ public struct MetadataResponse: WireMessage, Hashable {
     }
 }
 
-/// Creates a topic. Replied to with ``CreateTopicResponse``, or ``ErrorCode/topicAlreadyExists``.
+/// Creates a topic. Replied to with ``CreateTopicResponse``, ``ErrorCode/topicAlreadyExists``,
+/// or ``ErrorCode/invalidRequest`` naming a bad setting.
+///
+/// ```
+/// name        string
+/// partitions  i32
+/// settings    u32 count, then (key string, value string) pairs sorted by key
+/// ```
 public struct CreateTopicRequest: WireMessage, Hashable {
     public static let opCode = OpCode.createTopic
     /// Name of the new topic (see ``TopicName``).
     public var name: String
     /// Number of partitions, at least 1.
     public var partitions: Int32
+    /// Settings of this topic that override the broker's defaults, such as `retention.ms` or
+    /// `fsync` (the keys of `broker-config/spoold.yaml` that a topic may set).
+    public var settings: [String: String]
 
-    public init(name: String, partitions: Int32 = 1) {
+    public init(name: String, partitions: Int32 = 1, settings: [String: String] = [:]) {
         self.name = name
         self.partitions = partitions
+        self.settings = settings
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.write(name)
         writer.write(partitions)
+        writer.write(array: settings.sorted { $0.key < $1.key }) { writer, entry in
+            writer.write(entry.key)
+            writer.write(entry.value)
+        }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         name = try reader.readString()
         partitions = try reader.read()
+        settings = [:]
+        var previousKey: String?
+        for _ in 0..<(try reader.readCount(minimumElementSize: 4)) {
+            let key = try reader.readString()
+            guard previousKey.map({ $0 < key }) ?? true else {
+                throw WireError(.malformedRequest, "create topic settings are not sorted by key: '\(key)' follows '\(previousKey ?? "")'")
+            }
+            previousKey = key
+            settings[key] = try reader.readString()
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 import Logging
 import SpoolBroker
 import SpoolServer
+import SpoolStorage
+import SpoolWire
 import Yams
 
 /// Every setting of `spoold`, with the embedded defaults; a YAML file and flags override them.
@@ -8,17 +10,14 @@ import Yams
 struct DaemonSettings {
     var server = ServerConfiguration()
     var logLevel = Logger.Level.info
-    var fsyncPolicyName = "always"
-    var fsyncIntervalMilliseconds = 50
+    /// The keys of ``LogSettings`` given so far; checked one by one as they come.
+    var logSettings: [String: String] = [:]
 
     /// The server configuration all keys add up to.
     var serverConfiguration: ServerConfiguration {
         var configuration = server
-        switch fsyncPolicyName {
-        case "interval": configuration.broker.log.fsync = .interval(milliseconds: fsyncIntervalMilliseconds)
-        case "never": configuration.broker.log.fsync = .never
-        default: configuration.broker.log.fsync = .always
-        }
+        // Every key was checked when it was set, and together they cannot conflict.
+        configuration.broker.log = (try? LogSettings.apply(logSettings, to: LogConfiguration())) ?? LogConfiguration()
         return configuration
     }
 
@@ -45,8 +44,12 @@ struct DaemonSettings {
             guard let key = keyNode.string else {
                 throw ConfigurationError("\(path)\(position(keyNode)): keys must be strings")
             }
-            do {
-                try apply(key: key, value: ConfigurationValue(node: value))
+            do throws(ConfigurationError) {
+                if key == "topics" {
+                    try declareTopics(value, path: path)
+                } else {
+                    try apply(key: key, value: ConfigurationValue(node: value))
+                }
             } catch {
                 throw ConfigurationError("\(path)\(position(keyNode)): \(key): \(error.message)")
             }
@@ -66,15 +69,15 @@ struct DaemonSettings {
             logLevel = level
         case "auto.create.topics": server.broker.autoCreateTopics = try value.bool()
         case "default.partitions": server.broker.defaultPartitions = Int32(try value.integer(in: 1...10_000))
-        case "fsync":
-            let name = try value.string()
-            guard ["always", "interval", "never"].contains(name) else {
-                throw ConfigurationError("'\(name)' is not one of always, interval, never")
+        case _ where LogSettings.keys.contains(key):
+            let text = try value.string()
+            do throws(StorageError) {
+                _ = try LogSettings.apply([key: text], to: LogConfiguration())
+            } catch {
+                throw ConfigurationError(String(error.message.dropFirst(key.count + 2)))
             }
-            fsyncPolicyName = name
-        case "fsync.interval.ms": fsyncIntervalMilliseconds = try value.integer(in: 1...3_600_000)
-        case "segment.bytes": server.broker.log.segmentBytes = try value.integer(in: 4096...(1 << 40))
-        case "index.interval.bytes": server.broker.log.indexIntervalBytes = try value.integer(in: 1...(1 << 30))
+            logSettings[key] = text
+        case "retention.check.interval.ms": server.broker.retentionCheckIntervalMilliseconds = try value.integer(in: 1...86_400_000)
         case "max.batch.bytes": server.broker.maxBatchBytes = try value.integer(in: 128...(1 << 30))
         case "max.record.bytes": server.broker.maxRecordBytes = try value.integer(in: 1...(1 << 30))
         case "max.fetch.wait.ms": server.broker.maxFetchWaitMilliseconds = try value.integer(in: 0...3_600_000)
@@ -82,6 +85,42 @@ struct DaemonSettings {
         case "high.water.mark": server.highWaterMark = Int32(try value.integer(in: 1...10_000_000))
         default:
             throw ConfigurationError("unknown key (see broker-config/spoold.yaml for every key)")
+        }
+    }
+
+    /// Reads the `topics:` mapping: `name: {partitions: N, <topic setting>: value, …}`.
+    private mutating func declareTopics(_ node: Node, path: String) throws(ConfigurationError) {
+        guard let topics = node.mapping else { throw ConfigurationError("expected a mapping of topic name to its settings") }
+        for (nameNode, settingsNode) in topics {
+            let name: TopicName
+            do throws(WireError) {
+                name = try TopicName(nameNode.string ?? "")
+            } catch {
+                throw ConfigurationError("\(path)\(position(nameNode)): \(error.message)")
+            }
+            guard let entries = settingsNode.mapping else {
+                throw ConfigurationError("\(path)\(position(settingsNode)): \(name): expected a mapping such as {partitions: 6}")
+            }
+            var metadata = TopicMetadata(partitions: 1)
+            for (keyNode, valueNode) in entries {
+                let key = keyNode.string ?? ""
+                let value = ConfigurationValue(node: valueNode)
+                do throws(ConfigurationError) {
+                    if key == "partitions" {
+                        metadata.partitions = Int32(try value.integer(in: 1...Int(DataDirectory.maxPartitions)))
+                    } else {
+                        metadata.settings[key] = try value.string()
+                    }
+                } catch {
+                    throw ConfigurationError("\(path)\(position(keyNode)): \(name).\(key): \(error.message)")
+                }
+            }
+            do throws(StorageError) {
+                _ = try LogSettings.apply(metadata.settings, to: LogConfiguration())
+            } catch {
+                throw ConfigurationError("\(path)\(position(nameNode)): \(name).\(error.message)")
+            }
+            server.broker.declaredTopics[name] = metadata
         }
     }
 

@@ -102,9 +102,10 @@ extension EndToEndTests {
         func sigtermStopsCleanlySoTheNextStartNeedsNoRepair(fsync: String) async throws {
             var rng = SeededGenerator.logged("sigtermStopsCleanlySoTheNextStartNeedsNoRepair(\(fsync))")
             let directory = try TemporaryDirectory(prefix: "spool-e2e-term")
-            // Small segments and a dense index, so the stop has sealed segments and indexes to get right.
+            // Small segments and a dense index, so the stop has sealed segments and indexes to get right;
+            // no retention, since the records carry a timestamp of 2023.
             let config = directory.appending("spoold.yaml")
-            try "segment.bytes: 65536\nindex.interval.bytes: 512\n".write(toFile: config, atomically: true, encoding: .utf8)
+            try "segment.bytes: 65536\nindex.interval.bytes: 512\nretention.ms: -1\n".write(toFile: config, atomically: true, encoding: .utf8)
             let daemon = try await Daemon.start(dataDirectory: directory.appending("data"),
                                                 extraArguments: ["--config", config, "--fsync", fsync])
             defer { daemon.cleanUp() }
@@ -131,6 +132,7 @@ extension EndToEndTests {
             client.close()
             let segments = try FileManager.default.contentsOfDirectory(atPath: directory.appending("data/first/0")).filter { $0.hasSuffix(".log") }
             #expect(segments.count > 1, "expected several segments, found \(segments)")
+            #expect(FileManager.default.fileExists(atPath: directory.appending("data/@clean-shutdown")), "no clean-shutdown marker")
 
             try await daemon.start()
             let reader = try await daemon.makeClient()
@@ -143,6 +145,7 @@ extension EndToEndTests {
             let complaints = restartLog.split(separator: "\n").filter { $0.lowercased().contains("warning") || $0.lowercased().contains("error") }
             #expect(complaints.isEmpty, "the start after SIGTERM repaired something:\n\(complaints.joined(separator: "\n"))")
             #expect(!restartLog.isEmpty, "spoold logged nothing; is the stderr capture working?")
+            #expect(restartLog.contains("cheap checks (clean shutdown)"), "the start after SIGTERM verified everything:\n\(restartLog)")
         }
     }
 }

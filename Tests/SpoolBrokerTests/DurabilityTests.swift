@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 @Suite struct DurabilityTests {
-    let key = PartitionKey(topic: try! TopicName("orders"), partition: 0)
+    let key = SyncKey(partition: PartitionKey(topic: try! TopicName("orders"), partition: 0), epoch: 0)
 
     @Test func acknowledgesOnlyAfterASyncCoversTheBatch() throws {
         let h = try Harness(fsync: .always)
@@ -63,8 +63,8 @@ import Testing
             bases.append(Int64(sent.count))
             sent += records
         }
-        let results = Mutex<[(key: PartitionKey, result: Result<Int64, StorageError>)]>([])
-        let flusher = GroupCommitFlusher<PartitionKey> { round in results.withLock { $0 += round } }
+        let results = Mutex<[(key: SyncKey, result: Result<Int64, StorageError>)]>([])
+        let flusher = GroupCommitFlusher<SyncKey> { round in results.withLock { $0 += round } }
         for (key, work) in h.broker.takeSyncWork(now: h.now) { flusher.submit(work, for: key) }
         flusher.shutdown()  // runs the pending round first
 

@@ -84,7 +84,7 @@ import Testing
         #expect(try h.produce("orders", batch).durability == .syncScheduled)
         // The first sync is due at once (no sync has happened yet).
         let first = h.broker.takeSyncWork(now: h.now)
-        let key = PartitionKey(topic: try TopicName("orders"), partition: 0)
+        let key = SyncKey(partition: PartitionKey(topic: try TopicName("orders"), partition: 0), epoch: 0)
         #expect(first.map(\.0) == [key])
         #expect(first.first?.1.endOffset == Int64(records.count))
         #expect(try Reply.decode(h.broker.syncCompleted(key, result: .success(Int64(records.count)), now: h.now)).isEmpty)

@@ -29,9 +29,19 @@ import Testing
             let data = try DataDirectory(path: root, logger: .quiet)
             let orders = try TopicName("orders")
             let payments = try TopicName("payments.v2")
-            try data.createTopic(orders, partitions: 3)
-            try data.createTopic(payments, partitions: 1)
-            #expect(String(decoding: try fileBytes("\(root)/orders/topic.json"), as: UTF8.self) == "{\"partitions\": 3}\n")
+            try data.createTopic(orders, TopicMetadata(partitions: 3, settings: ["retention.ms": "60000"]))
+            try data.createTopic(payments, TopicMetadata(partitions: 1))
+            #expect(String(decoding: try fileBytes("\(root)/orders/topic.json"), as: UTF8.self) == """
+                {
+                  "partitions" : 3,
+                  "settings" : {
+                    "retention.ms" : "60000"
+                  }
+                }
+
+                """)
+            // The first format, without settings, still reads.
+            try writeFile("\(root)/payments.v2/topic.json", Array("{\"partitions\": 1}\n".utf8))
             #expect(Syscall.isDirectory("\(root)/orders/2"))
 
             // Junk that must be skipped, never fatal.
@@ -47,7 +57,7 @@ import Testing
             let (recorder, logger) = RecordingLogHandler.logger()
             data.close()
             let reopened = try DataDirectory(path: root, logger: logger)
-            #expect(try reopened.existingTopics() == [orders: 3, payments: 1])
+            #expect(try reopened.existingTopics() == [orders: TopicMetadata(partitions: 3, settings: ["retention.ms": "60000"]), payments: TopicMetadata(partitions: 1)])
             #expect(recorder.messages(at: .warning).count == 5)
         }
     }
@@ -56,7 +66,7 @@ import Testing
     func rejectsPartitionCountsOutOfRange(partitions: Int32) throws {
         try withTemporaryDirectory { root in
             let data = try DataDirectory(path: root, logger: .quiet)
-            let error = #expect(throws: StorageError.self) { try data.createTopic(try TopicName("t"), partitions: partitions) }
+            let error = #expect(throws: StorageError.self) { try data.createTopic(try TopicName("t"), TopicMetadata(partitions: partitions)) }
             #expect(error?.code == .invalidArgument)
             #expect(try data.existingTopics().isEmpty)
         }
@@ -65,10 +75,10 @@ import Testing
     @Test func refusesToCreateTopicTwice() throws {
         try withTemporaryDirectory { root in
             let data = try DataDirectory(path: root, logger: .quiet)
-            try data.createTopic(try TopicName("t"), partitions: 2)
-            let error = #expect(throws: StorageError.self) { try data.createTopic(try TopicName("t"), partitions: 4) }
+            try data.createTopic(try TopicName("t"), TopicMetadata(partitions: 2))
+            let error = #expect(throws: StorageError.self) { try data.createTopic(try TopicName("t"), TopicMetadata(partitions: 4)) }
             #expect(error?.code == .alreadyExists)
-            #expect(try data.existingTopics() == [try TopicName("t"): 2])
+            #expect(try data.existingTopics() == [try TopicName("t"): TopicMetadata(partitions: 2)])
         }
     }
 
@@ -77,7 +87,7 @@ import Testing
         try withTemporaryDirectory { root in
             let data = try DataDirectory(path: root, logger: .quiet)
             let topic = try TopicName("orders")
-            try data.createTopic(topic, partitions: 2)
+            try data.createTopic(topic, TopicMetadata(partitions: 2))
             let log = try data.openPartition(topic, partition: 1, configuration: LogConfiguration())
             var model = LogModel()
             try append(makeBatch(timestamp: 0, using: &rng), to: log, model: &model)

@@ -83,7 +83,9 @@ import Testing
               0100 74  0000  01000000  02000000 0100000000000000 0201000000000000
               0100 75  0700  00000000
             """))
-        #expect(CreateTopicRequest(name: "t", partitions: 3).encoded() == hexBytes("0100 74 03000000"))
+        #expect(CreateTopicRequest(name: "t", partitions: 3).encoded() == hexBytes("0100 74 03000000 00000000"))
+        #expect(CreateTopicRequest(name: "t", partitions: 3, settings: ["b": "2", "a": "1"]).encoded()
+            == hexBytes("0100 74 03000000 02000000 0100 61 0100 31 0100 62 0100 32"))
         // Error details go out sorted by name.
         #expect(ErrorResponse(message: "no", details: ["b": 2, "a": -1]).encoded() == hexBytes("""
             0200 6e6f

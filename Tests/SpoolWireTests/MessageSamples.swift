@@ -132,6 +132,7 @@ enum MessageSamples {
         .message(CreateTopicRequest(name: "", partitions: 0), "empty name, zero partitions"),
         .message(CreateTopicRequest(name: unicode, partitions: .min), "unicode, min partitions"),
         .message(CreateTopicRequest(name: long, partitions: .max), "long, max partitions"),
+        .message(CreateTopicRequest(name: "orders", partitions: 6, settings: ["retention.ms": "60000", "fsync": "never"]), "with settings"),
         .message(CreateTopicResponse(name: "orders", partitions: 3), "plain"),
         .message(CreateTopicResponse(name: "", partitions: -1), "empty"),
         .message(CreateTopicResponse(name: unicode, partitions: .max), "unicode"),

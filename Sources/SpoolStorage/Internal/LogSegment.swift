@@ -2,10 +2,12 @@ import Glibc
 import SpoolWire
 
 /// One segment of a partition log: `<20-digit baseOffset>.log`, holding whole record batches
-/// back to back, and `<20-digit baseOffset>.index`, its sparse ``OffsetIndex``.
+/// back to back, `<20-digit baseOffset>.index`, its sparse ``OffsetIndex``, and
+/// `<20-digit baseOffset>.timeindex`, its ``TimeIndex``.
 ///
 /// Invariants: bytes `[0, size)` of the `.log` are whole, valid batches with dense offsets from
-/// `baseOffset` to `nextOffset - 1`; the `.index` file holds exactly the entries of `offsetIndex`.
+/// `baseOffset` to `nextOffset - 1`; the `.index` and `.timeindex` files hold exactly the
+/// entries of `indexes` (possibly followed by the leftover of a failed append).
 /// Bytes after `size` can only be the leftover of a failed append whose rollback also failed;
 /// they are never read, the next append overwrites them and recovery cuts them.
 /// Not thread-safe: owned by its ``PartitionLog``; only the file handles are shared.
@@ -14,6 +16,9 @@ final class LogSegment {
     static let fileNameDigits = 20
     static let logSuffix = ".log"
     static let indexSuffix = ".index"
+    static let timeIndexSuffix = ".timeindex"
+    /// Suffix a segment's files get when retention removes them, until they are unlinked.
+    static let deletedSuffix = ".deleted"
     /// Suffix of the file that keeps bytes cut by recovery.
     static let setAsideSuffix = ".corrupt"
     /// Size of the baseOffset field that an append stamps in front of the caller's batch.
@@ -24,17 +29,22 @@ final class LogSegment {
     let directory: String
     let log: FileHandle
     let index: FileHandle
-    private(set) var offsetIndex = OffsetIndex()
+    let timeIndex: FileHandle
+    private(set) var indexes = SegmentIndexes()
     /// Bytes of valid batches in the `.log`.
     private(set) var size: Int
     /// Offset of the next batch appended here.
     private(set) var nextOffset: Int64
 
-    private init(baseOffset: Int64, directory: String, log: FileHandle, index: FileHandle, size: Int) {
+    /// The largest record timestamp in the segment (``TimeIndex/noTimestamp`` when empty).
+    var maxTimestamp: Int64 { indexes.maxTimestamp }
+
+    private init(baseOffset: Int64, directory: String, log: FileHandle, index: FileHandle, timeIndex: FileHandle, size: Int) {
         self.baseOffset = baseOffset
         self.directory = directory
         self.log = log
         self.index = index
+        self.timeIndex = timeIndex
         self.size = size
         self.nextOffset = baseOffset
     }
@@ -58,62 +68,86 @@ final class LogSegment {
 
     // MARK: Create, open, recover
 
+    /// The path of this segment's file with `suffix`.
+    func path(_ suffix: String) -> String {
+        "\(directory)/\(Self.fileName(baseOffset: baseOffset, suffix: suffix))"
+    }
+
     /// Creates the empty files of a new segment (the caller syncs the directory).
     static func create(directory: String, baseOffset: Int64, io: FileIO) throws(StorageError) -> LogSegment {
         let logPath = "\(directory)/\(fileName(baseOffset: baseOffset, suffix: logSuffix))"
         let log = try FileHandle(opening: logPath, flags: O_RDWR | O_CREAT | O_EXCL, io: io)
-        do {
+        do throws(StorageError) {
             let index = try FileHandle(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: indexSuffix))",
                                        flags: O_RDWR | O_CREAT | O_TRUNC, io: io)
-            return LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, size: 0)
+            let timeIndex = try FileHandle(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: timeIndexSuffix))",
+                                           flags: O_RDWR | O_CREAT | O_TRUNC, io: io)
+            return LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, timeIndex: timeIndex, size: 0)
         } catch {
             try? Syscall.unlink(logPath)
             throw error
         }
     }
 
-    /// Opens an existing segment and brings it to its invariants. The active (last) segment is
-    /// scanned in full with ``recover(storedIndex:indexIntervalBytes:)``; a sealed one only gets
-    /// ``sanityCheck(storedIndex:indexIntervalBytes:)``, which falls back to a full recovery when
+    /// The stored indexes of a segment as read at open, or why they could not be used.
+    struct StoredIndexes {
+        var offsets: Result<OffsetIndex, StorageError>
+        var times: Result<TimeIndex, StorageError>
+    }
+
+    /// Opens an existing segment and brings it to its invariants. With `fullScan` (the active
+    /// segment, and every segment after an unclean shutdown) the whole `.log` is verified with
+    /// ``recover(stored:indexIntervalBytes:)``; otherwise only
+    /// ``sanityCheck(stored:indexIntervalBytes:)`` runs, which falls back to a full recovery when
     /// something does not add up. Returns what was cut or rebuilt.
-    static func open(directory: String, baseOffset: Int64, isActive: Bool, indexIntervalBytes: Int,
+    static func open(directory: String, baseOffset: Int64, fullScan: Bool, indexIntervalBytes: Int,
                      io: FileIO) throws(StorageError) -> (LogSegment, RecoveryReport?) {
         let log = try FileHandle(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: logSuffix))", flags: O_RDWR, io: io)
         let indexPath = "\(directory)/\(fileName(baseOffset: baseOffset, suffix: indexSuffix))"
-        let indexBytes = try Syscall.readFile(indexPath)
+        let timeIndexPath = "\(directory)/\(fileName(baseOffset: baseOffset, suffix: timeIndexSuffix))"
+        let stored = StoredIndexes(
+            offsets: readStored(indexPath) { (bytes) throws(StorageError) in try OffsetIndex(decoding: bytes) },
+            times: readStored(timeIndexPath) { (bytes) throws(StorageError) in try TimeIndex(decoding: bytes) })
         let index = try FileHandle(opening: indexPath, flags: O_RDWR | O_CREAT, io: io)
-        let segment = LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, size: try log.size())
-        let storedIndex: Result<OffsetIndex, StorageError> = if let indexBytes {
-            Result { () throws(StorageError) in try OffsetIndex(decoding: indexBytes) }
-        } else {
-            .failure(StorageError(.notFound, "missing"))
-        }
-        let report = isActive
-            ? try segment.recover(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
-            : try segment.sanityCheck(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+        let timeIndex = try FileHandle(opening: timeIndexPath, flags: O_RDWR | O_CREAT, io: io)
+        let segment = LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, timeIndex: timeIndex,
+                                 size: try log.size())
+        let report = fullScan
+            ? try segment.recover(stored: stored, indexIntervalBytes: indexIntervalBytes)
+            : try segment.sanityCheck(stored: stored, indexIntervalBytes: indexIntervalBytes)
         return (segment, report)
+    }
+
+    /// The parsed index file at `path`, or why it cannot be used ("missing", a parse error).
+    private static func readStored<Index>(_ path: String, _ parse: ([UInt8]) throws(StorageError) -> Index) -> Result<Index, StorageError> {
+        Result { () throws(StorageError) in
+            guard let bytes = try Syscall.readFile(path) else { throw StorageError(.notFound, "missing") }
+            return try parse(bytes)
+        }
     }
 
     /// Scans the whole `.log` batch by batch, checking every batch in full (header, checksum,
     /// records, dense offsets from `baseOffset`), and cuts it after the last valid batch, saving
-    /// the cut bytes aside first (the copy and the cut are synced). Rebuilds the index from the
-    /// scan; reports it as rebuilt when the stored one was missing, malformed, or had an entry
-    /// that does not point at a batch start. (Stored entries past the cut go with the cut.)
-    func recover(storedIndex: Result<OffsetIndex, StorageError>, indexIntervalBytes: Int) throws(StorageError) -> RecoveryReport? {
+    /// the cut bytes aside first (the copy and the cut are synced). Rebuilds both indexes from the
+    /// scan; reports one as rebuilt when the stored one was missing, malformed, or differs from
+    /// the scan below the cut. (Stored entries past the cut go with the cut.)
+    func recover(stored: StoredIndexes, indexIntervalBytes: Int) throws(StorageError) -> RecoveryReport? {
         let fileSize = size
-        var rebuilt = OffsetIndex()
+        var rebuilt = SegmentIndexes()
         var indexProblem: String?
         var verifier: StoredIndexVerifier?
-        switch storedIndex {
-        case .success(let stored): verifier = StoredIndexVerifier(stored)
+        switch stored.offsets {
+        case .success(let offsets): verifier = StoredIndexVerifier(offsets)
         case .failure(let error): indexProblem = error.message
         }
         let scan = try scan(from: 0, offset: baseOffset, end: fileSize, into: &rebuilt,
                             indexIntervalBytes: indexIntervalBytes, verifier: &verifier)
         indexProblem = indexProblem ?? verifier?.finish(validBytes: scan.validBytes)
+        let timeIndexProblem = Self.problem(ofStored: stored.times, comparedTo: rebuilt.times)
 
         var reasons: [String] = []
         if let indexProblem { reasons.append("index rebuilt: \(indexProblem)") }
+        if let timeIndexProblem { reasons.append("time index rebuilt: \(timeIndexProblem)") }
         var setAsidePath: String?
         if let stop = scan.stopReason {
             setAsidePath = try setAside(from: scan.validBytes, to: fileSize)
@@ -123,41 +157,59 @@ final class LogSegment {
         }
         size = scan.validBytes
         nextOffset = scan.nextOffset
-        try replaceIndex(with: rebuilt, unlessEqualTo: try? storedIndex.get())
+        try replaceIndexes(with: rebuilt, unlessEqualTo: stored)
         guard !reasons.isEmpty else { return nil }
         return RecoveryReport(
             path: log.path, validBytes: size, truncatedBytes: fileSize - size,
             firstLostOffset: fileSize > size ? nextOffset : nil,
-            reason: reasons.joined(separator: "; "), indexRebuilt: indexProblem != nil, setAsidePath: setAsidePath)
+            reason: reasons.joined(separator: "; "), indexRebuilt: indexProblem != nil || timeIndexProblem != nil,
+            setAsidePath: setAsidePath)
     }
 
-    /// Cheap checks of a sealed segment (Kafka's `sanityCheck`): the stored index parses, its last
-    /// entry lies inside the log, the first batch carries the file's base offset, and the batches
-    /// from the last index entry to the end of the file are whole and valid. Anything else runs
-    /// the full ``recover(storedIndex:indexIntervalBytes:)``. Entries missing at the index's tail
-    /// are added without a report.
-    func sanityCheck(storedIndex: Result<OffsetIndex, StorageError>, indexIntervalBytes: Int) throws(StorageError) -> RecoveryReport? {
-        guard case .success(var index) = storedIndex else {
-            return try recover(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+    /// Why a stored time index is wrong, or nil when it equals the rebuilt one up to the cut
+    /// (entries past the rebuilt ones belong to cut batches).
+    private static func problem(ofStored stored: Result<TimeIndex, StorageError>, comparedTo rebuilt: TimeIndex) -> String? {
+        switch stored {
+        case .failure(let error):
+            return error.message
+        case .success(let stored):
+            let common = min(stored.entries.count, rebuilt.entries.count)
+            if let wrong = (0..<common).first(where: { stored.entries[$0] != rebuilt.entries[$0] }) {
+                return "entry \(wrong) says \(stored.entries[wrong]), the log says \(rebuilt.entries[wrong])"
+            }
+            return stored.entries.count < rebuilt.entries.count ? "\(rebuilt.entries.count - stored.entries.count) entries missing" : nil
         }
-        if size == 0, index.entries.isEmpty { return nil }
-        guard let last = index.entries.last, Int(last.position) < size else {
-            let problem = index.entries.isEmpty ? "no entries for a log of \(size) bytes" : "last entry points past the end of the log"
-            return try recover(storedIndex: .failure(StorageError(.corrupt, problem)), indexIntervalBytes: indexIntervalBytes)
+    }
+
+    /// Cheap checks of a segment that was closed cleanly (Kafka's `sanityCheck`): both stored
+    /// indexes parse and agree, the last index entry lies inside the log, the first batch carries
+    /// the file's base offset, and the batches from the last index entry to the end of the file
+    /// are whole and valid. Anything else runs the full ``recover(stored:indexIntervalBytes:)``.
+    /// Entries missing at the indexes' tail are added without a report.
+    func sanityCheck(stored: StoredIndexes, indexIntervalBytes: Int) throws(StorageError) -> RecoveryReport? {
+        guard case .success(let offsets) = stored.offsets, case .success(let times) = stored.times else {
+            return try recover(stored: stored, indexIntervalBytes: indexIntervalBytes)
         }
+        if size == 0, offsets.entries.isEmpty, times.entries.isEmpty { return nil }
+        guard let last = offsets.entries.last, Int(last.position) < size else {
+            let problem = offsets.entries.isEmpty ? "no entries for a log of \(size) bytes" : "last entry points past the end of the log"
+            return try recover(stored: StoredIndexes(offsets: .failure(StorageError(.corrupt, problem)), times: stored.times),
+                               indexIntervalBytes: indexIntervalBytes)
+        }
+        var indexes = SegmentIndexes(offsets: offsets, times: times)
         let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
-        guard case .batch(let first) = try scanner.batch(at: 0, verify: false), first.baseOffset == baseOffset else {
-            return try recover(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+        guard case .batch(let first) = try scanner.batch(at: 0, verify: false), first.baseOffset == baseOffset,
+              indexes.truncate(toIndexedPosition: Int(last.position)) else {
+            return try recover(stored: stored, indexIntervalBytes: indexIntervalBytes)
         }
-        index.truncate(toPosition: Int(last.position))
         var noVerifier: StoredIndexVerifier?
-        let scan = try scan(from: Int(last.position), offset: baseOffset + Int64(last.relativeOffset), end: size, into: &index,
+        let scan = try scan(from: Int(last.position), offset: baseOffset + Int64(last.relativeOffset), end: size, into: &indexes,
                             indexIntervalBytes: indexIntervalBytes, verifier: &noVerifier)
         guard scan.stopReason == nil else {
-            return try recover(storedIndex: storedIndex, indexIntervalBytes: indexIntervalBytes)
+            return try recover(stored: stored, indexIntervalBytes: indexIntervalBytes)
         }
         nextOffset = scan.nextOffset
-        try replaceIndex(with: index, unlessEqualTo: try? storedIndex.get())
+        try replaceIndexes(with: indexes, unlessEqualTo: stored)
         return nil
     }
 
@@ -170,9 +222,9 @@ final class LogSegment {
     }
 
     /// Walks batches from `position` (a batch start holding `offset`) to `end`, checking each in
-    /// full and adding it to `index` (and to `verifier`), until the end or the first batch that is
-    /// torn, invalid, or not at the next dense offset.
-    private func scan(from position: Int, offset: Int64, end: Int, into index: inout OffsetIndex, indexIntervalBytes: Int,
+    /// full and adding it to `indexes` (and to `verifier`), until the end or the first batch that
+    /// is torn, invalid, or not at the next dense offset.
+    private func scan(from position: Int, offset: Int64, end: Int, into indexes: inout SegmentIndexes, indexIntervalBytes: Int,
                       verifier: inout StoredIndexVerifier?) throws(StorageError) -> Scan {
         let scanner = BatchScanner(file: log, end: end, chunkSize: BatchScanner.recoveryChunkSize)
         var result = Scan(validBytes: position, nextOffset: offset)
@@ -199,7 +251,8 @@ final class LogSegment {
             }
             let relativeOffset = UInt32(header.baseOffset - baseOffset)
             verifier?.check(batchAt: result.validBytes, relativeOffset: relativeOffset)
-            index.addBatch(relativeOffset: relativeOffset, position: result.validBytes, size: header.totalSize, interval: indexIntervalBytes)
+            indexes.addBatch(relativeOffset: relativeOffset, position: result.validBytes, size: header.totalSize,
+                             maxTimestamp: header.maxTimestamp, interval: indexIntervalBytes)
             result.validBytes += header.totalSize
             result.nextOffset = header.nextOffset
         }
@@ -247,13 +300,16 @@ final class LogSegment {
         }
     }
 
-    /// Makes the `.index` file hold exactly `index`, rewriting it unless it already does.
-    private func replaceIndex(with index: OffsetIndex, unlessEqualTo stored: OffsetIndex?) throws(StorageError) {
-        offsetIndex = index
-        guard index != stored else { return }
-        let bytes = index.encoded()
-        try withBytes(of: bytes) { (buffer) throws(StorageError) in try self.index.write(at: 0, buffer) }
-        try self.index.truncate(to: bytes.count)
+    /// Makes the index files hold exactly `indexes`, rewriting each one unless it already does.
+    private func replaceIndexes(with indexes: SegmentIndexes, unlessEqualTo stored: StoredIndexes) throws(StorageError) {
+        self.indexes = indexes
+        if indexes.offsets != (try? stored.offsets.get()) { try Self.replace(index, with: indexes.offsets.encoded()) }
+        if indexes.times != (try? stored.times.get()) { try Self.replace(timeIndex, with: indexes.times.encoded()) }
+    }
+
+    private static func replace(_ file: FileHandle, with bytes: [UInt8]) throws(StorageError) {
+        try withBytes(of: bytes) { (buffer) throws(StorageError) in try file.write(at: 0, buffer) }
+        try file.truncate(to: bytes.count)
     }
 
     // MARK: Append
@@ -266,19 +322,22 @@ final class LogSegment {
     }
 
     /// Writes `batch` at the end of the `.log` with `nextOffset` stamped as its base offset,
-    /// without copying or changing the caller's buffer, and indexes it. If a write fails, both
+    /// without copying or changing the caller's buffer, and indexes it. If a write fails, the
     /// files are cut back to their previous size and the segment is unchanged.
     func append(_ batch: UnsafeRawBufferPointer, header: RecordBatch.Header, indexIntervalBytes: Int) throws(StorageError) {
         let position = size
         let relativeOffset = UInt32(nextOffset - baseOffset)
-        let indexSize = offsetIndex.entries.count * OffsetIndex.entrySize
+        let indexSize = indexes.offsets.entries.count * OffsetIndex.entrySize
+        let timeIndexSize = indexes.times.entries.count * TimeIndex.entrySize
         do throws(StorageError) {
-            if offsetIndex.needsEntry(interval: indexIntervalBytes) {
-                var entry: UInt64 = 0
-                withUnsafeMutableBytes(of: &entry) {
-                    OffsetIndex.encode(OffsetIndex.Entry(relativeOffset: relativeOffset, position: UInt32(position)), into: $0)
+            if let (offsetEntry, timeEntry) = indexes.entries(forBatchAt: relativeOffset, position: position, interval: indexIntervalBytes) {
+                var entryBytes: (UInt64, UInt64) = (0, 0)
+                try withUnsafeMutableBytes(of: &entryBytes) { (bytes) throws(StorageError) in
+                    OffsetIndex.encode(offsetEntry, into: bytes)
+                    try index.write(at: indexSize, UnsafeRawBufferPointer(rebasing: bytes[..<OffsetIndex.entrySize]))
+                    TimeIndex.encode(timeEntry, into: bytes)
+                    try timeIndex.write(at: timeIndexSize, UnsafeRawBufferPointer(rebasing: bytes[..<TimeIndex.entrySize]))
                 }
-                try withUnsafeBytes(of: &entry) { (bytes) throws(StorageError) in try index.write(at: indexSize, bytes) }
             }
             // Bytes written to the .log, in one pwritev:
             // offset size field
@@ -293,16 +352,74 @@ final class LogSegment {
             // next append, cut by recovery.
             try? log.truncate(to: position)
             try? index.truncate(to: indexSize)
+            try? timeIndex.truncate(to: timeIndexSize)
             throw error
         }
-        offsetIndex.addBatch(relativeOffset: relativeOffset, position: position, size: batch.count, interval: indexIntervalBytes)
+        indexes.addBatch(relativeOffset: relativeOffset, position: position, size: batch.count,
+                         maxTimestamp: header.maxTimestamp, interval: indexIntervalBytes)
         size += batch.count
         nextOffset += Int64(header.lastOffsetDelta) + 1
     }
 
-    /// Cuts the `.index` file to exactly its entries, for a segment that is rolled away or closed.
-    func sealIndex() throws(StorageError) {
-        try index.truncate(to: offsetIndex.entries.count * OffsetIndex.entrySize)
+    /// Cuts both index files to exactly their entries, for a segment that is rolled away or closed.
+    func sealIndexes() throws(StorageError) {
+        try index.truncate(to: indexes.offsets.entries.count * OffsetIndex.entrySize)
+        try timeIndex.truncate(to: indexes.times.entries.count * TimeIndex.entrySize)
+    }
+
+    /// The byte position of the batch whose base offset is `offset`, or `size` for `nextOffset`.
+    /// Throws ``StorageError/Code/invalidArgument`` if no batch of this segment starts there.
+    func position(ofBatchStartingAt offset: Int64) throws(StorageError) -> Int {
+        guard offset >= baseOffset, offset <= nextOffset else {
+            throw StorageError(.invalidArgument, "\(log.path): offset \(offset) is outside \(baseOffset)...\(nextOffset)")
+        }
+        guard offset < nextOffset else { return size }
+        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        var position = indexes.offsets.entry(atOrBelowOffset: offset - baseOffset).map { Int($0.position) } ?? 0
+        var batch = try header(at: position, scanner: scanner)
+        while batch.baseOffset < offset {
+            position += batch.totalSize
+            guard position < size else { break }
+            batch = try header(at: position, scanner: scanner)
+        }
+        guard batch.baseOffset == offset else {
+            throw StorageError(.invalidArgument, "\(log.path): offset \(offset) lies inside the batch of offsets \(batch.baseOffset)...\(batch.lastOffset)")
+        }
+        return position
+    }
+
+    /// Cuts the segment at byte `position`, the start of a batch (from
+    /// ``position(ofBatchStartingAt:)``) or `size`: the `.log` and both indexes lose everything
+    /// from there on. Used to drop appends whose sync failed.
+    func truncate(toPosition position: Int, indexIntervalBytes: Int) throws(StorageError) {
+        guard position < size else { return }
+        try log.truncate(to: position)
+        // Rebuild the indexes' tail from the nearest entry below the cut.
+        var rebuilt = indexes
+        if let kept = rebuilt.offsets.entry(atOrBelowPosition: position - 1), rebuilt.truncate(toIndexedPosition: Int(kept.position)) {
+            var noVerifier: StoredIndexVerifier?
+            let scan = try scan(from: Int(kept.position), offset: baseOffset + Int64(kept.relativeOffset), end: position, into: &rebuilt,
+                                indexIntervalBytes: indexIntervalBytes, verifier: &noVerifier)
+            nextOffset = scan.nextOffset
+        } else {
+            rebuilt = SegmentIndexes()
+            nextOffset = baseOffset
+        }
+        size = position
+        indexes = rebuilt
+        try sealIndexes()
+    }
+
+    /// Renames the segment's files to `<name>.deleted`, so that it is gone from the log at once and
+    /// a crash before the files are unlinked leaves nothing recovery would read. Returns the new paths.
+    func renameForDeletion() throws(StorageError) -> [String] {
+        var renamed: [String] = []
+        for suffix in [Self.logSuffix, Self.indexSuffix, Self.timeIndexSuffix] {
+            let path = path(suffix)
+            try Syscall.rename(path, to: path + Self.deletedSuffix)
+            renamed.append(path + Self.deletedSuffix)
+        }
+        return renamed
     }
 
     // MARK: Read
@@ -313,7 +430,7 @@ final class LogSegment {
     func read(from offset: Int64, maxBytes: Int, endOffset: Int64) throws(StorageError) -> LogSlice? {
         guard offset < nextOffset, offset < endOffset else { return nil }
         let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
-        let startEntry = offsetIndex.entry(atOrBelowOffset: offset - baseOffset)
+        let startEntry = indexes.offsets.entry(atOrBelowOffset: offset - baseOffset)
         var position = startEntry.map { Int($0.position) } ?? 0
         var first = try header(at: position, scanner: scanner)
         while first.lastOffset < offset {
@@ -329,8 +446,8 @@ final class LogSegment {
         // Skip ahead by index entries that satisfy both bounds, then walk headers to the exact end.
         var end = start + first.totalSize
         var sliceNextOffset = first.nextOffset
-        if let byPosition = offsetIndex.entry(atOrBelowPosition: limit),
-           let byOffset = offsetIndex.entry(atOrBelowOffset: endOffset - baseOffset) {
+        if let byPosition = indexes.offsets.entry(atOrBelowPosition: limit),
+           let byOffset = indexes.offsets.entry(atOrBelowOffset: endOffset - baseOffset) {
             let jump = Int(byPosition.position) < Int(byOffset.position) ? byPosition : byOffset
             if Int(jump.position) > end {
                 end = Int(jump.position)
@@ -346,11 +463,14 @@ final class LogSegment {
         return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
     }
 
-    /// The offset of the first record whose timestamp is at or after `timestamp`, if any: found in
-    /// the first batch whose maxTimestamp is at or after it.
+    /// The offset of the first record whose timestamp is at or after `timestamp`, if any: the
+    /// time index gives the batch to start from (binary search), the offset index its position,
+    /// then batch headers are walked to the first batch whose maxTimestamp is at or after it.
     func firstOffset(atOrAfterTimestamp timestamp: Int64) throws(StorageError) -> Int64? {
-        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.recoveryChunkSize)
-        var position = 0
+        guard maxTimestamp >= timestamp else { return nil }
+        let start = Int64(indexes.times.startRelativeOffset(forTimestamp: timestamp))
+        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        var position = indexes.offsets.entry(atOrBelowOffset: start).map { Int($0.position) } ?? 0
         while position < size {
             let batch = try header(at: position, scanner: scanner)
             if batch.maxTimestamp >= timestamp { return try firstOffset(in: batch, at: position, atOrAfterTimestamp: timestamp) }
