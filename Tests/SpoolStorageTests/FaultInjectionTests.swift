@@ -114,4 +114,45 @@ import Testing
             #expect(forB == [models.1.endOffset])
         }
     }
+
+    /// What the broker does after a failed fdatasync: cut the log back to the last good sync and
+    /// sync again under a new key. The appends after the cut get the same offsets, the next round
+    /// proves them durable, and a reopen after a crash finds exactly the good prefix and them.
+    @Test(.timeLimit(.minutes(1)))
+    func appendsWorkAgainAfterAFailedSyncAndACutBack() async throws {
+        var rng = SeededGenerator.logged()
+        try await withTemporaryDirectory { directory in
+            let faults = FaultInjector()
+            let log = try openLog(directory, segmentBytes: 2048, io: faults.io)
+            let results = Mutex<[(key: Int, result: Result<Int64, StorageError>)]>([])
+            let flusher = GroupCommitFlusher<Int> { round in results.withLock { $0 += round } }
+            defer { flusher.shutdown() }
+            var model = LogModel()
+            for number in 0..<10 { try append(makeBatch(timestamp: Int64(number), using: &rng), to: log, model: &model) }
+            flusher.submit(try #require(log.takeSyncWork()), for: 0)
+            try await waitUntil { results.withLock { $0.count } == 1 }
+            let durableEnd = try #require(results.withLock { try? $0[0].result.get() })
+            #expect(durableEnd == model.endOffset)
+
+            // Appends that roll segments, then a sync that fails.
+            var doomed = model
+            for number in 0..<15 { try append(makeBatch(timestamp: 20 + Int64(number), using: &rng), to: log, model: &doomed) }
+            faults.failSync(number: 1)
+            flusher.submit(try #require(log.takeSyncWork()), for: 0)
+            try await waitUntil { results.withLock { $0.count } == 2 }
+            #expect(results.withLock { (try? $0[1].result.get()) == nil }, "the failed sync was reported as a failure")
+
+            try log.truncate(to: durableEnd)
+            #expect(try readAllBatches(log) == model.batches)
+            for number in 0..<5 { try append(makeBatch(timestamp: 40 + Int64(number), using: &rng), to: log, model: &model) }
+            flusher.submit(try #require(log.takeSyncWork()), for: 1)
+            try await waitUntil { results.withLock { $0.count } == 3 }
+            #expect(results.withLock { try? $0[2].result.get() } == model.endOffset)
+
+            // A crash now (no close): the next open verifies everything and finds the same log.
+            let reopened = try openLog(directory, segmentBytes: 2048)
+            #expect(reopened.recoveryReports.isEmpty)
+            #expect(try readAllBatches(reopened) == model.batches)
+        }
+    }
 }
