@@ -23,6 +23,7 @@ public final class Broker {
     private var parkedFetches: [PartitionKey: [ParkedFetch]] = [:]
     private var dirty: Set<PartitionKey> = []
     private var isShutDown = false
+    private var isClosed = false
     /// Monotonic time of the next retention pass; nil before the first.
     private var nextRetentionCheck: Int64?
 
@@ -216,7 +217,8 @@ public final class Broker {
         for partitions in topics.values {
             for state in partitions {
                 do throws(StorageError) {
-                    guard let result = try state.log.applyRetention(nowMilliseconds: wallClockMilliseconds) else { continue }
+                    guard let result = try state.log.applyRetention(nowMilliseconds: wallClockMilliseconds, keepingFrom: state.visibleEnd)
+                    else { continue }
                     dirty.insert(state.key)
                     logger.info("retention deleted old segments", metadata: ["partition": "\(state.key)", "result": "\(result)"])
                 } catch {
@@ -257,7 +259,10 @@ public final class Broker {
     /// Closes every log and releases the data directory. Produces still waiting are answered
     /// with "broker shutting down". When every partition is synced to its end and closed cleanly,
     /// writes the clean-shutdown marker, so the next start skips the full verification.
+    /// Idempotent: later calls do nothing.
     public func close() -> [BrokerAction] {
+        guard !isClosed else { return [] }
+        isClosed = true
         var actions: [BrokerAction] = []
         var isClean = true
         for partitions in topics.values {

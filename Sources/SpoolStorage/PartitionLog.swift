@@ -224,18 +224,21 @@ public final class PartitionLog {
 
     // MARK: Retention and truncation
 
-    /// Deletes whole sealed segments from the front (the active one is never deleted): those whose
-    /// newest record is older than `nowMilliseconds - retentionMilliseconds`, and the oldest while
-    /// the log without them still holds at least `retentionBytes`. Their files are renamed to
-    /// `*.deleted` at once and unlinked on a background queue. Returns what went, or nil if
-    /// nothing did. A read below the new ``logStartOffset`` then throws ``StorageError/Code/offsetOutOfRange``.
-    public func applyRetention(nowMilliseconds: Int64) throws(StorageError) -> RetentionResult? {
+    /// Deletes whole sealed segments from the front (the active one is never deleted, nor one
+    /// holding offsets at or after `protectedOffset`, such as records not yet synced or visible):
+    /// those whose newest record is older than `nowMilliseconds - retentionMilliseconds`, and the
+    /// oldest while the log without them still holds at least `retentionBytes`. Their files are
+    /// renamed to `*.deleted` at once and unlinked on a background queue. Returns what went, or
+    /// nil if nothing did. A read below the new ``logStartOffset`` then throws
+    /// ``StorageError/Code/offsetOutOfRange``.
+    public func applyRetention(nowMilliseconds: Int64, keepingFrom protectedOffset: Int64 = .max) throws(StorageError) -> RetentionResult? {
         try checkOpen()
         let cutoff = configuration.retentionMilliseconds.map { nowMilliseconds - $0 }
         var count = 0
         var bytes = 0
         while count < segments.count - 1 {
             let segment = segments[count]
+            guard segment.nextOffset <= protectedOffset else { break }
             let isExpired = cutoff.map { segment.maxTimestamp < $0 } ?? false
             let isOverSize = configuration.retentionBytes.map { Int64(sizeInBytes - bytes - segment.size) >= $0 } ?? false
             guard isExpired || isOverSize else { break }

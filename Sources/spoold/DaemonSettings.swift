@@ -44,12 +44,12 @@ struct DaemonSettings {
             guard let key = keyNode.string else {
                 throw ConfigurationError("\(path)\(position(keyNode)): keys must be strings")
             }
+            if key == "topics" {
+                try declareTopics(value, at: keyNode, path: path)
+                continue
+            }
             do throws(ConfigurationError) {
-                if key == "topics" {
-                    try declareTopics(value, path: path)
-                } else {
-                    try apply(key: key, value: ConfigurationValue(node: value))
-                }
+                try apply(key: key, value: ConfigurationValue(node: value))
             } catch {
                 throw ConfigurationError("\(path)\(position(keyNode)): \(key): \(error.message)")
             }
@@ -70,13 +70,7 @@ struct DaemonSettings {
         case "auto.create.topics": server.broker.autoCreateTopics = try value.bool()
         case "default.partitions": server.broker.defaultPartitions = Int32(try value.integer(in: 1...10_000))
         case _ where LogSettings.keys.contains(key):
-            let text = try value.string()
-            do throws(StorageError) {
-                _ = try LogSettings.apply([key: text], to: LogConfiguration())
-            } catch {
-                throw ConfigurationError(String(error.message.dropFirst(key.count + 2)))
-            }
-            logSettings[key] = text
+            logSettings[key] = try Self.checkedLogSetting(key, value)
         case "retention.check.interval.ms": server.broker.retentionCheckIntervalMilliseconds = try value.integer(in: 1...86_400_000)
         case "max.batch.bytes": server.broker.maxBatchBytes = try value.integer(in: 128...(1 << 30))
         case "max.record.bytes": server.broker.maxRecordBytes = try value.integer(in: 1...(1 << 30))
@@ -88,9 +82,25 @@ struct DaemonSettings {
         }
     }
 
-    /// Reads the `topics:` mapping: `name: {partitions: N, <topic setting>: value, …}`.
-    private mutating func declareTopics(_ node: Node, path: String) throws(ConfigurationError) {
-        guard let topics = node.mapping else { throw ConfigurationError("expected a mapping of topic name to its settings") }
+    /// The text of a ``LogSettings`` key after checking it alone; the error says what is wrong
+    /// with the value (the caller names the key and its position).
+    private static func checkedLogSetting(_ key: String, _ value: ConfigurationValue) throws(ConfigurationError) -> String {
+        let text = try value.string()
+        do throws(StorageError) {
+            _ = try LogSettings.apply([key: text], to: LogConfiguration())
+        } catch {
+            let message = error.message.hasPrefix("\(key): ") ? String(error.message.dropFirst(key.count + 2)) : error.message
+            throw ConfigurationError(message)
+        }
+        return text
+    }
+
+    /// Reads the `topics:` mapping (`topicsKey` is its key): `name: {partitions: N, <log setting>:
+    /// value, …}`. An error names the file position of the offending name or key.
+    private mutating func declareTopics(_ node: Node, at topicsKey: Node, path: String) throws(ConfigurationError) {
+        guard let topics = node.mapping else {
+            throw ConfigurationError("\(path)\(position(topicsKey)): topics: expected a mapping of topic name to its settings")
+        }
         for (nameNode, settingsNode) in topics {
             let name: TopicName
             do throws(WireError) {
@@ -108,17 +118,14 @@ struct DaemonSettings {
                 do throws(ConfigurationError) {
                     if key == "partitions" {
                         metadata.partitions = Int32(try value.integer(in: 1...Int(DataDirectory.maxPartitions)))
+                    } else if LogSettings.keys.contains(key) {
+                        metadata.settings[key] = try Self.checkedLogSetting(key, value)
                     } else {
-                        metadata.settings[key] = try value.string()
+                        throw ConfigurationError("unknown topic setting; known: partitions, \(LogSettings.keys.joined(separator: ", "))")
                     }
                 } catch {
-                    throw ConfigurationError("\(path)\(position(keyNode)): \(name).\(key): \(error.message)")
+                    throw ConfigurationError("\(path)\(position(keyNode)): topics.\(name).\(key): \(error.message)")
                 }
-            }
-            do throws(StorageError) {
-                _ = try LogSettings.apply(metadata.settings, to: LogConfiguration())
-            } catch {
-                throw ConfigurationError("\(path)\(position(nameNode)): \(name).\(error.message)")
             }
             server.broker.declaredTopics[name] = metadata
         }
