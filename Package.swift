@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "SpoolServer", targets: ["SpoolServer"]),
         .executable(name: "spoold", targets: ["spoold"]),
         .executable(name: "spool", targets: ["spool"]),
+        .executable(name: "spool-storage-bench", targets: ["spool-storage-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -66,6 +67,14 @@ let package = Package(
             name: "spool",
             dependencies: [
                 "Spool",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "spool-storage-bench",
+            dependencies: [
+                "SpoolStorage", "SpoolWire", "Spool", "SpoolServer", "SpoolTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

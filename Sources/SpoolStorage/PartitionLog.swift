@@ -84,7 +84,7 @@ public final class PartitionLog {
         let baseOffsets = names.compactMap(LogSegment.baseOffset(logFileName:)).sorted()
         var segments: [LogSegment] = []
         var reports: [RecoveryReport] = []
-        for (number, baseOffset) in baseOffsets.enumerated() {
+        for baseOffset in baseOffsets {
             let (segment, report) = try LogSegment.open(
                 directory: directory, baseOffset: baseOffset, fullScan: mode == .afterCrash,
                 indexIntervalBytes: configuration.indexIntervalBytes, io: io)

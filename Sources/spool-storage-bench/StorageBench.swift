@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// `spool-storage-bench`: the storage benchmark of issue "Storage that never loses an
+/// acknowledged record". Runs the sections in order and prints one table.
+@main
+struct StorageBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spool-storage-bench",
+        abstract: "Measure Spool's storage on this machine: disk limit, append, read and recovery.",
+        discussion: """
+            Sections, in order:
+            - disk: a fresh file written sequentially in chunks, with an fdatasync
+              after each chunk (the physical limit) and without (page cache).
+            - append: --producers clients, each keeping --in-flight batches
+              outstanding, publish --bytes of records per run through a broker
+              running in this process (inproc), per fsync policy and record size.
+            - read: after the last append case of each record size, its partition
+              read back from the page cache through the broker and with
+              PartitionLog directly.
+            - recovery: opening a log of --recovery-bytes of 1 KiB records in one
+              active segment: after a crash, which scans and verifies all of it
+              (cold and warm page cache), and after a clean shutdown (cold).
+
+            Every figure is the median of --repeat runs (--append-repeat for
+            append). MB = 10^6 bytes; append and read count record values, disk
+            and recovery count file bytes. Sizes accept B, KiB, MiB and GiB.
+            Progress goes to stderr; the results (Markdown, or CSV with --csv) to
+            stdout. All files live in a fresh .bench-tmp-XXXXXX inside --dir,
+            deleted at the end.
+            """
+    )
+
+    /// The benchmark's sections.
+    enum Section: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case disk, append, read, recovery
+    }
+
+    /// The fsync policies, as named in the broker configuration.
+    enum PolicyOption: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case always, interval, never
+    }
+
+    @Option(help: ArgumentHelp("Directory in which the fresh .bench-tmp-XXXXXX holding every file is made; its filesystem is the one measured (a warning is printed for tmpfs).", valueName: "path"))
+    var dir = "."
+
+    @Option(name: .customLong("section"), help: "Run only this section; repeat the option for several. read needs append.")
+    var sections: [Section] = Section.allCases
+
+    @Option(name: .customLong("repeat"), help: "Runs per disk, read and recovery case; each figure is their median.")
+    var repeatCount = 3
+
+    @Option(help: "Runs per append case; each publishes --bytes through a fresh broker and data directory.")
+    var appendRepeat = 3
+
+    @Option(help: "Concurrent producers in the append section, each its own SpoolClient.")
+    var producers = 8
+
+    @Option(help: "Batches each producer keeps outstanding (unacknowledged).")
+    var inFlight = 4
+
+    @Option(help: "Record value bytes per published batch (also per batch of the recovery log).")
+    var batchBytes = ByteCount(64 << 10)
+
+    @Option(help: "Record value bytes each append run publishes.")
+    var bytes = ByteCount(256 << 20)
+
+    @Option(help: ArgumentHelp("An append run that takes longer stops early, and its row says how far it got.", valueName: "seconds"))
+    var appendTimeLimit = 15
+
+    @Option(name: .customLong("record-size"), help: "Record value size of the append and read sections; repeat the option for several.")
+    var recordSizes = [ByteCount(100), ByteCount(1 << 10)]
+
+    @Option(name: .customLong("policy"), help: "fsync policy of the append section; repeat the option for several.")
+    var policies = PolicyOption.allCases
+
+    @Option(help: ArgumentHelp("How often the interval policy syncs.", valueName: "milliseconds"))
+    var intervalMs = 50
+
+    @Option(help: "Bytes written per disk run.")
+    var diskBytes = ByteCount(256 << 20)
+
+    @Option(name: .customLong("disk-chunk"), help: "Chunk size of the disk section; repeat the option for several.")
+    var diskChunks = [ByteCount(64 << 10), ByteCount(1 << 20), ByteCount(8 << 20)]
+
+    @Option(help: "Size of the log the recovery section opens.")
+    var recoveryBytes = ByteCount(1 << 30)
+
+    @Flag(help: "Print the results as CSV (ratios as fractions) instead of Markdown; the command line and total time then go to stderr.")
+    var csv = false
+
+    /// Rejects counts below 1, and the read section without the append section it reads.
+    func validate() throws {
+        for (name, value) in [("--repeat", repeatCount), ("--append-repeat", appendRepeat), ("--producers", producers),
+                              ("--in-flight", inFlight), ("--append-time-limit", appendTimeLimit), ("--interval-ms", intervalMs)]
+            where value < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
+        if sections.contains(.read), !sections.contains(.append) {
+            throw ValidationError("the read section reads what the append section wrote: add --section append")
+        }
+    }
+
+    /// Runs the chosen sections in order and prints the report.
+    mutating func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .warning
+            return handler
+        }
+        let progress = Progress()
+        let loadAtStart = loadAverage()
+        let directory = try BenchDirectory(parent: dir)
+        let signalSources = directory.removeOnSignals()
+        defer {
+            signalSources.forEach { $0.cancel() }
+            directory.remove()
+        }
+        progress.say("files go to \(directory.path), on \(directory.filesystem.summary)")
+        if directory.filesystem.isInMemory {
+            progress.say("warning: \(directory.path) is on \(directory.filesystem.name), in memory: the disk figures measure RAM; use --dir on a disk")
+        }
+        var report = Report()
+        let diskLimit = sections.contains(.disk) ? try await runDiskSection(directory, progress, &report) : nil
+        if sections.contains(.append) {
+            try await runAppendAndReadSections(directory, progress, diskLimit: diskLimit, &report)
+        }
+        if sections.contains(.recovery) {
+            try await runRecoverySection(directory, progress, &report)
+        }
+        print(render(report, directory: directory, load: (loadAtStart, loadAverage()), elapsed: progress.elapsedSeconds))
+    }
+}
