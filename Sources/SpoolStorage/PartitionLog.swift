@@ -79,7 +79,7 @@ public final class PartitionLog {
         self.directoryHandle = directoryHandle
         let names = try Syscall.listDirectory(directory)
         for leftover in names where leftover.hasSuffix(LogSegment.deletedSuffix) {
-            try Syscall.unlink("\(directory)/\(leftover)")
+            try Syscall.unlinkIfPresent("\(directory)/\(leftover)")  // the background deleter may get there first
         }
         let baseOffsets = names.compactMap(LogSegment.baseOffset(logFileName:)).sorted()
         var segments: [LogSegment] = []

@@ -13,7 +13,7 @@ enum BackgroundDeleter {
         queue.async {
             for path in paths {
                 do throws(StorageError) {
-                    try Syscall.unlink(path)
+                    try Syscall.unlinkIfPresent(path)
                 } catch {
                     logger.warning("could not delete a retired segment file", metadata: ["error": "\(error)"])
                 }

@@ -219,6 +219,11 @@ enum Syscall {
         guard Glibc.unlink(path) == 0 else { throw StorageError.systemCall("unlink of", path, errno: Glibc.errno) }
     }
 
+    /// Unlinks `path` unless it is already gone.
+    static func unlinkIfPresent(_ path: String) throws(StorageError) {
+        guard Glibc.unlink(path) == 0 || Glibc.errno == ENOENT else { throw StorageError.systemCall("unlink of", path, errno: Glibc.errno) }
+    }
+
     /// Takes an exclusive `flock` without waiting; false if another open file description holds it.
     static func tryLockExclusive(_ descriptor: Int32, path: String) throws(StorageError) -> Bool {
         while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {

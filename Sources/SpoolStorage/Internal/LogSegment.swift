@@ -333,9 +333,9 @@ final class LogSegment {
             if let (offsetEntry, timeEntry) = indexes.entries(forBatchAt: relativeOffset, position: position, interval: indexIntervalBytes) {
                 var entryBytes: (UInt64, UInt64) = (0, 0)
                 try withUnsafeMutableBytes(of: &entryBytes) { (bytes) throws(StorageError) in
-                    OffsetIndex.encode(offsetEntry, into: bytes)
+                    offsetEntry.store(into: bytes)
                     try index.write(at: indexSize, UnsafeRawBufferPointer(rebasing: bytes[..<OffsetIndex.entrySize]))
-                    TimeIndex.encode(timeEntry, into: bytes)
+                    timeEntry.store(into: bytes)
                     try timeIndex.write(at: timeIndexSize, UnsafeRawBufferPointer(rebasing: bytes[..<TimeIndex.entrySize]))
                 }
             }

@@ -7,16 +7,45 @@
 /// of the segment or at least `indexIntervalBytes` were appended since the last entry.
 /// Not thread-safe: a value owned by its ``LogSegment``.
 struct OffsetIndex: Equatable {
-    /// One index entry.
-    struct Entry: Equatable {
+    /// One index entry, stored in 8 bytes:
+    /// ```
+    /// offset size field
+    ///  0     4   relativeOffset  u32 little-endian, batch baseOffset - segment baseOffset
+    ///  4     4   position        u32 little-endian, byte position of the batch in the .log
+    /// ```
+    struct Entry: IndexFileEntry {
         /// Batch baseOffset minus segment baseOffset.
         var relativeOffset: UInt32
         /// Byte position of the batch in the `.log`.
         var position: UInt32
+
+        static let size = 8
+        static let first = Entry(relativeOffset: 0, position: 0)
+
+        init(relativeOffset: UInt32, position: UInt32) {
+            self.relativeOffset = relativeOffset
+            self.position = position
+        }
+
+        init(loadingFrom buffer: UnsafeRawBufferPointer, at offset: Int) {
+            relativeOffset = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            position = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+        }
+
+        func store(into buffer: UnsafeMutableRawBufferPointer) {
+            buffer.storeBytes(of: relativeOffset.littleEndian, toByteOffset: 0, as: UInt32.self)
+            buffer.storeBytes(of: position.littleEndian, toByteOffset: 4, as: UInt32.self)
+        }
+
+        func mayFollow(_ previous: Entry) -> Bool {
+            relativeOffset > previous.relativeOffset && position > previous.position
+        }
+
+        var description: String { "(\(relativeOffset), \(position))" }
     }
 
     /// Bytes of one entry in the `.index` file.
-    static let entrySize = 8
+    static let entrySize = Entry.size
 
     private(set) var entries: [Entry] = []
     /// Bytes appended to the segment since the last entry.
@@ -62,48 +91,12 @@ struct OffsetIndex: Equatable {
 
     // MARK: File format
 
-    /// Writes `entry` into `buffer` (at least ``entrySize`` bytes):
-    /// ```
-    /// offset size field
-    ///  0     4   relativeOffset  u32 little-endian, batch baseOffset - segment baseOffset
-    ///  4     4   position        u32 little-endian, byte position of the batch in the .log
-    /// ```
-    static func encode(_ entry: Entry, into buffer: UnsafeMutableRawBufferPointer) {
-        buffer.storeBytes(of: entry.relativeOffset.littleEndian, toByteOffset: 0, as: UInt32.self)
-        buffer.storeBytes(of: entry.position.littleEndian, toByteOffset: 4, as: UInt32.self)
-    }
+    /// The whole `.index` file.
+    func encoded() -> [UInt8] { IndexFile.encode(entries) }
 
-    /// The whole `.index` file: the entries in order, ``entrySize`` bytes each.
-    func encoded() -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: entries.count * Self.entrySize)
-        bytes.withUnsafeMutableBytes { buffer in
-            for (number, entry) in entries.enumerated() {
-                Self.encode(entry, into: UnsafeMutableRawBufferPointer(rebasing: buffer[(number * Self.entrySize)...]))
-            }
-        }
-        return bytes
-    }
-
-    /// Parses an `.index` file and checks what can be checked without the log: whole entries,
-    /// the first one (0, 0), strictly ascending fields. Throws ``StorageError/Code/corrupt``
-    /// saying which rule broke.
+    /// Parses an `.index` file (see ``IndexFile/decode(_:)``): both fields must ascend strictly.
     init(decoding bytes: [UInt8]) throws(StorageError) {
-        guard bytes.count % Self.entrySize == 0 else {
-            throw StorageError(.corrupt, "\(bytes.count) bytes, not a whole number of \(Self.entrySize)-byte entries")
-        }
-        entries = bytes.withUnsafeBytes { buffer in
-            stride(from: 0, to: buffer.count, by: Self.entrySize).map { start in
-                Entry(relativeOffset: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: start, as: UInt32.self)),
-                      position: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: start + 4, as: UInt32.self)))
-            }
-        }
-        if let first = entries.first, first != Entry(relativeOffset: 0, position: 0) {
-            throw StorageError(.corrupt, "first entry is (\(first.relativeOffset), \(first.position)), not (0, 0)")
-        }
-        for (number, (previous, entry)) in zip(entries, entries.dropFirst()).enumerated()
-        where entry.relativeOffset <= previous.relativeOffset || entry.position <= previous.position {
-            throw StorageError(.corrupt, "entry \(number + 1) (\(entry.relativeOffset), \(entry.position)) does not ascend")
-        }
+        entries = try IndexFile.decode(bytes)
     }
 
     init() {}

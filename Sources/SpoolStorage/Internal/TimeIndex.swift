@@ -8,16 +8,45 @@
 /// descend; the first entry is (relative offset 0, ``noTimestamp``).
 /// Not thread-safe: a value owned by its ``LogSegment``.
 struct TimeIndex: Equatable {
-    /// One index entry.
-    struct Entry: Equatable {
+    /// One index entry, stored in 12 bytes:
+    /// ```
+    /// offset size field
+    ///  0     8   maxTimestampBefore  i64 little-endian, ms since the epoch (Int64.min: none)
+    ///  8     4   relativeOffset      u32 little-endian, batch baseOffset - segment baseOffset
+    /// ```
+    struct Entry: IndexFileEntry {
         /// The largest timestamp of the records before this batch; ``noTimestamp`` for none.
         var maxTimestampBefore: Int64
         /// Batch baseOffset minus segment baseOffset.
         var relativeOffset: UInt32
+
+        static let size = 12
+        static let first = Entry(maxTimestampBefore: noTimestamp, relativeOffset: 0)
+
+        init(maxTimestampBefore: Int64, relativeOffset: UInt32) {
+            self.maxTimestampBefore = maxTimestampBefore
+            self.relativeOffset = relativeOffset
+        }
+
+        init(loadingFrom buffer: UnsafeRawBufferPointer, at offset: Int) {
+            maxTimestampBefore = Int64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+            relativeOffset = UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset + 8, as: UInt32.self))
+        }
+
+        func store(into buffer: UnsafeMutableRawBufferPointer) {
+            buffer.storeBytes(of: maxTimestampBefore.littleEndian, toByteOffset: 0, as: Int64.self)
+            buffer.storeBytes(of: relativeOffset.littleEndian, toByteOffset: 8, as: UInt32.self)
+        }
+
+        func mayFollow(_ previous: Entry) -> Bool {
+            relativeOffset > previous.relativeOffset && maxTimestampBefore >= previous.maxTimestampBefore
+        }
+
+        var description: String {
+            "(\(maxTimestampBefore == TimeIndex.noTimestamp ? "none" : String(maxTimestampBefore)), \(relativeOffset))"
+        }
     }
 
-    /// Bytes of one entry in the `.timeindex` file.
-    static let entrySize = 12
     /// The timestamp recorded when no record precedes a batch.
     static let noTimestamp = Int64.min
 
@@ -42,48 +71,16 @@ struct TimeIndex: Equatable {
 
     // MARK: File format
 
-    /// Writes `entry` into `buffer` (at least ``entrySize`` bytes):
-    /// ```
-    /// offset size field
-    ///  0     8   maxTimestampBefore  i64 little-endian, ms since the epoch (Int64.min: none)
-    ///  8     4   relativeOffset      u32 little-endian, batch baseOffset - segment baseOffset
-    /// ```
-    static func encode(_ entry: Entry, into buffer: UnsafeMutableRawBufferPointer) {
-        buffer.storeBytes(of: entry.maxTimestampBefore.littleEndian, toByteOffset: 0, as: Int64.self)
-        buffer.storeBytes(of: entry.relativeOffset.littleEndian, toByteOffset: 8, as: UInt32.self)
-    }
+    /// Bytes of one entry in the `.timeindex` file.
+    static let entrySize = Entry.size
 
-    /// The whole `.timeindex` file: the entries in order, ``entrySize`` bytes each.
-    func encoded() -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: entries.count * Self.entrySize)
-        bytes.withUnsafeMutableBytes { buffer in
-            for (number, entry) in entries.enumerated() {
-                Self.encode(entry, into: UnsafeMutableRawBufferPointer(rebasing: buffer[(number * Self.entrySize)...]))
-            }
-        }
-        return bytes
-    }
+    /// The whole `.timeindex` file.
+    func encoded() -> [UInt8] { IndexFile.encode(entries) }
 
-    /// Parses a `.timeindex` file and checks what can be checked without the log: whole entries,
-    /// the first one (0, none), offsets ascending strictly, timestamps never descending. Throws
-    /// ``StorageError/Code/corrupt`` saying which rule broke.
+    /// Parses a `.timeindex` file (see ``IndexFile/decode(_:)``): offsets must ascend strictly and
+    /// timestamps never descend.
     init(decoding bytes: [UInt8]) throws(StorageError) {
-        guard bytes.count % Self.entrySize == 0 else {
-            throw StorageError(.corrupt, "\(bytes.count) bytes, not a whole number of \(Self.entrySize)-byte entries")
-        }
-        entries = bytes.withUnsafeBytes { buffer in
-            stride(from: 0, to: buffer.count, by: Self.entrySize).map { start in
-                Entry(maxTimestampBefore: Int64(littleEndian: buffer.loadUnaligned(fromByteOffset: start, as: Int64.self)),
-                      relativeOffset: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: start + 8, as: UInt32.self)))
-            }
-        }
-        if let first = entries.first, first != Entry(maxTimestampBefore: Self.noTimestamp, relativeOffset: 0) {
-            throw StorageError(.corrupt, "first entry is (\(first.maxTimestampBefore), \(first.relativeOffset)), not (none, 0)")
-        }
-        for (number, (previous, entry)) in zip(entries, entries.dropFirst()).enumerated()
-        where entry.relativeOffset <= previous.relativeOffset || entry.maxTimestampBefore < previous.maxTimestampBefore {
-            throw StorageError(.corrupt, "entry \(number + 1) (\(entry.maxTimestampBefore), \(entry.relativeOffset)) does not ascend")
-        }
+        entries = try IndexFile.decode(bytes)
     }
 
     init() {}
