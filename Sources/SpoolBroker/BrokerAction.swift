@@ -29,10 +29,12 @@ public struct SyncKey: Hashable, Sendable, CustomStringConvertible {
     public let partition: PartitionKey
     /// The epoch of its log when the work was taken.
     public let epoch: Int
+    /// The key of work taken from `partition` in `epoch`.
     public init(partition: PartitionKey, epoch: Int) {
         self.partition = partition
         self.epoch = epoch
     }
+    /// "orders/0@1".
     public var description: String { "\(partition)@\(epoch)" }
 }
 

@@ -9,8 +9,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var autoCreateTopics: Bool
     /// Partitions of an auto-created topic. Default: 1.
     public var defaultPartitions: Int32
-    /// Segment size, index interval and fsync policy of every partition log.
-    /// Default: 1 GiB segments, an index entry every 4 KiB, `fsync: always`.
+    /// The log settings of every topic that does not set its own (see `LogSettings`).
+    /// Default: `LogConfiguration()`: 1 GiB or 7-day segments, an index entry every 4 KiB,
+    /// `fsync: always`, 7 days of retention, no size limit.
     public var log: LogConfiguration
     /// Largest record batch a produce may carry, in bytes. Default: 1 MiB.
     public var maxBatchBytes: Int
@@ -24,6 +25,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// missing; the settings of an existing one are replaced by these. Default: none.
     public var declaredTopics: [TopicName: TopicMetadata]
 
+    /// Creates a configuration; every parameter has the default documented on its property.
     public init(
         dataDirectory: String = "./spool-data",
         autoCreateTopics: Bool = true,
