@@ -66,7 +66,7 @@ public final class SpoolClient: Sendable {
     @discardableResult
     public func publish(to topic: String, partition: Int32? = nil, records: [OutgoingRecord]) async throws(SpoolError) -> PublishResult {
         guard let first = records.first else { throw SpoolError(.invalidArgument, "publish needs at least one record") }
-        try validate(topic)
+        try Self.checkTopicName(topic)
         let target: Int32
         if let partition { target = partition } else { target = try await choosePartition(topic, key: first.key) }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -98,7 +98,7 @@ public final class SpoolClient: Sendable {
     /// for some to arrive. Returns the records and the partition's visible end.
     public func fetch(from topic: String, partition: Int32 = 0, offset: Int64,
                       maxWait: Duration = .zero) async throws(SpoolError) -> (records: [SpoolRecord], logEndOffset: Int64) {
-        try validate(topic)
+        try Self.checkTopicName(topic)
         let request = FetchRequest(topic: topic, partition: partition, offset: offset,
                                    maxWaitMilliseconds: UInt32(clamping: maxWait.milliseconds),
                                    minBytes: 1, maxBytes: UInt32(clamping: configuration.fetchMaxBytes))
@@ -120,7 +120,7 @@ public final class SpoolClient: Sendable {
     /// The offset of `spec` in a partition: the earliest stored, the latest (next to be
     /// written), or the first at or after a time.
     public func offset(of topic: String, partition: Int32 = 0, _ spec: OffsetSpec) async throws(SpoolError) -> Int64 {
-        try validate(topic)
+        try Self.checkTopicName(topic)
         let reply = try await call(.listOffsets, [ListOffsetsRequest(topic: topic, partition: partition, spec: spec).encoded()])
         return try decode(ListOffsetsResponse.self, reply).offset
     }
@@ -143,7 +143,7 @@ public final class SpoolClient: Sendable {
     /// `broker-config/spoold.yaml`). Throws ``SpoolError/Code/topicAlreadyExists`` if it exists and
     /// ``SpoolError/Code/invalidRequest`` naming a bad setting.
     public func createTopic(_ name: String, partitions: Int32 = 1, settings: [String: String] = [:]) async throws(SpoolError) {
-        try validate(name)
+        try Self.checkTopicName(name)
         let request = CreateTopicRequest(name: name, partitions: partitions, settings: settings)
         _ = try decode(CreateTopicResponse.self, try await call(.createTopic, [request.encoded()]))
         partitionCounts.withLock { $0[name] = partitions }
@@ -167,10 +167,6 @@ public final class SpoolClient: Sendable {
         } catch {
             throw SpoolError(.protocolViolation, "\(Message.opCode) reply does not parse: \(error)")
         }
-    }
-
-    private func validate(_ topic: String) throws(SpoolError) {
-        try SpoolClient.checkTopicName(topic)
     }
 
     /// Throws ``SpoolError/Code/invalidTopicName`` unless `name` is 1–249 characters of

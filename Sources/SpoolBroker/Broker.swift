@@ -210,14 +210,16 @@ public final class Broker {
     /// Deletes the segments that their topic's retention (`retention.ms`, `retention.bytes`) no
     /// longer keeps, in every partition, at most once per ``BrokerConfiguration/retentionCheckIntervalMilliseconds``
     /// (the first call checks at once). `now` is monotonic; `wallClockMilliseconds` (ms since
-    /// the epoch) is compared with record timestamps. The files go on a background queue.
-    public func enforceRetention(now: Int64, wallClockMilliseconds: Int64) {
+    /// the epoch, read only when a check is due) is compared with record timestamps. The files
+    /// go on a background queue.
+    public func enforceRetention(now: Int64, wallClockMilliseconds: @autoclosure () -> Int64) {
         guard now >= nextRetentionCheck ?? now, !isShutDown else { return }
         nextRetentionCheck = now + Int64(configuration.retentionCheckIntervalMilliseconds)
+        let wallClock = wallClockMilliseconds()
         for partitions in topics.values {
             for state in partitions {
                 do throws(StorageError) {
-                    guard let result = try state.log.applyRetention(nowMilliseconds: wallClockMilliseconds, keepingFrom: state.visibleEnd)
+                    guard let result = try state.log.applyRetention(nowMilliseconds: wallClock, keepingFrom: state.visibleEnd)
                     else { continue }
                     dirty.insert(state.key)
                     logger.info("retention deleted old segments", metadata: ["partition": "\(state.key)", "result": "\(result)"])
@@ -231,7 +233,8 @@ public final class Broker {
     /// The earliest moment something is due (a parked fetch expiring, an interval sync), in
     /// monotonic milliseconds, or nil if nothing waits on time.
     public var nextDeadline: Int64? {
-        var deadline = [parkedFetches.values.lazy.flatMap { $0 }.map(\.deadline).min(), nextRetentionCheck].compactMap { $0 }.min()
+        var deadline = nextRetentionCheck
+        if let parked = parkedFetches.values.lazy.flatMap({ $0 }).map(\.deadline).min() { deadline = min(deadline ?? parked, parked) }
         for key in dirty {
             guard let state = partitionState(key), case .interval(let milliseconds) = state.policy else { continue }
             deadline = min(deadline ?? .max, state.lastSyncAt + Int64(milliseconds))

@@ -66,12 +66,8 @@ public final class DataDirectory {
                 try io.write(descriptor, path: lockPath, at: 0, bytes)
             }
             // The marker goes before anything can be written, so a crash from now on means a full verification.
-            let markerPath = "\(path)/\(Self.cleanShutdownFileName)"
-            openedAfterCleanShutdown = try Syscall.readFile(markerPath) != nil
-            if openedAfterCleanShutdown {
-                try Syscall.unlink(markerPath)
-                try io.syncDirectory(path)
-            }
+            openedAfterCleanShutdown = try Syscall.unlinkIfPresent("\(path)/\(Self.cleanShutdownFileName)")
+            if openedAfterCleanShutdown { try io.syncDirectory(path) }
         } catch {
             Syscall.close(descriptor)
             throw error

@@ -19,50 +19,80 @@ public enum LogSettings {
 
     /// `base` with `settings` applied. The result does not depend on the order of the keys:
     /// `fsync.interval.ms` sets the period whenever the resulting policy is `interval`. Throws
-    /// ``StorageError/Code/invalidArgument`` naming the first unknown key or bad value, for
+    /// ``StorageError/Code/invalidArgument`` naming the first bad key and what is wrong, for
     /// example "retention.ms: expected an integer in 1...9007199254740992 or -1, got 'soon'".
     public static func apply(_ settings: [String: String], to base: LogConfiguration) throws(StorageError) -> LogConfiguration {
-        var configuration = base
-        for key in settings.keys.sorted() where !keys.contains(key) {
-            throw StorageError(.invalidArgument, "\(key): unknown setting; known: \(keys.joined(separator: ", "))")
+        var parsed = Parsed(configuration: base)
+        for (key, value) in settings.sorted(by: { $0.key < $1.key }) {
+            do throws(StorageError) {
+                try parsed.set(key, value)
+            } catch {
+                throw StorageError(.invalidArgument, "\(key): \(error.message)")
+            }
         }
-        if let value = settings["segment.bytes"] { configuration.segmentBytes = try integer(value, key: "segment.bytes", in: 4096...(1 << 40)) }
-        if let value = settings["segment.ms"] { configuration.segmentMilliseconds = try optionalInteger(value, key: "segment.ms", in: 1...(1 << 53)) }
-        if let value = settings["index.interval.bytes"] {
-            configuration.indexIntervalBytes = try integer(value, key: "index.interval.bytes", in: 1...(1 << 30))
-        }
-        if let value = settings["retention.ms"] {
-            configuration.retentionMilliseconds = try optionalInteger(value, key: "retention.ms", in: 1...(1 << 53))
-        }
-        if let value = settings["retention.bytes"] {
-            configuration.retentionBytes = try optionalInteger(value, key: "retention.bytes", in: 0...(1 << 62))
-        }
-        var interval: Int?
-        if let value = settings["fsync.interval.ms"] { interval = try integer(value, key: "fsync.interval.ms", in: 1...3_600_000) }
-        if case .interval(let current) = base.fsync { interval = interval ?? current }
-        switch settings["fsync"] {
-        case nil:
-            if case .interval = configuration.fsync, let interval { configuration.fsync = .interval(milliseconds: interval) }
-        case "always": configuration.fsync = .always
-        case "interval": configuration.fsync = .interval(milliseconds: interval ?? defaultFsyncIntervalMilliseconds)
-        case "never": configuration.fsync = .never
-        case let other?: throw StorageError(.invalidArgument, "fsync: '\(other)' is not one of always, interval, never")
-        }
-        return configuration
+        return parsed.resolved(over: base)
     }
 
-    private static func integer(_ text: String, key: String, in range: ClosedRange<Int>) throws(StorageError) -> Int {
-        guard let value = Int(text.replacingOccurrences(of: "_", with: "")), range.contains(value) else {
-            throw StorageError(.invalidArgument, "\(key): expected an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
-        }
-        return value
+    /// Checks one setting on its own. Throws ``StorageError/Code/invalidArgument`` saying what is
+    /// wrong without naming the key ("unknown setting; known: …", "expected an integer in …").
+    public static func check(_ value: String, for key: String) throws(StorageError) {
+        var parsed = Parsed(configuration: LogConfiguration())
+        try parsed.set(key, value)
     }
 
-    /// An integer in `range`, or nil for -1.
-    private static func optionalInteger(_ text: String, key: String, in range: ClosedRange<Int>) throws(StorageError) -> Int64? {
-        guard let value = Int(text.replacingOccurrences(of: "_", with: "")), value == -1 || range.contains(value) else {
-            throw StorageError(.invalidArgument, "\(key): expected an integer in \(range.lowerBound)...\(range.upperBound) or -1, got '\(text)'")
+    /// Settings parsed so far: everything but the fsync policy goes straight into `configuration`;
+    /// the policy and its period are resolved at the end, since either key may come first.
+    private struct Parsed {
+        var configuration: LogConfiguration
+        var policyName: String?
+        var fsyncInterval: Int?
+
+        mutating func set(_ key: String, _ text: String) throws(StorageError) {
+            switch key {
+            case "fsync":
+                guard ["always", "interval", "never"].contains(text) else {
+                    throw StorageError(.invalidArgument, "'\(text)' is not one of always, interval, never")
+                }
+                policyName = text
+            case "fsync.interval.ms": fsyncInterval = try integer(text, in: 1...3_600_000)
+            case "segment.bytes": configuration.segmentBytes = try integer(text, in: 4096...(1 << 40))
+            case "segment.ms": configuration.segmentMilliseconds = try optionalInteger(text, in: 1...(1 << 53))
+            case "index.interval.bytes": configuration.indexIntervalBytes = try integer(text, in: 1...(1 << 30))
+            case "retention.ms": configuration.retentionMilliseconds = try optionalInteger(text, in: 1...(1 << 53))
+            case "retention.bytes": configuration.retentionBytes = try optionalInteger(text, in: 0...(1 << 62))
+            default: throw StorageError(.invalidArgument, "unknown setting; known: \(keys.joined(separator: ", "))")
+            }
         }
-        return value == -1 ? nil : Int64(value)
+
+        /// The configuration with the fsync policy resolved: a named policy, or the base's, with
+        /// `fsync.interval.ms` (else the base's period, else the default) when it is `interval`.
+        func resolved(over base: LogConfiguration) -> LogConfiguration {
+            var result = configuration
+            var basePeriod: Int?
+            if case .interval(let milliseconds) = base.fsync { basePeriod = milliseconds }
+            let period = fsyncInterval ?? basePeriod ?? defaultFsyncIntervalMilliseconds
+            switch policyName {
+            case "always": result.fsync = .always
+            case "never": result.fsync = .never
+            case "interval": result.fsync = .interval(milliseconds: period)
+            default: if basePeriod != nil { result.fsync = .interval(milliseconds: period) }
+            }
+            return result
+        }
+
+        private func integer(_ text: String, in range: ClosedRange<Int>) throws(StorageError) -> Int {
+            guard let value = Int(text.replacingOccurrences(of: "_", with: "")), range.contains(value) else {
+                throw StorageError(.invalidArgument, "expected an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+            }
+            return value
+        }
+
+        /// An integer in `range`, or nil for -1.
+        private func optionalInteger(_ text: String, in range: ClosedRange<Int>) throws(StorageError) -> Int64? {
+            guard let value = Int(text.replacingOccurrences(of: "_", with: "")), value == -1 || range.contains(value) else {
+                throw StorageError(.invalidArgument, "expected an integer in \(range.lowerBound)...\(range.upperBound) or -1, got '\(text)'")
+            }
+            return value == -1 ? nil : Int64(value)
+        }
     }
 }

@@ -255,9 +255,7 @@ public final class PartitionLog {
         sizeInBytes -= bytes
         directoryIsUnsynced = true
         BackgroundDeleter.unlink(renamed, logger: logger)
-        let result = RetentionResult(deletedSegments: count, deletedBytes: bytes, logStartOffset: logStartOffset)
-        logger.info("retention deleted segments", metadata: ["result": "\(result)"])
-        return result
+        return RetentionResult(deletedSegments: count, deletedBytes: bytes, logStartOffset: logStartOffset)
     }
 
     /// Cuts the log back to `offset`, a batch boundary in ``logStartOffset``...``logEndOffset``:
@@ -289,7 +287,6 @@ public final class PartitionLog {
         unsyncedFiles = [last.log, last.index, last.timeIndex]
         directoryIsUnsynced = directoryIsUnsynced || !removed.isEmpty
         BackgroundDeleter.unlink(removed, logger: logger)
-        logger.warning("truncated the log", metadata: ["offset": "\(offset)", "removedSegments": "\(removed.count / 3)"])
     }
 
     // MARK: Sync

@@ -87,10 +87,9 @@ struct DaemonSettings {
     private static func checkedLogSetting(_ key: String, _ value: ConfigurationValue) throws(ConfigurationError) -> String {
         let text = try value.string()
         do throws(StorageError) {
-            _ = try LogSettings.apply([key: text], to: LogConfiguration())
+            try LogSettings.check(text, for: key)
         } catch {
-            let message = error.message.hasPrefix("\(key): ") ? String(error.message.dropFirst(key.count + 2)) : error.message
-            throw ConfigurationError(message)
+            throw ConfigurationError(error.message)
         }
         return text
     }

@@ -220,7 +220,7 @@ import Testing
                 deleted += 1
             }
             #expect(log.sizeInBytes == remaining)
-            #expect(Int64(log.sizeInBytes) >= limit || deleted == 0)
+            #expect(Int64(log.sizeInBytes) >= limit)
             #expect(try files(in: directory, suffix: ".log").count == sizes.count - deleted)
             #expect(try readAllBatches(log) == model.batches.filter { lastOffset(of: $0) >= log.logStartOffset })
         }

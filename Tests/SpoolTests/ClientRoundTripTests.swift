@@ -136,7 +136,7 @@ import Testing
                 published[try await client.publish(to: topic, value: Array(value.utf8)).baseOffset] = value
             }
             let end = try await client.offset(of: topic, .latest)
-            #expect(try await eventually { collected.records.last?.offset == end - 1 })
+            #expect(await eventually { collected.records.last?.offset == end - 1 })
             consumer.cancel()
             _ = await consumer.result
 

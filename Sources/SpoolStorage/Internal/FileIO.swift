@@ -219,9 +219,13 @@ enum Syscall {
         guard Glibc.unlink(path) == 0 else { throw StorageError.systemCall("unlink of", path, errno: Glibc.errno) }
     }
 
-    /// Unlinks `path` unless it is already gone.
-    static func unlinkIfPresent(_ path: String) throws(StorageError) {
-        guard Glibc.unlink(path) == 0 || Glibc.errno == ENOENT else { throw StorageError.systemCall("unlink of", path, errno: Glibc.errno) }
+    /// Unlinks `path` unless it is already gone; returns whether it was there.
+    @discardableResult
+    static func unlinkIfPresent(_ path: String) throws(StorageError) -> Bool {
+        if Glibc.unlink(path) == 0 { return true }
+        let error = Glibc.errno
+        guard error == ENOENT else { throw StorageError.systemCall("unlink of", path, errno: error) }
+        return false
     }
 
     /// Takes an exclusive `flock` without waiting; false if another open file description holds it.

@@ -375,13 +375,7 @@ final class LogSegment {
         }
         guard offset < nextOffset else { return size }
         let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
-        var position = indexes.offsets.entry(atOrBelowOffset: offset - baseOffset).map { Int($0.position) } ?? 0
-        var batch = try header(at: position, scanner: scanner)
-        while batch.baseOffset < offset {
-            position += batch.totalSize
-            guard position < size else { break }
-            batch = try header(at: position, scanner: scanner)
-        }
+        let (position, batch) = try self.batch(holding: offset, scanner: scanner)
         guard batch.baseOffset == offset else {
             throw StorageError(.invalidArgument, "\(log.path): offset \(offset) lies inside the batch of offsets \(batch.baseOffset)...\(batch.lastOffset)")
         }
@@ -430,15 +424,8 @@ final class LogSegment {
     func read(from offset: Int64, maxBytes: Int, endOffset: Int64) throws(StorageError) -> LogSlice? {
         guard offset < nextOffset, offset < endOffset else { return nil }
         let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
-        let startEntry = indexes.offsets.entry(atOrBelowOffset: offset - baseOffset)
-        var position = startEntry.map { Int($0.position) } ?? 0
-        var first = try header(at: position, scanner: scanner)
-        while first.lastOffset < offset {
-            position += first.totalSize
-            first = try header(at: position, scanner: scanner)
-        }
+        let (start, first) = try batch(holding: offset, scanner: scanner)
         guard first.baseOffset < endOffset else { return nil }
-        let start = position
         let limit = start + min(max(maxBytes, 0), size - start)
         if endOffset >= nextOffset && limit == size {
             return LogSlice(file: log, position: start, length: size - start, firstOffset: first.baseOffset, nextOffset: nextOffset)
@@ -461,6 +448,18 @@ final class LogSegment {
             sliceNextOffset = next.nextOffset
         }
         return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
+    }
+
+    /// The position and header of the batch holding `offset` (below `nextOffset`): the nearest
+    /// index entry at or below it (binary search), then a walk of batch headers.
+    private func batch(holding offset: Int64, scanner: BatchScanner) throws(StorageError) -> (position: Int, header: RecordBatch.Header) {
+        var position = indexes.offsets.entry(atOrBelowOffset: offset - baseOffset).map { Int($0.position) } ?? 0
+        var batch = try header(at: position, scanner: scanner)
+        while batch.lastOffset < offset {
+            position += batch.totalSize
+            batch = try header(at: position, scanner: scanner)
+        }
+        return (position, batch)
     }
 
     /// The offset of the first record whose timestamp is at or after `timestamp`, if any: the

@@ -131,7 +131,7 @@ struct SegmentIndexes: Equatable {
         let kept = offsets.entries.partitioningIndex { Int($0.position) >= position }
         guard kept < offsets.entries.count, kept < times.entries.count,
               times.entries[kept].relativeOffset == offsets.entries[kept].relativeOffset,
-              Array(times.entries[..<kept].map(\.relativeOffset)) == offsets.entries[..<kept].map(\.relativeOffset)
+              times.entries[..<kept].lazy.map(\.relativeOffset).elementsEqual(offsets.entries[..<kept].lazy.map(\.relativeOffset))
         else { return false }
         maxTimestamp = times.entries[kept].maxTimestampBefore
         offsets.truncate(toPosition: position)
