@@ -151,7 +151,7 @@ public final class SpoolClient: Sendable {
 
     // MARK: Internals
 
-    private func call(_ opCode: OpCode, _ body: [[UInt8]], extraTimeout: Duration = .zero) async throws(SpoolError) -> Reply {
+    func call(_ opCode: OpCode, _ body: [[UInt8]], extraTimeout: Duration = .zero) async throws(SpoolError) -> Reply {
         let reply = try await connection.request(opCode, body, timeout: configuration.requestTimeout + extraTimeout)
         guard reply.header.errorCode == .none else {
             let error = reply.frames.first.flatMap { frame in try? frame.withUnsafeBytes { try ErrorResponse.decode($0) } }
@@ -160,7 +160,7 @@ public final class SpoolClient: Sendable {
         return reply
     }
 
-    private func decode<Message: WireMessage>(_ type: Message.Type, _ reply: Reply) throws(SpoolError) -> Message {
+    func decode<Message: WireMessage>(_ type: Message.Type, _ reply: Reply) throws(SpoolError) -> Message {
         guard let body = reply.frames.first else { throw SpoolError(.protocolViolation, "\(Message.opCode) reply has no body") }
         do {
             return try body.withUnsafeBytes { try Message.decode($0) }
@@ -179,7 +179,7 @@ public final class SpoolClient: Sendable {
         }
     }
 
-    private func choosePartition(_ topic: String, key: [UInt8]?) async throws(SpoolError) -> Int32 {
+    func choosePartition(_ topic: String, key: [UInt8]?) async throws(SpoolError) -> Int32 {
         var count = partitionCounts.withLock { $0[topic] }
         if count == nil {
             count = try await topics([topic]).first.map { Int32($0.partitions.count) }

@@ -46,6 +46,16 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
         public static let notAuthorized = Code(ErrorCode.notAuthorized)
         /// See ``ErrorCode/invalidRequest``.
         public static let invalidRequest = Code(ErrorCode.invalidRequest)
+        /// See ``ErrorCode/outOfOrderSequence``.
+        public static let outOfOrderSequence = Code(ErrorCode.outOfOrderSequence)
+        /// See ``ErrorCode/duplicateSequence``.
+        public static let duplicateSequence = Code(ErrorCode.duplicateSequence)
+        /// See ``ErrorCode/unknownMember``.
+        public static let unknownMember = Code(ErrorCode.unknownMember)
+        /// See ``ErrorCode/staleGeneration``.
+        public static let staleGeneration = Code(ErrorCode.staleGeneration)
+        /// See ``ErrorCode/groupNotEmpty``.
+        public static let groupNotEmpty = Code(ErrorCode.groupNotEmpty)
 
         public var description: String { name }
     }

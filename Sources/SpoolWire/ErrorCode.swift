@@ -38,6 +38,20 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let brokerShuttingDown = ErrorCode(rawValue: 14)
     /// A field has a value outside its allowed range (for example zero partitions).
     public static let invalidRequest = ErrorCode(rawValue: 15)
+    /// An idempotent batch's sequence skips ahead of the last one stored for its producer and
+    /// partition (an earlier batch was lost); resend from the first unacknowledged batch.
+    public static let outOfOrderSequence = ErrorCode(rawValue: 16)
+    /// An idempotent batch was stored already, too long ago for the broker to tell its offset;
+    /// the producer may count it as acknowledged.
+    public static let duplicateSequence = ErrorCode(rawValue: 17)
+    /// The group does not know the member id (its session timed out, or the broker restarted);
+    /// join again.
+    public static let unknownMember = ErrorCode(rawValue: 18)
+    /// A commit from an older generation, or for a partition the member does not own (fencing);
+    /// refresh the assignment with a heartbeat.
+    public static let staleGeneration = ErrorCode(rawValue: 19)
+    /// An administrative change to a group (an offset reset) while it has live members.
+    public static let groupNotEmpty = ErrorCode(rawValue: 20)
 
     /// A stable lower-case name, used in messages and logs.
     public var name: String {
@@ -58,6 +72,11 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .storageError: "storage error"
         case .brokerShuttingDown: "broker shutting down"
         case .invalidRequest: "invalid request"
+        case .outOfOrderSequence: "out of order sequence"
+        case .duplicateSequence: "duplicate sequence"
+        case .unknownMember: "unknown member"
+        case .staleGeneration: "stale generation"
+        case .groupNotEmpty: "group not empty"
         default: "error \(rawValue)"
         }
     }

@@ -89,6 +89,22 @@ public struct OpCode: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let metadata = OpCode(rawValue: 4)
     /// Create a topic (``CreateTopicRequest``).
     public static let createTopic = OpCode(rawValue: 5)
+    /// Get a producer id for idempotent produces (``InitProducerIDRequest``).
+    public static let initProducerID = OpCode(rawValue: 6)
+    /// Join a consumer group (``JoinGroupRequest``).
+    public static let joinGroup = OpCode(rawValue: 7)
+    /// Stay in a group and learn its assignment (``HeartbeatRequest``).
+    public static let heartbeat = OpCode(rawValue: 8)
+    /// Leave a group (``LeaveGroupRequest``).
+    public static let leaveGroup = OpCode(rawValue: 9)
+    /// Store a group's offsets (``CommitOffsetsRequest``).
+    public static let commitOffsets = OpCode(rawValue: 10)
+    /// Read a group's committed offsets (``FetchOffsetsRequest``).
+    public static let fetchOffsets = OpCode(rawValue: 11)
+    /// List the groups (``ListGroupsRequest``).
+    public static let listGroups = OpCode(rawValue: 12)
+    /// Describe a group: members, assignment, offsets, lag (``DescribeGroupRequest``).
+    public static let describeGroup = OpCode(rawValue: 13)
 
     public var description: String {
         switch self {
@@ -97,6 +113,14 @@ public struct OpCode: RawRepresentable, Hashable, Sendable, CustomStringConverti
         case .listOffsets: "list offsets"
         case .metadata: "metadata"
         case .createTopic: "create topic"
+        case .initProducerID: "init producer id"
+        case .joinGroup: "join group"
+        case .heartbeat: "heartbeat"
+        case .leaveGroup: "leave group"
+        case .commitOffsets: "commit offsets"
+        case .fetchOffsets: "fetch offsets"
+        case .listGroups: "list groups"
+        case .describeGroup: "describe group"
         default: "op \(rawValue)"
         }
     }
