@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "SpoolWire", dependencies: ["CSpoolChecksum"]),
         .target(
             name: "SpoolStorage",
-            dependencies: ["SpoolWire", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SpoolWire", "CSpoolChecksum", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "SpoolBroker",

@@ -1,6 +1,12 @@
 @_exported import struct SpoolWire.RecordHeader
 @_exported import struct SpoolWire.Durability
 @_exported import struct SpoolWire.OffsetSpec
+@_exported import struct SpoolWire.TopicPartition
+@_exported import struct SpoolWire.CommittedOffset
+@_exported import struct SpoolWire.GroupAssignment
+@_exported import struct SpoolWire.GroupState
+@_exported import struct SpoolWire.ListGroupsResponse
+@_exported import struct SpoolWire.DescribeGroupResponse
 
 /// A record read from a topic partition.
 public struct SpoolRecord: Hashable, Sendable {

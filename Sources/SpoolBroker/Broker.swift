@@ -17,15 +17,29 @@ public final class Broker {
 
     /// The configuration it was opened with.
     public let configuration: BrokerConfiguration
-    private let logger: Logger
-    private let dataDirectory: DataDirectory
-    private var topics: [TopicName: [PartitionState]] = [:]
+    let logger: Logger
+    let dataDirectory: DataDirectory
+    var topics: [TopicName: [PartitionState]] = [:]
     private var parkedFetches: [PartitionKey: [ParkedFetch]] = [:]
     private var dirty: Set<PartitionKey> = []
     private var isShutDown = false
     private var isClosed = false
     /// Monotonic time of the next retention pass; nil before the first.
     private var nextRetentionCheck: Int64?
+    /// Consumer groups' membership and assignment.
+    private(set) lazy var groups = GroupCoordinator(
+        recovering: Set(offsetStore.groups), rejoinGrace: Int64(configuration.groupRejoinGraceMilliseconds)
+    ) { [unowned self] topic in
+        (try? TopicName(topic)).flatMap { self.topics[$0] }.map { Int32($0.count) }
+    }
+    /// The groups' committed offsets.
+    let offsetStore: OffsetStore
+    /// Commits waiting for the offset store's sync, in commit order.
+    var pendingCommits: [PendingCommit] = []
+    /// Offset-store files written since the last sync was taken.
+    var unsyncedCommits: SyncWork?
+    /// Why commits are refused: a sync of the offset store failed (until restart).
+    var offsetStoreFailure: String?
 
     /// Opens (and recovers) every topic under the data directory and takes its lock, after
     /// creating the declared topics that are missing and storing the declared settings of those
@@ -36,6 +50,7 @@ public final class Broker {
         self.configuration = configuration
         self.logger = logger
         dataDirectory = try DataDirectory(path: configuration.dataDirectory, logger: logger)
+        offsetStore = try dataDirectory.openOffsetStore(logger: logger)
         var existing = try dataDirectory.existingTopics()
         for (name, declared) in configuration.declaredTopics.sorted(by: { $0.key < $1.key }) {
             guard let found = existing[name] else {
@@ -97,6 +112,25 @@ public final class Broker {
                 return [reply(client, header, metadata(try decode(body[0]) { try MetadataRequest.decode($0) }))]
             case .createTopic:
                 return [reply(client, header, try createTopic(decode(body[0]) { try CreateTopicRequest.decode($0) }))]
+            case .initProducerID:
+                _ = try decode(body[0]) { try InitProducerIDRequest.decode($0) }
+                return [reply(client, header, initProducerID())]
+            case .joinGroup:
+                return [reply(client, header, try joinGroup(decode(body[0]) { try JoinGroupRequest.decode($0) }, now: now))]
+            case .heartbeat:
+                return [reply(client, header, try heartbeat(decode(body[0]) { try HeartbeatRequest.decode($0) }, now: now))]
+            case .leaveGroup:
+                return [reply(client, header, leaveGroup(try decode(body[0]) { try LeaveGroupRequest.decode($0) }))]
+            case .commitOffsets:
+                try commitOffsets(client: client, header: header, decode(body[0]) { try CommitOffsetsRequest.decode($0) })
+                return []
+            case .fetchOffsets:
+                return [reply(client, header, try fetchOffsets(decode(body[0]) { try FetchOffsetsRequest.decode($0) }))]
+            case .listGroups:
+                _ = try decode(body[0]) { try ListGroupsRequest.decode($0) }
+                return [reply(client, header, listGroups())]
+            case .describeGroup:
+                return [reply(client, header, try describeGroup(decode(body[0]) { try DescribeGroupRequest.decode($0) }))]
             default:
                 throw WireError(.unsupportedOperation, "operation \(header.opCode.rawValue) is not supported")
             }
@@ -118,14 +152,15 @@ public final class Broker {
     /// `never` the records were acknowledged already: the failure is logged and the files are
     /// synced again in the next round.
     public func syncCompleted(_ key: SyncKey, result: Result<Int64, StorageError>, now: Int64) -> [BrokerAction] {
-        guard let state = partitionState(key.partition), key.epoch == state.epoch else { return [] }
+        guard case .partition(let partition) = key.subject else { return committedOffsetsSynced(result) }
+        guard let state = partitionState(partition), key.epoch == state.epoch else { return [] }
         switch result {
         case .success(let end):
             if let unconfirmed = state.unconfirmedSync, unconfirmed.endOffset <= end { state.unconfirmedSync = nil }
             guard end > state.durableEnd else { return [] }
             state.durableEnd = end
             var actions = state.acknowledge(upTo: end)
-            if state.policy == .always { actions += wakeParkedFetches(key.partition, now: now) }
+            if state.policy == .always { actions += wakeParkedFetches(partition, now: now) }
             return actions
         case .failure(let error):
             return syncFailed(state, error: error)
@@ -144,6 +179,7 @@ public final class Broker {
             .storageError, "sync of \(state.key) failed, the records were not stored (retry): \(error.message)"))
         do throws(StorageError) {
             try state.log.truncate(to: state.durableEnd)
+            try state.reloadProducers()
             logger.error("sync failed; cut the log back to the last good sync, its producers get errors", metadata: [
                 "partition": "\(state.key)", "offset": "\(state.durableEnd)", "error": "\(error)",
             ])
@@ -177,8 +213,12 @@ public final class Broker {
     /// under `fsync: interval` those whose interval has passed. Submit each to the flusher and
     /// report back through ``syncCompleted(_:result:now:)``.
     public func takeSyncWork(now: Int64) -> [(SyncKey, SyncWork)] {
-        guard !dirty.isEmpty else { return [] }
         var work: [(SyncKey, SyncWork)] = []
+        if let commits = unsyncedCommits {
+            unsyncedCommits = nil
+            work.append((.committedOffsets, commits))
+        }
+        guard !dirty.isEmpty else { return work }
         for key in dirty {
             guard let state = partitionState(key) else { continue }
             switch state.policy {
@@ -233,7 +273,7 @@ public final class Broker {
     /// The earliest moment something is due (a parked fetch expiring, an interval sync), in
     /// monotonic milliseconds, or nil if nothing waits on time.
     public var nextDeadline: Int64? {
-        var deadline = nextRetentionCheck
+        var deadline = [nextRetentionCheck, groups.nextDeadline].compactMap { $0 }.min()
         if let parked = parkedFetches.values.lazy.flatMap({ $0 }).map(\.deadline).min() { deadline = min(deadline ?? parked, parked) }
         for key in dirty {
             guard let state = partitionState(key), case .interval(let milliseconds) = state.policy else { continue }
@@ -250,7 +290,8 @@ public final class Broker {
         let actions = parkedFetches.values.flatMap { $0 }.map(answer)
         parkedFetches = [:]
         dirty = []
-        var work: [(SyncKey, SyncWork)] = []
+        var work: [(SyncKey, SyncWork)] = unsyncedCommits.map { [(.committedOffsets, $0)] } ?? []
+        unsyncedCommits = nil
         for partitions in topics.values {
             for state in partitions {
                 if let item = takeSyncWork(state) { work.append((state.syncKey, item)) }
@@ -284,6 +325,11 @@ public final class Broker {
                 }
             }
         }
+        actions += pendingCommits.map {
+            errorReply($0.client, $0.header, WireError(.brokerShuttingDown, "the broker stopped before the commit was synced"))
+        }
+        pendingCommits = []
+        offsetStore.close()
         if isClean {
             do throws(StorageError) {
                 try dataDirectory.markCleanShutdown()
@@ -302,26 +348,50 @@ public final class Broker {
         let request = try decode(body) { try ProduceRequest.decode($0) }
         let state = try partition(try TopicName(request.topic), request.partition)
         if let reason = state.offlineReason { throw WireError(.storageError, "partition \(state.key) is offline: \(reason)") }
-        let appended: AppendResult = try decode(batch) { bytes throws(WireError) in
+        let outcome: ProduceOutcome = try decode(batch) { bytes throws(WireError) in
             guard bytes.count <= configuration.maxBatchBytes else {
                 throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
             }
-            try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes)
+            let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes)
+            switch state.producers.verdict(for: batchHeader) {
+            case .append:
+                break
+            case .duplicate(let stored):
+                return .duplicate(stored)
+            case .duplicateOutsideWindow:
+                throw WireError(.duplicateSequence, "producer \(batchHeader.producerID) sent sequence \(batchHeader.baseSequence) to \(state.key) again; it was stored before the last \(ProducerStates.retainedBatches) batches")
+            case .outOfOrder(let expected):
+                throw WireError(.outOfOrderSequence, "producer \(batchHeader.producerID) sent sequence \(batchHeader.baseSequence) to \(state.key), expected \(expected): a batch before it is missing",
+                                details: ["expected": Int64(expected)])
+            }
             do throws(StorageError) {
-                return try state.log.append(bytes)
+                let appended = try state.log.append(bytes)
+                state.producers.record(batchHeader, baseOffset: appended.baseOffset)
+                return .appended(appended)
             } catch {
                 throw WireError(.storageError, "append to \(state.key) failed: \(error.message)")
             }
         }
-        dirty.insert(state.key)
+        let baseOffset: Int64
+        let lastOffset: Int64
+        switch outcome {
+        case .appended(let appended):
+            dirty.insert(state.key)
+            (baseOffset, lastOffset) = (appended.baseOffset, appended.lastOffset)
+        case .duplicate(let stored):
+            (baseOffset, lastOffset) = (stored.baseOffset, stored.lastOffset)
+        }
         switch state.policy {
-        case .always:
+        case .always where lastOffset >= state.durableEnd:
             state.pendingAcks.append(PendingAck(client: client, header: header, partition: request.partition,
-                                                baseOffset: appended.baseOffset, lastOffset: appended.lastOffset))
+                                                baseOffset: baseOffset, lastOffset: lastOffset))
             return []
+        case .always:
+            return [reply(client, header, ProduceResponse(partition: request.partition, baseOffset: baseOffset, durability: .onDisk))]
         case .interval, .never:
             let durability: Durability = state.policy == .never ? .pageCache : .syncScheduled
-            let ack = reply(client, header, ProduceResponse(partition: request.partition, baseOffset: appended.baseOffset, durability: durability))
+            let ack = reply(client, header, ProduceResponse(partition: request.partition, baseOffset: baseOffset, durability: durability))
+            guard case .appended = outcome else { return [ack] }
             return [ack] + wakeParkedFetches(state.key, now: now)
         }
     }
@@ -379,7 +449,7 @@ public final class Broker {
     // MARK: Topics and partitions
 
     /// The partition's state, creating the topic first if it is unknown and auto-creation is on.
-    private func partition(_ name: TopicName, _ partition: Int32) throws(WireError) -> PartitionState {
+    func partition(_ name: TopicName, _ partition: Int32) throws(WireError) -> PartitionState {
         if topics[name] == nil {
             guard configuration.autoCreateTopics else {
                 throw WireError(.unknownTopic, "topic '\(name)' does not exist")
@@ -411,12 +481,12 @@ public final class Broker {
         var states: [PartitionState] = []
         for index in 0..<metadata.partitions {
             let log = try dataDirectory.openPartition(name, partition: index, configuration: logConfiguration)
-            states.append(PartitionState(key: PartitionKey(topic: name, partition: index), log: log))
+            states.append(try PartitionState(key: PartitionKey(topic: name, partition: index), log: log))
         }
         topics[name] = states
     }
 
-    private func partitionState(_ key: PartitionKey) -> PartitionState? {
+    func partitionState(_ key: PartitionKey) -> PartitionState? {
         guard let partitions = topics[key.topic], partitions.indices.contains(Int(key.partition)) else { return nil }
         return partitions[Int(key.partition)]
     }
@@ -492,7 +562,7 @@ public final class Broker {
         return Array(frames.dropFirst())
     }
 
-    private func decode<Frame: RequestFrame, T>(_ frame: Frame, _ body: (UnsafeRawBufferPointer) throws -> T) throws(WireError) -> T {
+    func decode<Frame: RequestFrame, T>(_ frame: Frame, _ body: (UnsafeRawBufferPointer) throws -> T) throws(WireError) -> T {
         do {
             return try frame.withUnsafeBytes { bytes in try body(bytes) }
         } catch let error as WireError {
@@ -501,6 +571,14 @@ public final class Broker {
             throw WireError(.unknown, "\(error)")
         }
     }
+}
+
+/// What a produce did with its batch.
+private enum ProduceOutcome {
+    /// Appended now.
+    case appended(AppendResult)
+    /// A retry of a batch stored before, found where it was stored.
+    case duplicate(ProducerStates.StoredBatch)
 }
 
 func reply(_ client: ClientID, _ header: FrameHeader, _ message: some WireMessage) -> BrokerAction {

@@ -21,21 +21,44 @@ public struct PartitionKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(topic)/\(partition)" }
 }
 
-/// What a sync submitted to the flusher is for: a partition, in one epoch of its log. The epoch
-/// changes when the broker cut the log after a failed sync, so results of syncs submitted before
-/// the cut are recognized and ignored.
+/// What a sync submitted to the flusher is for: a partition or the committed-offset store, in
+/// one epoch. A partition's epoch changes when the broker cut its log after a failed sync, so
+/// results of syncs submitted before the cut are recognized and ignored.
 public struct SyncKey: Hashable, Sendable, CustomStringConvertible {
-    /// The partition synced.
-    public let partition: PartitionKey
-    /// The epoch of its log when the work was taken.
+    /// What is synced.
+    public enum Subject: Hashable, Sendable {
+        /// A partition's log.
+        case partition(PartitionKey)
+        /// The consumer groups' committed offsets.
+        case committedOffsets
+    }
+
+    /// What is synced.
+    public let subject: Subject
+    /// The epoch of its files when the work was taken.
     public let epoch: Int
+
     /// The key of work taken from `partition` in `epoch`.
     public init(partition: PartitionKey, epoch: Int) {
-        self.partition = partition
+        subject = .partition(partition)
         self.epoch = epoch
     }
-    /// "orders/0@1".
-    public var description: String { "\(partition)@\(epoch)" }
+
+    /// The key of work taken from the committed-offset store.
+    public static let committedOffsets = SyncKey(subject: .committedOffsets, epoch: 0)
+
+    private init(subject: Subject, epoch: Int) {
+        self.subject = subject
+        self.epoch = epoch
+    }
+
+    /// "orders/0@1", or "committed offsets".
+    public var description: String {
+        switch subject {
+        case .partition(let partition): "\(partition)@\(epoch)"
+        case .committedOffsets: "committed offsets"
+        }
+    }
 }
 
 /// One frame of a reply, as the broker decided it: bytes it built (empty for a fetch reply

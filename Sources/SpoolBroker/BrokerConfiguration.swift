@@ -21,6 +21,12 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxFetchWaitMilliseconds: Int
     /// How often retention looks for segments to delete. Default: 60,000 ms.
     public var retentionCheckIntervalMilliseconds: Int
+    /// After the broker starts, how long the groups that existed before (those with committed
+    /// offsets) wait for their members to rejoin: meanwhile a rejoining member keeps the
+    /// partitions it says it holds and a new member gets none, so a member that did not notice
+    /// the restart yet never shares a partition with a newcomer. Default: 10,000 ms (the SDK's
+    /// default session timeout).
+    public var groupRejoinGraceMilliseconds: Int
     /// Topics that must exist, with their partition counts and settings: created at start when
     /// missing; the settings of an existing one are replaced by these. Default: none.
     public var declaredTopics: [TopicName: TopicMetadata]
@@ -35,6 +41,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         maxRecordBytes: Int = 1 << 20,
         maxFetchWaitMilliseconds: Int = 30_000,
         retentionCheckIntervalMilliseconds: Int = 60_000,
+        groupRejoinGraceMilliseconds: Int = 10_000,
         declaredTopics: [TopicName: TopicMetadata] = [:]
     ) {
         self.dataDirectory = dataDirectory
@@ -45,6 +52,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         self.maxRecordBytes = maxRecordBytes
         self.maxFetchWaitMilliseconds = maxFetchWaitMilliseconds
         self.retentionCheckIntervalMilliseconds = retentionCheckIntervalMilliseconds
+        self.groupRejoinGraceMilliseconds = groupRejoinGraceMilliseconds
         self.declaredTopics = declaredTopics
     }
 }

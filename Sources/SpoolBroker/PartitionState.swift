@@ -29,11 +29,20 @@ final class PartitionState {
     var unconfirmedSync: SyncWork?
     /// Why the partition refuses requests: a storage failure it could not repair (until restart).
     var offlineReason: String?
+    /// The idempotent producers' last batches, for telling retries from new batches.
+    var producers: ProducerStates
 
-    init(key: PartitionKey, log: PartitionLog) {
+    /// The state of an opened log; the producer state comes from its newest segments.
+    init(key: PartitionKey, log: PartitionLog) throws(StorageError) {
         self.key = key
         self.log = log
         durableEnd = log.logEndOffset
+        producers = ProducerStates(headers: try log.batchHeaders(inLastSegments: ProducerStates.segmentsScannedAtOpen))
+    }
+
+    /// Rebuilds the producer state from the log, after the log was cut back.
+    func reloadProducers() throws(StorageError) {
+        producers = ProducerStates(headers: try log.batchHeaders(inLastSegments: ProducerStates.segmentsScannedAtOpen))
     }
 
     var policy: FsyncPolicy { log.configuration.fsync }

@@ -70,6 +70,7 @@ final class NetworkLoop {
             }
             let now = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
             send(broker.expireParkedFetches(now: now))
+            broker.expireGroupSessions(now: now)
             broker.enforceRetention(now: now, wallClockMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
             for (key, work) in broker.takeSyncWork(now: now) { flusher.submit(work, for: key) }
         }

@@ -10,6 +10,7 @@ import SpoolWire
 /// <data>/@clean-shutdown                     present only while no broker runs after a clean stop
 /// <data>/<topic>/topic.json                  {"partitions": N, "settings": {…}}, replaced atomically
 /// <data>/<topic>/<partition>/…               one PartitionLog per partition
+/// <data>/@offsets/…                          the consumer groups' OffsetStore
 /// ```
 /// Invariants: while open, this process holds the exclusive lock, so no other broker writes
 /// here; a topic exists exactly when its `topic.json` does (it is written last, atomically, after
@@ -25,6 +26,8 @@ public final class DataDirectory {
     /// Written after a clean stop; its absence at open means every log must be verified in full.
     static let cleanShutdownFileName = "@clean-shutdown"
     static let topicMetadataFileName = "topic.json"
+    /// Directory of the ``OffsetStore``; a name no topic can have.
+    static let offsetsDirectoryName = "@offsets"
     /// Most partitions a topic may have (at least 1).
     public static let maxPartitions: Int32 = 10_000
     private static let partitionCountRange: ClosedRange<Int32> = 1...maxPartitions
@@ -194,6 +197,17 @@ public final class DataDirectory {
         logger[metadataKey: "partition"] = "\(partition)"
         return try PartitionLog(directory: "\(topicDirectory)/\(partition)", configuration: configuration,
                                 mode: openedAfterCleanShutdown ? .afterCleanShutdown : .afterCrash, logger: logger, io: io)
+    }
+}
+
+extension DataDirectory {
+    /// Opens (and recovers) the consumer groups' ``OffsetStore`` in `<data>/@offsets`, creating it
+    /// if missing; its writes and syncs go through this directory's file I/O. Logs with `logger`,
+    /// or with the directory's own logger when nil.
+    public func openOffsetStore(logger: Logger? = nil,
+                                compactionBytes: Int = OffsetStore.defaultCompactionBytes) throws(StorageError) -> OffsetStore {
+        try OffsetStore(directory: "\(path)/\(Self.offsetsDirectoryName)", logger: logger ?? self.logger, io: io,
+                        compactionBytes: compactionBytes)
     }
 }
 

@@ -222,6 +222,16 @@ public final class PartitionLog {
         return logEndOffset
     }
 
+    /// The headers of every batch in the newest `segmentCount` segments, oldest first: a walk of
+    /// batch headers without reading records (the broker rebuilds its idempotent-producer state
+    /// from them at open and after a cut).
+    public func batchHeaders(inLastSegments segmentCount: Int) throws(StorageError) -> [RecordBatch.Header] {
+        try checkOpen()
+        var headers: [RecordBatch.Header] = []
+        for segment in segments.suffix(max(segmentCount, 0)) { headers += try segment.batchHeaders() }
+        return headers
+    }
+
     // MARK: Retention and truncation
 
     /// Deletes whole sealed segments from the front (the active one is never deleted, nor one

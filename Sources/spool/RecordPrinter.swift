@@ -5,6 +5,8 @@ import Spool
 /// whenever it is about to wait, so a pipe sees each record as it arrives.
 struct RecordPrinter {
     let format: OutputFormat
+    /// Text lines start with `partition/offset` instead of the offset (records of many partitions).
+    var showsPartition = false
 
     /// Pushes buffered output to standard output.
     func flush() { fflush(nil) }
@@ -13,7 +15,8 @@ struct RecordPrinter {
         switch format {
         case .text:
             let key = record.key.map { Self.text($0) } ?? ""
-            Swift.print("\(record.offset)\t\(key)\t\(Self.text(record.value))")
+            let position = showsPartition ? "\(record.partition)/\(record.offset)" : "\(record.offset)"
+            Swift.print("\(position)\t\(key)\t\(Self.text(record.value))")
         case .json:
             Swift.print(Self.json(record))
         }

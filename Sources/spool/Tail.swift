@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Spool
 
 /// How records are printed.
@@ -76,10 +77,17 @@ struct Tail: AsyncParsableCommand {
             Starts at the end of the log unless --from-beginning or --offset says otherwise, and \
             follows new records (long poll, no busy polling) until Ctrl-C.
 
+            With --group, reads every partition as a member of that consumer group: the group's \
+            partitions are shared with its other members, text lines start with partition/offset, \
+            a partition starts at the group's committed offset (or the first record when there is \
+            none), and what was printed is committed every second and at Ctrl-C (SIGINT or \
+            SIGTERM), so the next member resumes after it.
+
             Examples:
               spool tail orders
               spool tail orders --from-beginning --exit-at-end
               spool tail orders --offset 1000 --format json
+              spool tail orders --group audit
             """
     )
 
@@ -89,8 +97,42 @@ struct Tail: AsyncParsableCommand {
     @Flag(help: "Exit after the last record that existed when the command started.")
     var exitAtEnd = false
 
+    @Option(help: ArgumentHelp("Consume as a member of this consumer group (all partitions, committed offsets).", valueName: "group"))
+    var group: String?
+
+    func validate() throws {
+        guard group != nil else { return }
+        if exitAtEnd || read.fromBeginning || read.offset != nil || read.untilOffset != nil || read.partition != 0 {
+            throw ValidationError("--group reads from the group's committed offsets: it cannot be combined with --partition, --from-beginning, --offset, --until-offset or --exit-at-end")
+        }
+    }
+
     func run() async throws {
-        try await read.printRecords(connection: connection, defaultStart: .latest, exitAtEnd: exitAtEnd)
+        guard let group else {
+            return try await read.printRecords(connection: connection, defaultStart: .latest, exitAtEnd: exitAtEnd)
+        }
+        let client = try await connection.connect(for: read.topic)
+        defer { client.close() }
+        let consumer = try await reportingErrors {
+            try Consumer(client: client, group: group, topics: [read.topic],
+                         logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
+        }
+        let signals = [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number)
+            source.setEventHandler { Task { await consumer.close() } }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
+        let printer = RecordPrinter(format: read.format, showsPartition: true)
+        try await reportingErrors {
+            var records = consumer.makeAsyncIterator()
+            while let record = try await records.next() {
+                printer.print(record)
+                printer.flush()  // a record is committed once processed: it must have left the process by then
+            }
+        }
     }
 }
 

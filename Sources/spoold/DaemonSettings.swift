@@ -72,6 +72,7 @@ struct DaemonSettings {
         case _ where LogSettings.keys.contains(key):
             logSettings[key] = try Self.checkedLogSetting(key, value)
         case "retention.check.interval.ms": server.broker.retentionCheckIntervalMilliseconds = try value.integer(in: 1...86_400_000)
+        case "group.rejoin.grace.ms": server.broker.groupRejoinGraceMilliseconds = try value.integer(in: 0...300_000)
         case "max.batch.bytes": server.broker.maxBatchBytes = try value.integer(in: 128...(1 << 30))
         case "max.record.bytes": server.broker.maxRecordBytes = try value.integer(in: 1...(1 << 30))
         case "max.fetch.wait.ms": server.broker.maxFetchWaitMilliseconds = try value.integer(in: 0...3_600_000)

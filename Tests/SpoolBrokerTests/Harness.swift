@@ -98,7 +98,9 @@ struct Reply {
 final class Harness {
     let directory: TemporaryDirectory
     private(set) var configuration: BrokerConfiguration
-    private(set) var broker: Broker
+    private var current: Broker?
+    /// The broker under test.
+    var broker: Broker { current! }
     /// Monotonic milliseconds handed to the broker.
     var now: Int64 = 5_000_000
     var rng: SeededGenerator
@@ -113,7 +115,7 @@ final class Harness {
         var configuration = BrokerConfiguration(dataDirectory: directory.appending("data"), log: LogConfiguration(fsync: fsync))
         configure(&configuration)
         self.configuration = configuration
-        broker = try Broker(configuration: configuration, logger: Self.logger)
+        current = try Broker(configuration: configuration, logger: Self.logger)
     }
 
     var policy: FsyncPolicy { configuration.log.fsync }
@@ -187,11 +189,12 @@ final class Harness {
     @discardableResult
     func produce(_ topic: String, _ batch: [UInt8]) throws -> ProduceResponse { try produce(topic, 0, batch) }
 
+    /// `synced`: the batch was synced before (a retry of a stored batch), so the answer may come at once.
     @discardableResult
-    func produce(_ topic: String, _ partition: Int32, _ batch: [UInt8]) throws -> ProduceResponse {
+    func produce(_ topic: String, _ partition: Int32, _ batch: [UInt8], synced: Bool = false) throws -> ProduceResponse {
         let (id, replies) = try request(ProduceRequest(topic: topic, partition: partition), batch: batch)
         var all = replies
-        if case .always = policy {
+        if case .always = policy, !synced {
             #expect(replies.isEmpty, "under fsync: always nothing is answered before the sync")
             for (key, work) in broker.takeSyncWork(now: now) {
                 all += try Reply.decode(broker.syncCompleted(key, result: .success(work.endOffset), now: now))
@@ -266,10 +269,17 @@ final class Harness {
     func reopen(configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
         try shutDown()
         configure(&configuration)
-        broker = try Broker(configuration: configuration, logger: Self.logger)
+        current = try Broker(configuration: configuration, logger: Self.logger)
     }
 
-    deinit { _ = broker.close() }
+    /// Drops the broker without shutting it down or closing it (as a kill -9 would, except that
+    /// the page cache keeps every write) and opens a new one on the same directory.
+    func reopenAfterCrash() throws {
+        current = nil
+        current = try Broker(configuration: configuration, logger: Self.logger)
+    }
+
+    deinit { _ = current?.close() }
 }
 
 extension Collection {

@@ -294,7 +294,7 @@ import Testing
         #expect(ordersReplies.isEmpty, "the broker's default, always, waits for the sync")
         #expect(try h.latestOffset("orders") == 0)
         let work = h.broker.takeSyncWork(now: h.now)
-        #expect(work.map(\.0.partition.topic.rawValue) == ["orders"], "a fsync: never topic gets no sync work")
+        #expect(work.map(\.0.subject) == [.partition(PartitionKey(topic: try TopicName("orders"), partition: 0))], "a fsync: never topic gets no sync work")
         var acks: [Reply] = []
         for (key, item) in work { acks += try Reply.decode(h.broker.syncCompleted(key, result: .success(item.endOffset), now: h.now)) }
         #expect(acks.map(\.header.correlationID) == [ordersID])

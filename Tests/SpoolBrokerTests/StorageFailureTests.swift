@@ -47,7 +47,7 @@ import Testing
         if segmentBytes == 4096 { try #require(try h.segmentBaseOffsets("orders").count > segmentsBefore.count) }
 
         let (oldKey, work) = try #require(h.broker.takeSyncWork(now: h.now).only)
-        #expect(oldKey.partition == PartitionKey(topic: try TopicName("orders"), partition: 0))
+        #expect(oldKey.subject == .partition(PartitionKey(topic: try TopicName("orders"), partition: 0)))
         #expect(work.endOffset == goodEnd + Int64(waitingRecordCount))
         // One more produce arrives while the sync runs: it is lost with the others.
         let (lateID, lateReplies) = try h.request(ProduceRequest(topic: "orders", partition: 0), batch: h.randomBatch().0)
@@ -80,7 +80,7 @@ import Testing
         #expect(try Reply.decode(h.broker.syncCompleted(oldKey, result: .failure(Self.failure), now: h.now)).isEmpty,
                 "nor does a stale failure fail it")
         let (newKey, newWork) = try #require(h.broker.takeSyncWork(now: h.now).only)
-        #expect(newKey.partition == oldKey.partition)
+        #expect(newKey.subject == oldKey.subject)
         #expect(newKey.epoch > oldKey.epoch)
         #expect(newWork.endOffset == goodEnd + Int64(recordsD.count))
         let acks = try Reply.decode(h.broker.syncCompleted(newKey, result: .success(newWork.endOffset), now: h.now))
@@ -109,10 +109,11 @@ import Testing
         let (id0, _) = try h.request(ProduceRequest(topic: "orders", partition: 0), batch: batch0)
         let (id1, _) = try h.request(ProduceRequest(topic: "orders", partition: 1), batch: batch1)
         let work = h.broker.takeSyncWork(now: h.now)
-        #expect(Set(work.map(\.0.partition.partition)) == [0, 1])
+        let orders = try TopicName("orders")
+        #expect(Set(work.map(\.0.subject)) == [.partition(PartitionKey(topic: orders, partition: 0)), .partition(PartitionKey(topic: orders, partition: 1))])
         var replies: [Reply] = []
         for (key, item) in work {
-            let result: Result<Int64, StorageError> = key.partition.partition == 0 ? .failure(Self.failure) : .success(item.endOffset)
+            let result: Result<Int64, StorageError> = key.subject == .partition(PartitionKey(topic: orders, partition: 0)) ? .failure(Self.failure) : .success(item.endOffset)
             replies += try Reply.decode(h.broker.syncCompleted(key, result: result, now: h.now))
         }
         let failed = try #require(replies.first { $0.header.correlationID == id0 })
@@ -149,7 +150,7 @@ import Testing
 
         h.now += 100
         let (secondKey, secondWork) = try #require(h.broker.takeSyncWork(now: h.now).only)
-        #expect(secondKey.partition == firstKey.partition)
+        #expect(secondKey.subject == firstKey.subject)
         #expect(secondKey.epoch > firstKey.epoch)
         #expect(secondWork.endOffset == end, "the retry covers every record")
         // A late success of the first (failed) round must not be taken for the retry's.

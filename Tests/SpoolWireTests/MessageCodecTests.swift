@@ -261,6 +261,8 @@ import Testing
         #expect(WireError(.unknownTopic, "topic 'x' does not exist").description == "unknown topic: topic 'x' does not exist")
         #expect(ErrorResponse(message: "m", details: ["latest": 3]).error(code: .offsetOutOfRange)
                 == WireError(.offsetOutOfRange, "m", details: ["latest": 3]))
-        #expect(OpCode(rawValue: 9).description == "op 9")
+        #expect(OpCode(rawValue: 99).description == "op 99")
+        #expect(OpCode.joinGroup.description == "join group")
+        #expect(ErrorCode.staleGeneration.name == "stale generation")
     }
 }

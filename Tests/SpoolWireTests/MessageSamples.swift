@@ -62,7 +62,8 @@ enum MessageSamples {
     static let unicode = "заказы-🚀-ünïcødé"
     static let long = String(repeating: "x", count: 300)
 
-    static let all: [MessageSample] = produce + fetch + listOffsets + metadata + createTopic + errors + headers
+    static let all: [MessageSample] = produce + fetch + listOffsets + metadata + createTopic + producerIDs + groups + offsets
+        + errors + headers
 
     /// The first sample of each type, for tests whose input does not depend on the value.
     static let oneOfEachKind: [MessageSample] = {
@@ -136,6 +137,56 @@ enum MessageSamples {
         .message(CreateTopicResponse(name: "orders", partitions: 3), "plain"),
         .message(CreateTopicResponse(name: "", partitions: -1), "empty"),
         .message(CreateTopicResponse(name: unicode, partitions: .max), "unicode"),
+    ]
+
+    static let producerIDs: [MessageSample] = [
+        .message(InitProducerIDRequest(), "empty"),
+        .message(InitProducerIDResponse(producerID: 0, producerEpoch: 0), "zero"),
+        .message(InitProducerIDResponse(producerID: .max, producerEpoch: .min), "extremes"),
+    ]
+
+    static let p0 = TopicPartition(topic: "orders", partition: 0)
+    static let edge = TopicPartition(topic: unicode, partition: .max)
+
+    static let groups: [MessageSample] = [
+        .message(JoinGroupRequest(group: "workers", topics: ["orders"]), "first join"),
+        .message(JoinGroupRequest(group: unicode, memberID: long, sessionTimeoutMilliseconds: .max, topics: ["a", "", unicode],
+                                  owned: [p0, edge]), "rejoin with owned partitions"),
+        .message(JoinGroupRequest(group: "", sessionTimeoutMilliseconds: 0, topics: []), "empty"),
+        .message(JoinGroupResponse(assignment: GroupAssignment(memberID: "m-1", generation: 3, heartbeatIntervalMilliseconds: 3333,
+                                                               partitions: [p0, edge])), "two partitions"),
+        .message(JoinGroupResponse(assignment: GroupAssignment(memberID: "", generation: .min, heartbeatIntervalMilliseconds: 0,
+                                                               partitions: [])), "nothing"),
+        .message(HeartbeatRequest(group: "workers", memberID: "m-1", generation: 7, owned: [p0]), "plain"),
+        .message(HeartbeatRequest(group: long, memberID: unicode, generation: -1, owned: []), "edges"),
+        .message(HeartbeatResponse(assignment: GroupAssignment(memberID: "m-2", generation: .max, heartbeatIntervalMilliseconds: .max,
+                                                               partitions: (0..<30).map { TopicPartition(topic: "t", partition: $0) })),
+                 "thirty partitions"),
+        .message(LeaveGroupRequest(group: "workers", memberID: "m-1"), "plain"),
+        .message(LeaveGroupResponse(), "empty"),
+        .message(ListGroupsRequest(), "empty"),
+        .message(ListGroupsResponse(groups: []), "none"),
+        .message(ListGroupsResponse(groups: [.init(name: "workers", state: .stable, memberCount: 3),
+                                             .init(name: unicode, state: GroupState(rawValue: 99), memberCount: .max)]), "two"),
+        .message(DescribeGroupRequest(group: "workers"), "plain"),
+        .message(DescribeGroupResponse(group: "workers", state: .rebalancing, generation: 4,
+                                       members: [.init(memberID: "m-1", partitions: [p0]), .init(memberID: unicode, partitions: [])],
+                                       partitions: [.init(partition: p0, committedOffset: -1, logEndOffset: 10, lag: 10),
+                                                    .init(partition: edge, committedOffset: .max, logEndOffset: .min, lag: 0)]), "full"),
+        .message(DescribeGroupResponse(group: "", state: .empty, generation: 0, members: [], partitions: []), "empty"),
+    ]
+
+    static let offsets: [MessageSample] = [
+        .message(CommitOffsetsRequest(group: "workers", memberID: "m-1", generation: 2,
+                                      offsets: [CommittedOffset(partition: p0, offset: 42, metadata: "note"),
+                                                CommittedOffset(partition: edge, offset: .max, metadata: unicode)]), "two offsets"),
+        .message(CommitOffsetsRequest(group: "workers", memberID: "", generation: -1, offsets: []), "administrative, empty"),
+        .message(CommitOffsetsResponse(), "empty"),
+        .message(FetchOffsetsRequest(group: "workers"), "all"),
+        .message(FetchOffsetsRequest(group: unicode, partitions: [p0, edge]), "two"),
+        .message(FetchOffsetsResponse(offsets: []), "none"),
+        .message(FetchOffsetsResponse(offsets: [CommittedOffset(partition: p0, offset: -1), CommittedOffset(partition: edge, offset: 0, metadata: long)]),
+                 "two"),
     ]
 
     static let errors: [MessageSample] = [

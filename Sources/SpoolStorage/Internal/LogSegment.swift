@@ -450,6 +450,19 @@ final class LogSegment {
         return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
     }
 
+    /// The header of every batch, in order (the bytes up to `size` are whole valid batches).
+    func batchHeaders() throws(StorageError) -> [RecordBatch.Header] {
+        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        var headers: [RecordBatch.Header] = []
+        var position = 0
+        while position < size {
+            let batch = try header(at: position, scanner: scanner)
+            headers.append(batch)
+            position += batch.totalSize
+        }
+        return headers
+    }
+
     /// The position and header of the batch holding `offset` (below `nextOffset`): the nearest
     /// index entry at or below it (binary search), then a walk of batch headers.
     private func batch(holding offset: Int64, scanner: BatchScanner) throws(StorageError) -> (position: Int, header: RecordBatch.Header) {

@@ -1,0 +1,134 @@
+import SpoolStorage
+import SpoolWire
+
+/// A commit written to the offset store, waiting for the sync that makes it durable.
+struct PendingCommit {
+    let client: ClientID
+    let header: FrameHeader
+    /// The store's sync position that covers the commit.
+    let endOffset: Int64
+}
+
+extension Broker {
+    // MARK: Producer ids
+
+    func initProducerID() -> InitProducerIDResponse {
+        InitProducerIDResponse(producerID: Int64.random(in: 0...Int64.max), producerEpoch: 0)
+    }
+
+    // MARK: Membership
+
+    func joinGroup(_ request: JoinGroupRequest, now: Int64) throws(WireError) -> JoinGroupResponse {
+        try checkGroupName(request.group)
+        try GroupCoordinator.check(request)
+        for topic in request.topics { _ = try partition(try TopicName(topic), 0) }  // exists, or auto-created
+        let assignment = try groups.join(request, now: now)
+        logger.info("member joined a group", metadata: [
+            "group": "\(request.group)", "member": "\(assignment.memberID)", "generation": "\(assignment.generation)",
+            "partitions": "\(assignment.partitions.count)",
+        ])
+        return JoinGroupResponse(assignment: assignment)
+    }
+
+    func heartbeat(_ request: HeartbeatRequest, now: Int64) throws(WireError) -> HeartbeatResponse {
+        HeartbeatResponse(assignment: try groups.heartbeat(request, now: now))
+    }
+
+    func leaveGroup(_ request: LeaveGroupRequest) -> LeaveGroupResponse {
+        groups.leave(group: request.group, memberID: request.memberID)
+        logger.info("member left a group", metadata: ["group": "\(request.group)", "member": "\(request.memberID)"])
+        return LeaveGroupResponse()
+    }
+
+    /// Removes group members whose session ran out by `now` (their partitions move to the others).
+    public func expireGroupSessions(now: Int64) {
+        for (group, member) in groups.expireSessions(now: now) {
+            logger.warning("removed a group member whose session timed out", metadata: ["group": "\(group)", "member": "\(member)"])
+        }
+    }
+
+    // MARK: Offsets
+
+    /// Stores the commit and answers once it is synced (nil reply now), or throws.
+    func commitOffsets(client: ClientID, header: FrameHeader, _ request: CommitOffsetsRequest) throws(WireError) {
+        try checkGroupName(request.group)
+        for committed in request.offsets {
+            _ = try partition(try TopicName(committed.partition.topic), committed.partition.partition)
+            guard committed.offset >= 0 else {
+                throw WireError(.invalidRequest, "cannot commit offset \(committed.offset) for \(committed.partition); offsets start at 0")
+            }
+        }
+        try groups.checkCommit(group: request.group, memberID: request.memberID, generation: request.generation,
+                               partitions: request.offsets.map(\.partition))
+        if let reason = offsetStoreFailure { throw WireError(.storageError, "committed offsets are offline: \(reason)") }
+        do throws(StorageError) {
+            let work = try offsetStore.commit(group: request.group, offsets: request.offsets)
+            pendingCommits.append(PendingCommit(client: client, header: header, endOffset: work.endOffset))
+            unsyncedCommits = unsyncedCommits.map { $0.merged(with: work) } ?? work
+            try offsetStore.compactIfNeeded()
+        } catch {
+            throw WireError(error.code == .invalidArgument ? .invalidRequest : .storageError, "commit for group '\(request.group)' failed: \(error.message)")
+        }
+    }
+
+    /// Acknowledges the commits a finished sync of the offset store covers, or fails them all.
+    func committedOffsetsSynced(_ result: Result<Int64, StorageError>) -> [BrokerAction] {
+        switch result {
+        case .success(let end):
+            let count = pendingCommits.prefix { $0.endOffset <= end }.count
+            defer { pendingCommits.removeFirst(count) }
+            return pendingCommits.prefix(count).map { reply($0.client, $0.header, CommitOffsetsResponse()) }
+        case .failure(let error):
+            offsetStoreFailure = "a sync failed (\(error.message)); restart the broker"
+            logger.critical("committed offsets offline: a sync of the offset store failed", metadata: ["error": "\(error)"])
+            defer { pendingCommits = [] }
+            return pendingCommits.map {
+                errorReply($0.client, $0.header, WireError(.storageError, "the commit could not be synced: \(error.message)"))
+            }
+        }
+    }
+
+    func fetchOffsets(_ request: FetchOffsetsRequest) throws(WireError) -> FetchOffsetsResponse {
+        try checkGroupName(request.group)
+        guard !request.partitions.isEmpty else { return FetchOffsetsResponse(offsets: offsetStore.committed(group: request.group)) }
+        return FetchOffsetsResponse(offsets: request.partitions.sorted().map {
+            offsetStore.committed(group: request.group, partition: $0) ?? CommittedOffset(partition: $0, offset: -1)
+        })
+    }
+
+    // MARK: Description
+
+    func listGroups() -> ListGroupsResponse {
+        var listed = Dictionary(uniqueKeysWithValues: groups.liveGroups.map { ($0.name, $0) })
+        for name in offsetStore.groups where listed[name] == nil {
+            listed[name] = ListGroupsResponse.Group(name: name, state: .empty, memberCount: 0)
+        }
+        return ListGroupsResponse(groups: listed.keys.sorted().map { listed[$0]! })
+    }
+
+    func describeGroup(_ request: DescribeGroupRequest) throws(WireError) -> DescribeGroupResponse {
+        try checkGroupName(request.group)
+        let described = groups.describe(request.group)
+        let committed = offsetStore.committed(group: request.group)
+        let partitions = Set(described.partitions).union(committed.map(\.partition)).sorted()
+        let progress = partitions.map { partition -> DescribeGroupResponse.PartitionProgress in
+            let offset = committed.first { $0.partition == partition }?.offset ?? -1
+            guard let name = try? TopicName(partition.topic),
+                  let state = partitionState(PartitionKey(topic: name, partition: partition.partition))
+            else { return .init(partition: partition, committedOffset: offset, logEndOffset: -1, lag: 0) }
+            let from = offset >= 0 ? offset : state.log.logStartOffset
+            return .init(partition: partition, committedOffset: offset, logEndOffset: state.visibleEnd, lag: max(0, state.visibleEnd - from))
+        }
+        return DescribeGroupResponse(group: request.group, state: described.state, generation: described.generation,
+                                     members: described.members, partitions: progress)
+    }
+
+    /// Group names follow the topic-name rules (1–249 of `[A-Za-z0-9._-]`, not `.` or `..`).
+    private func checkGroupName(_ name: String) throws(WireError) {
+        do {
+            _ = try TopicName(name)
+        } catch {
+            throw WireError(.invalidRequest, "invalid group name (group names follow the topic-name rules): \(error.message)")
+        }
+    }
+}

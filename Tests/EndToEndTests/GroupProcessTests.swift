@@ -1,0 +1,74 @@
+import Foundation
+import Spool
+import SpoolTesting
+import Testing
+
+extension EndToEndTests {
+    /// Consumer groups with real processes: a real `spoold` and `spool tail --group` members.
+    @Suite struct GroupProcessTests {
+        /// The values a `spool tail --group` member printed (text lines `partition/offset<TAB>key<TAB>value`).
+        private static func printedValues(_ member: ChildProcess) -> [String] {
+            member.stdout.lines.compactMap { $0.split(separator: "\t", omittingEmptySubsequences: false).last.map(String.init) }
+        }
+
+        @Test(.timeLimit(.minutes(5)))
+        func threeMembersShareSixPartitionsAndAKilledMembersPartitionsMove() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-groups")
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            defer { daemon.cleanUp() }
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            try await client.createTopic("orders", partitions: 6)
+            let members = try (0..<3).map { _ in
+                try ChildProcess(try Binaries.spool, ["tail", "orders", "--group", "workers", "--broker", daemon.endpoint])
+            }
+            defer { members.forEach { $0.killAndReap() } }
+
+            let settled = try await eventually(timeout: .seconds(30)) {
+                let group = try await client.describeGroup("workers")
+                return group.members.count == 3 && group.members.allSatisfy { $0.partitions.count == 2 }
+            }
+            let group = try await client.describeGroup("workers")
+            try #require(settled, "the group did not settle: \(group.members)")
+            #expect(Set(group.members.flatMap(\.partitions)).count == 6, "each member has 2 distinct partitions")
+
+            func publish(_ prefix: String, _ count: Int) async throws -> [String] {
+                let values = (0..<count).map { "\(prefix)-\($0)" }
+                for value in values { try await client.publish(to: "orders", key: Array(value.utf8), value: Array(value.utf8)) }
+                return values
+            }
+            let first = try await publish("first", 300)
+            #expect(await eventually { Set(members.flatMap(Self.printedValues)).count == 300 }, "every member prints its share")
+
+            let doomed = members[0]
+            doomed.send(SIGKILL)
+            _ = await doomed.waitForExit(timeout: .seconds(10))
+            await doomed.waitForOutput()
+            let second = try await publish("second", 300)
+            let survivors = Array(members[1...])
+            let moved = try await eventually(timeout: .seconds(40)) {
+                let group = try await client.describeGroup("workers")
+                return group.members.count == 2 && group.members.allSatisfy { $0.partitions.count == 3 }
+            }
+            #expect(moved, "the killed member's partitions moved within the session timeout (10 s)")
+            let all = Set(first + second)
+            #expect(await eventually(timeout: .seconds(30)) { Set(members.flatMap(Self.printedValues)) == all }, "every record was processed")
+
+            let printed = members.flatMap(Self.printedValues)
+            let doomedPrinted = Set(Self.printedValues(doomed))
+            let duplicates = Dictionary(grouping: printed, by: { $0 }).filter { $0.value.count > 1 }.keys
+            #expect(duplicates.allSatisfy { doomedPrinted.contains($0) }, "only records the killed member had processed come twice")
+            #expect(duplicates.count < 300, "duplicates are bounded by the killed member's uncommitted records")
+
+            for survivor in survivors { survivor.send(SIGTERM) }
+            for survivor in survivors {
+                let ended = await survivor.waitForExit(timeout: .seconds(20))
+                #expect(ended == .exited(0), "a member stops gracefully on SIGTERM: \(survivor.stderr.text)")
+            }
+            let final = try await client.describeGroup("workers")
+            #expect(final.members.isEmpty, "graceful members left the group")
+            #expect(final.partitions.count == 6 && final.partitions.allSatisfy { $0.lag == 0 },
+                    "their last commits cover everything they printed: \(final.partitions)")
+        }
+    }
+}
