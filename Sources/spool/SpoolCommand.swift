@@ -8,13 +8,13 @@ import Spool
 struct SpoolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool",
-        abstract: "Publish, tail and replay the topics of a Spool broker, and manage topics.",
+        abstract: "Publish, tail and replay the topics of a Spool broker, manage topics, and benchmark it.",
         discussion: """
             The broker is tcp://127.0.0.1:7070 unless --broker or SPOOL_BROKER says otherwise.
             Exit codes: 0 success, 1 an error the message explains, 64 bad usage.
             """,
         version: "0.1.0",
-        subcommands: [Publish.self, Tail.self, Replay.self, Topics.self]
+        subcommands: [Publish.self, Tail.self, Replay.self, Topics.self, Bench.self]
     )
 }
 

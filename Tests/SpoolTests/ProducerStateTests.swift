@@ -20,7 +20,7 @@ import Testing
         state.addTopic("t", partitionCount: 1)
         state.partitions[0].nextSequence = nextSequence
         var actions = ProducerActions()
-        _ = state.identityResolved(.success(InitProducerIDResponse(producerID: producerID, producerEpoch: epoch)), now: .now)
+        _ = state.identityResolved(.success(InitProducerIDResponse(producerID: producerID, producerEpoch: epoch)), now: MonotonicClock.now())
         for number in 0..<records {
             let value = Array(repeating: UInt8(number), count: 400)
             let attempt = state.tryAppend(topic: "t", partition: nil, key: nil, value: value, headers: [], timestamp: 1_000,
@@ -42,20 +42,40 @@ import Testing
 
     @Test func batchesGoOutStampedWithConsecutiveSequencesUpToTheInFlightLimit() throws {
         var state = Self.makeState(records: 13)  // 6 closed batches of 2
-        let plan = state.plan(now: .now)
+        let plan = state.plan(now: MonotonicClock.now())
         #expect(plan.transmissions.count == 5, "the in-flight limit")
         let headers = try plan.transmissions.map(Self.header)
         #expect(headers.map(\.baseSequence) == [0, 2, 4, 6, 8])
         #expect(headers.allSatisfy { $0.producerID == Self.producerID && $0.producerEpoch == Self.epoch && $0.recordCount == 2 })
         // An acknowledgement frees a slot for the next ready batch.
-        _ = state.transmitted(slot: 0, batchID: plan.transmissions[0].batchID, result: Self.stored(0), now: .now)
-        let next = state.plan(now: .now)
+        _ = state.transmitted(slot: 0, batchID: plan.transmissions[0].batchID, result: Self.stored(0), now: MonotonicClock.now())
+        let next = state.plan(now: MonotonicClock.now())
         #expect(try next.transmissions.map(Self.header).map(\.baseSequence) == [10])
+    }
+
+    @Test func aBatchPastItsLingerKeepsFillingWhileNoSlotIsFree() throws {
+        var state = Self.makeState(records: 1, configuration: ProducerConfiguration(linger: .zero, maxInFlightPerPartition: 1))
+        let now = MonotonicClock.now()
+        let first = state.plan(now: now).transmissions
+        #expect(try first.map(Self.header).map(\.recordCount) == [1])
+        var actions = ProducerActions()
+        for number in 0..<3 {
+            let value = [UInt8(number)]
+            _ = state.tryAppend(topic: "t", partition: nil, key: nil, value: value, headers: [], timestamp: 1_000,
+                                size: RecordSize.upperBound(key: nil, value: value, headers: []), actions: &actions)
+        }
+        #expect(state.plan(now: now + 1_000_000).transmissions.isEmpty, "the only slot is taken")
+        #expect(state.partitions[0].open?.recordCount == 3)
+        _ = state.transmitted(slot: 0, batchID: first[0].batchID, result: Self.stored(0), now: now)
+        #expect(state.wakePending, "a free slot wakes the loop")
+        let next = try state.plan(now: now + 2_000_000).transmissions.map(Self.header)
+        #expect(next.map(\.recordCount) == [3], "the three records leave together")
+        #expect(next.map(\.baseSequence) == [1])
     }
 
     @Test func aLostBatchIsResentWithLaterOnesInOrderWithTheSameBytes() throws {
         var state = Self.makeState(records: 11)
-        let now = ContinuousClock.now
+        let now = MonotonicClock.now()
         let sent = state.plan(now: now).transmissions
         #expect(sent.count == 5)
         // The answers arrive out of order; the second batch was stored, the others were lost.
@@ -65,7 +85,7 @@ import Testing
         #expect(state.plan(now: now).transmissions.isEmpty, "no resend while answers are outstanding")
         for transmission in sent[2...] { _ = state.transmitted(slot: 0, batchID: transmission.batchID, result: Self.lost, now: now) }
         #expect(state.plan(now: now).transmissions.isEmpty, "the backoff comes first")
-        let resent = state.plan(now: now + .milliseconds(60)).transmissions
+        let resent = state.plan(now: now + 60_000_000).transmissions
         #expect(resent.map(\.batchID) == [sent[0], sent[2], sent[3], sent[4]].map(\.batchID))
         #expect(resent.map(\.batch) == [sent[0], sent[2], sent[3], sent[4]].map(\.batch), "a resent batch keeps its bytes and sequence")
         for (transmission, offset) in zip(resent, [0, 4, 6, 8] as [Int64]) {
@@ -78,17 +98,17 @@ import Testing
 
     @Test func duplicateAnswersCountAsStored() throws {
         var state = Self.makeState(records: 5)
-        let sent = state.plan(now: .now).transmissions
+        let sent = state.plan(now: MonotonicClock.now()).transmissions
         try #require(sent.count == 2)
-        _ = state.transmitted(slot: 0, batchID: sent[0].batchID, result: .failure(SpoolError(.duplicateSequence, "stored long ago")), now: .now)
-        _ = state.transmitted(slot: 0, batchID: sent[1].batchID, result: Self.stored(2), now: .now)
+        _ = state.transmitted(slot: 0, batchID: sent[0].batchID, result: .failure(SpoolError(.duplicateSequence, "stored long ago")), now: MonotonicClock.now())
+        _ = state.transmitted(slot: 0, batchID: sent[1].batchID, result: Self.stored(2), now: MonotonicClock.now())
         #expect(state.partitions[0].inFlight.isEmpty)
         #expect(state.takeFailure() == nil)
     }
 
     @Test func aRefusedBatchFailsAndLaterBatchesMoveDownToCloseTheGap() throws {
         var state = Self.makeState(records: 9)
-        let now = ContinuousClock.now
+        let now = MonotonicClock.now()
         let sent = state.plan(now: now).transmissions
         #expect(try sent.map(Self.header).map(\.baseSequence) == [0, 2, 4, 6])
         _ = state.transmitted(slot: 0, batchID: sent[0].batchID, result: .failure(SpoolError(.recordTooLarge, "too large")), now: now)
@@ -114,20 +134,56 @@ import Testing
 
     @Test func aRefusedBatchWithNothingAfterItGivesItsSequenceBack() throws {
         var state = Self.makeState(records: 3)
-        let sent = state.plan(now: .now).transmissions
+        let sent = state.plan(now: MonotonicClock.now()).transmissions
         try #require(sent.count == 1)
-        _ = state.transmitted(slot: 0, batchID: sent[0].batchID, result: .failure(SpoolError(.notAuthorized, "no")), now: .now)
+        _ = state.transmitted(slot: 0, batchID: sent[0].batchID, result: .failure(SpoolError(.notAuthorized, "no")), now: MonotonicClock.now())
         #expect(state.partitions[0].nextSequence == 0)
         #expect(state.takeFailure()?.code == .notAuthorized)
+    }
+
+    @Test func aBatchWhoseFateIsUnknownKeepsItsSequence() throws {
+        var state = Self.makeState(records: 3)
+        let sent = state.plan(now: MonotonicClock.now()).transmissions
+        _ = state.transmitted(slot: 0, batchID: sent[0].batchID, result: .failure(SpoolError(.protocolViolation, "garbled reply")),
+                              now: MonotonicClock.now())
+        #expect(state.partitions[0].nextSequence == 2, "the broker may hold sequences 0 and 1")
+        #expect(state.takeFailure()?.code == .protocolViolation)
+    }
+
+    @Test func theFirstBatchWaitsForTheProducerID() throws {
+        for idempotent in [true, false] {
+            var state = ProducerState(configuration: ProducerConfiguration(linger: .zero, idempotent: idempotent))
+            state.addTopic("t", partitionCount: 1)
+            var actions = ProducerActions()
+            _ = state.tryAppend(topic: "t", partition: nil, key: nil, value: [1], headers: [], timestamp: 0, size: 50, actions: &actions)
+            let now = MonotonicClock.now()
+            let first = state.plan(now: now)
+            guard idempotent else {
+                #expect(!first.requestIdentity)
+                let header = try #require(try first.transmissions.map(Self.header).first)
+                #expect(header.producerID == -1 && header.producerEpoch == -1 && header.baseSequence == -1)
+                continue
+            }
+            #expect(first.requestIdentity && first.transmissions.isEmpty)
+            _ = state.tryAppend(topic: "t", partition: nil, key: nil, value: [2], headers: [], timestamp: 0, size: 50, actions: &actions)
+            let second = state.plan(now: now)
+            #expect(!second.requestIdentity && second.transmissions.isEmpty, "one request at a time")
+            _ = state.identityResolved(.failure(SpoolError(.connectionLost, "lost")), now: now)
+            #expect(state.plan(now: now).transmissions.isEmpty)
+            #expect(state.plan(now: now + 1_000_000_000).requestIdentity, "asked again after the backoff")
+            _ = state.identityResolved(.success(InitProducerIDResponse(producerID: 7, producerEpoch: 1)), now: now)
+            let headers = try state.plan(now: now).transmissions.map(Self.header)
+            #expect(headers.map(\.producerID) == [7] && headers.map(\.recordCount) == [2], "both records in the first batch")
+        }
     }
 
     @Test func batchesPastTheDeliveryTimeoutFailWithHowLongAndHowOften() throws {
         let configuration = ProducerConfiguration(linger: .seconds(3600), batchBytes: 1024, deliveryTimeout: .seconds(10))
         var state = Self.makeState(records: 5, configuration: configuration)  // 2 batches in flight, 1 open
-        let start = ContinuousClock.now
+        let start = MonotonicClock.now()
         let sent = state.plan(now: start).transmissions
         for transmission in sent { _ = state.transmitted(slot: 0, batchID: transmission.batchID, result: Self.lost, now: start) }
-        let plan = state.plan(now: start + .seconds(11))
+        let plan = state.plan(now: start + 11_000_000_000)
         #expect(plan.transmissions.isEmpty)
         #expect(state.active.isEmpty && state.bufferedBytes == 0)
         let taken = state.takeFailure()
@@ -139,10 +195,10 @@ import Testing
 
     @Test func aSequenceAboutToOverflowStartsANewEpoch() throws {
         var state = Self.makeState(records: 5, nextSequence: Int32.max - 2)
-        let sent = state.plan(now: .now).transmissions
+        let sent = state.plan(now: MonotonicClock.now()).transmissions
         #expect(try sent.map(Self.header).map(\.baseSequence) == [Int32.max - 2], "the second batch waits for the first")
-        _ = state.transmitted(slot: 0, batchID: sent[0].batchID, result: Self.stored(0), now: .now)
-        let next = try state.plan(now: .now).transmissions.map(Self.header)
+        _ = state.transmitted(slot: 0, batchID: sent[0].batchID, result: Self.stored(0), now: MonotonicClock.now())
+        let next = try state.plan(now: MonotonicClock.now()).transmissions.map(Self.header)
         #expect(next.map(\.baseSequence) == [0])
         #expect(next.map(\.producerEpoch) == [Self.epoch + 1])
     }

@@ -55,9 +55,9 @@ struct LogModel {
 
     /// Keeps the first `count` batches.
     mutating func keepFirst(_ count: Int) {
+        if count < baseOffsets.count { endOffset = baseOffsets[count] }  // also right when nothing is kept
         batches.removeSubrange(count...)
         baseOffsets.removeSubrange(count...)
-        endOffset = batches.last.map { lastOffset(of: $0) + 1 } ?? endOffset
     }
 
     /// All records, decoded.

@@ -1,0 +1,336 @@
+import Dispatch
+import Foundation
+import Logging
+import Synchronization
+import SpoolWire
+
+/// A task executor that runs jobs one at a time, in the order they were enqueued, on a serial
+/// dispatch queue.
+///
+/// The producer's loop and every task it starts run here, so the batches it sends reach the
+/// client's connection in the order the loop decided: a child task runs from its start up to
+/// its first suspension (which comes after ``Connection`` queued the request) before the next
+/// child starts.
+final class SerialTaskExecutor: TaskExecutor {
+    private let queue: DispatchQueue
+
+    init(label: String) { queue = DispatchQueue(label: label) }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+/// The working part of a ``Producer``: its state behind one lock, and the loop that closes,
+/// sends and retries batches. Callers buffer records under the lock; the loop (one task on a
+/// ``SerialTaskExecutor``, started with the first record) does everything that takes time.
+/// It holds no reference to the ``Producer``, so dropping the producer closes it.
+final class ProducerCore: Sendable {
+    let client: SpoolClient
+    let configuration: ProducerConfiguration
+    let state: Mutex<ProducerState>
+    private let logger: Logger
+    private let executor = SerialTaskExecutor(label: "spool-producer")
+    private let nextWaiterID = Atomic<UInt64>(1)
+    /// Above this estimate a record's exact size is checked against the client's batch limit.
+    private let exactSizeThreshold: Int
+
+    init(client: SpoolClient, configuration: ProducerConfiguration, logger: Logger) {
+        self.client = client
+        self.configuration = configuration
+        self.logger = logger
+        state = Mutex(ProducerState(configuration: configuration))
+        exactSizeThreshold = client.configuration.maxBatchBytes - RecordBatch.headerSize
+    }
+
+    // MARK: Buffering
+
+    /// Buffers one record: at once when there is room, else after waiting (in call order).
+    @inline(__always)
+    nonisolated(nonsending) func enqueue(topic: String, partition: Int32?, key: [UInt8]?, value: [UInt8], headers: [RecordHeader], timestamp: Int64?) async throws(SpoolError) {
+        let timestamp = timestamp ?? Self.wallClockMilliseconds()
+        let size = try checkedSize(topic: topic, key: key, value: value, headers: headers)
+        var attempt: ProducerState.AppendAttempt = .unknownTopic
+        var actions = ProducerActions()
+        for _ in 0..<2 {
+            attempt = state.withLock { state in
+                let attempt = state.tryAppend(topic: topic, partition: partition, key: key, value: value, headers: headers,
+                                              timestamp: timestamp, size: size, actions: &actions)
+                if case .appended = attempt, state.loopTask == nil { startLoop(&state) }
+                return attempt
+            }
+            guard case .unknownTopic = attempt else { break }
+            try await resolve(topic)
+        }
+        if !actions.isEmpty { perform(actions) }
+        switch attempt {
+        case .appended:
+            return
+        case .failed(let error):
+            throw error
+        case .unknownTopic, .mustWait:
+            let index = try await topicIndex(topic)
+            let result: Result<Void, SpoolError> = await waitForRoom { id, continuation in
+                BlockedRecord(id: id, topicIndex: index, partition: partition, key: key, value: value, headers: headers,
+                              timestamp: timestamp, size: size, waiter: .enqueue(continuation))
+            }
+            try result.get()
+        }
+    }
+
+    /// Buffers one record and waits for its acknowledgement.
+    nonisolated(nonsending) func send(topic: String, partition: Int32?, key: [UInt8]?, value: [UInt8], headers: [RecordHeader], timestamp: Int64?) async throws(SpoolError) -> PublishResult {
+        let timestamp = timestamp ?? Self.wallClockMilliseconds()
+        let size = try checkedSize(topic: topic, key: key, value: value, headers: headers)
+        let index = try await topicIndex(topic)
+        let result: Result<PublishResult, SpoolError> = await waitForRoom { id, continuation in
+            BlockedRecord(id: id, topicIndex: index, partition: partition, key: key, value: value, headers: headers,
+                          timestamp: timestamp, size: size, waiter: .send(continuation))
+        }
+        return try result.get()
+    }
+
+    /// Hands a record to the state, which buffers it now or when there is room, and waits for the
+    /// continuation (resumed when buffered for `enqueue`, when acknowledged for `send`). A cancelled
+    /// task stops waiting for room; once buffered, the record is delivered regardless.
+    private func waitForRoom<T: Sendable>(
+        _ makeRecord: @Sendable (UInt64, CheckedContinuation<Result<T, SpoolError>, Never>) -> BlockedRecord
+    ) async -> Result<T, SpoolError> {
+        let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, SpoolError>, Never>) in
+                var actions = ProducerActions()
+                let cancelled = Task.isCancelled  // then onCancel ran already, before the record was queued
+                state.withLock { state in
+                    state.appendOrBlock(makeRecord(id, continuation), waitUnlessCancelled: cancelled, actions: &actions)
+                    if state.loopTask == nil, !state.closing { startLoop(&state) }
+                }
+                perform(actions)
+            }
+        } onCancel: {
+            var actions = ProducerActions()
+            state.withLock { $0.cancelBlocked(id: id, actions: &actions) }
+            perform(actions)
+        }
+    }
+
+    /// The record's size estimate, after failing a record that can never fit in a batch.
+    @inline(__always)
+    private func checkedSize(topic: String, key: [UInt8]?, value: [UInt8], headers: [RecordHeader]) throws(SpoolError) -> Int {
+        let size = RecordSize.upperBound(key: key, value: value, headers: headers)
+        if size > exactSizeThreshold {
+            let exact = RecordSize.loneBatch(key: key, value: value, headers: headers)
+            let limit = client.configuration.maxBatchBytes
+            guard exact <= limit else {
+                throw SpoolError(.recordTooLarge, "record for \(topic) is \(exact) bytes encoded (batch header included); the limit is \(limit) bytes (ClientConfiguration.maxBatchBytes)")
+            }
+        }
+        return size
+    }
+
+    // MARK: Topics
+
+    private func topicIndex(_ topic: String) async throws(SpoolError) -> Int {
+        if let index = state.withLock({ $0.topicIndex[topic] }) { return index }
+        return try await resolve(topic)
+    }
+
+    /// Looks up the topic's partition count (creating the topic if the broker auto-creates
+    /// topics) and registers it, retrying retriable failures until the delivery timeout.
+    @discardableResult
+    private func resolve(_ topic: String) async throws(SpoolError) -> Int {
+        try SpoolClient.checkTopicName(topic)
+        let clock = ContinuousClock()
+        let deadline = clock.now + configuration.deliveryTimeout
+        var backoff = configuration.retryBackoff
+        var attempts = 0
+        while true {
+            attempts += 1
+            switch await partitionCount(of: topic, until: deadline) {
+            case .success(let count):
+                return state.withLock { $0.addTopic(topic, partitionCount: count) }
+            case .failure(let error) where error.isRetriable:
+                guard clock.now + backoff < deadline else {
+                    throw SpoolError(.timedOut, "no metadata for topic \(topic) within the delivery timeout of \(configuration.deliveryTimeout) (\(attempts) attempts; last error: \(error.code): \(error.message))",
+                                     cause: error)
+                }
+                do {
+                    try await Task.sleep(for: backoff)
+                } catch {
+                    throw SpoolError(.cancelled, "cancelled while waiting for the metadata of topic \(topic)")
+                }
+                backoff = min(backoff * 2, configuration.maxRetryBackoff)
+            case .failure(let error):
+                throw error
+            }
+        }
+    }
+
+    /// The topic's partition count, or a retriable `timedOut` if no answer comes by `deadline`.
+    private func partitionCount(of topic: String, until deadline: ContinuousClock.Instant) async -> Result<Int32, SpoolError> {
+        await withTaskGroup(of: Result<Int32, SpoolError>?.self) { group in
+            group.addTask { await self.lookUpPartitionCount(of: topic) }
+            group.addTask {
+                try? await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            if let first { return first }
+            if Task.isCancelled { return .failure(SpoolError(.cancelled, "cancelled while waiting for the metadata of topic \(topic)")) }
+            return .failure(SpoolError(.timedOut, "no answer to the metadata request for topic \(topic) from \(client.endpoint)"))
+        }
+    }
+
+    private func lookUpPartitionCount(of topic: String) async -> Result<Int32, SpoolError> {
+        do {
+            if let info = try await client.topics([topic]).first { return .success(Int32(info.partitions.count)) }
+            // Unknown: a lookup in partition 0 creates it where the broker auto-creates topics, and
+            // fails with "unknown topic" where it does not. Then its real partition count is known.
+            _ = try await client.offset(of: topic, partition: 0, .latest)
+            return .success(Int32(try await client.topics([topic]).first?.partitions.count ?? 1))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    // MARK: Flush and close
+
+    func flush() async throws(SpoolError) {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            var actions = ProducerActions()
+            state.withLock { $0.flush(continuation, actions: &actions) }
+            perform(actions)
+        }
+        if let failure = state.withLock({ $0.takeFailure() }) { throw failure }
+    }
+
+    /// Stops accepting records; the loop sends what is buffered and ends.
+    func beginClose() {
+        var actions = ProducerActions()
+        state.withLock { $0.beginClose(actions: &actions) }
+        perform(actions)
+    }
+
+    func close() async throws(SpoolError) {
+        beginClose()
+        if let task = state.withLock({ $0.loopTask }) { await task.value }
+        if let failure = state.withLock({ $0.takeFailure() }) { throw failure }
+    }
+
+    // MARK: The loop
+
+    private func startLoop(_ state: inout ProducerState) {
+        state.loopTask = Task(executorPreference: executor) { [self] in await run() }
+    }
+
+    /// Looks at the state whenever woken or due, sends what it decided, and sleeps.
+    private func run() async {
+        await withDiscardingTaskGroup { group in
+            var timers: [UInt64] = []
+            while true {
+                let now = MonotonicClock.now()
+                let plan = state.withLock { $0.plan(now: now) }
+                perform(plan.actions)
+                if plan.exit { break }
+                if plan.requestIdentity { group.addTask { await self.requestIdentity() } }
+                for transmission in plan.transmissions { group.addTask { await self.transmit(transmission) } }
+                timers.removeAll { $0 <= now }
+                if let deadline = plan.deadline, !timers.contains(where: { $0 <= deadline }) {
+                    timers.append(deadline)
+                    group.addTask {
+                        let now = MonotonicClock.now()
+                        if deadline > now { try? await Task.sleep(nanoseconds: deadline - now) }
+                        self.wake()
+                    }
+                }
+                await waitForWake()
+            }
+            group.cancelAll()  // sleeping timers, and sends of batches that expired while in flight
+        }
+    }
+
+    private func waitForWake() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state in
+                if state.wakePending {
+                    state.wakePending = false
+                    return true
+                }
+                state.loopWaiter = LoopWaiter(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    private func wake() {
+        var actions = ProducerActions()
+        state.withLock { $0.wakeLoop(&actions) }
+        perform(actions)
+    }
+
+    /// Sends one batch once and hands the answer to the state.
+    private func transmit(_ transmission: Transmission) async {
+        let result: Result<ProduceResponse, SpoolError>
+        do {
+            let reply = try await client.call(.produce, [transmission.requestBody, transmission.batch])
+            result = .success(try client.decode(ProduceResponse.self, reply))
+        } catch {
+            result = .failure(error)
+        }
+        let now = MonotonicClock.now()
+        let actions = state.withLock { $0.transmitted(slot: transmission.slot, batchID: transmission.batchID, result: result, now: now) }
+        perform(actions)
+    }
+
+    private func requestIdentity() async {
+        let result: Result<InitProducerIDResponse, SpoolError>
+        do {
+            let reply = try await client.call(.initProducerID, [InitProducerIDRequest().encoded()])
+            result = .success(try client.decode(InitProducerIDResponse.self, reply))
+        } catch {
+            result = .failure(error)
+        }
+        let now = MonotonicClock.now()
+        let actions = state.withLock { $0.identityResolved(result, now: now) }
+        perform(actions)
+    }
+
+    // MARK: Side effects
+
+    private func perform(_ actions: ProducerActions) {
+        for log in actions.logs { write(log) }
+        for (continuation, result) in actions.buffered { continuation.resume(returning: result) }
+        for (continuation, result) in actions.published { continuation.resume(returning: result) }
+        for continuation in actions.flushed { continuation.resume() }
+        actions.loopWakeup?.resume()
+    }
+
+    private func write(_ log: ProducerLog) {
+        switch log {
+        case .retrying(let topic, let partition, let batches, let attempt, let error, let delay):
+            logger.debug("retrying batches", metadata: [
+                "topic": "\(topic)", "partition": "\(partition)", "batches": "\(batches)", "attempt": "\(attempt)",
+                "error": "\(error.code): \(error.message)", "delay": "\(Duration.nanoseconds(Int64(clamping: delay)))",
+            ])
+        case .resequenced(let topic, let partition, let from, let to):
+            logger.info("the broker lacks batches that failed here; moved the next sequences down", metadata: [
+                "topic": "\(topic)", "partition": "\(partition)", "from": "\(from)", "to": "\(to)",
+            ])
+        case .expired(let error):
+            logger.warning("records expired", metadata: ["error": "\(error.message)"])
+        case .identityUnsupported:
+            logger.warning("the broker does not hand out producer ids; producing without idempotence (a retry may store a batch twice)")
+        case .identityFailed(let error):
+            logger.error("cannot get a producer id", metadata: ["error": "\(error.code): \(error.message)"])
+        }
+    }
+
+    static func wallClockMilliseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}

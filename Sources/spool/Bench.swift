@@ -1,0 +1,279 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Spool
+
+/// `spool bench`: produce, consume and end-to-end latency against a broker, next to raw
+/// ZeroMQ DEALER→ROUTER with no broker, measured in the same run.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure produce and consume throughput and end-to-end latency against a broker, next to raw ZeroMQ.",
+        discussion: """
+            Sections, run in this order once per run (so a machine whose speed drifts slows \
+            them alike), each figure being the median of --runs runs:
+            - produce: --producers clients, each with its own connection and Producer \
+            (--linger, --batch-bytes), enqueue --count records of --size random bytes between \
+            them, unkeyed (each producer's sticky partitioner fills a batch for one partition, \
+            then moves to the next), then flush. Timed from the first enqueue to the last \
+            acknowledgement; the topic must then hold exactly --count records.
+            - consume: one client reads that topic back from the earliest offset, one \
+            long-polling stream per partition, until the last record.
+            - latency: one producer with linger 0 sends --latency-count records at --rate per \
+            second, paced by the clock; each value starts with its send time. A reader in this \
+            process (own connection, long poll, already waiting) records receive time minus \
+            send time in an HdrHistogram: p50, p90, p99, p99.9 and max, in µs.
+            - raw: the transport's own limit: a ROUTER on tcp://127.0.0.1:* and a DEALER in this \
+            process, a thread each, no broker; the DEALER sends --count one-frame messages of \
+            --size bytes as fast as it can. Needs no broker.
+
+            Every run creates fresh topics, bench-<random> (produce, consume) and \
+            bench-<random>-latency, with --partitions partitions and fsync=--fsync. They are \
+            left on the broker (there is no topic deletion yet): each run leaves its bench-* \
+            topics and their data behind.
+
+            MB = 10^6 bytes of record values. Results go to stdout (Markdown, or CSV with --csv); \
+            progress, one line per section and run, to stderr.
+
+            Examples:
+              spool bench
+              spool bench --fsync never --producers 4 --partitions 4
+              spool bench --section latency --rate 20000 --latency-count 100000
+              spool bench --raw --count 10000000
+            """
+    )
+
+    /// The benchmark's sections, in the order they run.
+    enum Section: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case produce, consume, latency, raw
+    }
+
+    /// The topics' durability policy, as named in the broker configuration.
+    enum FsyncPolicy: String, ExpressibleByArgument, CaseIterable, Sendable {
+        case always, interval, never
+    }
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: ArgumentHelp("Record value bytes (raw: message bytes); 1 to 1000000, at least 8 for the latency section.", valueName: "bytes"))
+    var size = 100
+
+    @Option(help: "Records the produce section publishes (and consume reads back); messages the raw section sends.")
+    var count = 1_000_000
+
+    @Option(help: "Concurrent producers in the produce section, each with its own connection (1 to 256).")
+    var producers = 1
+
+    @Option(help: "Partitions of each fresh topic (1 to 1000).")
+    var partitions = 1
+
+    @Option(help: "The fresh topics' fsync setting: always (acknowledge once on disk), interval or never.")
+    var fsync: FsyncPolicy = .always
+
+    @Option(help: ArgumentHelp("Records per second the latency section sends (1 to 1000000).", valueName: "records/s"))
+    var rate = 10_000
+
+    @Option(help: ArgumentHelp("Records the latency section measures (default: 5 seconds' worth at --rate, 50,000 at the default rate).", valueName: "count"))
+    var latencyCount: Int?
+
+    @Option(help: "Runs of every section; each figure is the median (1 to 100).")
+    var runs = 3
+
+    @Flag(help: "Print the results as CSV (ratios as fractions) instead of Markdown; the command line, load average and goals then go to stderr.")
+    var csv = false
+
+    @Option(name: .customLong("section"), help: "Run only this section (produce, consume, latency, raw); repeat for several. consume needs produce.")
+    var sections: [Section] = []
+
+    @Flag(help: "Run only the raw section (ZeroMQ DEALER→ROUTER, no broker needed): the same as --section raw.")
+    var raw = false
+
+    @Option(help: ArgumentHelp("The produce section's Producer linger (default: the SDK's, 5 ms).", valueName: "ms"))
+    var linger: Double?
+
+    @Option(help: ArgumentHelp("The Producer's batch size, 128 to 1048576 (default: the SDK's, 65536).", valueName: "bytes"))
+    var batchBytes: Int?
+
+    /// Most bytes a record value may have: one record per batch must fit the client's 1 MiB batch limit.
+    static let maxSize = 1_000_000
+    /// The client's default batch limit, which caps `--batch-bytes`.
+    static let maxBatchBytes = 1 << 20
+
+    /// The sections to run, in their order.
+    var selectedSections: [Section] {
+        if raw { return [.raw] }
+        if sections.isEmpty { return Section.allCases }
+        return Section.allCases.filter(sections.contains)
+    }
+
+    /// Records the latency section measures.
+    var effectiveLatencyCount: Int { latencyCount ?? rate * 5 }
+
+    func validate() throws {
+        func check(_ condition: Bool, _ message: String) throws {
+            if !condition { throw ValidationError(message) }
+        }
+        try check((1...Self.maxSize).contains(size), "--size must be 1 to \(Self.maxSize) bytes, not \(size)")
+        try check(count >= 1, "--count must be at least 1, not \(count)")
+        try check((1...256).contains(producers), "--producers must be 1 to 256, not \(producers)")
+        try check(count >= producers, "--count (\(count)) must be at least --producers (\(producers))")
+        try check((1...1000).contains(partitions), "--partitions must be 1 to 1000, not \(partitions)")
+        try check((1...1_000_000).contains(rate), "--rate must be 1 to 1000000 records/s, not \(rate)")
+        if let latencyCount { try check(latencyCount >= 1, "--latency-count must be at least 1, not \(latencyCount)") }
+        try check((1...100).contains(runs), "--runs must be 1 to 100, not \(runs)")
+        if let linger { try check(linger >= 0 && linger <= 60_000, "--linger must be 0 to 60000 ms, not \(linger)") }
+        if let batchBytes {
+            try check((128...Self.maxBatchBytes).contains(batchBytes), "--batch-bytes must be 128 to \(Self.maxBatchBytes), not \(batchBytes)")
+        }
+        try check(!(raw && !sections.isEmpty), "--raw runs only the raw section: use either --raw or --section")
+        let chosen = selectedSections
+        try check(!chosen.contains(.consume) || chosen.contains(.produce),
+                  "--section consume reads what the produce section wrote: add --section produce")
+        try check(!chosen.contains(.latency) || size >= 8,
+                  "--size must be at least 8 for the latency section (each value carries its 8-byte send time), not \(size)")
+    }
+
+    /// The Producer settings of the produce section.
+    var producerConfiguration: ProducerConfiguration {
+        var configuration = ProducerConfiguration()
+        if let linger { configuration.linger = .microseconds(Int64((linger * 1000).rounded())) }
+        if let batchBytes { configuration.batchBytes = batchBytes }
+        return configuration
+    }
+
+    func run() async throws {
+        do {
+            try await reportingErrors { try await measureAndPrint() }
+        } catch let failure as BenchFailure {
+            FileHandle.standardError.write(Data("spool: error: \(failure.description)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+
+    private func measureAndPrint() async throws {
+        let chosen = selectedSections
+        let progress = BenchProgress()
+        let loadAtStart = loadAverage()
+        var broker: BrokerBench?
+        if chosen.contains(where: { $0 != .raw }) {
+            let admin = try await connection.connect()
+            var logHandler = StreamLogHandler.standardError(label: "spool.bench")
+            logHandler.logLevel = .warning
+            broker = BrokerBench(connection: connection, admin: admin, size: size, partitions: Int32(partitions), fsync: fsync.rawValue,
+                                 logger: Logger(label: "spool.bench", factory: { _ in logHandler }))
+            progress.say("broker \(connection.endpoint); \(size)-byte records, \(partitions) partition\(partitions == 1 ? "" : "s"), fsync \(fsync.rawValue)")
+        }
+        defer { broker?.admin.close() }
+
+        var produced: [Throughput] = [], consumed: [Throughput] = [], latencies: [LatencyRun] = [], raws: [Throughput] = []
+        let configuration = producerConfiguration
+        for number in 1...runs {
+            let tag = "run \(number)/\(runs)"
+            if let broker, chosen.contains(.produce) {
+                let (topic, result) = try await broker.produce(count: count, producers: producers, configuration: configuration)
+                produced.append(result)
+                progress.say("produce \(tag), \(topic): \(summary(result))")
+                if chosen.contains(.consume) {
+                    let result = try await broker.consume(topic: topic)
+                    consumed.append(result)
+                    progress.say("consume \(tag), \(topic): \(summary(result))")
+                }
+            }
+            if let broker, chosen.contains(.latency) {
+                let result = try await broker.latency(count: effectiveLatencyCount, rate: rate, batchBytes: configuration.batchBytes)
+                latencies.append(result)
+                progress.say("latency \(tag): p50 \(decimal(result.latency.p50, digits: 0)) µs, p99 \(decimal(result.latency.p99, digits: 0)) µs, "
+                             + "max \(decimal(result.latency.max, digits: 0)) µs at \(grouped(Int(result.sending.recordsPerSecond.rounded()))) records/s")
+            }
+            if chosen.contains(.raw) {
+                let result = try await RawBench(count: count, size: size).run()
+                raws.append(result)
+                progress.say("raw \(tag): \(summary(result))")
+            }
+        }
+
+        let report = makeReport(produced: produced, consumed: consumed, latencies: latencies, raws: raws)
+        print(render(report, load: (loadAtStart, loadAverage()), elapsed: progress.elapsedSeconds))
+    }
+
+    /// One progress figure: `1,234,567 records/s, 123.5 MB/s, 2.35 s`.
+    private func summary(_ run: Throughput) -> String {
+        "\(grouped(Int(run.recordsPerSecond.rounded()))) records/s, \(decimal(run.megabytesPerSecond, digits: 1)) MB/s, \(decimal(run.seconds, digits: 2)) s"
+    }
+
+    private func makeReport(produced: [Throughput], consumed: [Throughput], latencies: [LatencyRun], raws: [Throughput]) -> BenchReport {
+        var report = BenchReport()
+        let partitionText = "\(partitions) partition\(partitions == 1 ? "" : "s")"
+        let configuration = producerConfiguration
+        let rawMedian = raws.isEmpty ? nil : median(raws.map(\.recordsPerSecond))
+        if !produced.isEmpty {
+            var row = BenchRow(
+                section: "produce",
+                scenario: "\(producers) producer\(producers == 1 ? "" : "s"), \(partitionText), fsync \(fsync.rawValue), "
+                    + "linger \(milliseconds(configuration.linger)) ms, batch \(configuration.batchBytes) B, unkeyed",
+                recordBytes: size, runs: produced, notes: cpuNote(produced))
+            if let rawMedian { row.versusRaw = row.median.recordsPerSecond / rawMedian }
+            report.rows.append(row)
+        }
+        if !consumed.isEmpty {
+            report.rows.append(BenchRow(section: "consume", scenario: "1 client, one stream per partition, from the earliest offset",
+                                        recordBytes: size, runs: consumed, notes: cpuNote(consumed)))
+        }
+        if !latencies.isEmpty {
+            let figures = LatencyFigures(p50: median(latencies.map(\.latency.p50)), p90: median(latencies.map(\.latency.p90)),
+                                         p99: median(latencies.map(\.latency.p99)), p999: median(latencies.map(\.latency.p999)),
+                                         max: median(latencies.map(\.latency.max)))
+            let worst = latencies.map(\.latency.max).max() ?? 0
+            let notes = "target \(grouped(rate)) records/s; sender late p99 \(decimal(median(latencies.map(\.senderLateP99)), digits: 0)) µs; "
+                + "worst max \(decimal(worst, digits: 0)) µs; percentiles are medians over runs"
+            report.rows.append(BenchRow(section: "latency", scenario: "1 producer, linger 0, \(partitionText), fsync \(fsync.rawValue), send → receive",
+                                        recordBytes: size, runs: latencies.map(\.sending), latency: figures, notes: notes))
+            let p99 = figures.p99
+            report.goals.append(BenchGoal(
+                text: "end-to-end p99 is \(decimal(p99, digits: 0)) µs at \(grouped(rate)) records/s (goal: below 1,000 µs at 10,000 records/s"
+                    + (rate == 10_000 ? ")" : "; this run used another rate)"),
+                met: p99 < 1000 && rate >= 10_000))
+        }
+        if !raws.isEmpty {
+            report.rows.append(BenchRow(section: "raw", scenario: "ZeroMQ DEALER→ROUTER, tcp loopback, no broker, 1 frame per record",
+                                        recordBytes: size, runs: raws, notes: "blocking sends of a shared frame; HWM 100,000"))
+        }
+        if let ratio = report.rows.first(where: { $0.section == "produce" })?.versusRaw {
+            report.goals.append(BenchGoal(text: "produce throughput is \(percent(ratio)) of raw ZeroMQ (goal: at least 50%)", met: ratio >= 0.5))
+        }
+        return report
+    }
+
+    private func cpuNote(_ runs: [Throughput]) -> String {
+        let cores = runs.compactMap(\.cpuCores)
+        return cores.isEmpty ? "" : "CPU of spool \(decimal(median(cores), digits: 2)) cores"
+    }
+
+    private func milliseconds(_ duration: Duration) -> String {
+        let value = duration.seconds * 1000
+        return value == value.rounded() ? String(Int(value)) : decimal(value, digits: 3)
+    }
+
+    /// The output: a Markdown report (context, table, legend, goals), or bare CSV with the context
+    /// written to stderr.
+    private func render(_ report: BenchReport, load: (start: String, end: String), elapsed: Double) -> String {
+        let info = ProcessInfo.processInfo
+        let command = CommandLine.arguments.enumerated().map { $0.offset == 0 ? "spool" : shellQuoted($0.element) }.joined(separator: " ")
+        let context = "Load average (1, 5, 15 min): \(load.start) at the start, \(load.end) at the end; "
+            + "\(info.activeProcessorCount) cores; \(Date())"
+        let broker = selectedSections.contains(where: { $0 != .raw }) ? "Broker: \(connection.endpoint)" : "No broker (raw only)"
+        let goals = report.goals.isEmpty ? [] : ["", "Goals:"] + report.goals.map(\.line)
+        let total = "Total time: \(decimal(elapsed, digits: 1)) s"
+        if csv {
+            FileHandle.standardError.write(Data((["Command: \(command)", broker, context] + goals + [total, ""]).joined(separator: "\n").utf8))
+            return report.csv()
+        }
+        let legend = """
+            MB = 10^6 bytes of record values (message bytes for raw). Throughput rows show the run with the median \
+            records/s; latency percentiles are the medians of each percentile over the runs. `vs raw`: produce \
+            records/s over raw ZeroMQ messages/s. CPU: this process's CPU time per second (the broker's not included).
+            """
+        // Two trailing spaces make Markdown keep the context lines apart.
+        let header = ["## spool bench", "", "Command: `\(command)`  ", broker + "  ", context, ""]
+        return (header + [report.markdown(), "", legend] + goals + ["", total]).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import Spool
+import SpoolTesting
+import Testing
+
+extension EndToEndTests {
+    /// `spool bench` against a real `spoold`: every section runs and reports numbers, the produce
+    /// section really stores what it says, bad options are usage errors, and raw needs no broker.
+    /// No figure is checked against a threshold: these machines are small and shared.
+    @Suite struct BenchTests {
+        /// The CSV columns, in order.
+        static let columns = [
+            "section", "case", "record_bytes", "runs", "records", "seconds", "records_per_second", "megabytes_per_second",
+            "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "vs_raw", "notes",
+        ]
+
+        @Test(.timeLimit(.minutes(4)), arguments: [(partitions: 1, producers: 1), (partitions: 3, producers: 2)])
+        func everySectionReportsPositiveFiguresAndProduceStoresEveryRecord(shape: (partitions: Int, producers: Int)) async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-bench")
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            defer { daemon.cleanUp() }
+            let result = try await runSpool(["bench", "--broker", daemon.endpoint, "--count", "2000", "--latency-count", "500", "--runs", "1",
+                                             "--csv", "--partitions", "\(shape.partitions)", "--producers", "\(shape.producers)"],
+                                            timeout: .seconds(180))
+            #expect(result.termination == .exited(0), "\(result)")
+            let rows = try Self.parseCSV(result.stdoutText)
+            try #require(rows.first == Self.columns, "CSV header: \(rows.first ?? [])")
+            let records = rows.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(Self.columns, $0)) }
+            #expect(rows.dropFirst().allSatisfy { $0.count == Self.columns.count }, "rows with a wrong number of fields: \(rows)")
+            #expect(records.map { $0["section"] ?? "" } == ["produce", "consume", "latency", "raw"], "\(result.stdoutText)")
+
+            func positive(_ row: [String: String]?, _ column: String, sourceLocation: SourceLocation = #_sourceLocation) {
+                let value = row?[column].flatMap(Double.init)
+                #expect(value.map { $0 > 0 } == true, "\(row?["section"] ?? "?") \(column) is \(row?[column] ?? "missing")",
+                        sourceLocation: sourceLocation)
+            }
+            let bySection = Dictionary(records.map { ($0["section"] ?? "", $0) }, uniquingKeysWith: { first, _ in first })
+            for section in ["produce", "consume", "latency", "raw"] {
+                for column in ["record_bytes", "runs", "records", "seconds", "records_per_second", "megabytes_per_second"] {
+                    positive(bySection[section], column)
+                }
+                #expect(bySection[section]?["record_bytes"] == "100")
+            }
+            #expect(bySection["produce"]?["records"] == "2000" && bySection["consume"]?["records"] == "2000" && bySection["raw"]?["records"] == "2000")
+            #expect(bySection["latency"]?["records"] == "500")
+            for column in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] { positive(bySection["latency"], column) }
+            positive(bySection["produce"], "vs_raw")
+            #expect(result.stderr.contains("produce throughput is"), "the goal lines are missing: \(result.stderr)")
+
+            // The produce topic holds exactly the records it reported; the latency topic its own.
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            let benchTopics = try await client.topics().filter { $0.name.hasPrefix("bench-") }
+            let produceTopics = benchTopics.filter { !$0.name.hasSuffix("-latency") }
+            let latencyTopics = benchTopics.filter { $0.name.hasSuffix("-latency") }
+            try #require(produceTopics.count == 1 && latencyTopics.count == 1, "bench topics: \(benchTopics.map(\.name))")
+            #expect(produceTopics[0].partitions.count == shape.partitions)
+            var stored: Int64 = 0
+            for partition in produceTopics[0].partitions {
+                stored += try await client.offset(of: produceTopics[0].name, partition: partition.partition, .latest)
+                    - client.offset(of: produceTopics[0].name, partition: partition.partition, .earliest)
+            }
+            #expect(stored == 2000)
+            // 500 measured records plus one priming record per partition.
+            let latencyStored = latencyTopics[0].partitions.reduce(Int64(0)) { $0 + $1.latestOffset - $1.earliestOffset }
+            #expect(latencyStored == Int64(500 + shape.partitions))
+        }
+
+        @Test(.timeLimit(.minutes(2)), arguments: [
+            (["--size", "0"], "--size"), (["--partitions", "0"], "--partitions"), (["--fsync", "sometimes"], "--fsync"),
+            (["--section", "nope"], "--section"), (["--count", "0"], "--count"), (["--rate", "0"], "--rate"),
+            (["--runs", "0"], "--runs"), (["--batch-bytes", "12"], "--batch-bytes"), (["--linger", "-1"], "--linger"),
+            (["--partitions", "1001"], "--partitions"), (["--section", "consume"], "--section"), (["--raw", "--section", "raw"], "--raw"),
+            (["--size", "4", "--section", "latency"], "--size"),
+        ])
+        func badOptionsAreUsageErrorsNamingTheOption(arguments: [String], option: String) async throws {
+            // Nothing listens there: a usage error must come before any connection attempt.
+            let result = try await runSpool(["bench", "--broker", "tcp://127.0.0.1:\(try freeLoopbackPort())"] + arguments, timeout: .seconds(30))
+            #expect(result.termination == .exited(64), "\(arguments): \(result)")
+            let first = result.stderrLines.first ?? ""
+            #expect(first.hasPrefix("Error: ") && first.contains(option), "\(arguments): \(result.stderr)")
+        }
+
+        @Test(.timeLimit(.minutes(2)))
+        func rawRunsWithoutABroker() async throws {
+            let nowhere = "tcp://127.0.0.1:\(try freeLoopbackPort())"
+            let result = try await runSpool(["bench", "--raw", "--count", "10000", "--runs", "1", "--broker", nowhere], timeout: .seconds(60))
+            #expect(result.termination == .exited(0), "\(result)")
+            let tableRows = result.stdoutLines.filter { $0.hasPrefix("| raw ") }
+            #expect(tableRows.count == 1, "\(result.stdoutText)")
+            #expect(tableRows.first?.contains("10,000") == true, "\(result.stdoutText)")
+            #expect(result.stdoutText.contains("Command: `spool bench --raw --count 10000 --runs 1"), "\(result.stdoutText)")
+            #expect(result.stdoutText.contains("Load average"), "\(result.stdoutText)")
+        }
+
+        /// Parses RFC 4180 CSV: fields separated by commas, quoted when they hold commas or quotes.
+        static func parseCSV(_ text: String) throws -> [[String]] {
+            var rows: [[String]] = []
+            for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+                var fields: [String] = []
+                var field = ""
+                var quoted = false
+                var characters = line.makeIterator()
+                var pending: Character? = characters.next()
+                while let character = pending {
+                    pending = characters.next()
+                    if quoted {
+                        if character == "\"" {
+                            if pending == "\"" {
+                                field.append("\"")
+                                pending = characters.next()
+                            } else {
+                                quoted = false
+                            }
+                        } else {
+                            field.append(character)
+                        }
+                    } else if character == "\"" {
+                        quoted = true
+                    } else if character == "," {
+                        fields.append(field)
+                        field = ""
+                    } else {
+                        field.append(character)
+                    }
+                }
+                if quoted { throw HarnessError("unterminated quote in CSV line: \(line)") }
+                fields.append(field)
+                rows.append(fields)
+            }
+            return rows
+        }
+    }
+}
