@@ -100,7 +100,7 @@ public struct WireReader {
     }
 
     /// Throws unless every byte was read: trailing bytes mean the peer and we disagree on the layout.
-    public func expectEnd(_ what: String) throws(WireError) {
-        guard isAtEnd else { throw fail("\(remaining) unexpected trailing bytes after \(what)") }
+    public func expectEnd(_ what: @autoclosure () -> String) throws(WireError) {
+        guard isAtEnd else { throw fail("\(remaining) unexpected trailing bytes after \(what())") }
     }
 }

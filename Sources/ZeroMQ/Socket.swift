@@ -79,6 +79,7 @@ public final class Socket {
     /// when the context is shut down.
     public func receive(dontWait: Bool = false) throws(ZeroMQError) -> [Frame]? {
         var frames: [Frame] = []
+        frames.reserveCapacity(4)  // requests and replies have 2 to 4 frames
         while true {
             let message = Message.allocateEmpty()
             do {

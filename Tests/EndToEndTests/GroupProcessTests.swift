@@ -70,5 +70,33 @@ extension EndToEndTests {
             #expect(final.partitions.count == 6 && final.partitions.allSatisfy { $0.lag == 0 },
                     "their last commits cover everything they printed: \(final.partitions)")
         }
+
+        /// Committed offsets survive kill -9 of the broker: each commit is acknowledged after its
+        /// fdatasync, and the offset store's log is replayed at start.
+        @Test(.timeLimit(.minutes(3)))
+        func committedOffsetsSurviveKillNine() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-offsets")
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            defer { daemon.cleanUp() }
+            var expected: [CommittedOffset] = []
+            do {
+                let client = try await daemon.makeClient()
+                defer { client.close() }
+                try await client.createTopic("orders", partitions: 3)
+                for round in 0..<50 {
+                    let partition = TopicPartition(topic: "orders", partition: Int32(round % 3))
+                    let offset = CommittedOffset(partition: partition, offset: Int64(round), metadata: "round \(round)")
+                    try await client.commitOffsets("billing", [offset])
+                    expected.removeAll { $0.partition == partition }
+                    expected.append(offset)
+                }
+            }
+            try await daemon.kill9()
+            try await daemon.start()
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            #expect(try await client.committedOffsets("billing") == expected.sorted { $0.partition < $1.partition })
+            #expect(try await client.groups().map(\.name) == ["billing"])
+        }
     }
 }
