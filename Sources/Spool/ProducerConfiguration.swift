@@ -9,7 +9,9 @@ public struct ProducerConfiguration: Sendable, Hashable {
     public var linger: Duration
     /// Target size of one batch, header included: records accumulate per partition until the next
     /// one would not fit. A record larger than this travels alone. Capped at the client's
-    /// ``ClientConfiguration/maxBatchBytes``. At least 128. Default: 64 KiB.
+    /// ``ClientConfiguration/maxBatchBytes``. At least 128. Default: 256 KiB (under `fsync: always`
+    /// one fdatasync covers at most a partition's batches in flight, so bigger batches mean more
+    /// durable records per sync: 64 KiB gave 0.87 M records/s of 100 B here, 256 KiB 1.98 M).
     public var batchBytes: Int
     /// Batches of one partition sent and not yet acknowledged, 1 to 8 (the broker remembers the
     /// last 8 batches of each producer and partition, which is what makes a retried batch
@@ -37,7 +39,7 @@ public struct ProducerConfiguration: Sendable, Hashable {
     public var idempotent: Bool
 
     /// Creates a configuration; every parameter has the default documented on its property.
-    public init(linger: Duration = .milliseconds(5), batchBytes: Int = 64 * 1024, maxInFlightPerPartition: Int = 5,
+    public init(linger: Duration = .milliseconds(5), batchBytes: Int = 256 * 1024, maxInFlightPerPartition: Int = 5,
                 maxBytesInFlight: Int = 32 << 20, deliveryTimeout: Duration = .seconds(120),
                 retryBackoff: Duration = .milliseconds(50), maxRetryBackoff: Duration = .seconds(2), idempotent: Bool = true) {
         self.linger = linger

@@ -90,7 +90,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The produce section's Producer linger (default: the SDK's, 5 ms).", valueName: "ms"))
     var linger: Double?
 
-    @Option(help: ArgumentHelp("The Producer's batch size, 128 to 1048576 (default: the SDK's, 65536).", valueName: "bytes"))
+    @Option(help: ArgumentHelp("The Producer's batch size, 128 to 1048576 (default: the SDK's, 262144).", valueName: "bytes"))
     var batchBytes: Int?
 
     /// Most bytes a record value may have: one record per batch must fit the client's 1 MiB batch limit.
