@@ -52,6 +52,7 @@ let package = Package(
             dependencies: ["SpoolWire", "ZeroMQ", .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "ZeroMQ"]),
+        .target(name: "BenchmarkSupport"),
 
         // Executables
         .executableTarget(
@@ -67,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "spool",
             dependencies: [
-                "Spool", "ZeroMQ",
+                "Spool", "ZeroMQ", "BenchmarkSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -76,7 +77,7 @@ let package = Package(
         .executableTarget(
             name: "spool-storage-bench",
             dependencies: [
-                "SpoolStorage", "SpoolWire", "Spool", "SpoolServer", "SpoolTesting",
+                "SpoolStorage", "SpoolWire", "Spool", "SpoolServer", "SpoolTesting", "BenchmarkSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

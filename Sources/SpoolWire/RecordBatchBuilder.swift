@@ -32,15 +32,7 @@ public struct RecordBatchBuilder: Sendable {
     public mutating func append(timestamp: Int64, key: [UInt8]?, value: [UInt8], headers: [RecordHeader] = []) {
         let timestampDelta = timestamp &- firstTimestamp
         let offsetDelta = Int64(count)
-        var length = 1 + WireWriter.zigZagSize(timestampDelta) + WireWriter.zigZagSize(offsetDelta)
-        length += key.map { WireWriter.zigZagSize(Int64($0.count)) + $0.count } ?? WireWriter.zigZagSize(-1)
-        length += WireWriter.zigZagSize(Int64(value.count)) + value.count
-        length += WireWriter.varintSize(UInt64(headers.count))
-        for header in headers {
-            let nameLength = header.name.utf8.count
-            length += WireWriter.zigZagSize(Int64(nameLength)) + nameLength
-            length += WireWriter.zigZagSize(Int64(header.value.count)) + header.value.count
-        }
+        let length = Self.recordLength(timestampDelta: timestampDelta, offsetDelta: offsetDelta, key: key, value: value, headers: headers)
         writer.writeVarint(UInt64(length))
         writer.write(UInt8(0))
         writer.writeZigZag(timestampDelta)
@@ -62,6 +54,21 @@ public struct RecordBatchBuilder: Sendable {
         }
         maxTimestamp = max(maxTimestamp, timestamp)
         count += 1
+    }
+
+    /// Bytes of one encoded record after its length varint (see ``RecordBatch`` for the layout).
+    public static func recordLength(timestampDelta: Int64, offsetDelta: Int64, key: [UInt8]?, value: [UInt8],
+                                    headers: [RecordHeader]) -> Int {
+        var length = 1 + WireWriter.zigZagSize(timestampDelta) + WireWriter.zigZagSize(offsetDelta)
+        length += key.map { WireWriter.zigZagSize(Int64($0.count)) + $0.count } ?? WireWriter.zigZagSize(-1)
+        length += WireWriter.zigZagSize(Int64(value.count)) + value.count
+        length += WireWriter.varintSize(UInt64(headers.count))
+        for header in headers {
+            let nameLength = header.name.utf8.count
+            length += WireWriter.zigZagSize(Int64(nameLength)) + nameLength
+            length += WireWriter.zigZagSize(Int64(header.value.count)) + header.value.count
+        }
+        return length
     }
 
     /// Appends `record`, ignoring its offset.

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Foundation
 import Logging
 import Spool
@@ -27,7 +28,7 @@ struct AppendBench {
     /// Logger of the brokers (warnings and errors only).
     let logger: Logger
     /// Where progress goes.
-    let progress: Progress
+    let progress: BenchmarkProgress
 
     /// Starts a broker on a fresh data directory, publishes until the budget or the time limit is
     /// spent, and returns the figures with the broker still running, so the partition can be read back.

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Glibc
 
 /// Section 1, the physical limit: writes a fresh file sequentially in fixed-size chunks, with an

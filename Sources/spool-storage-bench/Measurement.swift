@@ -25,17 +25,6 @@ extension Throughput: TimedRun {
     var throughput: Throughput { self }
 }
 
-/// Elapsed time on the monotonic clock since the stopwatch was made.
-struct Stopwatch: Sendable {
-    private let start = ContinuousClock.now
-
-    /// Seconds since the stopwatch was made.
-    var seconds: Double {
-        let elapsed = (ContinuousClock.now - start).components
-        return Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-    }
-}
-
 /// The runs of one case.
 struct Measurement<Run: TimedRun>: Sendable {
     /// Every run, in the order they ran; never empty.
@@ -64,11 +53,4 @@ func measure<Case, Run: TimedRun>(_ cases: [Case], runs count: Int,
 /// ``measure(_:runs:_:)`` for a single case.
 func measure<Run: TimedRun>(runs count: Int, _ body: (Int) async throws -> Run) async rethrows -> Measurement<Run> {
     try await measure([()], runs: count) { _, number in try await body(number) }[0]
-}
-
-/// CPU time this process has used so far, all threads, user and system, in seconds.
-func processCPUSeconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Logging
 import Spool
 import SpoolStorage

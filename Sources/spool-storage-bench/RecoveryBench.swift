@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Glibc
 import Logging
 import SpoolStorage
@@ -36,7 +37,7 @@ struct RecoveryBench {
     /// Logger of the log (warnings only).
     let logger: Logger
     /// Where progress goes.
-    let progress: Progress
+    let progress: BenchmarkProgress
 
     private var configuration: LogConfiguration { LogConfiguration(segmentBytes: Self.segmentBytes, fsync: .never) }
 

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Foundation
 
 /// Progress summaries and the final output.
@@ -48,17 +49,4 @@ extension StorageBench {
         let header = ["## spool-storage-bench", "", "Command: `\(command)`  ", machine + "  ", loadLine, ""]
         return (header + [report.markdown(), "", legend] + goals + ["", total]).joined(separator: "\n")
     }
-}
-
-/// The load averages over 1, 5 and 15 minutes from `/proc/loadavg`, or `unknown`: a busy
-/// machine makes every figure smaller.
-func loadAverage() -> String {
-    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
-    return text.split(separator: " ").prefix(3).joined(separator: " ")
-}
-
-/// `text` as one shell word: unchanged when it is plain, single-quoted otherwise.
-private func shellQuoted(_ text: String) -> String {
-    let plain = !text.isEmpty && text.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
-    return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Foundation
 import Logging
 import SpoolStorage
@@ -5,7 +6,7 @@ import SpoolStorage
 /// The sections, each adding its rows (and goals) to the report.
 extension StorageBench {
     /// The disk section; returns the best write + fdatasync bandwidth (MB/s) and its chunk size.
-    func runDiskSection(_ directory: BenchDirectory, _ progress: Progress,
+    func runDiskSection(_ directory: BenchDirectory, _ progress: BenchmarkProgress,
                         _ report: inout Report) async throws -> (megabytesPerSecond: Double, chunk: ByteCount)? {
         let bench = DiskBench(directory: directory.path, totalBytes: diskBytes.bytes)
         let cases = [true, false].flatMap { syncEachChunk in diskChunks.map { (syncEachChunk: syncEachChunk, chunk: $0) } }
@@ -30,7 +31,7 @@ extension StorageBench {
 
     /// The append section and, after the last run of each record size, the read section on what
     /// that run wrote. Policies take turns run by run. Append rows come first in the report, then read rows.
-    func runAppendAndReadSections(_ directory: BenchDirectory, _ progress: Progress,
+    func runAppendAndReadSections(_ directory: BenchDirectory, _ progress: BenchmarkProgress,
                                   diskLimit: (megabytesPerSecond: Double, chunk: ByteCount)?,
                                   _ report: inout Report) async throws {
         let bench = AppendBench(directory: directory, producers: producers, inFlight: inFlight, totalBytes: bytes.bytes,
@@ -77,7 +78,7 @@ extension StorageBench {
 
     /// The read section for one partition: through the broker first, then (broker stopped) from storage.
     func readBack(_ log: AppendedLog, shape: RecordShape, writtenUnder policy: PolicyOption,
-                  _ progress: Progress) async throws -> [ResultRow] {
+                  _ progress: BenchmarkProgress) async throws -> [ResultRow] {
         let bench = ReadBench(log: log, shape: shape)
         let size = ByteCount(shape.recordBytes)
         let notes = "the partition the `\(policy)` run wrote, from the page cache; \(ByteCount(ReadBench.readBytes)) reads"
@@ -103,7 +104,7 @@ extension StorageBench {
     /// The recovery section: builds the log once, then times opens after a crash with a cold
     /// page cache (if it can be dropped) and a warm one, and after a clean shutdown with a cold
     /// one, taking turns.
-    func runRecoverySection(_ directory: BenchDirectory, _ progress: Progress, _ report: inout Report) async throws {
+    func runRecoverySection(_ directory: BenchDirectory, _ progress: BenchmarkProgress, _ report: inout Report) async throws {
         let bench = RecoveryBench(directory: try directory.freshSubdirectory("recovery/\(AppendBench.topic)/0"),
                                   totalBytes: recoveryBytes.bytes,
                                   shape: RecordShape(recordBytes: 1 << 10, batchBytes: batchBytes.bytes),

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import ArgumentParser
 import Foundation
 import Logging
@@ -109,7 +110,7 @@ struct StorageBench: AsyncParsableCommand {
             handler.logLevel = .warning
             return handler
         }
-        let progress = Progress()
+        let progress = BenchmarkProgress()
         let loadAtStart = loadAverage()
         let directory = try BenchDirectory(parent: dir)
         let signalSources = directory.removeOnSignals()

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import ArgumentParser
 import Foundation
 import Logging
@@ -151,7 +152,7 @@ struct Bench: AsyncParsableCommand {
 
     private func measureAndPrint() async throws {
         let chosen = selectedSections
-        let progress = BenchProgress()
+        let progress = BenchmarkProgress()
         let loadAtStart = loadAverage()
         var broker: BrokerBench?
         if chosen.contains(where: { $0 != .raw }) {

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Foundation
 
 /// One line of the results table: the median of a section's runs.
@@ -94,38 +95,4 @@ struct BenchReport {
         }
         return lines.joined(separator: "\n")
     }
-}
-
-/// `value` with `digits` decimals.
-func decimal(_ value: Double, digits: Int) -> String {
-    String(format: "%.\(digits)f", value)
-}
-
-/// `0.834` as `83%`.
-func percent(_ ratio: Double) -> String {
-    "\(Int((ratio * 100).rounded()))%"
-}
-
-/// `1234567` as `1,234,567`.
-func grouped(_ value: Int) -> String {
-    var digits = String(value.magnitude)
-    var groups: [Substring] = []
-    while digits.count > 3 {
-        groups.insert(Substring(digits.suffix(3)), at: 0)
-        digits.removeLast(3)
-    }
-    groups.insert(Substring(digits), at: 0)
-    return (value < 0 ? "-" : "") + groups.joined(separator: ",")
-}
-
-/// `text` as one shell word: unchanged when it is plain, single-quoted otherwise.
-func shellQuoted(_ text: String) -> String {
-    let plain = !text.isEmpty && text.allSatisfy { $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }
-    return plain ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
-}
-
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
-private func csvField(_ text: String) -> String {
-    guard text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) else { return text }
-    return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }

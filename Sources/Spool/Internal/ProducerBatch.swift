@@ -146,15 +146,7 @@ enum RecordSize {
 
     /// The exact size of a batch holding only this record, timestamped as the batch.
     static func loneBatch(key: [UInt8]?, value: [UInt8], headers: [RecordHeader]) -> Int {
-        var length = 3  // attributes, timestamp delta 0, offset delta 0
-        length += key.map { WireWriter.zigZagSize(Int64($0.count)) + $0.count } ?? WireWriter.zigZagSize(-1)
-        length += WireWriter.zigZagSize(Int64(value.count)) + value.count
-        length += WireWriter.varintSize(UInt64(headers.count))
-        for header in headers {
-            let nameLength = header.name.utf8.count
-            length += WireWriter.zigZagSize(Int64(nameLength)) + nameLength
-            length += WireWriter.zigZagSize(Int64(header.value.count)) + header.value.count
-        }
+        let length = RecordBatchBuilder.recordLength(timestampDelta: 0, offsetDelta: 0, key: key, value: value, headers: headers)
         return RecordBatch.headerSize + WireWriter.varintSize(UInt64(length)) + length
     }
 }
