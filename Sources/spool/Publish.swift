@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Spool
 
 /// `spool publish`: one record from the argument, or one per line of standard input.
@@ -8,8 +9,10 @@ struct Publish: AsyncParsableCommand {
         abstract: "Publish records to a topic.",
         discussion: """
             With VALUE, publishes one record. Without it, publishes one record per line of \
-            standard input, in batches, in order. Each batch is acknowledged before the next \
-            is sent, so when the command exits 0 every record is stored (on disk under fsync: always).
+            standard input through the SDK's idempotent Producer: lines are batched (up to \
+            256 KiB, 5 ms), several batches travel at once, a lost connection is retried without \
+            storing a line twice, and lines with one key keep their order. The command exits 0 \
+            only once every line is acknowledged (on disk under fsync: always).
 
             Examples:
               spool publish orders '{"id":1}'
@@ -35,11 +38,6 @@ struct Publish: AsyncParsableCommand {
     @Option(help: "Partition to publish to (default: chosen from the key, or round-robin).")
     var partition: Int32?
 
-    /// Records per batch when reading standard input.
-    private static let batchRecords = 1_000
-    /// Bytes per batch when reading standard input (stays below the default 1 MiB limit).
-    private static let batchBytes = 512 * 1024
-
     func validate() throws {
         for header in headers where !header.contains("=") {
             throw ValidationError("--header '\(header)' is not name=value")
@@ -60,25 +58,15 @@ struct Publish: AsyncParsableCommand {
                 print("\(topic)/\(result.partition) offset \(result.baseOffset) (\(result.durability))")
                 return
             }
-            var batch: [OutgoingRecord] = []
-            var batchBytes = 0
+            let producer = try Producer(client: client, logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
             var published = 0
-            var results: [PublishResult] = []
-            func flush() async throws {
-                guard !batch.isEmpty else { return }
-                results.append(try await client.publish(to: topic, partition: partition, records: batch))
-                published += batch.count
-                batch = []
-                batchBytes = 0
-            }
             while let line = readLine(strippingNewline: true) {
-                batch.append(OutgoingRecord(key: keyBytes, value: Array(line.utf8), headers: parsedHeaders))
-                batchBytes += line.utf8.count + 16
-                if batch.count >= Self.batchRecords || batchBytes >= Self.batchBytes { try await flush() }
+                try await producer.enqueue(to: topic, partition: partition, key: keyBytes, value: Array(line.utf8), headers: parsedHeaders)
+                published += 1
             }
-            try await flush()
-            let partitions = Set(results.map(\.partition)).sorted().map(String.init).joined(separator: ",")
-            FileHandle.standardError.write(Data("published \(published) records to \(topic) (partition \(partitions.isEmpty ? "-" : partitions))\n".utf8))
+            try await producer.close()
+            let partitions = partition.map { "partition \($0)" } ?? (keyBytes == nil ? "spread over the partitions" : "the key's partition")
+            FileHandle.standardError.write(Data("published \(published) records to \(topic) (\(partitions))\n".utf8))
         }
     }
 }
