@@ -72,18 +72,32 @@ extension Broker {
     }
 
     /// Acknowledges the commits a finished sync of the offset store covers, or fails them all.
-    func committedOffsetsSynced(_ result: Result<Int64, StorageError>) -> [BrokerAction] {
+    ///
+    /// After a failed sync the store's pages may never reach the disk (and no later sync could
+    /// prove otherwise), so the waiting commits get a storage error (their consumers commit again)
+    /// and the whole store is rewritten into new files (snapshot, synced) under a new epoch;
+    /// commits then work as before. If the rewrite fails too, commits are refused until restart.
+    func committedOffsetsSynced(_ result: Result<Int64, StorageError>, epoch: Int) -> [BrokerAction] {
+        guard epoch == offsetStoreEpoch else { return [] }
         switch result {
         case .success(let end):
             let count = pendingCommits.prefix { $0.endOffset <= end }.count
             defer { pendingCommits.removeFirst(count) }
             return pendingCommits.prefix(count).map { reply($0.client, $0.header, CommitOffsetsResponse()) }
         case .failure(let error):
-            offsetStoreFailure = "a sync failed (\(error.message)); restart the broker"
-            logger.critical("committed offsets offline: a sync of the offset store failed", metadata: ["error": "\(error)"])
+            offsetStoreEpoch += 1
+            unsyncedCommits = nil
+            do throws(StorageError) {
+                try offsetStore.compact()
+                logger.error("a sync of the offset store failed; rewrote the store into new files, waiting commits get errors",
+                             metadata: ["error": "\(error)"])
+            } catch {
+                offsetStoreFailure = "a sync failed (\(error.message)) and the store could not be rewritten; restart the broker"
+                logger.critical("committed offsets offline: a sync of the offset store failed and rewriting it failed", metadata: ["error": "\(error)"])
+            }
             defer { pendingCommits = [] }
             return pendingCommits.map {
-                errorReply($0.client, $0.header, WireError(.storageError, "the commit could not be synced: \(error.message)"))
+                errorReply($0.client, $0.header, WireError(.storageError, "the commit could not be synced (commit again): \(error.message)"))
             }
         }
     }

@@ -38,8 +38,10 @@ public final class Broker {
     var pendingCommits: [PendingCommit] = []
     /// Offset-store files written since the last sync was taken.
     var unsyncedCommits: SyncWork?
-    /// Why commits are refused: a sync of the offset store failed (until restart).
+    /// Why commits are refused: a sync of the offset store failed and rewriting it failed too (until restart).
     var offsetStoreFailure: String?
+    /// Bumped each time a failed sync made the broker rewrite the offset store; syncs of earlier epochs are ignored.
+    var offsetStoreEpoch = 0
 
     /// Opens (and recovers) every topic under the data directory and takes its lock, after
     /// creating the declared topics that are missing and storing the declared settings of those
@@ -152,7 +154,7 @@ public final class Broker {
     /// `never` the records were acknowledged already: the failure is logged and the files are
     /// synced again in the next round.
     public func syncCompleted(_ key: SyncKey, result: Result<Int64, StorageError>, now: Int64) -> [BrokerAction] {
-        guard case .partition(let partition) = key.subject else { return committedOffsetsSynced(result) }
+        guard case .partition(let partition) = key.subject else { return committedOffsetsSynced(result, epoch: key.epoch) }
         guard let state = partitionState(partition), key.epoch == state.epoch else { return [] }
         switch result {
         case .success(let end):
@@ -216,7 +218,7 @@ public final class Broker {
         var work: [(SyncKey, SyncWork)] = []
         if let commits = unsyncedCommits {
             unsyncedCommits = nil
-            work.append((.committedOffsets, commits))
+            work.append((.committedOffsets(epoch: offsetStoreEpoch), commits))
         }
         guard !dirty.isEmpty else { return work }
         for key in dirty {
@@ -290,7 +292,7 @@ public final class Broker {
         let actions = parkedFetches.values.flatMap { $0 }.map(answer)
         parkedFetches = [:]
         dirty = []
-        var work: [(SyncKey, SyncWork)] = unsyncedCommits.map { [(.committedOffsets, $0)] } ?? []
+        var work: [(SyncKey, SyncWork)] = unsyncedCommits.map { [(.committedOffsets(epoch: offsetStoreEpoch), $0)] } ?? []
         unsyncedCommits = nil
         for partitions in topics.values {
             for state in partitions {

@@ -44,19 +44,20 @@ public struct SyncKey: Hashable, Sendable, CustomStringConvertible {
         self.epoch = epoch
     }
 
-    /// The key of work taken from the committed-offset store.
-    public static let committedOffsets = SyncKey(subject: .committedOffsets, epoch: 0)
+    /// The key of work taken from the committed-offset store in `epoch` (bumped when a failed
+    /// sync made the broker rewrite the store into new files).
+    public static func committedOffsets(epoch: Int) -> SyncKey { SyncKey(subject: .committedOffsets, epoch: epoch) }
 
     private init(subject: Subject, epoch: Int) {
         self.subject = subject
         self.epoch = epoch
     }
 
-    /// "orders/0@1", or "committed offsets".
+    /// "orders/0@1", or "committed offsets@0".
     public var description: String {
         switch subject {
         case .partition(let partition): "\(partition)@\(epoch)"
-        case .committedOffsets: "committed offsets"
+        case .committedOffsets: "committed offsets@\(epoch)"
         }
     }
 }

@@ -193,4 +193,23 @@ struct GroupTests {
         try harness.expectError(JoinGroupRequest(group: "workers", topics: ["../etc"]), code: .invalidTopicName)
         #expect(try harness.call(ListGroupsRequest(), ListGroupsResponse.self).groups.isEmpty)
     }
+
+    @Test func aFailedSyncOfTheOffsetStoreFailsItsCommitsAndCommitsWorkAgain() throws {
+        let harness = try Harness()
+        _ = try harness.call(CreateTopicRequest(name: "orders", partitions: 1), CreateTopicResponse.self)
+        let p0 = TopicPartition(topic: "orders", partition: 0)
+        let (failedID, replies) = try harness.request(CommitOffsetsRequest(group: "g", memberID: "", generation: -1,
+                                                                          offsets: [CommittedOffset(partition: p0, offset: 3)]))
+        #expect(replies.isEmpty)
+        let (key, _) = try #require(harness.broker.takeSyncWork(now: harness.now).only)
+        let failed = try Reply.decode(harness.broker.syncCompleted(key, result: .failure(StorageError(.io, "injected")), now: harness.now))
+        #expect(failed.map(\.header.correlationID) == [failedID])
+        #expect(failed.map(\.header.errorCode) == [.storageError])
+        #expect(try Reply.decode(harness.broker.syncCompleted(key, result: .success(100), now: harness.now)).isEmpty,
+                "a late result of the failed epoch is ignored")
+
+        try commit(harness, CommitOffsetsRequest(group: "g", memberID: "", generation: -1, offsets: [CommittedOffset(partition: p0, offset: 5)]))
+        try harness.reopenAfterCrash()
+        #expect(try harness.call(FetchOffsetsRequest(group: "g"), FetchOffsetsResponse.self).offsets == [CommittedOffset(partition: p0, offset: 5)])
+    }
 }
