@@ -119,7 +119,9 @@ public final class Consumer: AsyncSequence, Sendable {
     /// Stops consuming: stops fetching, commits what was processed (automatic commits; the last
     /// record returned counts as processed), leaves the group so its partitions move at once,
     /// and ends iteration (``Iterator/next()`` returns nil). Never throws: a commit or leave that
-    /// fails is logged. Idempotent.
+    /// fails is logged. Idempotent. Call it when done: membership runs in the background until
+    /// then (or until the client is closed, after which the broker removes the member when its
+    /// session times out).
     public func close() async {
         let task = coordinator.withLock { task in
             defer { task = nil }
