@@ -98,5 +98,45 @@ extension EndToEndTests {
             #expect(try await client.committedOffsets("billing") == expected.sorted { $0.partition < $1.partition })
             #expect(try await client.groups().map(\.name) == ["billing"])
         }
+
+        /// Group members ride out a kill -9 of the broker: they reconnect, rejoin with the
+        /// partitions they hold (the broker's rejoin grace keeps them theirs), and process
+        /// everything published before and after, at least once, with no member failing.
+        @Test(.timeLimit(.minutes(5)))
+        func membersRideOutAKillNineOfTheBroker() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-group-restart")
+            let config = directory.appending("spoold.yaml")
+            try "group.rejoin.grace.ms: 3000\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"), extraArguments: ["--config", config])
+            defer { daemon.cleanUp() }
+            let client = try await daemon.makeClient(ClientConfiguration(requestTimeout: .seconds(5)))
+            defer { client.close() }
+            try await client.createTopic("orders", partitions: 4)
+            let members = try (0..<2).map { _ in
+                try ChildProcess(try Binaries.spool, ["tail", "orders", "--group", "workers", "--broker", daemon.endpoint])
+            }
+            defer { members.forEach { $0.killAndReap() } }
+            let settled = try await eventually(timeout: .seconds(30)) {
+                let group = try await client.describeGroup("workers")
+                return group.members.count == 2 && group.members.allSatisfy { $0.partitions.count == 2 }
+            }
+            #expect(settled)
+            func publish(_ prefix: String) async throws -> [String] {
+                let values = (0..<200).map { "\(prefix)-\($0)" }
+                for value in values { try await client.publish(to: "orders", key: Array(value.utf8), value: Array(value.utf8)) }
+                return values
+            }
+            let before = try await publish("before")
+            #expect(await eventually { Set(members.flatMap(Self.printedValues)).isSuperset(of: before) })
+            try await daemon.kill9()
+            try await Task.sleep(for: .milliseconds(500))
+            try await daemon.start()
+            let after = try await publish("after")
+            #expect(await eventually(timeout: .seconds(60)) { Set(members.flatMap(Self.printedValues)) == Set(before + after) },
+                    "every record was processed after the restart")
+            #expect(members.allSatisfy { $0.isRunning }, "no member failed: \(members.map(\.stderr.text))")
+            let group = try await client.describeGroup("workers")
+            #expect(group.members.count == 2, "both members rejoined")
+        }
     }
 }
