@@ -60,4 +60,22 @@ extension Socket {
     public func setSubscribe(_ prefix: [UInt8]) throws(ZeroMQError) {
         try setOption(.subscribe, to: prefix)
     }
+
+    /// Makes this socket a CURVE server with `keys` (set before `bind`): every connection is
+    /// encrypted and authenticated, and clients must know the server's public key. With
+    /// `zapDomain`, each client's public key is checked by the ZAP handler of the socket's
+    /// context (see ``ZAPRequest``) before the connection is accepted.
+    public func setCurveServer(_ keys: CurveKeyPair, zapDomain: String? = nil) throws(ZeroMQError) {
+        try setOption(.curveServer, to: Int32(1))
+        try setOption(.curveSecretKey, to: Array(keys.secretKey.utf8))
+        if let zapDomain { try setOption(.zapDomain, to: Array(zapDomain.utf8)) }
+    }
+
+    /// Makes this socket a CURVE client of the server with public key `serverKey`, using `keys`
+    /// (set before `connect`).
+    public func setCurveClient(serverKey: String, keys: CurveKeyPair) throws(ZeroMQError) {
+        try setOption(.curveServerKey, to: Array(serverKey.utf8))
+        try setOption(.curvePublicKey, to: Array(keys.publicKey.utf8))
+        try setOption(.curveSecretKey, to: Array(keys.secretKey.utf8))
+    }
 }

@@ -1,8 +1,8 @@
 import CZeroMQ
 import Glibc
 
-/// An error from a libzmq call (or from `eventfd(2)` behind `WakeupSignal`); the one error type
-/// of this module.
+/// An error from a libzmq call (or from `eventfd(2)` behind `WakeupSignal`); the error of every
+/// socket and context call (key files have their own, ``KeyFileError``).
 public struct ZeroMQError: Error, Sendable, CustomStringConvertible {
     /// The error number, read right after the failing call (`zmq_errno()` or `errno`).
     public let errno: Int32

@@ -20,6 +20,11 @@ struct SocketOption: Sendable {
     static let subscribe = SocketOption(code: ZMQ_SUBSCRIBE, name: "ZMQ_SUBSCRIBE")
     static let lastEndpoint = SocketOption(code: ZMQ_LAST_ENDPOINT, name: "ZMQ_LAST_ENDPOINT")
     static let events = SocketOption(code: ZMQ_EVENTS, name: "ZMQ_EVENTS")
+    static let curveServer = SocketOption(code: ZMQ_CURVE_SERVER, name: "ZMQ_CURVE_SERVER")
+    static let curvePublicKey = SocketOption(code: ZMQ_CURVE_PUBLICKEY, name: "ZMQ_CURVE_PUBLICKEY")
+    static let curveSecretKey = SocketOption(code: ZMQ_CURVE_SECRETKEY, name: "ZMQ_CURVE_SECRETKEY")
+    static let curveServerKey = SocketOption(code: ZMQ_CURVE_SERVERKEY, name: "ZMQ_CURVE_SERVERKEY")
+    static let zapDomain = SocketOption(code: ZMQ_ZAP_DOMAIN, name: "ZMQ_ZAP_DOMAIN")
 }
 
 extension Socket {
