@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "Spool", targets: ["Spool"]),
         .library(name: "SpoolTesting", targets: ["SpoolTesting"]),
         .library(name: "SpoolServer", targets: ["SpoolServer"]),
+        .library(name: "SpoolWire", targets: ["SpoolWire"]),
+        .library(name: "SpoolStorage", targets: ["SpoolStorage"]),
         .executable(name: "spoold", targets: ["spoold"]),
         .executable(name: "spool", targets: ["spool"]),
         .executable(name: "spool-storage-bench", targets: ["spool-storage-bench"]),
@@ -58,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "spoold",
             dependencies: [
-                "SpoolServer", "SpoolStorage", "SpoolWire",
+                "SpoolServer", "SpoolStorage", "SpoolWire", "ZeroMQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

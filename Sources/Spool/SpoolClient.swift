@@ -31,7 +31,7 @@ public final class SpoolClient: Sendable {
                 logger: Logger = Logger(label: "spool.client")) async throws(SpoolError) {
         self.endpoint = endpoint
         self.configuration = configuration
-        connection = try Connection(endpoint: endpoint, logger: logger)
+        connection = try Connection(endpoint: endpoint, curve: configuration.curve, logger: logger)
         do {
             _ = try await connection.request(.metadata, [MetadataRequest(topics: []).encoded()],
                                              timeout: configuration.connectTimeout, failIfUnreachable: true)

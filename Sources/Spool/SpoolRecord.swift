@@ -7,6 +7,8 @@
 @_exported import struct SpoolWire.GroupState
 @_exported import struct SpoolWire.ListGroupsResponse
 @_exported import struct SpoolWire.DescribeGroupResponse
+@_exported import struct ZeroMQ.CurveKeyPair
+@_exported import struct ZeroMQ.KeyFileError
 
 /// A record read from a topic partition.
 public struct SpoolRecord: Hashable, Sendable {

@@ -19,6 +19,9 @@ final class NetworkLoop {
     /// Wakes the loop: signalled by the flusher (sync done) and by ``SpoolServer/stop()``.
     let wakeup: WakeupSignal
     private let router: Socket
+    /// The ZAP handler that admits CURVE clients by key; nil without CURVE.
+    private let zapHandler: Socket?
+    private let admittedClients: [String: String]
     private let broker: Broker
     private let flusher: GroupCommitFlusher<SyncKey>
     private let completedSyncs: SyncCompletions
@@ -31,8 +34,24 @@ final class NetworkLoop {
         } catch {
             throw SpoolServerError("cannot open data directory \(configuration.broker.dataDirectory): \(error.message)", cause: error)
         }
+        guard configuration.curve != nil || configuration.isLocalOnly || configuration.allowPlaintextNetwork else {
+            _ = broker.close()
+            throw SpoolServerError("refusing to listen on \(configuration.endpoint) without CURVE: configure curve.server.key.file and curve.clients, listen on loopback, or set allow.plaintext.network: true")
+        }
         do {
-            router = try Socket(type: .router)
+            // With CURVE the router gets a context of its own: a context has one ZAP handler.
+            let context = configuration.curve == nil ? Context.shared : try Context()
+            if let curve = configuration.curve {
+                let zap = try Socket(context: context, type: .rep)
+                try zap.bind(ZAPRequest.endpoint)
+                zapHandler = zap
+                admittedClients = curve.clients
+            } else {
+                zapHandler = nil
+                admittedClients = [:]
+            }
+            router = try Socket(context: context, type: .router)
+            if let curve = configuration.curve { try router.setCurveServer(curve.serverKeys, zapDomain: "spool") }
             try router.setRouterMandatory(true)
             try router.setMaxMessageSize(configuration.maxFrameBytes)
             try router.setSendHighWaterMark(configuration.highWaterMark)
@@ -43,6 +62,13 @@ final class NetworkLoop {
         } catch {
             _ = broker.close()
             throw SpoolServerError("cannot listen on \(configuration.endpoint): \(error.message)", cause: error)
+        }
+        if configuration.curve != nil {
+            logger.info("CURVE on: encrypted, clients admitted by key", metadata: ["clients": "\(admittedClients.count)"])
+        } else {
+            logger.notice("CURVE off: plaintext, no client authentication", metadata: [
+                "endpoint": "\(configuration.endpoint)", "reachable": "\(configuration.isLocalOnly ? "from this machine only" : "from the network")",
+            ])
         }
         let completions = SyncCompletions()
         let wakeup = self.wakeup
@@ -58,12 +84,14 @@ final class NetworkLoop {
         var poller = Poller()
         let routerItem = poller.add(router)
         let wakeupItem = poller.add(fileDescriptor: wakeup.fileDescriptor)
+        let zapItem = zapHandler.map { poller.add($0) }
         while !shouldStop() {
             let timeout = broker.nextDeadline.map { Int(max(0, $0 - Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000))) }
             do {
                 _ = try poller.poll(timeoutMilliseconds: timeout)
                 if poller.isReadable(wakeupItem) { wakeup.drain() }
                 deliverCompletedSyncs()
+                if let zapItem, poller.isReadable(zapItem) { try answerZAPRequests() }
                 if poller.isReadable(routerItem) { try receiveRequests() }
             } catch {
                 throw SpoolServerError("network loop failed: \(error)", cause: error)
@@ -86,6 +114,27 @@ final class NetworkLoop {
         send(broker.close())
         try? router.setLinger(milliseconds: 1000)  // let the last acknowledgements leave
         logger.info("stopped")
+    }
+
+    /// Admits a CURVE client whose public key is configured (its name becomes the connection's
+    /// user id) and refuses any other, logging both.
+    private func answerZAPRequests() throws(ZeroMQError) {
+        guard let zapHandler else { return }
+        while let frames = try zapHandler.receive(dontWait: true) {
+            guard let request = ZAPRequest(frames: frames) else {
+                logger.warning("ignored a malformed ZAP request")
+                continue
+            }
+            let name = request.curvePublicKey.flatMap { admittedClients[$0] }
+            if let name {
+                logger.info("admitted a client", metadata: ["client": "\(name)", "address": "\(request.address)"])
+            } else {
+                logger.warning("refused a client: its key is not admitted", metadata: [
+                    "address": "\(request.address)", "mechanism": "\(request.mechanism)", "key": "\(request.curvePublicKey ?? "none")",
+                ])
+            }
+            _ = try zapHandler.send(request.reply(admit: name != nil, statusText: name == nil ? "key not admitted" : "OK", userID: name ?? ""))
+        }
     }
 
     private func receiveRequests() throws(ZeroMQError) {

@@ -14,7 +14,7 @@ struct SpoolCommand: AsyncParsableCommand {
             Exit codes: 0 success, 1 an error the message explains, 64 bad usage.
             """,
         version: "0.1.0",
-        subcommands: [Publish.self, Tail.self, Replay.self, Topics.self, Bench.self]
+        subcommands: [Publish.self, Tail.self, Replay.self, Topics.self, Bench.self, Keys.self]
     )
 }
 
@@ -23,17 +23,43 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Broker endpoint (default: $SPOOL_BROKER or tcp://127.0.0.1:7070).", valueName: "endpoint"))
     var broker: String?
 
+    @Option(name: .long, help: ArgumentHelp("This client's CURVE secret key file, from `spool keys generate` (default: $SPOOL_KEY_FILE).", valueName: "path"))
+    var keyFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("The broker's CURVE public key, or its .pub file (default: $SPOOL_SERVER_KEY).", valueName: "key"))
+    var serverKey: String?
+
     var endpoint: String {
         broker ?? ProcessInfo.processInfo.environment["SPOOL_BROKER"] ?? "tcp://127.0.0.1:7070"
     }
 
+    /// The CURVE settings from the options or the environment; nil when neither names a key.
+    func curve() throws -> ClientCurve? {
+        let environment = ProcessInfo.processInfo.environment
+        let keyFile = keyFile ?? environment["SPOOL_KEY_FILE"]
+        let serverKey = serverKey ?? environment["SPOOL_SERVER_KEY"]
+        switch (keyFile, serverKey) {
+        case (nil, nil):
+            return nil
+        case (let keyFile?, let serverKey?):
+            do throws(KeyFileError) {
+                return ClientCurve(serverPublicKey: try CurveKeyPair.publicKey(fileOrKey: serverKey), keys: try CurveKeyPair(keyFile: keyFile))
+            } catch {
+                throw ValidationError(error.message)
+            }
+        default:
+            throw ValidationError("CURVE needs both --key-file (or SPOOL_KEY_FILE) and --server-key (or SPOOL_SERVER_KEY)")
+        }
+    }
+
     /// Checks `topic` locally (if given), then connects; either failure becomes the CLI's one-line error.
     func connect(for topic: String? = nil) async throws -> SpoolClient {
-        try await reportingErrors {
+        let curve = try curve()
+        return try await reportingErrors {
             if let topic { try SpoolClient.checkTopicName(topic) }
             // Failures reach the user as one-line errors; the SDK's own log lines would only repeat them.
-            return try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(3)),
-                                  logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
+            return try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(3), curve: curve),
+                                         logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
         }
     }
 }

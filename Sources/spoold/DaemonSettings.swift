@@ -1,9 +1,11 @@
+import Foundation
 import Logging
 import SpoolBroker
 import SpoolServer
 import SpoolStorage
 import SpoolWire
 import Yams
+import ZeroMQ
 
 /// Every setting of `spoold`, with the embedded defaults; a YAML file and flags override them.
 /// The keys are documented in `broker-config/spoold.yaml`.
@@ -12,13 +14,30 @@ struct DaemonSettings {
     var logLevel = Logger.Level.info
     /// The keys of ``LogSettings`` given so far; checked one by one as they come.
     var logSettings: [String: String] = [:]
+    /// The server's CURVE key pair, from `curve.server.key.file`.
+    var curveServerKeys: CurveKeyPair?
+    /// Admitted CURVE clients, public key → name, from `curve.clients`.
+    var curveClients: [String: String] = [:]
+    /// The directory relative key file paths start from: the configuration file's.
+    var baseDirectory = "."
 
     /// The server configuration all keys add up to.
     var serverConfiguration: ServerConfiguration {
         var configuration = server
         // Every key was checked when it was set, and together they cannot conflict.
         configuration.broker.log = (try? LogSettings.apply(logSettings, to: LogConfiguration())) ?? LogConfiguration()
+        configuration.curve = curveServerKeys.map { CurveSecurity(serverKeys: $0, clients: curveClients) }
         return configuration
+    }
+
+    /// Checks what single keys cannot: CURVE clients need a server key, and a server key needs clients.
+    func checkCombinations() throws(ConfigurationError) {
+        if curveServerKeys == nil, !curveClients.isEmpty {
+            throw ConfigurationError("curve.clients is set but curve.server.key.file is not: CURVE needs the server's key pair")
+        }
+        if curveServerKeys != nil, curveClients.isEmpty {
+            throw ConfigurationError("curve.server.key.file is set but curve.clients is empty: no client could connect")
+        }
     }
 
     /// Applies the keys of a YAML file. Unknown keys and values of the wrong type or range
@@ -36,6 +55,7 @@ struct DaemonSettings {
         } catch {
             throw ConfigurationError("\(path): not valid YAML: \(error)")
         }
+        baseDirectory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
         guard let root else { return }  // an empty file keeps the defaults
         guard let mapping = root.mapping else {
             throw ConfigurationError("\(path)\(position(root)): the top level must be a mapping of key: value")
@@ -46,6 +66,10 @@ struct DaemonSettings {
             }
             if key == "topics" {
                 try declareTopics(value, at: keyNode, path: path)
+                continue
+            }
+            if key == "curve.clients" {
+                try admitClients(value, at: keyNode, path: path)
                 continue
             }
             do throws(ConfigurationError) {
@@ -78,6 +102,14 @@ struct DaemonSettings {
         case "max.fetch.wait.ms": server.broker.maxFetchWaitMilliseconds = try value.integer(in: 0...3_600_000)
         case "max.frame.bytes": server.maxFrameBytes = Int64(try value.integer(in: 1024...(1 << 40)))
         case "high.water.mark": server.highWaterMark = Int32(try value.integer(in: 1...10_000_000))
+        case "allow.plaintext.network": server.allowPlaintextNetwork = try value.bool()
+        case "curve.server.key.file":
+            let file = resolved(try value.string())
+            do throws(KeyFileError) {
+                curveServerKeys = try CurveKeyPair(keyFile: file)
+            } catch {
+                throw ConfigurationError(error.message)
+            }
         default:
             throw ConfigurationError("unknown key (see broker-config/spoold.yaml for every key)")
         }
@@ -129,6 +161,33 @@ struct DaemonSettings {
             }
             server.broker.declaredTopics[name] = metadata
         }
+    }
+
+    /// Reads the `curve.clients:` mapping: `name: <public key, or the path of a .pub file>`.
+    private mutating func admitClients(_ node: Node, at clientsKey: Node, path: String) throws(ConfigurationError) {
+        guard let clients = node.mapping else {
+            throw ConfigurationError("\(path)\(position(clientsKey)): curve.clients: expected a mapping of client name to public key or .pub file")
+        }
+        for (nameNode, keyNode) in clients {
+            guard let name = nameNode.string, !name.isEmpty, let text = keyNode.string, !text.isEmpty else {
+                throw ConfigurationError("\(path)\(position(nameNode)): curve.clients: expected name: public key (or .pub file)")
+            }
+            let key: String
+            do throws(KeyFileError) {
+                key = try CurveKeyPair.publicKey(fileOrKey: CurveKeyPair.isValidKey(text) ? text : resolved(text))
+            } catch {
+                throw ConfigurationError("\(path)\(position(keyNode)): curve.clients.\(name): \(error.message)")
+            }
+            if let other = curveClients[key] {
+                throw ConfigurationError("\(path)\(position(keyNode)): curve.clients.\(name): this key is already admitted as \(other)")
+            }
+            curveClients[key] = name
+        }
+    }
+
+    /// `path` as given if absolute, else relative to the configuration file's directory.
+    private func resolved(_ path: String) -> String {
+        path.hasPrefix("/") ? path : "\(baseDirectory)/\(path)"
     }
 
     private func position(_ node: Node) -> String {

@@ -58,6 +58,7 @@ struct SpoolDaemon: AsyncParsableCommand {
                     throw ConfigurationError("--\(key.replacingOccurrences(of: ".", with: "-")): \(error.message)")
                 }
             }
+            try settings.checkCombinations()
         } catch {
             fail("configuration: \(error.message)")
         }

@@ -40,8 +40,11 @@ final class Connection: Sendable {
         func resume(_ result: Result<Reply, SpoolError>) { continuation.resume(returning: result) }
     }
 
-    init(endpoint: String, logger: Logger) throws(SpoolError) {
+    private let curve: ClientCurve?
+
+    init(endpoint: String, curve: ClientCurve?, logger: Logger) throws(SpoolError) {
         self.endpoint = endpoint
+        self.curve = curve
         do {
             wakeup = try WakeupSignal()
         } catch {
@@ -98,7 +101,9 @@ final class Connection: Sendable {
             try socket.setSendHighWaterMark(100_000)
             try socket.setReceiveHighWaterMark(100_000)
             try socket.setReconnectInterval(milliseconds: 100, max: 2_000)
-            monitor = try socket.monitor(events: [.handshakeSucceeded, .disconnected, .connectRetried])
+            if let curve { try socket.setCurveClient(serverKey: curve.serverPublicKey, keys: curve.keys) }
+            monitor = try socket.monitor(events: [.handshakeSucceeded, .disconnected, .connectRetried, .handshakeFailedAuth,
+                                                  .handshakeFailedProtocol, .handshakeFailedNoDetail])
             try socket.connect(endpoint)
         } catch {
             finish(pending: &pending, error: SpoolError(.connectionFailed, "cannot connect to \(endpoint): \(error.message)", cause: error))
@@ -173,6 +178,15 @@ final class Connection: Sendable {
                         fail(&pending, error: SpoolError(.connectionFailed, "cannot connect to \(endpoint): connection refused (is spoold running?)")) {
                             $0.failIfUnreachable
                         }
+                    case .handshakeFailedAuth:
+                        logger.error("the broker refused this client's CURVE key", metadata: ["endpoint": "\(endpoint)"])
+                        fail(&pending, error: SpoolError(.notAuthorized, "\(endpoint) refused this client's CURVE key (ask for its public key to be admitted in curve.clients)")) { _ in true }
+                    case .handshakeFailedProtocol, .handshakeFailedNoDetail:
+                        let reason = curve == nil
+                            ? "the broker requires CURVE (give the client a key file and the broker's public key)"
+                            : "check the broker's public key, and that the broker has CURVE on"
+                        logger.error("security handshake failed", metadata: ["endpoint": "\(endpoint)", "reason": "\(reason)"])
+                        fail(&pending, error: SpoolError(.connectionFailed, "the security handshake with \(endpoint) failed: \(reason)")) { _ in true }
                     default:
                         break
                     }

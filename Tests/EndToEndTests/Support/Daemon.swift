@@ -8,6 +8,8 @@ import Spool
 final class Daemon: @unchecked Sendable {
     let dataDirectory: String
     let extraArguments: [String]
+    /// The CURVE settings of the readiness probe, for a daemon with CURVE on.
+    let probeCurve: ClientCurve?
     private(set) var port: Int
     /// Every run so far, the current one last.
     private(set) var runs: [ChildProcess] = []
@@ -17,16 +19,18 @@ final class Daemon: @unchecked Sendable {
     /// Standard error of the current run.
     var stderr: String { current?.stderr.text ?? "" }
 
-    private init(dataDirectory: String, extraArguments: [String], port: Int) {
+    private init(dataDirectory: String, extraArguments: [String], probeCurve: ClientCurve?, port: Int) {
         self.dataDirectory = dataDirectory
         self.extraArguments = extraArguments
+        self.probeCurve = probeCurve
         self.port = port
     }
 
     /// Starts `spoold --listen tcp://127.0.0.1:<free port> --data-dir <dataDirectory> <extraArguments>`
-    /// and waits until a client can connect. Picks another port if the chosen one was taken meanwhile.
-    static func start(dataDirectory: String, extraArguments: [String] = []) async throws -> Daemon {
-        let daemon = Daemon(dataDirectory: dataDirectory, extraArguments: extraArguments, port: try freeLoopbackPort())
+    /// and waits until a client (with `probeCurve`, for a daemon with CURVE on) can connect. Picks
+    /// another port if the chosen one was taken meanwhile.
+    static func start(dataDirectory: String, extraArguments: [String] = [], probeCurve: ClientCurve? = nil) async throws -> Daemon {
+        let daemon = Daemon(dataDirectory: dataDirectory, extraArguments: extraArguments, probeCurve: probeCurve, port: try freeLoopbackPort())
         for attempt in 1...5 {
             do {
                 try await daemon.start()
@@ -83,7 +87,7 @@ final class Daemon: @unchecked Sendable {
         while clock.now < deadline {
             if let termination = child.termination { return .exited(termination) }
             do {
-                let client = try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(1)),
+                let client = try await SpoolClient(endpoint: endpoint, configuration: ClientConfiguration(connectTimeout: .seconds(1), curve: probeCurve),
                                                    logger: quiet)
                 client.close()
                 return .ready

@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import Spool
+import SpoolTesting
+import Testing
+
+extension EndToEndTests {
+    /// CURVE: only admitted keys get in, the wire is encrypted, and plaintext stays on loopback.
+    @Suite struct SecurityTests {
+        /// Generates keys with the CLI, as an operator would.
+        private func generateKeys(_ names: [String], in directory: String) async throws {
+            for name in names {
+                let result = try await runSpool(["keys", "generate", name, "--dir", directory])
+                try #require(result.termination == .exited(0), "\(result)")
+            }
+        }
+
+        /// The SpoolError `body` throws, or nil (recorded as an issue) if it throws nothing or something else.
+        private func spoolError(_ body: () async throws -> Void) async -> SpoolError? {
+            do {
+                try await body()
+                Issue.record("expected a SpoolError, but the call succeeded")
+            } catch let error as SpoolError {
+                return error
+            } catch {
+                Issue.record("expected a SpoolError, got \(error)")
+            }
+            return nil
+        }
+
+        private func client(_ daemon: Daemon, port: Int? = nil, curve: ClientCurve?) async throws -> SpoolClient {
+            try await SpoolClient(endpoint: "tcp://127.0.0.1:\(port ?? daemon.port)",
+                                  configuration: ClientConfiguration(requestTimeout: .seconds(5), connectTimeout: .seconds(5), curve: curve),
+                                  logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        }
+
+        @Test(.timeLimit(.minutes(3)))
+        func onlyAdmittedKeysGetInAndTheWireIsEncrypted() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-curve")
+            let keys = directory.appending("keys")
+            try await generateKeys(["broker", "alice", "mallory"], in: keys)
+            let secretMode = try FileManager.default.attributesOfItem(atPath: "\(keys)/alice.key")[.posixPermissions] as? Int
+            #expect(secretMode == 0o600, "a secret key file is readable by its owner only")
+            #expect(try await runSpool(["keys", "generate", "alice", "--dir", keys]).termination == .exited(1), "no silent overwrite")
+
+            let config = directory.appending("spoold.yaml")
+            try "curve.server.key.file: keys/broker.key\ncurve.clients:\n  alice: keys/alice.pub\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let brokerKey = try CurveKeyPair.publicKey(fileOrKey: "\(keys)/broker.pub")
+            let alice = ClientCurve(serverPublicKey: brokerKey, keys: try CurveKeyPair(keyFile: "\(keys)/alice.key"))
+            let mallory = ClientCurve(serverPublicKey: brokerKey, keys: try CurveKeyPair(keyFile: "\(keys)/mallory.key"))
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"), extraArguments: ["--config", config], probeCurve: alice)
+            defer { daemon.cleanUp() }
+            #expect(daemon.stderr.contains("CURVE on"), "the broker says at start that CURVE is on")
+
+            // Through a relay that keeps every byte, an admitted client publishes and reads back.
+            let proxy = try RecordingProxy(targetPort: daemon.port)
+            defer { proxy.stop() }
+            let secret = "card-4111-1111-1111-1111-" + UUID().uuidString
+            let admitted = try await client(daemon, port: proxy.port, curve: alice)
+            try await admitted.publish(to: "payments", value: Array(secret.utf8))
+            let (records, _) = try await admitted.fetch(from: "payments", offset: 0)
+            #expect(records.map { String(decoding: $0.value, as: UTF8.self) } == [secret])
+            admitted.close()
+            #expect(!proxy.bytes.isEmpty, "the relay saw the traffic")
+            #expect(!proxy.sawBytes(Array(secret.utf8)), "the payload crossed the wire in plaintext")
+            #expect(!proxy.sawBytes(Array("payments".utf8)), "the topic name crossed the wire in plaintext")
+
+            // A stranger's key and no key at all are refused with errors that say why.
+            let refused = await spoolError { _ = try await client(daemon, curve: mallory) }
+            #expect(refused?.code == .notAuthorized, "\(String(describing: refused))")
+            let plaintext = await spoolError { _ = try await client(daemon, curve: nil) }
+            #expect(plaintext?.code == .connectionFailed, "\(String(describing: plaintext))")
+            #expect(plaintext?.message.contains("CURVE") == true, "\(String(describing: plaintext?.message))")
+
+            // The CLI takes the key file and the broker's public key.
+            let broker = ["--broker", daemon.endpoint]
+            let withKeys = try await runSpool(["publish", "payments", "second", "--key-file", "\(keys)/alice.key", "--server-key", "\(keys)/broker.pub"] + broker)
+            #expect(withKeys.termination == .exited(0), "\(withKeys)")
+            let withoutKeys = try await runSpool(["publish", "payments", "third"] + broker)
+            #expect(withoutKeys.termination == .exited(1) && withoutKeys.stderr.contains("CURVE"), "\(withoutKeys)")
+            let strangerCLI = try await runSpool(["publish", "payments", "fourth", "--key-file", "\(keys)/mallory.key", "--server-key", "\(keys)/broker.pub"] + broker)
+            #expect(strangerCLI.termination == .exited(1) && strangerCLI.stderr.contains("refused"), "\(strangerCLI)")
+        }
+
+        @Test(.timeLimit(.minutes(2)))
+        func plaintextRefusesToListenBeyondLoopbackUnlessAllowed() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-plaintext")
+            let port = try freeLoopbackPort()
+            let refused = try await runSpoold(["--listen", "tcp://0.0.0.0:\(port)", "--data-dir", directory.appending("data")])
+            #expect(refused.termination == .exited(1))
+            #expect(refused.stderr.contains("without CURVE") && refused.stderr.contains("allow.plaintext.network"), "\(refused.stderr)")
+
+            let config = directory.appending("spoold.yaml")
+            try "curve.clients:\n  alice: \(try CurveKeyPair.generate().publicKey)\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let incomplete = try await runSpoold(["--config", config, "--data-dir", directory.appending("data")])
+            #expect(incomplete.termination == .exited(1) && incomplete.stderr.contains("curve.server.key.file"), "\(incomplete.stderr)")
+
+            try "allow.plaintext.network: true\n".write(toFile: config, atomically: true, encoding: .utf8)
+            let allowed = try ChildProcess(try Binaries.spoold, ["--config", config, "--listen", "tcp://0.0.0.0:\(port)",
+                                                                 "--data-dir", directory.appending("data")])
+            defer { allowed.killAndReap() }
+            let reached = await eventually(timeout: .seconds(30)) {
+                guard let client = try? await SpoolClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: ClientConfiguration(connectTimeout: .seconds(2)))
+                else { return false }
+                defer { client.close() }
+                return (try? await client.publish(to: "t", value: [1])) != nil
+            }
+            #expect(reached, "with allow.plaintext.network the broker listens on every interface: \(allowed.stderr.text)")
+            #expect(allowed.stderr.text.contains("CURVE off"), "the broker says at start that it runs without CURVE")
+
+            // The control for the wire check above: without CURVE the relay does see the payload.
+            let proxy = try RecordingProxy(targetPort: port)
+            defer { proxy.stop() }
+            let plain = try await SpoolClient(endpoint: "tcp://127.0.0.1:\(proxy.port)", configuration: ClientConfiguration(connectTimeout: .seconds(5)))
+            try await plain.publish(to: "t", value: Array("visible-payload".utf8))
+            plain.close()
+            #expect(proxy.sawBytes(Array("visible-payload".utf8)), "the relay captures what crosses the wire")
+        }
+    }
+}
