@@ -85,9 +85,12 @@ public final class Broker {
     // MARK: Events
 
     /// Handles one request (`frames` without the routing identity) received at `now`
-    /// (monotonic milliseconds). Returns the replies that are due now; a produce waiting for
-    /// its sync or a parked fetch is answered by a later event.
-    public func handle<Frame: RequestFrame>(client: ClientID, frames: [Frame], now: Int64) -> [BrokerAction] {
+    /// (monotonic milliseconds) from `client`, whose authenticated name is `identity` (its CURVE
+    /// key's name; nil without CURVE). Returns the replies that are due now; a produce waiting
+    /// for its sync or a parked fetch is answered by a later event. With
+    /// ``BrokerConfiguration/accessRules`` in force, a request the rules do not grant gets
+    /// ``ErrorCode/notAuthorized`` naming the topic and the operation, and is logged.
+    public func handle<Frame: RequestFrame>(client: ClientID, identity: String? = nil, frames: [Frame], now: Int64) -> [BrokerAction] {
         guard let first = frames.first else { return [] }
         let header: FrameHeader
         do {
@@ -103,31 +106,48 @@ public final class Broker {
                 throw WireError(.unsupportedVersion, "protocol version \(header.version) is not supported; this broker speaks \(FrameHeader.currentVersion)")
             }
             let body = try bodyFrames(frames, header: header)
+            func authorize(_ operation: AccessOperation, _ topics: [String]) throws(WireError) {
+                try self.authorize(identity, operation, topics, opCode: header.opCode)
+            }
             switch header.opCode {
             case .produce:
-                return try produce(client: client, header: header, body: body[0], batch: body[1], now: now)
+                let request = try decode(body[0]) { try ProduceRequest.decode($0) }
+                try authorize(.produce, [request.topic])
+                return try produce(client: client, header: header, request: request, batch: body[1], now: now)
             case .fetch:
-                return try fetch(client: client, header: header, request: decode(body[0]) { try FetchRequest.decode($0) }, now: now)
+                let request = try decode(body[0]) { try FetchRequest.decode($0) }
+                try authorize(.consume, [request.topic])
+                return try fetch(client: client, header: header, request: request, now: now)
             case .listOffsets:
-                return [reply(client, header, try listOffsets(decode(body[0]) { try ListOffsetsRequest.decode($0) }))]
+                let request = try decode(body[0]) { try ListOffsetsRequest.decode($0) }
+                try authorize(.consume, [request.topic])
+                return [reply(client, header, try listOffsets(request))]
             case .metadata:
                 return [reply(client, header, metadata(try decode(body[0]) { try MetadataRequest.decode($0) }))]
             case .createTopic:
-                return [reply(client, header, try createTopic(decode(body[0]) { try CreateTopicRequest.decode($0) }))]
+                let request = try decode(body[0]) { try CreateTopicRequest.decode($0) }
+                try authorize(.admin, [request.name])
+                return [reply(client, header, try createTopic(request))]
             case .initProducerID:
                 _ = try decode(body[0]) { try InitProducerIDRequest.decode($0) }
                 return [reply(client, header, initProducerID())]
             case .joinGroup:
-                return [reply(client, header, try joinGroup(decode(body[0]) { try JoinGroupRequest.decode($0) }, now: now))]
+                let request = try decode(body[0]) { try JoinGroupRequest.decode($0) }
+                try authorize(.consume, request.topics)
+                return [reply(client, header, try joinGroup(request, now: now))]
             case .heartbeat:
                 return [reply(client, header, try heartbeat(decode(body[0]) { try HeartbeatRequest.decode($0) }, now: now))]
             case .leaveGroup:
                 return [reply(client, header, leaveGroup(try decode(body[0]) { try LeaveGroupRequest.decode($0) }))]
             case .commitOffsets:
-                try commitOffsets(client: client, header: header, decode(body[0]) { try CommitOffsetsRequest.decode($0) })
+                let request = try decode(body[0]) { try CommitOffsetsRequest.decode($0) }
+                try authorize(.consume, request.offsets.map(\.partition.topic))
+                try commitOffsets(client: client, header: header, request)
                 return []
             case .fetchOffsets:
-                return [reply(client, header, try fetchOffsets(decode(body[0]) { try FetchOffsetsRequest.decode($0) }))]
+                let request = try decode(body[0]) { try FetchOffsetsRequest.decode($0) }
+                try authorize(.consume, request.partitions.map(\.topic))
+                return [reply(client, header, try fetchOffsets(request))]
             case .listGroups:
                 _ = try decode(body[0]) { try ListGroupsRequest.decode($0) }
                 return [reply(client, header, listGroups())]
@@ -138,6 +158,21 @@ public final class Broker {
             }
         } catch {
             return [errorReply(client, header, error)]
+        }
+    }
+
+    /// Throws ``ErrorCode/notAuthorized`` (and logs it) unless the access rules, if any, grant
+    /// `operation` on every topic in `topics` to `identity`.
+    private func authorize(_ identity: String?, _ operation: AccessOperation, _ topics: [String], opCode: OpCode) throws(WireError) {
+        guard let rules = configuration.accessRules else { return }
+        for topic in Set(topics).sorted() {
+            let name = try TopicName(topic)
+            guard !rules.allows(identity, operation, on: name) else { continue }
+            let who = identity.map { "client '\($0)'" } ?? "an unauthenticated client"
+            logger.warning("refused a request: not authorized", metadata: [
+                "client": "\(identity ?? "-")", "operation": "\(operation.rawValue)", "topic": "\(topic)", "request": "\(opCode)",
+            ])
+            throw WireError(.notAuthorized, "\(who) may not \(operation.rawValue) topic '\(topic)' (\(opCode) refused; see acl in spoold.yaml)")
         }
     }
 
@@ -346,8 +381,7 @@ public final class Broker {
 
     // MARK: Operations
 
-    private func produce<Frame: RequestFrame>(client: ClientID, header: FrameHeader, body: Frame, batch: Frame, now: Int64) throws(WireError) -> [BrokerAction] {
-        let request = try decode(body) { try ProduceRequest.decode($0) }
+    private func produce<Frame: RequestFrame>(client: ClientID, header: FrameHeader, request: ProduceRequest, batch: Frame, now: Int64) throws(WireError) -> [BrokerAction] {
         let state = try partition(try TopicName(request.topic), request.partition)
         if let reason = state.offlineReason { throw WireError(.storageError, "partition \(state.key) is offline: \(reason)") }
         let outcome: ProduceOutcome = try decode(batch) { bytes throws(WireError) in

@@ -27,6 +27,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// the restart yet never shares a partition with a newcomer. Default: 10,000 ms (the SDK's
     /// default session timeout).
     public var groupRejoinGraceMilliseconds: Int
+    /// Who may produce to, consume from and create which topics; nil lets every client do
+    /// everything. Identities come from CURVE (the names in `curve.clients`). Default: nil.
+    public var accessRules: AccessRules?
     /// Topics that must exist, with their partition counts and settings: created at start when
     /// missing; the settings of an existing one are replaced by these. Default: none.
     public var declaredTopics: [TopicName: TopicMetadata]
@@ -42,6 +45,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         maxFetchWaitMilliseconds: Int = 30_000,
         retentionCheckIntervalMilliseconds: Int = 60_000,
         groupRejoinGraceMilliseconds: Int = 10_000,
+        accessRules: AccessRules? = nil,
         declaredTopics: [TopicName: TopicMetadata] = [:]
     ) {
         self.dataDirectory = dataDirectory
@@ -53,6 +57,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         self.maxFetchWaitMilliseconds = maxFetchWaitMilliseconds
         self.retentionCheckIntervalMilliseconds = retentionCheckIntervalMilliseconds
         self.groupRejoinGraceMilliseconds = groupRejoinGraceMilliseconds
+        self.accessRules = accessRules
         self.declaredTopics = declaredTopics
     }
 }

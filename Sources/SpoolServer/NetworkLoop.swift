@@ -142,7 +142,10 @@ final class NetworkLoop {
             guard let frames = try router.receive(dontWait: true) else { return }
             guard frames.count >= 2 else { continue }
             let client = ClientID(frames[0].bytes)
-            send(broker.handle(client: client, frames: Array(frames.dropFirst()), now: Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)))
+            // The name ZAP gave the connection's CURVE key; every frame of it carries it.
+            let identity = zapHandler == nil ? nil : frames[1].property("User-Id").flatMap { $0.isEmpty ? nil : $0 }
+            send(broker.handle(client: client, identity: identity, frames: Array(frames.dropFirst()),
+                               now: Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)))
         }
     }
 

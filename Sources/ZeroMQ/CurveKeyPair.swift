@@ -99,9 +99,10 @@ public struct CurveKeyPair: Sendable, Hashable {
         }
     }
 
-    /// The public key in a key file (public or secret), or `text` itself when it is a key.
+    /// The public key in the key file (public or secret) at path `text`, or `text` itself when no
+    /// such file exists and it is a key (a 40-character path can also be valid Z85, so the file wins).
     public static func publicKey(fileOrKey text: String) throws(KeyFileError) -> String {
-        if isValidKey(text) { return text }
+        if !FileManager.default.fileExists(atPath: text), isValidKey(text) { return text }
         guard let key = try fields(inFile: text)["public-key"] else { throw KeyFileError("\(text) has no public-key") }
         guard isValidKey(key) else { throw KeyFileError("\(text): the public-key is not a 40-character Z85 CURVE key") }
         return key

@@ -18,6 +18,8 @@ struct DaemonSettings {
     var curveServerKeys: CurveKeyPair?
     /// Admitted CURVE clients, public key → name, from `curve.clients`.
     var curveClients: [String: String] = [:]
+    /// The `acl:` rules, if given.
+    var accessRules: AccessRules?
     /// The directory relative key file paths start from: the configuration file's.
     var baseDirectory = "."
 
@@ -27,6 +29,7 @@ struct DaemonSettings {
         // Every key was checked when it was set, and together they cannot conflict.
         configuration.broker.log = (try? LogSettings.apply(logSettings, to: LogConfiguration())) ?? LogConfiguration()
         configuration.curve = curveServerKeys.map { CurveSecurity(serverKeys: $0, clients: curveClients) }
+        configuration.broker.accessRules = accessRules
         return configuration
     }
 
@@ -37,6 +40,19 @@ struct DaemonSettings {
         }
         if curveServerKeys != nil, curveClients.isEmpty {
             throw ConfigurationError("curve.server.key.file is set but curve.clients is empty: no client could connect")
+        }
+        if let accessRules {
+            guard curveServerKeys != nil else {
+                throw ConfigurationError("acl needs CURVE (curve.server.key.file and curve.clients): clients are known by their keys")
+            }
+            let admitted = Set(curveClients.values)
+            for rule in accessRules.rules {
+                for (operation, names) in rule.grants.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                    if let unknown = names.sorted().first(where: { $0 != "*" && !admitted.contains($0) }) {
+                        throw ConfigurationError("acl.\(rule.pattern).\(operation.rawValue): '\(unknown)' is not a client in curve.clients")
+                    }
+                }
+            }
         }
     }
 
@@ -70,6 +86,10 @@ struct DaemonSettings {
             }
             if key == "curve.clients" {
                 try admitClients(value, at: keyNode, path: path)
+                continue
+            }
+            if key == "acl" {
+                try readAccessRules(value, at: keyNode, path: path)
                 continue
             }
             do throws(ConfigurationError) {
@@ -174,7 +194,8 @@ struct DaemonSettings {
             }
             let key: String
             do throws(KeyFileError) {
-                key = try CurveKeyPair.publicKey(fileOrKey: CurveKeyPair.isValidKey(text) ? text : resolved(text))
+                let file = resolved(text)
+                key = try CurveKeyPair.publicKey(fileOrKey: FileManager.default.fileExists(atPath: file) ? file : text)
             } catch {
                 throw ConfigurationError("\(path)\(position(keyNode)): curve.clients.\(name): \(error.message)")
             }
@@ -183,6 +204,36 @@ struct DaemonSettings {
             }
             curveClients[key] = name
         }
+    }
+
+    /// Reads the `acl:` mapping: `pattern: {produce: [names], consume: [names], admin: [names]}`.
+    private mutating func readAccessRules(_ node: Node, at aclKey: Node, path: String) throws(ConfigurationError) {
+        guard let patterns = node.mapping else {
+            throw ConfigurationError("\(path)\(position(aclKey)): acl: expected a mapping of topic (or prefix*, or *) to {produce: [...], consume: [...], admin: [...]}")
+        }
+        var rules: [AccessRules.Rule] = []
+        for (patternNode, grantsNode) in patterns {
+            let pattern = patternNode.string ?? ""
+            let prefix = pattern.hasSuffix("*") ? String(pattern.dropLast()) : pattern
+            guard pattern == "*" || (try? TopicName(prefix)) != nil else {
+                throw ConfigurationError("\(path)\(position(patternNode)): acl: '\(pattern)' is not a topic name, a prefix ending in *, or *")
+            }
+            guard let grants = grantsNode.mapping else {
+                throw ConfigurationError("\(path)\(position(grantsNode)): acl.\(pattern): expected a mapping such as {produce: [billing]}")
+            }
+            var rule = AccessRules.Rule(pattern: pattern, grants: [:])
+            for (operationNode, namesNode) in grants {
+                guard let operation = operationNode.string.flatMap(AccessOperation.init(rawValue:)) else {
+                    throw ConfigurationError("\(path)\(position(operationNode)): acl.\(pattern): '\(operationNode.string ?? "")' is not one of produce, consume, admin")
+                }
+                guard let names = namesNode.sequence?.compactMap(\.string), names.count == namesNode.sequence?.count else {
+                    throw ConfigurationError("\(path)\(position(namesNode)): acl.\(pattern).\(operation.rawValue): expected a list of client names, such as [billing, stock]")
+                }
+                rule.grants[operation] = Set(names)
+            }
+            rules.append(rule)
+        }
+        accessRules = AccessRules(rules: rules)
     }
 
     /// `path` as given if absolute, else relative to the configuration file's directory.

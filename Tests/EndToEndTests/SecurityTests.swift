@@ -116,5 +116,46 @@ extension EndToEndTests {
             plain.close()
             #expect(proxy.sawBytes(Array("visible-payload".utf8)), "the relay captures what crosses the wire")
         }
+
+        @Test(.timeLimit(.minutes(2)))
+        func accessRulesRefuseWhatTheyDoNotGrant() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-acl")
+            let keys = directory.appending("keys")
+            try await generateKeys(["broker", "alice", "bob"], in: keys)
+            let config = directory.appending("spoold.yaml")
+            try """
+                curve.server.key.file: keys/broker.key
+                curve.clients: {alice: keys/alice.pub, bob: keys/bob.pub}
+                acl:
+                  orders: {produce: [alice], consume: [alice, bob]}
+                  "*": {admin: [alice]}
+
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+            let brokerKey = try CurveKeyPair.publicKey(fileOrKey: "\(keys)/broker.pub")
+            let alice = ClientCurve(serverPublicKey: brokerKey, keys: try CurveKeyPair(keyFile: "\(keys)/alice.key"))
+            let bob = ClientCurve(serverPublicKey: brokerKey, keys: try CurveKeyPair(keyFile: "\(keys)/bob.key"))
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"), extraArguments: ["--config", config], probeCurve: alice)
+            defer { daemon.cleanUp() }
+
+            let aliceClient = try await client(daemon, curve: alice)
+            defer { aliceClient.close() }
+            try await aliceClient.publish(to: "orders", value: Array("o-1".utf8))
+            let bobClient = try await client(daemon, curve: bob)
+            defer { bobClient.close() }
+            #expect(try await bobClient.fetch(from: "orders", offset: 0).records.map(\.value) == [Array("o-1".utf8)])
+            let refused = await spoolError { try await bobClient.publish(to: "orders", value: Array("forged".utf8)) }
+            #expect(refused?.code == .notAuthorized)
+            #expect(refused?.message.contains("'bob'") == true && refused?.message.contains("produce") == true
+                        && refused?.message.contains("'orders'") == true, "\(String(describing: refused?.message))")
+            #expect(await spoolError { try await bobClient.createTopic("invoices") }?.code == .notAuthorized)
+            #expect(try await aliceClient.offset(of: "orders", .latest) == 1, "the refused record was not stored")
+            #expect(await eventually { daemon.stderr.contains("not authorized") && daemon.stderr.contains("client=bob") },
+                    "the broker logs the refusal")
+
+            try "curve.server.key.file: keys/broker.key\ncurve.clients: {alice: keys/alice.pub}\nacl:\n  orders: {produce: [carol]}\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            let unknown = try await runSpoold(["--config", config, "--data-dir", directory.appending("data2")])
+            #expect(unknown.termination == .exited(1) && unknown.stderr.contains("carol"), "\(unknown.stderr)")
+        }
     }
 }

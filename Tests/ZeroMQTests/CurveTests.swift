@@ -25,6 +25,12 @@ import ZeroMQ
         #expect(try CurveKeyPair(keyFile: "\(directory)/a.key") == pair)
         #expect(try CurveKeyPair.publicKey(fileOrKey: "\(directory)/a.pub") == pair.publicKey)
         #expect(try CurveKeyPair.publicKey(fileOrKey: pair.publicKey) == pair.publicKey)
+        // A path of exactly 40 characters is also valid Z85: the file must win.
+        let fortyCharacterPath = "/tmp/" + String(repeating: "k", count: 31) + ".pub"
+        try #require(fortyCharacterPath.utf8.count == 40 && CurveKeyPair.isValidKey(fortyCharacterPath))
+        try pair.publicFileText.write(toFile: fortyCharacterPath, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: fortyCharacterPath) }
+        #expect(try CurveKeyPair.publicKey(fileOrKey: fortyCharacterPath) == pair.publicKey)
         #expect(!pair.publicFileText.contains(pair.secretKey))
         #expect(throws: KeyFileError.self) { try CurveKeyPair(keyFile: "\(directory)/a.pub") }
         #expect(throws: KeyFileError.self) { try CurveKeyPair(keyFile: "\(directory)/missing.key") }
