@@ -21,6 +21,8 @@ public final class Broker {
     let dataDirectory: DataDirectory
     var topics: [TopicName: [PartitionState]] = [:]
     private var parkedFetches: [PartitionKey: [ParkedFetch]] = [:]
+    /// Parked fetches per client, bounded by ``BrokerConfiguration/maxParkedFetchesPerClient``.
+    private var parkedCounts: [ClientID: Int] = [:]
     private var dirty: Set<PartitionKey> = []
     private var isShutDown = false
     private var isClosed = false
@@ -237,6 +239,7 @@ public final class Broker {
             for fetch in parked {
                 if fetch.deadline <= now {
                     actions.append(answer(fetch))
+                    unpark(fetch)
                 } else {
                     kept.append(fetch)
                 }
@@ -326,6 +329,7 @@ public final class Broker {
         isShutDown = true
         let actions = parkedFetches.values.flatMap { $0 }.map(answer)
         parkedFetches = [:]
+        parkedCounts = [:]
         dirty = []
         var work: [(SyncKey, SyncWork)] = unsyncedCommits.map { [(.committedOffsets(epoch: offsetStoreEpoch), $0)] } ?? []
         unsyncedCommits = nil
@@ -389,6 +393,9 @@ public final class Broker {
                 throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
             }
             let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes)
+            guard batchHeader.recordCount <= configuration.maxRecordsPerBatch else {
+                throw WireError(.recordTooLarge, "batch holds \(batchHeader.recordCount) records; the limit is \(configuration.maxRecordsPerBatch) (max.records.per.batch)")
+            }
             switch state.producers.verdict(for: batchHeader) {
             case .append:
                 break
@@ -438,8 +445,19 @@ public final class Broker {
         let fetch = ParkedFetch(client: client, header: header, request: request, key: state.key, deadline: now + wait)
         if wait == 0 || isShutDown { return [answer(fetch)] }
         if let action = answerIfSatisfied(fetch) { return [action] }
+        let parked = parkedCounts[client, default: 0]
+        guard parked < configuration.maxParkedFetchesPerClient else {
+            throw WireError(.invalidRequest, "this client already has \(parked) fetches waiting; the limit is \(configuration.maxParkedFetchesPerClient) (max.parked.fetches.per.client)")
+        }
+        parkedCounts[client] = parked + 1
         parkedFetches[state.key, default: []].append(fetch)
         return []
+    }
+
+    /// Forgets a parked fetch that was just answered.
+    private func unpark(_ fetch: ParkedFetch) {
+        let remaining = parkedCounts[fetch.client, default: 1] - 1
+        parkedCounts[fetch.client] = remaining > 0 ? remaining : nil
     }
 
     private func listOffsets(_ request: ListOffsetsRequest) throws(WireError) -> ListOffsetsResponse {
@@ -499,6 +517,9 @@ public final class Broker {
     }
 
     private func create(_ name: TopicName, _ metadata: TopicMetadata) throws(WireError) {
+        guard topics.count < configuration.maxTopics else {
+            throw WireError(.invalidRequest, "the broker has \(topics.count) topics; the limit is \(configuration.maxTopics) (max.topics)")
+        }
         guard (1...DataDirectory.maxPartitions).contains(metadata.partitions) else {
             throw WireError(.invalidRequest, "a topic needs 1 to \(DataDirectory.maxPartitions) partitions, not \(metadata.partitions)")
         }
@@ -534,7 +555,12 @@ public final class Broker {
         var actions: [BrokerAction] = []
         var kept: [ParkedFetch] = []
         for fetch in parked {
-            if let action = fetch.deadline <= now ? answer(fetch) : answerIfSatisfied(fetch) { actions.append(action) } else { kept.append(fetch) }
+            if let action = fetch.deadline <= now ? answer(fetch) : answerIfSatisfied(fetch) {
+                actions.append(action)
+                unpark(fetch)
+            } else {
+                kept.append(fetch)
+            }
         }
         parkedFetches[key] = kept.isEmpty ? nil : kept
         return actions
@@ -576,7 +602,8 @@ public final class Broker {
         }
         let slice: LogSlice?
         do {
-            slice = try log.read(from: request.offset, maxBytes: Int(max(request.maxBytes, 1)), endOffset: state.visibleEnd)
+            let maxBytes = min(Int(max(request.maxBytes, 1)), configuration.maxFetchBytes)
+            slice = try log.read(from: request.offset, maxBytes: maxBytes, endOffset: state.visibleEnd)
         } catch {
             throw WireError(error.code == .offsetOutOfRange ? .offsetOutOfRange : .storageError, "read of \(state.key) failed: \(error.message)")
         }

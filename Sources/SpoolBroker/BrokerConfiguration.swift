@@ -17,6 +17,16 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxBatchBytes: Int
     /// Largest single record (key, value and headers encoded), in bytes. Default: 1 MiB.
     public var maxRecordBytes: Int
+    /// Most record bytes one fetch reply carries, whatever the client asks (a single batch larger
+    /// than this is still sent whole). Default: 4 MiB.
+    public var maxFetchBytes: Int
+    /// Most records one batch may hold. Default: 100,000.
+    public var maxRecordsPerBatch: Int
+    /// Most topics the broker creates (auto-created ones included). Default: 10,000.
+    public var maxTopics: Int
+    /// Most fetches one client may have waiting at once (long polls); one more is refused with
+    /// "invalid request". Default: 1,000.
+    public var maxParkedFetchesPerClient: Int
     /// Longest a fetch may stay parked, whatever it asks for. Default: 30,000 ms.
     public var maxFetchWaitMilliseconds: Int
     /// How often retention looks for segments to delete. Default: 60,000 ms.
@@ -42,6 +52,10 @@ public struct BrokerConfiguration: Sendable, Hashable {
         log: LogConfiguration = LogConfiguration(),
         maxBatchBytes: Int = 1 << 20,
         maxRecordBytes: Int = 1 << 20,
+        maxFetchBytes: Int = 4 << 20,
+        maxRecordsPerBatch: Int = 100_000,
+        maxTopics: Int = 10_000,
+        maxParkedFetchesPerClient: Int = 1_000,
         maxFetchWaitMilliseconds: Int = 30_000,
         retentionCheckIntervalMilliseconds: Int = 60_000,
         groupRejoinGraceMilliseconds: Int = 10_000,
@@ -54,6 +68,10 @@ public struct BrokerConfiguration: Sendable, Hashable {
         self.log = log
         self.maxBatchBytes = maxBatchBytes
         self.maxRecordBytes = maxRecordBytes
+        self.maxFetchBytes = maxFetchBytes
+        self.maxRecordsPerBatch = maxRecordsPerBatch
+        self.maxTopics = maxTopics
+        self.maxParkedFetchesPerClient = maxParkedFetchesPerClient
         self.maxFetchWaitMilliseconds = maxFetchWaitMilliseconds
         self.retentionCheckIntervalMilliseconds = retentionCheckIntervalMilliseconds
         self.groupRejoinGraceMilliseconds = groupRejoinGraceMilliseconds
