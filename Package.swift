@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "SpoolStorageTests", dependencies: ["SpoolStorage", "SpoolTesting"]),
         .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Spool", "SpoolTesting", "spoold", "spool"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Spool", "SpoolTesting", "ZeroMQ", "spoold", "spool"]),
     ],
     swiftLanguageModes: [.v6]
 )
