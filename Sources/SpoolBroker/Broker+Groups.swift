@@ -61,9 +61,11 @@ extension Broker {
         try groups.checkCommit(group: request.group, memberID: request.memberID, generation: request.generation,
                                partitions: request.offsets.map(\.partition))
         if let reason = offsetStoreFailure { throw WireError(.storageError, "committed offsets are offline: \(reason)") }
+        try checkWaiting(client)
         do throws(StorageError) {
             let work = try offsetStore.commit(group: request.group, offsets: request.offsets)
             pendingCommits.append(PendingCommit(client: client, header: header, endOffset: work.endOffset))
+            noteWaiting(client)
             unsyncedCommits = unsyncedCommits.map { $0.merged(with: work) } ?? work
             try offsetStore.compactIfNeeded()
         } catch {
@@ -83,7 +85,7 @@ extension Broker {
         case .success(let end):
             let count = pendingCommits.prefix { $0.endOffset <= end }.count
             defer { pendingCommits.removeFirst(count) }
-            return pendingCommits.prefix(count).map { reply($0.client, $0.header, CommitOffsetsResponse()) }
+            return delivered(pendingCommits.prefix(count).map { reply($0.client, $0.header, CommitOffsetsResponse()) })
         case .failure(let error):
             offsetStoreEpoch += 1
             unsyncedCommits = nil
@@ -96,9 +98,9 @@ extension Broker {
                 logger.critical("committed offsets offline: a sync of the offset store failed and rewriting it failed", metadata: ["error": "\(error)"])
             }
             defer { pendingCommits = [] }
-            return pendingCommits.map {
+            return delivered(pendingCommits.map {
                 errorReply($0.client, $0.header, WireError(.storageError, "the commit could not be synced (commit again): \(error.message)"))
-            }
+            })
         }
     }
 

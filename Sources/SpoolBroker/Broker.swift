@@ -23,6 +23,8 @@ public final class Broker {
     private var parkedFetches: [PartitionKey: [ParkedFetch]] = [:]
     /// Parked fetches per client, bounded by ``BrokerConfiguration/maxParkedFetchesPerClient``.
     private var parkedCounts: [ClientID: Int] = [:]
+    /// Produces and commits per client waiting for a sync, bounded by ``BrokerConfiguration/maxWaitingRequestsPerClient``.
+    private var waitingCounts: [ClientID: Int] = [:]
     private var dirty: Set<PartitionKey> = []
     private var isShutDown = false
     private var isClosed = false
@@ -198,7 +200,7 @@ public final class Broker {
             if let unconfirmed = state.unconfirmedSync, unconfirmed.endOffset <= end { state.unconfirmedSync = nil }
             guard end > state.durableEnd else { return [] }
             state.durableEnd = end
-            var actions = state.acknowledge(upTo: end)
+            var actions = delivered(state.acknowledge(upTo: end))
             if state.policy == .always { actions += wakeParkedFetches(partition, now: now) }
             return actions
         case .failure(let error):
@@ -214,8 +216,8 @@ public final class Broker {
             return []
         }
         state.unconfirmedSync = nil
-        let actions = state.failAcknowledgements(error: WireError(
-            .storageError, "sync of \(state.key) failed, the records were not stored (retry): \(error.message)"))
+        let actions = delivered(state.failAcknowledgements(error: WireError(
+            .storageError, "sync of \(state.key) failed, the records were not stored (retry): \(error.message)")))
         do throws(StorageError) {
             try state.log.truncate(to: state.durableEnd)
             try state.reloadProducers()
@@ -388,6 +390,7 @@ public final class Broker {
     private func produce<Frame: RequestFrame>(client: ClientID, header: FrameHeader, request: ProduceRequest, batch: Frame, now: Int64) throws(WireError) -> [BrokerAction] {
         let state = try partition(try TopicName(request.topic), request.partition)
         if let reason = state.offlineReason { throw WireError(.storageError, "partition \(state.key) is offline: \(reason)") }
+        if state.policy == .always { try checkWaiting(client) }
         let outcome: ProduceOutcome = try decode(batch) { bytes throws(WireError) in
             guard bytes.count <= configuration.maxBatchBytes else {
                 throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
@@ -428,6 +431,7 @@ public final class Broker {
         case .always where lastOffset >= state.durableEnd:
             state.pendingAcks.append(PendingAck(client: client, header: header, partition: request.partition,
                                                 baseOffset: baseOffset, lastOffset: lastOffset))
+            waitingCounts[client, default: 0] += 1
             return []
         case .always:
             return [reply(client, header, ProduceResponse(partition: request.partition, baseOffset: baseOffset, durability: .onDisk))]
@@ -452,6 +456,29 @@ public final class Broker {
         parkedCounts[client] = parked + 1
         parkedFetches[state.key, default: []].append(fetch)
         return []
+    }
+
+    /// Throws ``ErrorCode/invalidRequest`` if `client` has as many requests waiting for a sync as
+    /// it may (``BrokerConfiguration/maxWaitingRequestsPerClient``).
+    func checkWaiting(_ client: ClientID) throws(WireError) {
+        let waiting = waitingCounts[client, default: 0]
+        guard waiting < configuration.maxWaitingRequestsPerClient else {
+            throw WireError(.invalidRequest, "this client has \(waiting) requests waiting for a sync; the limit is \(configuration.maxWaitingRequestsPerClient) (max.waiting.requests.per.client); wait for their replies")
+        }
+    }
+
+    /// Counts a commit written for `client` that now waits for its sync.
+    func noteWaiting(_ client: ClientID) {
+        waitingCounts[client, default: 0] += 1
+    }
+
+    /// `actions` (replies to waiting produces and commits), after forgetting that their clients wait.
+    func delivered(_ actions: [BrokerAction]) -> [BrokerAction] {
+        for case .reply(let client, _) in actions {
+            let remaining = waitingCounts[client, default: 1] - 1
+            waitingCounts[client] = remaining > 0 ? remaining : nil
+        }
+        return actions
     }
 
     /// Forgets a parked fetch that was just answered.

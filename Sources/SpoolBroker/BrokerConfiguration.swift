@@ -27,6 +27,10 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// Most fetches one client may have waiting at once (long polls); one more is refused with
     /// "invalid request". Default: 1,000.
     public var maxParkedFetchesPerClient: Int
+    /// Most produces (under `fsync: always`) and commits one client may have waiting for their
+    /// sync at once; one more is refused with "invalid request" (its bytes are not written).
+    /// Default: 10,000.
+    public var maxWaitingRequestsPerClient: Int
     /// Longest a fetch may stay parked, whatever it asks for. Default: 30,000 ms.
     public var maxFetchWaitMilliseconds: Int
     /// How often retention looks for segments to delete. Default: 60,000 ms.
@@ -56,6 +60,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         maxRecordsPerBatch: Int = 100_000,
         maxTopics: Int = 10_000,
         maxParkedFetchesPerClient: Int = 1_000,
+        maxWaitingRequestsPerClient: Int = 10_000,
         maxFetchWaitMilliseconds: Int = 30_000,
         retentionCheckIntervalMilliseconds: Int = 60_000,
         groupRejoinGraceMilliseconds: Int = 10_000,
@@ -72,6 +77,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         self.maxRecordsPerBatch = maxRecordsPerBatch
         self.maxTopics = maxTopics
         self.maxParkedFetchesPerClient = maxParkedFetchesPerClient
+        self.maxWaitingRequestsPerClient = maxWaitingRequestsPerClient
         self.maxFetchWaitMilliseconds = maxFetchWaitMilliseconds
         self.retentionCheckIntervalMilliseconds = retentionCheckIntervalMilliseconds
         self.groupRejoinGraceMilliseconds = groupRejoinGraceMilliseconds

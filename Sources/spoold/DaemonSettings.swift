@@ -120,6 +120,7 @@ struct DaemonSettings {
         case "max.batch.bytes": server.broker.maxBatchBytes = try value.integer(in: 128...(1 << 30))
         case "max.record.bytes": server.broker.maxRecordBytes = try value.integer(in: 1...(1 << 30))
         case "max.fetch.bytes": server.broker.maxFetchBytes = try value.integer(in: 1024...(1 << 30))
+        case "max.waiting.requests.per.client": server.broker.maxWaitingRequestsPerClient = try value.integer(in: 1...10_000_000)
         case "max.records.per.batch": server.broker.maxRecordsPerBatch = try value.integer(in: 1...10_000_000)
         case "max.topics": server.broker.maxTopics = try value.integer(in: 1...1_000_000)
         case "max.parked.fetches.per.client": server.broker.maxParkedFetchesPerClient = try value.integer(in: 1...1_000_000)

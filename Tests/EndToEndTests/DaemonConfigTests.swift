@@ -137,7 +137,8 @@ extension EndToEndTests {
             let keys = ["fsync", "fsync.interval.ms", "segment.bytes", "segment.ms", "index.interval.bytes", "retention.ms",
                         "retention.bytes", "retention.check.interval.ms", "topics", "group.rejoin.grace.ms",
                         "curve.server.key.file", "curve.clients", "allow.plaintext.network", "acl",
-                        "max.records.per.batch", "max.fetch.bytes", "max.topics", "max.parked.fetches.per.client"]
+                        "max.records.per.batch", "max.fetch.bytes", "max.topics", "max.parked.fetches.per.client",
+                        "max.waiting.requests.per.client"]
             for key in keys {
                 #expect(text.range(of: "(?m)^#? *\(NSRegularExpression.escapedPattern(for: key)):", options: .regularExpression) != nil,
                         "broker-config/spoold.yaml does not document \(key)")

@@ -52,4 +52,17 @@ import Testing
         #expect(bytes > 0 && bytes <= 1024 + 1200, "one reply carried \(bytes) bytes")
         #expect(try h.fetchAll("t", maxBytes: .max).count > 0)
     }
+
+    @Test func oneClientCannotHaveMoreThanItsShareOfRequestsWaitingForASync() throws {
+        let h = try Harness(fsync: .always) { $0.maxWaitingRequestsPerClient = 2 }
+        for _ in 0..<2 { #expect(try h.request(ProduceRequest(topic: "t", partition: 0), batch: h.randomBatch().0).replies.isEmpty) }
+        let refused = try h.expectError(ProduceRequest(topic: "t", partition: 0), batch: h.randomBatch().0, code: .invalidRequest)
+        #expect(refused.message.contains("max.waiting.requests.per.client"))
+        let appended = h.broker.takeSyncWork(now: h.now)
+        var acks: [Reply] = []
+        for (key, work) in appended { acks += try Reply.decode(h.broker.syncCompleted(key, result: .success(work.endOffset), now: h.now)) }
+        #expect(acks.count == 2, "the refused produce was not written")
+        #expect(appended.first?.1.endOffset == (try h.latestOffset("t")))
+        try h.produce("t", h.randomBatch().0)  // after the replies the client may produce again
+    }
 }
