@@ -105,6 +105,10 @@ public enum RecordBatch {
         guard Int(header.batchLength) >= headerSize - lengthPrefixSize else {
             throw WireError.corrupt("batch length \(header.batchLength) is shorter than its header")
         }
+        // So that lastOffset and nextOffset never overflow (a stamped base offset near Int64.max).
+        guard header.baseOffset <= Int64.max - Int64(header.lastOffsetDelta) - 1 else {
+            throw WireError.corrupt("base offset \(header.baseOffset) leaves no room for \(header.lastOffsetDelta) more offsets")
+        }
         return header
     }
 

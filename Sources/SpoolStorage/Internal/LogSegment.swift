@@ -202,8 +202,10 @@ final class LogSegment {
               indexes.truncate(toIndexedPosition: Int(last.position)) else {
             return try recover(stored: stored, indexIntervalBytes: indexIntervalBytes)
         }
+        let (lastIndexedOffset, overflow) = baseOffset.addingReportingOverflow(Int64(last.relativeOffset))
+        guard !overflow else { return try recover(stored: stored, indexIntervalBytes: indexIntervalBytes) }
         var noVerifier: StoredIndexVerifier?
-        let scan = try scan(from: Int(last.position), offset: baseOffset + Int64(last.relativeOffset), end: size, into: &indexes,
+        let scan = try scan(from: Int(last.position), offset: lastIndexedOffset, end: size, into: &indexes,
                             indexIntervalBytes: indexIntervalBytes, verifier: &noVerifier)
         guard scan.stopReason == nil else {
             return try recover(stored: stored, indexIntervalBytes: indexIntervalBytes)

@@ -207,7 +207,8 @@ enum OffsetStoreFormat {
         }
         switch decoded {
         case .success(let map):
-            guard generation >= 0 else { return .failure(.invalid("negative generation \(generation)")) }
+            // A compaction adds one; anything near Int64.max is damage (and would overflow the next one).
+            guard (0...(Int64(1) << 62)).contains(generation) else { return .failure(.invalid("generation \(generation) is out of range")) }
             return .success((generation, map))
         case .failure(let error):
             return .failure(.invalid(error.message))

@@ -1,0 +1,1 @@
+../../../Tests/SpoolStorageTests/FuzzCorpusTests.swift

@@ -1,0 +1,1 @@
+../../../Tests/SpoolWireTests/FuzzCorpusTests.swift
