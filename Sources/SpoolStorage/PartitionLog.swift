@@ -88,8 +88,11 @@ public final class PartitionLog {
             let (segment, report) = try LogSegment.open(
                 directory: directory, baseOffset: baseOffset, fullScan: mode == .afterCrash,
                 indexIntervalBytes: configuration.indexIntervalBytes, io: io)
-            if let previous = segments.last, previous.nextOffset != segment.baseOffset {
-                reports.append(Self.gapReport(between: previous, and: segment))
+            if let previous = segments.last {
+                if let cut = try previous.cutOverlap(before: segment.baseOffset, indexIntervalBytes: configuration.indexIntervalBytes) {
+                    reports.append(cut)
+                }
+                if previous.nextOffset != segment.baseOffset { reports.append(Self.gapReport(between: previous, and: segment)) }
             }
             if let report { reports.append(report) }
             segments.append(segment)

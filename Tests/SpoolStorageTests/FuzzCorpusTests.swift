@@ -179,7 +179,6 @@ enum StorageFuzzTargets {
     /// looks up timestamps; walks the batch headers. With `strict`, each of those must succeed;
     /// without (the indexes were trusted), they may throw but must not trap.
     private static func checkReads(_ log: PartitionLog, strict: Bool) throws(Failure) {
-        let overlapping = toleratesOverlappingSegments && hasOverlappingSegments(log)
         let start = log.logStartOffset
         let end = log.logEndOffset
         var timestamps: [Int64] = [.min, -1, 0, .max]
@@ -202,7 +201,7 @@ enum StorageFuzzTargets {
         do {
             for timestamp in timestamps {
                 let found = try log.offset(atOrAfterTimestamp: timestamp)
-                try require(!strict || overlapping || (start...end).contains(found),
+                try require(!strict || (start...end).contains(found),
                             "timestamp \(timestamp) found offset \(found) outside \(start)...\(end)")
             }
             _ = try log.batchHeaders(inLastSegments: 4)
@@ -211,17 +210,6 @@ enum StorageFuzzTargets {
         } catch {
             try require(!strict, "a lookup threw \(error)")
         }
-    }
-
-    /// A known issue this target found, tolerated until it is fixed: when a segment's base offset
-    /// lies below the end of the segment before it, recovery reports "offsets … are stored twice"
-    /// but keeps both, so `logEndOffset` can lie below offsets the earlier segment still holds, and
-    /// timestamp lookups can return them. Set to false once recovery cuts the earlier segment back
-    /// to the later one's base offset.
-    static let toleratesOverlappingSegments = true
-
-    private static func hasOverlappingSegments(_ log: PartitionLog) -> Bool {
-        log.recoveryReports.contains { $0.reason.contains("stored twice") }
     }
 
     /// One read; nil when a non-strict read failed (the caller stops there).
@@ -236,7 +224,7 @@ enum StorageFuzzTargets {
         guard let slice else {
             // Nothing at or after `offset` yet: it lies in a gap before an empty last segment
             // (recovery emptied it), where a fetch waits like one at the end. No batch may hold it.
-            if strict && !(toleratesOverlappingSegments && hasOverlappingSegments(log)) {
+            if strict {
                 let headers: [RecordBatch.Header]
                 do {
                     headers = try log.batchHeaders(inLastSegments: .max)

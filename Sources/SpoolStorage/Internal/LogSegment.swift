@@ -406,6 +406,25 @@ final class LogSegment {
         try sealIndexes()
     }
 
+    /// Cuts the batches that hold offsets at or after `offset` (the base offset of the segment
+    /// after this one, which overlaps it: offsets stored twice), copying the cut bytes aside;
+    /// the next segment's copy is kept. Returns the report, or nil if nothing overlapped.
+    func cutOverlap(before offset: Int64, indexIntervalBytes: Int) throws(StorageError) -> RecoveryReport? {
+        guard nextOffset > offset else { return nil }
+        var position = 0
+        for header in try batchHeaders() {
+            guard header.nextOffset <= offset else { break }
+            position += header.totalSize
+        }
+        let (cutBytes, endBefore) = (size - position, nextOffset)
+        let aside = try setAside(from: position, to: size)
+        try truncate(toPosition: position, indexIntervalBytes: indexIntervalBytes)
+        return RecoveryReport(
+            path: log.path, validBytes: position, truncatedBytes: cutBytes, firstLostOffset: nil,
+            reason: "offsets \(nextOffset)..<\(endBefore) were also stored by the next segment, which starts at \(offset); cut them here and kept the next segment's copy",
+            indexRebuilt: true, setAsidePath: aside)
+    }
+
     /// Renames the segment's files to `<name>.deleted`, so that it is gone from the log at once and
     /// a crash before the files are unlinked leaves nothing recovery would read. Returns the new paths.
     func renameForDeletion() throws(StorageError) -> [String] {
