@@ -85,9 +85,23 @@ public final class OffsetStore {
         for name in names where name.hasSuffix(Format.temporarySuffix) {
             try Syscall.unlinkIfPresent("\(directory)/\(name)")
         }
-        let snapshotGeneration = try loadSnapshot()
+        var snapshotGeneration = try loadSnapshot()
+        var generationRepaired = false
+        let logGenerations = names.compactMap(Format.generation(logFileName:)).sorted()
+        // A compaction creates log G before it writes snapshot G, so some log is always at or above
+        // the snapshot's generation. If none is, the generation (outside the snapshot's checksum)
+        // is damaged: trust the newest log rather than delete every log below a bogus number.
+        if let newest = logGenerations.last, newest < snapshotGeneration {
+            let path = "\(directory)/\(Format.snapshotFileName)"
+            recoveryReports.append(RecoveryReport(
+                path: path, validBytes: 0, truncatedBytes: 0, firstLostOffset: nil,
+                reason: "snapshot generation \(snapshotGeneration) is above every log (the newest is \(newest)); damaged, using \(newest) and rewriting the snapshot",
+                indexRebuilt: false))
+            snapshotGeneration = newest
+            generationRepaired = true
+        }
         var active: (log: FileHandle, generation: Int64, size: Int)?
-        for generation in names.compactMap(Format.generation(logFileName:)).sorted() {
+        for generation in logGenerations {
             let path = "\(directory)/\(Format.logFileName(generation: generation))"
             guard generation >= snapshotGeneration else {
                 try Syscall.unlinkIfPresent(path)  // a compaction stopped before it could delete it
@@ -101,6 +115,7 @@ public final class OffsetStore {
             active = (try createLog(generation: snapshotGeneration), snapshotGeneration, Format.logHeaderSize)
         }
         (activeLog, activeGeneration, activeSize) = active!
+        if generationRepaired { try compact() }
         for report in recoveryReports {
             // A lost snapshot loses offsets; a cut log tail only commits that were never durable.
             let level: Logger.Level = report.path.hasSuffix(Format.snapshotFileName) ? .error : .warning

@@ -59,6 +59,38 @@ import Testing
     }
 
     /// The byte layout is pinned: a log entry and a snapshot, with an independent CRC-32C.
+    /// The snapshot's generation lies outside its checksum: raised by damage, it must not make
+    /// the open delete the logs below it (and the commits in them).
+    @Test func aDamagedSnapshotGenerationDoesNotDeleteTheLogs() throws {
+        var rng = SeededGenerator.logged()
+        try withTemporaryDirectory { root in
+            let directory = "\(root)/@offsets"
+            var model = OffsetModel()
+            let store = try openStore(directory)
+            for round in 0..<20 {
+                let (group, offsets) = randomCommit(using: &rng)
+                _ = try store.commit(group: group, offsets: offsets)
+                model.commit(group, offsets)
+                if round == 9 { try store.compact() }  // snapshot 1 and log 1; later commits go to log 1
+            }
+            store.close()
+            // The generation is the u64 after "SPOS", the version byte and 3 reserved bytes.
+            let snapshot = "\(directory)/offsets.snapshot"
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: snapshot)))
+            bytes.replaceSubrange(8..<16, with: le(Int64(1000)))
+            try Data(bytes).write(to: URL(fileURLWithPath: snapshot))
+
+            let reopened = try openStore(directory)
+            #expect(contents(of: reopened) == model.map, "every commit survives")
+            #expect(reopened.recoveryReports.contains { $0.reason.contains("above every log") }, "\(reopened.recoveryReports)")
+            reopened.close()
+            let again = try openStore(directory)
+            #expect(again.recoveryReports.isEmpty, "the snapshot was rewritten with a sound generation")
+            #expect(contents(of: again) == model.map)
+            again.close()
+        }
+    }
+
     @Test func fileBytesArePinned() throws {
         try withTemporaryDirectory { root in
             let directory = "\(root)/@offsets"
