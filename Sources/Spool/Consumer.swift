@@ -358,8 +358,10 @@ public final class Consumer: AsyncSequence, Sendable {
 
     private func fail(_ error: SpoolError) {
         logger.error("consumer failed", metadata: ["group": "\(group)", "error": "\(error)"])
-        state.withLock { $0.failure = error }
-        state.withLock { $0.takeReader() }?.resume()
+        state.withLock { state in
+            state.failure = error
+            return state.takeReader()
+        }?.resume()
     }
 
     // MARK: Fetching

@@ -22,7 +22,7 @@ extension Broker {
         try checkGroupName(request.group)
         try GroupCoordinator.check(request)
         for topic in request.topics { _ = try partition(try TopicName(topic), 0) }  // exists, or auto-created
-        let assignment = try groups.join(request, now: now)
+        let assignment = groups.join(request, now: now)
         logger.info("member joined a group", metadata: [
             "group": "\(request.group)", "member": "\(assignment.memberID)", "generation": "\(assignment.generation)",
             "partitions": "\(assignment.partitions.count)",

@@ -69,9 +69,9 @@ final class GroupCoordinator {
     // MARK: Requests
 
     /// Adds a member (a new id when `request.memberID` is empty; the same id on a rejoin) and
-    /// returns its assignment. Throws as ``check(_:)`` does.
-    func join(_ request: JoinGroupRequest, now: Int64) throws(WireError) -> GroupAssignment {
-        try Self.check(request)
+    /// returns its assignment. The request must have passed ``check(_:)`` (the broker checks it
+    /// before it creates the request's topics).
+    func join(_ request: JoinGroupRequest, now: Int64) -> GroupAssignment {
         advanceGrace(now: now)
         let memberID = request.memberID.isEmpty ? Self.newMemberID() : request.memberID
         var group = groups[request.group] ?? Group()

@@ -37,12 +37,12 @@ final class PartitionState {
         self.key = key
         self.log = log
         durableEnd = log.logEndOffset
-        producers = ProducerStates(headers: try log.batchHeaders(inLastSegments: ProducerStates.segmentsScannedAtOpen))
+        producers = try ProducerStates(recoveredFrom: log)
     }
 
     /// Rebuilds the producer state from the log, after the log was cut back.
     func reloadProducers() throws(StorageError) {
-        producers = ProducerStates(headers: try log.batchHeaders(inLastSegments: ProducerStates.segmentsScannedAtOpen))
+        producers = try ProducerStates(recoveredFrom: log)
     }
 
     var policy: FsyncPolicy { log.configuration.fsync }

@@ -1,3 +1,4 @@
+import SpoolStorage
 import SpoolWire
 
 /// What one partition remembers of its idempotent producers: for each producer id, its epoch and
@@ -50,6 +51,11 @@ struct ProducerStates {
 
     /// An empty state.
     init() {}
+
+    /// The state the batch headers of `log`'s newest ``segmentsScannedAtOpen`` segments leave behind.
+    init(recoveredFrom log: PartitionLog) throws(StorageError) {
+        self.init(headers: try log.batchHeaders(inLastSegments: Self.segmentsScannedAtOpen))
+    }
 
     /// The state the batches described by `headers` (in log order) leave behind.
     init(headers: [RecordBatch.Header]) {

@@ -240,7 +240,7 @@ enum WireFuzzTargets {
                                   corpus: corpus.files.map(\.bytes))
         // Half of the record-batch inputs get a fresh checksum, so that mutations reach the records.
         var repair: ((inout [UInt8], inout SeededGenerator) -> Void)?
-        if target == "record-batch" { repair = { bytes, rng in FuzzMutator.fixBatchChecksum(&bytes, &rng) } }
+        if target == "record-batch" { repair = { bytes, rng in fixBatchChecksum(&bytes, &rng) } }
         let count = try mutator.run(for: FuzzMutator.budget, repair: repair) { input in try FuzzCorpus.withExactBytes(input, run) }
         print("fuzz \(target): \(count) mutated inputs in \(FuzzMutator.budget)")
     }
@@ -300,117 +300,15 @@ enum WireFuzzTargets {
     }
 }
 
-// MARK: Corpus and mutations (the same helpers are in SpoolStorageTests/FuzzCorpusTests.swift)
+// MARK: Mutations (FuzzCorpus and FuzzMutator live in SpoolTesting)
 
-/// The committed corpus of one target: `Fuzz/Corpus/<target>/`, every file, sorted by name.
-private struct FuzzCorpus {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fuzz/Corpus")
-
-    let files: [(name: String, bytes: [UInt8])]
-
-    init(target: String) throws {
-        let directory = Self.root.appendingPathComponent(target)
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { !$0.hasPrefix(".") }.sorted()
-        files = try names.map { name in (name, Array(try Data(contentsOf: directory.appendingPathComponent(name)))) }
-    }
-
-    /// Runs `body` on a copy of `bytes` in memory of exactly their size, as libFuzzer does.
-    static func withExactBytes(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
-        defer { copy.deallocate() }
-        bytes.withUnsafeBytes { copy.copyMemory(from: $0) }
-        try body(UnsafeRawBufferPointer(copy))
-    }
-
-    /// Replaces the `seed-*` files of `target` with `seeds`, leaving other files (inputs merged
-    /// from fuzzing runs) alone.
-    static func writeSeeds(_ seeds: [(String, [UInt8])], target: String) throws {
-        let directory = root.appendingPathComponent(target)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) where name.hasPrefix("seed-") {
-            try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
-        }
-        for (name, bytes) in seeds { try Data(bytes).write(to: directory.appendingPathComponent(name)) }
-    }
-}
-
-/// A seeded mutation loop in the style of libFuzzer's mutators (bit flips, interesting values,
-/// inserts, deletes, copies, splices with other corpus files), for CI without the sanitizer build.
-private struct FuzzMutator {
-    /// Wall time per target; `SPOOL_FUZZ_SECONDS` overrides the default of one second.
-    static let budget = Duration.milliseconds(
-        Int((Double(ProcessInfo.processInfo.environment["SPOOL_FUZZ_SECONDS"] ?? "") ?? 1) * 1000))
-
-    var rng: SeededGenerator
-    let corpus: [[UInt8]]
-
-    /// Runs `body` on mutated corpus files until `budget` passes; returns how many ran. A failing
-    /// input is reported with its number and bytes (replay with the logged seed).
-    mutating func run(for budget: Duration, repair: ((inout [UInt8], inout SeededGenerator) -> Void)? = nil,
-                      _ body: ([UInt8]) throws -> Void) throws -> Int {
-        precondition(!corpus.isEmpty)
-        let deadline = ContinuousClock.now + budget
-        var count = 0
-        while ContinuousClock.now < deadline {
-            for _ in 0..<16 {
-                var input = mutate(corpus[rng.int(0...corpus.count - 1)])
-                if let repair, rng.bool() { repair(&input, &rng) }
-                count += 1
-                do {
-                    try body(input)
-                } catch {
-                    Issue.record("mutated input \(count) (\(input.count) bytes): \(error)\ninput: \(WireFuzzTargets.hex(input))")
-                    return count
-                }
-            }
-        }
-        return count
-    }
-
-    mutating func mutate(_ original: [UInt8]) -> [UInt8] {
-        var bytes = original
-        for _ in 0..<rng.int(1...4) {
-            let position = bytes.isEmpty ? 0 : rng.int(0...bytes.count - 1)
-            switch rng.int(0...7) {
-            case 0 where !bytes.isEmpty:
-                bytes[position] ^= 1 << UInt8(rng.int(0...7))
-            case 1 where !bytes.isEmpty:
-                bytes[position] = UInt8.random(in: 0...255, using: &rng)
-            case 2:
-                bytes.insert(contentsOf: rng.bytes(rng.int(1...8)), at: bytes.isEmpty ? 0 : rng.int(0...bytes.count))
-            case 3 where !bytes.isEmpty:
-                bytes.removeSubrange(position..<min(bytes.count, position + rng.int(1...16)))
-            case 4 where bytes.count >= 8:
-                // An interesting little-endian value over a length, count or offset field.
-                let values: [UInt64] = [0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF, UInt64(Int64.max), .max, 1 << 31]
-                let width = [1, 2, 4, 8][rng.int(0...3)]
-                let at = rng.int(0...bytes.count - width)
-                let value = values[rng.int(0...values.count - 1)]
-                for index in 0..<width { bytes[at + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
-            case 5:
-                bytes.removeLast(rng.int(0...min(bytes.count, 64)))
-            case 6:
-                let other = corpus[rng.int(0...corpus.count - 1)]
-                let start = other.isEmpty ? 0 : rng.int(0...other.count - 1)
-                bytes.replaceSubrange(min(position, bytes.count)..., with: other[start...])
-            case 7 where !bytes.isEmpty:
-                let chunk = Array(bytes[position..<min(bytes.count, position + rng.int(1...32))])
-                bytes.insert(contentsOf: chunk, at: rng.int(0...bytes.count))
-            default:
-                bytes.append(UInt8.random(in: 0...255, using: &rng))
-            }
-        }
-        return bytes
-    }
-
-    /// Makes a mutated batch's length field and checksum agree with its bytes.
-    static func fixBatchChecksum(_ bytes: inout [UInt8], _ rng: inout SeededGenerator) {
-        guard bytes.count >= RecordBatch.headerSize else { return }
-        withUnsafeBytes(of: UInt32(bytes.count - RecordBatch.lengthPrefixSize).littleEndian) { bytes.replaceSubrange(8..<12, with: $0) }
-        let crc = bytes.withUnsafeBytes { RecordBatch.computeChecksum($0) }
-        withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange(13..<17, with: $0) }
-    }
+/// Makes a mutated batch's length field and checksum agree with its bytes, so that mutations
+/// reach the records.
+private func fixBatchChecksum(_ bytes: inout [UInt8], _ rng: inout SeededGenerator) {
+    guard bytes.count >= RecordBatch.headerSize else { return }
+    withUnsafeBytes(of: UInt32(bytes.count - RecordBatch.lengthPrefixSize).littleEndian) { bytes.replaceSubrange(8..<12, with: $0) }
+    let crc = bytes.withUnsafeBytes { RecordBatch.computeChecksum($0) }
+    withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange(13..<17, with: $0) }
 }
 
 #endif
