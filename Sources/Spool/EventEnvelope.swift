@@ -43,6 +43,36 @@ public enum EventHeaderName {
     public static let schemaVersion = "spool-schema-version"
     /// The service that emitted the event.
     public static let source = "spool-source"
+    /// The event's part in a saga, set by the saga kit: one of ``EventRole``'s raw values.
+    public static let role = "spool-event-role"
+}
+
+/// What an event means for its saga (header ``EventHeaderName/role``); tools such as
+/// `spool saga trace` mark failures and compensations with it.
+public enum EventRole: String, Sendable, CaseIterable {
+    /// A step succeeded (or a saga started).
+    case success
+    /// A step failed; compensations follow.
+    case failure
+    /// A compensation undid an earlier step.
+    case compensation
+    /// A timeout the saga asked for fired.
+    case timeout
+}
+
+/// The headers the saga kit adds when it moves a record to a dead-letter topic (`<topic>.dlq`);
+/// the record keeps its key, value and original headers.
+public enum DeadLetterHeaderName {
+    /// Why the last attempt failed (one line).
+    public static let error = "spool-dlq-error"
+    /// How many attempts were made, in decimal.
+    public static let attempts = "spool-dlq-attempts"
+    /// The consumer group (service) that gave up.
+    public static let group = "spool-dlq-group"
+    /// Where the record came from: `topic/partition@offset`.
+    public static let origin = "spool-dlq-origin"
+    /// When it was dead-lettered: ISO 8601 UTC.
+    public static let time = "spool-dlq-time"
 }
 
 /// Everything about an event except its payload, as carried in record headers.
