@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Spool", targets: ["Spool"]),
+        .library(name: "SpoolSaga", targets: ["SpoolSaga"]),
         .library(name: "SpoolTesting", targets: ["SpoolTesting"]),
         .library(name: "SpoolServer", targets: ["SpoolServer"]),
         .library(name: "SpoolWire", targets: ["SpoolWire"]),
@@ -20,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C boundary
@@ -52,6 +54,10 @@ let package = Package(
         .target(
             name: "Spool",
             dependencies: ["SpoolWire", "ZeroMQ", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "SpoolSaga",
+            dependencies: ["Spool", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "ZeroMQ"]),
         .target(name: "BenchmarkSupport"),
@@ -91,6 +97,7 @@ let package = Package(
         .testTarget(name: "SpoolStorageTests", dependencies: ["SpoolStorage", "SpoolTesting"]),
         .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting"]),
+        .testTarget(name: "SpoolSagaTests", dependencies: ["SpoolSaga", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "EndToEndTests", dependencies: ["Spool", "SpoolTesting", "ZeroMQ", "spoold", "spool"]),
     ],
     swiftLanguageModes: [.v6]

@@ -18,9 +18,9 @@ import SpoolWire
 /// - Records of one partition arrive in offset order; each partition is consumed by one member
 ///   of the group at a time (the broker hands a partition over only once its old owner released it).
 /// - A record counts as processed when the loop asks for the next one (and at ``commit()`` or
-///   ``close()``, the last one returned counts too). With automatic commits (the default), the
+///   ``close(countingLastRecord:)``, the last one returned counts too). With automatic commits (the default), the
 ///   processed offsets are committed every ``ConsumerConfiguration/autoCommitInterval``, before a
-///   revoked partition is released, and at ``close()``; so delivery is at least once, and after a
+///   revoked partition is released, and at ``close(countingLastRecord:)``; so delivery is at least once, and after a
 ///   crash only records past the last commit come again.
 /// - At most ``ConsumerConfiguration/maxBufferedRecords`` records wait in memory; fetching pauses
 ///   while the handler is behind.
@@ -89,7 +89,7 @@ public final class Consumer: AsyncSequence, Sendable {
     /// Iterates the consumer's records; see ``Consumer``.
     public struct Iterator: AsyncIteratorProtocol {
         let consumer: Consumer
-        /// The next record, waiting as long as it takes; nil after ``Consumer/close()``. Marks the
+        /// The next record, waiting as long as it takes; nil after ``Consumer/close(countingLastRecord:)``. Marks the
         /// record returned before as processed.
         public mutating func next() async throws -> SpoolRecord? { try await consumer.nextRecord() }
     }
@@ -117,12 +117,13 @@ public final class Consumer: AsyncSequence, Sendable {
     }
 
     /// Stops consuming: stops fetching, commits what was processed (automatic commits; the last
-    /// record returned counts as processed), leaves the group so its partitions move at once,
+    /// record returned counts as processed unless `countingLastRecord` is false, for a caller
+    /// that stops in the middle of it), leaves the group so its partitions move at once,
     /// and ends iteration (``Iterator/next()`` returns nil). Never throws: a commit or leave that
     /// fails is logged. Idempotent. Call it when done: membership runs in the background until
     /// then (or until the client is closed, after which the broker removes the member when its
     /// session times out).
-    public func close() async {
+    public func close(countingLastRecord: Bool = true) async {
         let task = coordinator.withLock { task in
             defer { task = nil }
             return task
@@ -131,7 +132,7 @@ public final class Consumer: AsyncSequence, Sendable {
         task.cancel()
         await task.value
         let (fetchers, memberID) = state.withLock { state in
-            state.markLastDeliveredProcessed()
+            if countingLastRecord { state.markLastDeliveredProcessed() }
             return (state.stopFetching(), state.memberID)
         }
         for fetcher in fetchers { fetcher.cancel() }
@@ -150,7 +151,7 @@ public final class Consumer: AsyncSequence, Sendable {
         eventSink.finish()
     }
 
-    /// The final commit of ``close()``: retried while the failure is retriable or the generation
+    /// The final commit of ``close(countingLastRecord:)``: retried while the failure is retriable or the generation
     /// moved (then a heartbeat refreshes it), for at most the client's request timeout.
     private func commitWithRetries() async {
         let deadline = ContinuousClock.now + client.configuration.requestTimeout

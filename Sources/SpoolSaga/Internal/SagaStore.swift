@@ -1,0 +1,146 @@
+import Foundation
+import GRDB
+import Spool
+
+/// The kit's tables in the service's database and every statement on them.
+///
+/// - `spool_inbox`: ids of handled events (primary key), so a redelivery has no second effect.
+/// - `spool_outbox`: events to publish, in insertion order; `sent_at` is set once the broker
+///   acknowledged them, and sent rows are deleted after the retention.
+/// - `spool_timeouts`: events to emit at `due_at` (ms since the epoch), one per saga and type.
+enum SagaStore {
+    /// Creates the tables (idempotent; versioned through GRDB's migrator, next to the service's own migrations).
+    static func migrate(_ writer: any DatabaseWriter) throws {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("spool-saga-v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE spool_inbox (
+                    event_id TEXT PRIMARY KEY NOT NULL,
+                    event_type TEXT NOT NULL,
+                    origin TEXT NOT NULL,
+                    handled_at INTEGER NOT NULL
+                );
+                CREATE TABLE spool_outbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id TEXT NOT NULL,
+                    topic TEXT NOT NULL,
+                    key BLOB,
+                    value BLOB NOT NULL,
+                    headers BLOB NOT NULL,
+                    timestamp INTEGER NOT NULL,
+                    sent_at INTEGER
+                );
+                CREATE INDEX spool_outbox_unsent ON spool_outbox(id) WHERE sent_at IS NULL;
+                CREATE TABLE spool_timeouts (
+                    correlation_id TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    event_id TEXT NOT NULL,
+                    topic TEXT NOT NULL,
+                    key BLOB,
+                    value BLOB NOT NULL,
+                    headers BLOB NOT NULL,
+                    due_at INTEGER NOT NULL,
+                    PRIMARY KEY (correlation_id, event_type)
+                );
+                CREATE INDEX spool_timeouts_due ON spool_timeouts(due_at);
+                """)
+        }
+        try migrator.migrate(writer)
+    }
+
+    // MARK: Inbox
+
+    /// Records `eventID` as handled; false if it was already (a redelivery).
+    static func recordHandled(_ db: Database, _ metadata: EventMetadata, origin: String) throws -> Bool {
+        try db.execute(sql: "INSERT OR IGNORE INTO spool_inbox (event_id, event_type, origin, handled_at) VALUES (?, ?, ?, ?)",
+                       arguments: [metadata.eventID, metadata.eventType, origin, EventMetadata.now()])
+        return db.changesCount == 1
+    }
+
+    // MARK: Outbox
+
+    static func insertOutbox(_ db: Database, record: OutgoingRecord, topic: String, role: EventRole, eventID: String) throws {
+        let headers = record.headers + [RecordHeader(name: EventHeaderName.role, string: role.rawValue)]
+        try db.execute(sql: "INSERT INTO spool_outbox (event_id, topic, key, value, headers, timestamp) VALUES (?, ?, ?, ?, ?, ?)",
+                       arguments: [eventID, topic, record.key.map { Data($0) }, Data(record.value), encode(headers),
+                                   record.timestamp ?? EventMetadata.now()])
+    }
+
+    /// A row waiting to be published.
+    struct PendingRow: Sendable {
+        var id: Int64
+        var topic: String
+        var record: OutgoingRecord
+    }
+
+    static func pending(_ db: Database, limit: Int) throws -> [PendingRow] {
+        try Row.fetchAll(db, sql: "SELECT id, topic, key, value, headers, timestamp FROM spool_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+                         arguments: [limit]).map { row in
+            let key: Data? = row["key"]
+            let value: Data = row["value"]
+            let headers: Data = row["headers"]
+            return PendingRow(id: row["id"], topic: row["topic"],
+                              record: OutgoingRecord(key: key.map { Array($0) }, value: Array(value), headers: try decode(headers),
+                                                     timestamp: row["timestamp"]))
+        }
+    }
+
+    static func markSent(_ db: Database, ids: [Int64], at time: Int64) throws {
+        for chunk in stride(from: 0, to: ids.count, by: 500) {
+            let slice = ids[chunk..<Swift.min(chunk + 500, ids.count)]
+            try db.execute(sql: "UPDATE spool_outbox SET sent_at = ? WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))",
+                           arguments: StatementArguments([time] + slice.map { $0 }))
+        }
+    }
+
+    static func deleteSent(_ db: Database, before time: Int64) throws {
+        try db.execute(sql: "DELETE FROM spool_outbox WHERE sent_at IS NOT NULL AND sent_at < ?", arguments: [time])
+    }
+
+    // MARK: Timeouts
+
+    static func scheduleTimeout(_ db: Database, record: OutgoingRecord, topic: String, eventID: String, correlationID: String,
+                                eventType: String, due: Int64) throws {
+        let headers = record.headers + [RecordHeader(name: EventHeaderName.role, string: EventRole.timeout.rawValue)]
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO spool_timeouts (correlation_id, event_type, event_id, topic, key, value, headers, due_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [correlationID, eventType, eventID, topic, record.key.map { Data($0) }, Data(record.value), encode(headers), due])
+    }
+
+    static func cancelTimeout(_ db: Database, correlationID: String, eventType: String) throws -> Bool {
+        try db.execute(sql: "DELETE FROM spool_timeouts WHERE correlation_id = ? AND event_type = ?", arguments: [correlationID, eventType])
+        return db.changesCount > 0
+    }
+
+    /// Moves the timeouts due at `now` into the outbox, stamped with the firing time; returns how many.
+    static func fireDueTimeouts(_ db: Database, now: Int64) throws -> Int {
+        let due = try Row.fetchAll(db, sql: "SELECT event_id, topic, key, value, headers FROM spool_timeouts WHERE due_at <= ? ORDER BY due_at",
+                                   arguments: [now])
+        let firedTime = RecordHeader(name: EventHeaderName.time, string: EventMetadata.formatTime(now))
+        for row in due {
+            let stored: Data = row["headers"]
+            let headers = try decode(stored).map { $0.name == EventHeaderName.time ? firedTime : $0 }
+            try db.execute(sql: "INSERT INTO spool_outbox (event_id, topic, key, value, headers, timestamp) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [row["event_id"] as String, row["topic"] as String, row["key"] as Data?, row["value"] as Data,
+                                       encode(headers), now])
+        }
+        try db.execute(sql: "DELETE FROM spool_timeouts WHERE due_at <= ?", arguments: [now])
+        return due.count
+    }
+
+    // MARK: Header encoding
+
+    private struct StoredHeader: Codable {
+        var name: String
+        var value: Data
+    }
+
+    private static func encode(_ headers: [RecordHeader]) throws -> Data {
+        try JSONEncoder().encode(headers.map { StoredHeader(name: $0.name, value: Data($0.value)) })
+    }
+
+    private static func decode(_ data: Data) throws -> [RecordHeader] {
+        try JSONDecoder().decode([StoredHeader].self, from: data).map { RecordHeader(name: $0.name, value: Array($0.value)) }
+    }
+}

@@ -1,0 +1,321 @@
+import Foundation
+import GRDB
+import Logging
+import Spool
+import Synchronization
+
+/// One service's part in choreography sagas: typed handlers and steps run against the service's
+/// own SQLite database with an inbox and an outbox, so that **each event has its effect exactly
+/// once although delivery is at least once**.
+///
+/// ```swift
+/// let stock = try SagaParticipant(name: "stock", client: client, database: dbPool)
+/// stock.add(ReserveStock())                               // order-created → stock-decreased | stock-failed
+/// stock.on(OrderCancelled.self) { event, context in ... } // a plain handler
+/// try await stock.run()                                   // until the task is cancelled
+/// ```
+///
+/// How it holds:
+/// - **Inbox.** A record is handled in one database transaction that first inserts its event id
+///   into `spool_inbox`; a redelivered event (after a crash, a rebalance, a replay) finds its id
+///   there and is skipped. The consumer offset is committed only after that transaction.
+/// - **Outbox.** Events emitted by a handler (or by ``transaction(_:)``) are rows of the same
+///   transaction; a relay publishes them through the idempotent ``Producer`` in insertion order
+///   and marks them sent. A crash between publishing and marking publishes them again: receivers'
+///   inboxes drop the copy (same event id).
+/// - **Retries and dead letters.** A handler that throws is retried by ``RetryPolicy`` (its
+///   partition waits meanwhile, keeping order); then, or at once for a record that is not a
+///   decodable event or a ``PermanentFailure``, the record goes to `<topic>.dlq` with its key,
+///   value and headers and the `spool-dlq-*` headers (``DeadLetterHeaderName``): the reason, the
+///   attempts, the group and where it came from. `spool replay <topic>.dlq --to <topic>` puts it
+///   back after a fix; it is then handled like any redelivery.
+/// - **Timeouts.** ``SagaContext/scheduleTimeout(_:after:correlationID:)`` stores the event in
+///   `spool_timeouts`; the relay moves due ones to the outbox (checked every
+///   ``SagaConfiguration/pollInterval``), so timeouts survive restarts and fire late rather than never.
+///
+/// One process per database: the relay assumes it is the only one publishing the outbox.
+public final class SagaParticipant: Sendable {
+    /// The service's name: its consumer group and the `spool-source` of what it emits.
+    public let name: String
+    /// The client the participant consumes and publishes through.
+    public let client: SpoolClient
+    /// The service's database (state, inbox, outbox, timeouts).
+    public let database: any DatabaseWriter
+    /// The settings in force.
+    public let configuration: SagaConfiguration
+
+    private let logger: Logger
+    private let registrations = Mutex<[String: Registration]>([:])
+    private let counters = Mutex(SagaStatistics())
+    private let doorbell: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+
+    /// A handler as stored: the topic to consume and the type-erased call.
+    private struct Registration: Sendable {
+        var topic: String
+        var handle: @Sendable (EventMetadata, [UInt8], SagaContext) throws -> Void
+    }
+
+    /// Creates the kit's tables in `database` if needed (`spool_inbox`, `spool_outbox`,
+    /// `spool_timeouts`, through GRDB's migrator). Throws ``SpoolError/Code/invalidArgument`` for a
+    /// bad name (names follow the topic-name rules), or the database's error.
+    public init(name: String, client: SpoolClient, database: any DatabaseWriter, configuration: SagaConfiguration = SagaConfiguration(),
+                logger: Logger = Logger(label: "spool.saga")) throws {
+        try SpoolClient.checkTopicName(name)
+        self.name = name
+        self.client = client
+        self.database = database
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "service"] = "\(name)"
+        self.logger = logger
+        doorbell = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try SagaStore.migrate(database)
+    }
+
+    /// What the participant did since it was created.
+    public var statistics: SagaStatistics { counters.withLock { $0 } }
+
+    // MARK: Registration (before run)
+
+    /// Handles events of type `E` (consumed from `E.topic`) with `handler`, inside the local
+    /// transaction described in ``SagaParticipant``. One handler per event type; register
+    /// before ``run()``.
+    public func on<E: SpoolEvent>(_ type: E.Type, _ handler: @escaping @Sendable (EventEnvelope<E>, SagaContext) throws -> Void) {
+        let registration = Registration(topic: E.topic) { metadata, value, context in
+            let envelope: EventEnvelope<E>
+            do throws(SpoolError) {
+                envelope = try EventEnvelope<E>(metadata: metadata, value: value)
+            } catch {
+                throw PermanentFailure(error.message)
+            }
+            try handler(envelope, context)
+        }
+        registrations.withLock { registrations in
+            precondition(registrations[E.eventType] == nil, "\(name): a second handler for '\(E.eventType)'")
+            registrations[E.eventType] = registration
+        }
+    }
+
+    /// Runs `step` on its trigger and emits its success or failure event.
+    public func add<Step: SagaStep>(_ step: Step) {
+        registerProcess(step)
+    }
+
+    /// Runs `step` on its trigger, emitting its success or failure event, and its compensation
+    /// on `Step.Compensation`, emitting `Step.Compensated` when something was undone.
+    public func add<Step: CompensableStep>(_ step: Step) {
+        registerProcess(step)
+        on(Step.Compensation.self) { event, context in
+            if let compensated = try step.compensate(event, in: context) {
+                try context.emit(compensated, role: .compensation)
+            }
+        }
+    }
+
+    private func registerProcess<Step: SagaStep>(_ step: Step) {
+        on(Step.Trigger.self) { event, context in
+            switch try step.process(event, in: context) {
+            case .success(let success): try context.emit(success, role: .success)
+            case .failure(let failure): try context.emit(failure, role: .failure)
+            }
+        }
+    }
+
+    // MARK: Local transactions
+
+    /// Runs `body` in one write transaction of the service's database; events it emits (with an
+    /// explicit correlation id: there is no trigger) are published after the commit. This is how
+    /// a saga starts: store the new state and its first event together.
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (SagaContext) throws -> T) async throws -> T {
+        let (result, emitted) = try await database.write { [name] db in
+            let context = SagaContext(db: db, trigger: nil, service: name)
+            let result = try body(context)
+            return (result, context.emittedCount)
+        }
+        if emitted > 0 { doorbell.continuation.yield() }
+        return result
+    }
+
+    // MARK: Running
+
+    /// Consumes the registered events as group `name`, publishes the outbox and fires timeouts,
+    /// until the task is cancelled; then stops after the record in hand (a record whose retries
+    /// were interrupted is not committed and comes again), leaves the group and returns. Rows
+    /// still in the outbox are published at the next start. Throws only if consuming cannot
+    /// start (a bad topic name, say).
+    public func run() async throws {
+        let producer = try Producer(client: client, configuration: configuration.producer, logger: logger)
+        let topics = registrations.withLock { Set($0.values.map(\.topic)) }.sorted()
+        let consumer = try topics.isEmpty ? nil
+            : Consumer(client: client, group: name, topics: topics, configuration: configuration.consumer, logger: logger)
+        logger.info("saga participant started", metadata: ["topics": "\(topics.joined(separator: ","))"])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.ring() }
+            group.addTask { await self.relay(producer) }
+            if let consumer { group.addTask { await self.consume(consumer, producer: producer) } }
+            await group.next()
+            group.cancelAll()
+        }
+        // Shutdown work must not inherit the cancellation that started it.
+        await Task { try? await producer.close() }.value
+        logger.info("saga participant stopped")
+    }
+
+    /// Rings the relay's doorbell every poll interval, for timeouts and rows left by an earlier run.
+    private func ring() async {
+        while !Task.isCancelled {
+            doorbell.continuation.yield()
+            try? await Task.sleep(for: configuration.pollInterval)
+        }
+    }
+
+    private func consume(_ consumer: Consumer, producer: Producer) async {
+        var records = consumer.makeAsyncIterator()
+        var interrupted = false
+        while !Task.isCancelled {
+            do {
+                guard let record = try await records.next() else { break }
+                guard !Task.isCancelled, await handle(record, producer: producer) else {
+                    interrupted = true
+                    break
+                }
+            } catch is CancellationError {
+                break
+            } catch {
+                logger.error("consuming failed; the participant stops", metadata: ["error": "\(error)"])
+                break
+            }
+        }
+        await Task { await consumer.close(countingLastRecord: !interrupted) }.value
+    }
+
+    /// Handles one record: inbox check, handler, retries, dead letter. Returns false if
+    /// cancelled before the record was done with (it must not count as processed).
+    private func handle(_ record: SpoolRecord, producer: Producer) async -> Bool {
+        let origin = "\(record.topic)/\(record.partition)@\(record.offset)"
+        let metadata: EventMetadata
+        do throws(SpoolError) {
+            guard let decoded = try EventMetadata(headers: record.headers) else {
+                return await deadLetter(record, origin: origin, reason: "not an event: no \(EventHeaderName.eventID) or \(EventHeaderName.eventType) header",
+                                        attempts: 1, producer: producer)
+            }
+            metadata = decoded
+        } catch {
+            return await deadLetter(record, origin: origin, reason: error.message, attempts: 1, producer: producer)
+        }
+        guard let registration = registrations.withLock({ $0[metadata.eventType] }), registration.topic == record.topic else {
+            logger.debug("no handler for this event type here; skipped", metadata: ["event": "\(metadata.eventType)", "at": "\(origin)"])
+            return true
+        }
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let (fresh, emitted) = try await database.write { [name] db in
+                    guard try SagaStore.recordHandled(db, metadata, origin: origin) else { return (false, 0) }
+                    let context = SagaContext(db: db, trigger: metadata, service: name)
+                    try registration.handle(metadata, record.value, context)
+                    return (true, context.emittedCount)
+                }
+                if emitted > 0 { doorbell.continuation.yield() }
+                counters.withLock { fresh ? ($0.handled += 1) : ($0.duplicates += 1) }
+                return true
+            } catch {
+                let permanent = error is PermanentFailure
+                guard !permanent, attempt < configuration.retry.maxAttempts else {
+                    return await deadLetter(record, origin: origin, reason: "\(error)", attempts: attempt, producer: producer)
+                }
+                counters.withLock { $0.retries += 1 }
+                logger.warning("handler failed; retrying", metadata: ["event": "\(metadata.eventType)", "id": "\(metadata.eventID)",
+                                                                      "attempt": "\(attempt)", "error": "\(error)"])
+                do {
+                    try await Task.sleep(for: configuration.retry.backoff(after: attempt))
+                } catch {
+                    return false
+                }
+            }
+        }
+    }
+
+    /// Publishes `record` to `<topic>.dlq` with the dead-letter headers, retrying while the broker
+    /// is unreachable (a dead letter must not be lost). False if cancelled first.
+    private func deadLetter(_ record: SpoolRecord, origin: String, reason: String, attempts: Int, producer: Producer) async -> Bool {
+        let line = reason.split(whereSeparator: \.isNewline).joined(separator: " ")
+        let headers = record.headers.filter { !$0.name.hasPrefix("spool-dlq-") } + [
+            RecordHeader(name: DeadLetterHeaderName.error, string: line),
+            RecordHeader(name: DeadLetterHeaderName.attempts, string: String(attempts)),
+            RecordHeader(name: DeadLetterHeaderName.group, string: name),
+            RecordHeader(name: DeadLetterHeaderName.origin, string: origin),
+            RecordHeader(name: DeadLetterHeaderName.time, string: EventMetadata.formatTime(EventMetadata.now())),
+        ]
+        let topic = "\(record.topic).dlq"
+        var wait = configuration.retry.initialBackoff
+        while !Task.isCancelled {
+            do throws(SpoolError) {
+                try await producer.send(to: topic, key: record.key, value: record.value, headers: headers, timestamp: record.timestamp)
+                counters.withLock { $0.deadLettered += 1 }
+                logger.error("record dead-lettered", metadata: ["from": "\(origin)", "to": "\(topic)", "attempts": "\(attempts)", "reason": "\(line)"])
+                return true
+            } catch {
+                logger.warning("could not dead-letter yet; retrying", metadata: ["to": "\(topic)", "error": "\(error)"])
+            }
+            try? await Task.sleep(for: wait)
+            wait = Swift.min(wait * 2, configuration.retry.maxBackoff)
+        }
+        return false
+    }
+
+    // MARK: Relay
+
+    private func relay(_ producer: Producer) async {
+        var lastPrune = ContinuousClock.now
+        for await _ in doorbell.stream {
+            guard !Task.isCancelled else { return }
+            do {
+                try await relayPass(producer)
+                if ContinuousClock.now - lastPrune > .seconds(60) {
+                    let horizon = EventMetadata.now() - configuration.sentRetention.milliseconds
+                    try await database.write { db in try SagaStore.deleteSent(db, before: horizon) }
+                    lastPrune = .now
+                }
+            } catch {
+                logger.warning("outbox relay failed; retrying at the next poll", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Fires due timeouts, then publishes unsent outbox rows in order until none is left.
+    private func relayPass(_ producer: Producer) async throws {
+        let now = EventMetadata.now()
+        let fired = try await database.write { db in try SagaStore.fireDueTimeouts(db, now: now) }
+        if fired > 0 { counters.withLock { $0.timeoutsFired += fired } }
+        while !Task.isCancelled {
+            let rows = try await database.read { db in try SagaStore.pending(db, limit: 1000) }
+            guard !rows.isEmpty else { return }
+            for row in rows {
+                try await producer.enqueue(to: row.topic, key: row.record.key, value: row.record.value, headers: row.record.headers,
+                                           timestamp: row.record.timestamp)
+            }
+            try await producer.flush()
+            let sentAt = EventMetadata.now()
+            try await database.write { db in try SagaStore.markSent(db, ids: rows.map(\.id), at: sentAt) }
+            counters.withLock { $0.published += rows.count }
+        }
+    }
+}
+
+/// Counts of what a ``SagaParticipant`` did since it was created.
+public struct SagaStatistics: Sendable, Hashable {
+    /// Events handled (their transaction committed).
+    public var handled = 0
+    /// Redelivered events skipped because the inbox had them.
+    public var duplicates = 0
+    /// Handler attempts that failed and were retried.
+    public var retries = 0
+    /// Records sent to a dead-letter topic.
+    public var deadLettered = 0
+    /// Outbox rows published.
+    public var published = 0
+    /// Timeouts that fell due and were moved to the outbox.
+    public var timeoutsFired = 0
+}
