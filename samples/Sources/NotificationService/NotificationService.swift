@@ -1,0 +1,150 @@
+import Foundation
+import GRDB
+import Logging
+import SagaEvents
+import ServiceKit
+import Spool
+import SpoolSaga
+
+/// The notification service: one message per ended order (`order-completed`, `order-cancelled`),
+/// sent through a flaky external channel. It retries until the channel takes the message and
+/// never compensates.
+///
+/// Once, through crashes: the handler only stores the message as `pending` (inbox + row in one
+/// transaction, at most one row per order); a courier loop then delivers pending messages with
+/// backoff and marks them `sent`. A crash between the channel accepting a message and the row
+/// being marked would send it again, so every delivery carries the order id as its idempotency
+/// key, which the channel honours (as e-mail and SMS APIs do): the channel holds one message per
+/// order however many deliveries reached it.
+public enum NotificationService {
+    /// The service's name: consumer group and event source.
+    public static let name = "notification"
+
+    /// Creates the notifications table.
+    public static func prepare(_ database: any DatabaseWriter, seed _: Seed) throws {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("notification-v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE notifications (
+                    order_id TEXT PRIMARY KEY NOT NULL,
+                    user_id TEXT NOT NULL,
+                    outcome TEXT NOT NULL CHECK (outcome IN ('COMPLETED', 'CANCELLED')),
+                    text TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'sent')),
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    next_attempt_at INTEGER NOT NULL,
+                    last_error TEXT
+                );
+                CREATE INDEX notifications_pending ON notifications(next_attempt_at) WHERE state = 'pending';
+                """)
+        }
+        try migrator.migrate(database)
+    }
+
+    /// Registers the handlers that store one pending message per ended order.
+    public static func register(on participant: SagaParticipant) {
+        participant.on(OrderCompleted.self) { event, context in
+            try store(orderID: event.payload.orderID, userID: event.payload.userID, outcome: "COMPLETED",
+                      text: "Your order \(event.payload.orderID) is complete: \(event.payload.total) points were charged.", context.db)
+        }
+        participant.on(OrderCancelled.self) { event, context in
+            try store(orderID: event.payload.orderID, userID: event.payload.userID, outcome: "CANCELLED",
+                      text: "Your order \(event.payload.orderID) was cancelled (\(event.payload.reason)).", context.db)
+        }
+    }
+
+    private static func store(orderID: String, userID: String, outcome: String, text: String, _ db: Database) throws {
+        try db.execute(sql: """
+            INSERT OR IGNORE INTO notifications (order_id, user_id, outcome, text, state, next_attempt_at)
+            VALUES (?, ?, ?, ?, 'pending', 0)
+            """, arguments: [orderID, userID, outcome, text])
+    }
+
+    /// Delivers pending messages through `channel` until the task is cancelled: each message is
+    /// tried at once, then with backoff (100 ms doubling to 5 s) after each failure, for ever.
+    public static func runCourier(database: any DatabaseWriter, channel: FlakyChannel, poll: Duration = .milliseconds(100), logger: Logger) async {
+        while !Task.isCancelled {
+            do {
+                let now = EventMetadata.now()
+                let due = try await database.read { db in
+                    try Row.fetchAll(db, sql: """
+                        SELECT order_id, user_id, text, attempts FROM notifications
+                        WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 100
+                        """, arguments: [now])
+                }
+                for row in due {
+                    let orderID: String = row["order_id"]
+                    let attempts: Int = row["attempts"]
+                    do {
+                        try channel.deliver(idempotencyKey: orderID, to: row["user_id"], text: row["text"])
+                        try await database.write { db in
+                            try db.execute(sql: "UPDATE notifications SET state = 'sent', attempts = ?, last_error = NULL WHERE order_id = ?",
+                                           arguments: [attempts + 1, orderID])
+                        }
+                    } catch let failure as ChannelFailure {
+                        let backoff = Swift.min(5_000, 100 << Swift.min(attempts, 6))
+                        try await database.write { db in
+                            try db.execute(sql: "UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE order_id = ?",
+                                           arguments: [attempts + 1, EventMetadata.now() + Int64(backoff), failure.reason, orderID])
+                        }
+                        logger.debug("delivery failed; will retry", metadata: ["order": "\(orderID)", "attempt": "\(attempts + 1)", "reason": "\(failure.reason)"])
+                    }
+                }
+            } catch {
+                logger.warning("courier pass failed; retrying", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: poll)
+        }
+    }
+}
+
+/// A delivery the channel refused or whose acknowledgement was lost.
+public struct ChannelFailure: Error, Sendable {
+    /// What went wrong (simulated).
+    public var reason: String
+}
+
+/// The stand-in for an external messaging provider: an SQLite file of the messages it accepted,
+/// one per idempotency key (`deliveries` counts how many deliveries reached it). It fails a
+/// share of attempts before accepting (`failureRate`: "unavailable") and loses the
+/// acknowledgement of a share after accepting (`lostAckRate`: the message is in, the sender is
+/// told it failed and tries again).
+public final class FlakyChannel: Sendable {
+    /// The channel's own database.
+    public let database: DatabaseQueue
+    /// Share of attempts refused before accepting, 0…1.
+    public let failureRate: Double
+    /// Share of accepted attempts whose acknowledgement is lost, 0…1.
+    public let lostAckRate: Double
+
+    /// Opens (creating if needed) the channel's file at `path`.
+    public init(path: String, failureRate: Double, lostAckRate: Double) throws {
+        database = try DatabaseQueue(path: path)
+        self.failureRate = failureRate
+        self.lostAckRate = lostAckRate
+        try database.write { db in
+            try db.execute(sql: """
+                CREATE TABLE IF NOT EXISTS messages (
+                    idempotency_key TEXT PRIMARY KEY NOT NULL,
+                    recipient TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    accepted_at INTEGER NOT NULL,
+                    deliveries INTEGER NOT NULL
+                )
+                """)
+        }
+    }
+
+    /// Sends `text` to `recipient`; a key already accepted is not sent twice (its `deliveries` grows).
+    /// Throws ``ChannelFailure`` as configured.
+    public func deliver(idempotencyKey: String, to recipient: String, text: String) throws {
+        if Double.random(in: 0..<1) < failureRate { throw ChannelFailure(reason: "channel unavailable (simulated)") }
+        try database.write { db in
+            try db.execute(sql: """
+                INSERT INTO messages (idempotency_key, recipient, text, accepted_at, deliveries) VALUES (?, ?, ?, ?, 1)
+                ON CONFLICT(idempotency_key) DO UPDATE SET deliveries = deliveries + 1
+                """, arguments: [idempotencyKey, recipient, text, EventMetadata.now()])
+        }
+        if Double.random(in: 0..<1) < lostAckRate { throw ChannelFailure(reason: "acknowledgement lost (simulated)") }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A small client of the order service's HTTP API.
+public struct OrderClient: Sendable {
+    /// The order as the API returns it (the fields the harness reads).
+    public struct Order: Codable, Sendable {
+        public var id: String
+        public var userId: String
+        public var productId: String
+        public var quantity: Int
+        public var total: Int
+        public var state: String
+        public var reason: String?
+    }
+
+    private struct OrderList: Codable { var orders: [Order] }
+
+    /// The service's base URL (`http://127.0.0.1:8080`).
+    public let baseURL: URL
+    private let session: URLSession
+
+    public init(baseURL: URL) {
+        self.baseURL = baseURL
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = 5
+        session = URLSession(configuration: configuration)
+    }
+
+    /// Places an order; returns it (PENDING) or throws with the status and body of a refusal, or
+    /// the transport error (service down).
+    public func place(userID: String, productID: String, quantity: Int) async throws -> Order {
+        var request = URLRequest(url: baseURL.appendingPathComponent("orders"))
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = try JSONSerialization.data(withJSONObject: ["userId": userID, "productId": productID, "quantity": quantity])
+        let (data, response) = try await session.data(for: request)
+        guard (response as? HTTPURLResponse)?.statusCode == 201 else {
+            throw HarnessError("POST /orders: HTTP \((response as? HTTPURLResponse)?.statusCode ?? 0): \(String(decoding: data, as: UTF8.self))")
+        }
+        return try JSONDecoder().decode(Order.self, from: data)
+    }
+
+    /// Places an order, retrying every 200 ms while the service cannot be reached (it may be
+    /// restarting), up to `timeout`. A refusal (HTTP 4xx) is thrown at once.
+    public func placePatiently(userID: String, productID: String, quantity: Int, timeout: Duration = .seconds(60)) async throws -> Order {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            do {
+                return try await place(userID: userID, productID: productID, quantity: quantity)
+            } catch let error as HarnessError {
+                throw error
+            } catch {
+                guard ContinuousClock.now < deadline else { throw HarnessError("POST /orders: the service did not answer within \(timeout): \(error)") }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
+    /// Orders in `state` (all if nil).
+    public func orders(state: String? = nil) async throws -> [Order] {
+        var components = URLComponents(url: baseURL.appendingPathComponent("orders"), resolvingAgainstBaseURL: false)!
+        if let state { components.queryItems = [URLQueryItem(name: "state", value: state)] }
+        let (data, response) = try await session.data(from: components.url!)
+        guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw HarnessError("GET /orders: HTTP \((response as? HTTPURLResponse)?.statusCode ?? 0)") }
+        return try JSONDecoder().decode(OrderList.self, from: data).orders
+    }
+
+    /// Waits until the service answers `GET /health`, up to `timeout`.
+    public func waitUntilUp(timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let (_, response) = try? await session.data(from: baseURL.appendingPathComponent("health")),
+               (response as? HTTPURLResponse)?.statusCode == 200 {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("the order service at \(baseURL) did not come up within \(timeout)")
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import ServiceKit
+
+/// A reproducible stream of orders over the seed: random users, products and quantities, plus
+/// (first) a few orders chosen to run out of stock and to lack balance, so that a run shows every
+/// ending.
+public struct OrderMix: Sendable {
+    /// One order to place.
+    public struct Request: Sendable {
+        public var userID: String
+        public var productID: String
+        public var quantity: Int
+    }
+
+    public let requests: [Request]
+
+    /// `count` orders drawn with `seed` (same seed, same orders).
+    public init(count: Int, over data: Seed, seed: UInt64) {
+        var generator = SplitMix64(seed: seed)
+        var requests: [Request] = []
+        // An order larger than a product's whole stock, and one its user cannot pay.
+        if let scarce = data.products.min(by: { $0.stock < $1.stock }), let user = data.users.max(by: { $0.balance < $1.balance }) {
+            requests.append(Request(userID: user.id, productID: scarce.id, quantity: Swift.min(1000, scarce.stock + 1)))
+        }
+        if let poor = data.users.min(by: { $0.balance < $1.balance }), let dear = data.products.max(by: { $0.price < $1.price }) {
+            requests.append(Request(userID: poor.id, productID: dear.id, quantity: poor.balance / dear.price + 1))
+        }
+        while requests.count < count {
+            let user = data.users[Int(generator.next() % UInt64(data.users.count))]
+            let product = data.products[Int(generator.next() % UInt64(data.products.count))]
+            requests.append(Request(userID: user.id, productID: product.id, quantity: Int(generator.next() % 6) + 1))
+        }
+        self.requests = Array(requests.prefix(count))
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

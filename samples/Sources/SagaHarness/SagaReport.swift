@@ -1,0 +1,147 @@
+import Foundation
+import GRDB
+import ServiceKit
+
+/// What the four databases hold after a run, and whether the saga's invariants hold
+/// (DESIGN.md: every order ends COMPLETED or CANCELLED; initial stock = stock + quantities of
+/// COMPLETED orders; initial balance = balance + totals of COMPLETED orders; each ended order is
+/// notified once; and nothing is left in an outbox).
+public struct SagaReport: Sendable {
+    /// One order's row.
+    public struct OrderRow: Sendable {
+        public var id: String
+        public var userID: String
+        public var productID: String
+        public var quantity: Int
+        public var total: Int
+        public var state: String
+        public var reason: String?
+        /// Milliseconds from creation to the last state change.
+        public var duration: Int64
+        public var createdAt: Int64
+        public var updatedAt: Int64
+    }
+
+    public var orders: [OrderRow]
+    public var stock: [String: Int]
+    public var balances: [String: Int]
+    /// Order id → (recipient messages accepted by the channel, deliveries that reached it).
+    public var channelMessages: [String: (text: String, deliveries: Int)]
+    /// Notification rows by order id → outcome, and how many are still pending.
+    public var notificationOutcomes: [String: String]
+    public var pendingNotifications: Int
+    /// Unpublished outbox rows per service.
+    public var unsentOutbox: [String: Int]
+    /// Pending saga timeouts per service.
+    public var pendingTimeouts: [String: Int]
+
+    /// Reads the databases of `cluster` (read-only; the services may still run).
+    public static func read(_ cluster: SagaCluster) throws -> SagaReport {
+        func open(_ path: String) throws -> DatabaseQueue {
+            var configuration = Configuration()
+            configuration.readonly = true
+            configuration.busyMode = .timeout(5)
+            return try DatabaseQueue(path: path, configuration: configuration)
+        }
+        let orders = try open(cluster.databasePath(.order)).read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM orders ORDER BY created_at, id").map { row in
+                OrderRow(id: row["id"], userID: row["user_id"], productID: row["product_id"], quantity: row["quantity"], total: row["total"],
+                         state: row["state"], reason: row["reason"], duration: (row["updated_at"] as Int64) - (row["created_at"] as Int64),
+                         createdAt: row["created_at"], updatedAt: row["updated_at"])
+            }
+        }
+        let stock = try open(cluster.databasePath(.stock)).read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, quantity FROM products").map { ($0["id"] as String, $0["quantity"] as Int) })
+        }
+        let balances = try open(cluster.databasePath(.balance)).read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, balance FROM users").map { ($0["id"] as String, $0["balance"] as Int) })
+        }
+        let notifications = try open(cluster.databasePath(.notification))
+        let (outcomes, pending) = try notifications.read { db in
+            (Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT order_id, outcome FROM notifications").map { ($0["order_id"] as String, $0["outcome"] as String) }),
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM notifications WHERE state = 'pending'") ?? 0)
+        }
+        var channel: [String: (text: String, deliveries: Int)] = [:]
+        if FileManager.default.fileExists(atPath: cluster.channelPath) {
+            try open(cluster.channelPath).read { db in
+                for row in try Row.fetchAll(db, sql: "SELECT idempotency_key, text, deliveries FROM messages") {
+                    channel[row["idempotency_key"]] = (row["text"], row["deliveries"])
+                }
+            }
+        }
+        var unsent: [String: Int] = [:]
+        var timeouts: [String: Int] = [:]
+        for component in SagaCluster.Component.allCases where component != .broker {
+            try open(cluster.databasePath(component)).read { db in
+                unsent[component.rawValue] = try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_outbox WHERE sent_at IS NULL") ?? 0
+                timeouts[component.rawValue] = try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_timeouts") ?? 0
+            }
+        }
+        return SagaReport(orders: orders, stock: stock, balances: balances, channelMessages: channel, notificationOutcomes: outcomes,
+                          pendingNotifications: pending, unsentOutbox: unsent, pendingTimeouts: timeouts)
+    }
+
+    /// Whether every order ended, every ended order was notified, and every outbox is empty.
+    public var isSettled: Bool {
+        orders.allSatisfy { $0.state != "PENDING" } && channelMessages.count >= orders.count && pendingNotifications == 0
+            && unsentOutbox.values.allSatisfy { $0 == 0 }
+    }
+
+    /// Every broken invariant, one line each (empty: all hold).
+    public func violations(seed: Seed) -> [String] {
+        var problems: [String] = []
+        for order in orders where order.state != "COMPLETED" && order.state != "CANCELLED" {
+            problems.append("order \(order.id) is \(order.state)")
+        }
+        let completed = orders.filter { $0.state == "COMPLETED" }
+        for product in seed.products {
+            let sold = completed.filter { $0.productID == product.id }.map(\.quantity).reduce(0, +)
+            let left = stock[product.id] ?? 0
+            if product.stock != left + sold {
+                problems.append("stock of \(product.id): initial \(product.stock) ≠ \(left) in stock + \(sold) in completed orders")
+            }
+        }
+        for user in seed.users {
+            let spent = completed.filter { $0.userID == user.id }.map(\.total).reduce(0, +)
+            let left = balances[user.id] ?? 0
+            if user.balance != left + spent {
+                problems.append("balance of \(user.id): initial \(user.balance) ≠ \(left) left + \(spent) in completed orders")
+            }
+        }
+        for order in orders where order.state != "PENDING" {
+            if channelMessages[order.id] == nil { problems.append("order \(order.id) (\(order.state)) was never notified") }
+            if let outcome = notificationOutcomes[order.id], outcome != order.state {
+                problems.append("order \(order.id) is \(order.state) but was notified as \(outcome)")
+            }
+        }
+        let known = Set(orders.map(\.id))
+        for key in channelMessages.keys where !known.contains(key) { problems.append("a message for unknown order \(key)") }
+        for (service, count) in unsentOutbox.sorted(by: { $0.key < $1.key }) where count > 0 {
+            problems.append("\(count) event(s) stuck in the \(service) outbox")
+        }
+        if pendingNotifications > 0 { problems.append("\(pendingNotifications) notification(s) still pending") }
+        return problems
+    }
+
+    /// Orders per final state and reason kind.
+    public var summary: [(String, Int)] {
+        Dictionary(grouping: orders) { order -> String in
+            guard let reason = order.reason else { return order.state }
+            return "\(order.state) (\(reason.split(separator: ":").first ?? ""))"
+        }.map { ($0.key, $0.value.count) }.sorted { $0.0 < $1.0 }
+    }
+
+    /// Median and 99th percentile of creation-to-end time in milliseconds, over ended orders.
+    public var latency: (p50: Int64, p99: Int64)? {
+        let durations = orders.filter { $0.state != "PENDING" }.map(\.duration).sorted()
+        guard !durations.isEmpty else { return nil }
+        func percentile(_ p: Double) -> Int64 { durations[Swift.min(durations.count - 1, Int((Double(durations.count) * p).rounded(.up)) - 1)] }
+        return (percentile(0.5), percentile(0.99))
+    }
+
+    /// Ended orders per second between the first creation and the last end.
+    public var throughput: Double? {
+        guard let first = orders.map(\.createdAt).min(), let last = orders.map(\.updatedAt).max(), last > first else { return nil }
+        return Double(orders.filter { $0.state != "PENDING" }.count) / (Double(last - first) / 1000)
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+/// The starting data of the saga: products with prices and stock, users with balances. Each
+/// service loads its part into its empty database at first start; the invariants compare with it.
+public struct Seed: Codable, Sendable, Equatable {
+    /// A product for sale.
+    public struct Product: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        /// Price of one unit, in points.
+        public var price: Int
+        /// Units in stock at the start.
+        public var stock: Int
+    }
+
+    /// A customer.
+    public struct User: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        /// Points at the start.
+        public var balance: Int
+    }
+
+    public var products: [Product]
+    public var users: [User]
+
+    /// The seed at `path`, or the bundled `seed.json` (samples/Sources/ServiceKit/seed.json) if nil.
+    /// Throws a message naming the file if it cannot be read or parsed.
+    public static func load(from path: String?) throws -> Seed {
+        let url: URL
+        if let path {
+            url = URL(fileURLWithPath: path)
+        } else {
+            guard let bundled = Bundle.module.url(forResource: "seed", withExtension: "json") else {
+                throw ServiceError("the bundled seed.json is missing; pass --seed PATH")
+            }
+            url = bundled
+        }
+        do {
+            return try JSONDecoder().decode(Seed.self, from: Data(contentsOf: url))
+        } catch {
+            throw ServiceError("cannot read the seed \(url.path): \(error)")
+        }
+    }
+}
+
+/// A one-line error of a sample service.
+public struct ServiceError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import GRDB
+import SagaEvents
+import ServiceKit
+import Spool
+import SpoolSaga
+
+/// The stock service: products and quantities. Reserves an order's items on `order-created`
+/// (→ `stock-decreased`, or `stock-failed`), and puts them back when the saga fails after it:
+/// on `payment-failed` (its compensation) and on `order-cancelled` (the order gave up, e.g. a
+/// payment timeout). Each order's reservation is a row (`reserved`, `released`, `refused`, or
+/// `cancelled` when the cancellation arrived first), so every decision is made once and an
+/// order cancelled before its `order-created` arrived is refused, not reserved.
+public enum StockService {
+    /// The service's name: consumer group and event source.
+    public static let name = "stock"
+
+    /// Creates the tables and loads the seed's products into an empty database.
+    public static func prepare(_ database: any DatabaseWriter, seed: Seed) throws {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("stock-v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE products (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, quantity INTEGER NOT NULL CHECK (quantity >= 0));
+                CREATE TABLE reservations (
+                    order_id TEXT PRIMARY KEY NOT NULL,
+                    product_id TEXT NOT NULL,
+                    quantity INTEGER NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('reserved', 'released', 'refused', 'cancelled'))
+                );
+                """)
+            for product in seed.products {
+                try db.execute(sql: "INSERT INTO products (id, name, quantity) VALUES (?, ?, ?)", arguments: [product.id, product.name, product.stock])
+            }
+        }
+        try migrator.migrate(database)
+    }
+
+    /// Registers the step and the cancellation handler on `participant`.
+    public static func register(on participant: SagaParticipant) {
+        participant.add(ReserveStock())
+        participant.on(OrderCancelled.self) { event, context in
+            if let restored = try release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: "cancelled") {
+                try context.emit(restored, role: .compensation)
+            }
+        }
+    }
+
+    /// Puts back the reservation of `orderID` if it holds one; records `state` for an order never
+    /// seen (so a late `order-created` is refused). Returns the event to emit, if any.
+    static func release(orderID: String, db: Database, markingUnknownAs state: String?) throws -> StockRestored? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT product_id, quantity, state FROM reservations WHERE order_id = ?", arguments: [orderID]) else {
+            if let state {
+                try db.execute(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, '', 0, ?)", arguments: [orderID, state])
+            }
+            return nil
+        }
+        guard row["state"] as String == "reserved" else { return nil }
+        let productID: String = row["product_id"]
+        let quantity: Int = row["quantity"]
+        try db.execute(sql: "UPDATE products SET quantity = quantity + ? WHERE id = ?", arguments: [quantity, productID])
+        try db.execute(sql: "UPDATE reservations SET state = 'released' WHERE order_id = ?", arguments: [orderID])
+        return StockRestored(orderID: orderID, productID: productID, quantity: quantity)
+    }
+
+    /// The quantity in stock of every product.
+    public static func stock(_ db: Database) throws -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, quantity FROM products").map { ($0["id"], $0["quantity"]) })
+    }
+}
+
+/// order-created → stock-decreased | stock-failed; compensated by payment-failed → stock-restored.
+struct ReserveStock: CompensableStep {
+    func process(_ event: EventEnvelope<OrderCreated>, in context: SagaContext) throws -> StepOutcome<StockDecreased, StockFailed> {
+        let order = event.payload
+        let db = context.db
+        if let state = try String.fetchOne(db, sql: "SELECT state FROM reservations WHERE order_id = ?", arguments: [order.orderID]) {
+            // Only a cancellation that overtook this event can be here (the inbox stops redeliveries).
+            return .failure(StockFailed(orderID: order.orderID, reason: "order already \(state)"))
+        }
+        func refuse(_ reason: String) throws -> StepOutcome<StockDecreased, StockFailed> {
+            try db.execute(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'refused')",
+                           arguments: [order.orderID, order.productID, order.quantity])
+            return .failure(StockFailed(orderID: order.orderID, reason: reason))
+        }
+        guard order.quantity > 0 else { return try refuse("quantity must be positive") }
+        guard let available = try Int.fetchOne(db, sql: "SELECT quantity FROM products WHERE id = ?", arguments: [order.productID]) else {
+            return try refuse("unknown product \(order.productID)")
+        }
+        guard available >= order.quantity else {
+            return try refuse("out of stock: \(available) \(order.productID) left, \(order.quantity) wanted")
+        }
+        try db.execute(sql: "UPDATE products SET quantity = quantity - ? WHERE id = ?", arguments: [order.quantity, order.productID])
+        try db.execute(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'reserved')",
+                       arguments: [order.orderID, order.productID, order.quantity])
+        return .success(StockDecreased(orderID: order.orderID, userID: order.userID, productID: order.productID,
+                                       quantity: order.quantity, total: order.total))
+    }
+
+    func compensate(_ event: EventEnvelope<PaymentFailed>, in context: SagaContext) throws -> StockRestored? {
+        try StockService.release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: nil)
+    }
+}

@@ -1,0 +1,21 @@
+import ArgumentParser
+import BalanceService
+import ServiceKit
+
+/// `balance-service`: debits users for the order saga, refunds cancelled orders.
+@main
+struct BalanceServiceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "balance-service",
+        abstract: "The balance service of the saga sample: debits the user on stock-decreased, refunds a cancelled order.",
+        discussion: "Example:\n  balance-service --broker tcp://127.0.0.1:7070 --db balance.sqlite"
+    )
+
+    @OptionGroup var options: ServiceOptions
+
+    func run() async throws {
+        guard let service = try await startService(BalanceService.name, options: options, prepare: BalanceService.prepare) else { return }
+        BalanceService.register(on: service.participant)
+        try await runUntilSignalled([ParticipantService(service.participant)], logger: service.logger)
+    }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import SagaHarness
+import ServiceKit
+
+/// `saga-demo`: the order saga end to end, on real processes.
+@main
+struct SagaDemo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "saga-demo",
+        abstract: "Start spoold and the four services, place a mix of orders, wait for every saga to end, report, stop.",
+        discussion: """
+            Everything runs on its embedded defaults (broker tcp://127.0.0.1:7070, order API on \
+            http://127.0.0.1:8080, databases and logs in --dir), so those ports must be free.
+            Exit status 0 if every invariant holds, 1 otherwise.
+            Example:
+              saga-demo --spoold ../.build/release/spoold --orders 60
+            """
+    )
+
+    @Option(help: "The spoold executable.")
+    var spoold: String
+
+    @Option(help: "Working directory (created; emptied first): broker data, databases, logs. Default: a new temporary directory.")
+    var dir: String?
+
+    @Option(help: "How many orders to place.")
+    var orders = 40
+
+    @Option(help: "How many orders are in flight at once.")
+    var concurrency = 4
+
+    @Option(help: "Random seed of the order mix.")
+    var seed: UInt64 = 2026
+
+    @Option(help: "How long to wait for every saga to end, in seconds.")
+    var timeout = 120
+
+    func validate() throws {
+        guard orders > 0, concurrency > 0 else { throw ValidationError("--orders and --concurrency must be positive") }
+    }
+
+    func run() async throws {
+        let directory = dir ?? NSTemporaryDirectory() + "spool-saga-demo-\(getpid())"
+        try? FileManager.default.removeItem(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let serviceDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+        let spooldPath = URL(fileURLWithPath: spoold).standardizedFileURL.path
+        let cluster = SagaCluster(.init(spoold: spooldPath, serviceDirectory: serviceDirectory, directory: directory))
+        let data = try Seed.load(from: nil)
+        print("saga-demo: broker and services in \(directory) (logs: *.log there)")
+        try cluster.startAll()
+        let client = OrderClient(baseURL: cluster.orderURL)
+        do {
+            try await client.waitUntilUp()
+            let mix = OrderMix(count: orders, over: data, seed: seed)
+            print("placing \(orders) orders, \(concurrency) at a time …")
+            try await place(mix.requests, through: client)
+            print("waiting for every saga to end …")
+            let report = try await waitUntilSettled(cluster)
+            let stuck = await cluster.stopAll()
+            print(render(try SagaReport.read(cluster), seed: data, settled: report != nil, stuck: stuck))
+            let final = try SagaReport.read(cluster)
+            if report == nil || !final.violations(seed: data).isEmpty { throw ExitCode.failure }
+        } catch {
+            await cluster.stopAll()
+            throw error
+        }
+    }
+
+    private func place(_ requests: [OrderMix.Request], through client: OrderClient) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, request) in requests.enumerated() {
+                if index >= concurrency { try await group.next() }
+                group.addTask {
+                    _ = try await client.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func waitUntilSettled(_ cluster: SagaCluster) async throws -> SagaReport? {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while ContinuousClock.now < deadline {
+            let report = try SagaReport.read(cluster)
+            if report.isSettled { return report }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return nil
+    }
+
+    private func render(_ report: SagaReport, seed: Seed, settled: Bool, stuck: [SagaCluster.Component]) -> String {
+        var lines: [String] = []
+        lines.append("")
+        lines.append(pad("ORDER", 16) + pad("USER", 7) + pad("PRODUCT", 8) + pad("QTY", 5) + pad("TOTAL", 7) + pad("STATE", 11) + "REASON")
+        for order in report.orders {
+            lines.append(pad(order.id, 16) + pad(order.userID, 7) + pad(order.productID, 8) + pad("\(order.quantity)", 5)
+                         + pad("\(order.total)", 7) + pad(order.state, 11) + (order.reason ?? ""))
+        }
+        lines.append("")
+        lines.append("orders: " + report.summary.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
+        let stockNow = report.stock.values.reduce(0, +), stockThen = seed.products.map(\.stock).reduce(0, +)
+        let balanceNow = report.balances.values.reduce(0, +), balanceThen = seed.users.map(\.balance).reduce(0, +)
+        let completed = report.orders.filter { $0.state == "COMPLETED" }
+        lines.append("stock:   \(stockThen) at start = \(stockNow) in stock + \(completed.map(\.quantity).reduce(0, +)) sold")
+        lines.append("balance: \(balanceThen) at start = \(balanceNow) left + \(completed.map(\.total).reduce(0, +)) spent")
+        let deliveries = report.channelMessages.values.map(\.deliveries).reduce(0, +)
+        lines.append("notifications: \(report.channelMessages.count) messages for \(report.orders.count) orders (\(deliveries) deliveries reached the channel; the repeats were absorbed by the idempotency key)")
+        if let latency = report.latency, let throughput = report.throughput {
+            lines.append(String(format: "time to end (POST → final state): p50 %d ms, p99 %d ms; %.1f orders/s", latency.p50, latency.p99, throughput))
+        }
+        let problems = report.violations(seed: seed) + (settled ? [] : ["not every saga ended within \(timeout) s"])
+            + stuck.map { "\($0.rawValue) did not stop on SIGTERM" }
+        lines.append(problems.isEmpty ? "invariants: all hold ✔" : "invariants: BROKEN ✘\n  " + problems.joined(separator: "\n  "))
+        return lines.joined(separator: "\n")
+    }
+
+    private func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+}

@@ -1,0 +1,21 @@
+import ArgumentParser
+import ServiceKit
+import StockService
+
+/// `stock-service`: reserves and restores stock for the order saga.
+@main
+struct StockServiceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stock-service",
+        abstract: "The stock service of the saga sample: reserves stock on order-created, restores it when the order fails later.",
+        discussion: "Example:\n  stock-service --broker tcp://127.0.0.1:7070 --db stock.sqlite"
+    )
+
+    @OptionGroup var options: ServiceOptions
+
+    func run() async throws {
+        guard let service = try await startService(StockService.name, options: options, prepare: StockService.prepare) else { return }
+        StockService.register(on: service.participant)
+        try await runUntilSignalled([ParticipantService(service.participant)], logger: service.logger)
+    }
+}
