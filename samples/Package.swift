@@ -57,6 +57,9 @@ let package = Package(
                 "SagaHarness", .product(name: "SpoolTesting", package: "spool"), .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
-        .testTarget(name: "SagaEndToEndTests", dependencies: ["SagaHarness"]),
+        .testTarget(
+            name: "SagaEndToEndTests",
+            dependencies: ["SagaHarness", .product(name: "Spool", package: "spool"), .product(name: "SpoolTesting", package: "spool")]
+        ),
     ]
 )

@@ -1,0 +1,163 @@
+import Foundation
+import SagaHarness
+import ServiceKit
+import Spool
+import SpoolTesting
+import Synchronization
+import Testing
+
+/// Where the executables of this build are: the service executables next to the test binary
+/// (or `SAGA_SERVICE_DIR`), spoold in the root package's build (or `SPOOLD_PATH`).
+enum Executables {
+    static let samplesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static var serviceDirectory: String {
+        if let directory = ProcessInfo.processInfo.environment["SAGA_SERVICE_DIR"] { return directory }
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        if FileManager.default.isExecutableFile(atPath: testBinary.appendingPathComponent("order-service").path) { return testBinary.path }
+        return samplesDirectory.appendingPathComponent(".build/debug").path
+    }
+
+    static var spoold: String {
+        if let path = ProcessInfo.processInfo.environment["SPOOLD_PATH"] { return path }
+        let root = samplesDirectory.deletingLastPathComponent()
+        for configuration in ["debug", "release"] {
+            let path = root.appendingPathComponent(".build/\(configuration)/spoold").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return root.appendingPathComponent(".build/debug/spoold").path
+    }
+}
+
+/// The mission: 500 orders through four services and the broker while a random one of them is
+/// killed with SIGKILL every few seconds and restarted; at the end every invariant holds.
+@Suite struct OrderSagaChaosTests {
+    @Test(.timeLimit(.minutes(8)))
+    func everyOrderEndsAndEveryInvariantHoldsThroughCrashesOfAnyProcess() async throws {
+        let directory = try TemporaryDirectory(prefix: "saga-chaos")
+        let config = directory.appending("spoold.yaml")
+        try "group.rejoin.grace.ms: 1000\n".write(toFile: config, atomically: true, encoding: .utf8)
+        // The bundled seed with ten times the stock and five times the balances, so that 500 orders
+        // end in every way (completed, out of stock, lacking balance) rather than mostly out of stock.
+        var seed = try Seed.load(from: nil)
+        seed.products = seed.products.map { var product = $0; product.stock *= 10; return product }
+        seed.users = seed.users.map { var user = $0; user.balance *= 5; return user }
+        let seedPath = directory.appending("seed.json")
+        try JSONEncoder().encode(seed).write(to: URL(fileURLWithPath: seedPath))
+        let cluster = SagaCluster(.init(
+            spoold: Executables.spoold, serviceDirectory: Executables.serviceDirectory, directory: directory.path,
+            brokerPort: try freeLoopbackPort(), httpPort: try freeLoopbackPort(),
+            brokerArguments: ["--config", config],
+            serviceArguments: ["--session-timeout-ms", "1500", "--seed", seedPath],
+            componentArguments: [.order: ["--payment-timeout-ms", "8000"], .notification: ["--failure-rate", "0.3", "--lost-ack-rate", "0.1"]]
+        ))
+        try cluster.startAll()
+        let orders = OrderClient(baseURL: cluster.orderURL)
+        try await orders.waitUntilUp()
+
+        // A poison record: not an event. Stock must dead-letter it with its reason, and go on.
+        let client = try await SpoolClient(endpoint: cluster.brokerEndpoint)
+        defer { client.close() }
+        try await client.publish(to: "order-created", key: Array("poison".utf8), value: Array("this is not an event".utf8))
+
+        let chaos = Chaos(cluster: cluster, seed: 7)
+        let chaosTask = Task { try await chaos.run() }
+
+        // 500 orders, four at a time, paced so that the chaos meets them (about 40 s).
+        let mix = OrderMix(count: 500, over: seed, seed: 42)
+        let placed = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<4 {
+                let share = mix.requests[worker...].striding(by: 4)
+                group.addTask {
+                    for request in share {
+                        _ = try await orders.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity)
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
+                    return share.count
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        chaos.stop()
+        try await chaosTask.value
+        for component in SagaCluster.Component.allCases where !cluster.process(component).isRunning {
+            try cluster.process(component).start()
+        }
+
+        var report = try SagaReport.read(cluster)
+        let deadline = ContinuousClock.now + .seconds(180)
+        while !report.isSettled, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(250))
+            report = try SagaReport.read(cluster)
+        }
+        let killed = chaos.kills
+        print("chaos: \(killed.count) kills (\(Dictionary(grouping: killed, by: \.rawValue).mapValues(\.count).sorted { $0.key < $1.key })); "
+              + "orders: \(report.summary); deliveries reaching the channel: \(report.channelMessages.values.map(\.deliveries).reduce(0, +))")
+
+        #expect(placed == 500)
+        // An order whose POST was cut by a kill may exist without the client knowing: at least 500.
+        #expect(report.orders.count >= 500)
+        #expect(report.isSettled)
+        let violations = report.violations(seed: seed)
+        #expect(violations.isEmpty, "\(violations.prefix(20).joined(separator: "\n"))")
+        #expect(killed.count >= 10, "the chaos must have struck")
+        #expect(Set(report.orders.map(\.state)) == ["COMPLETED", "CANCELLED"], "both endings occur")
+
+        // Dead letters: only the poison, with its reason (possibly twice: dead-lettering is at least once).
+        let deadLetterTopics = try await client.topics().filter { $0.name.hasSuffix(".dlq") }
+        #expect(deadLetterTopics.map(\.name) == ["order-created.dlq"])
+        var letters: [SpoolRecord] = []
+        for partition in deadLetterTopics.first?.partitions ?? [] {
+            letters += try await client.readToEnd(of: "order-created.dlq", partition: partition.partition, from: partition.earliestOffset)
+        }
+        #expect(!letters.isEmpty)
+        for letter in letters {
+            #expect(letter.value == Array("this is not an event".utf8))
+            let reason = letter.headers.first { $0.name == DeadLetterHeaderName.error }.map { String(decoding: $0.value, as: UTF8.self) }
+            #expect(reason?.contains("not an event") == true)
+            #expect(letter.headers.contains { $0.name == DeadLetterHeaderName.group && $0.value == Array("stock".utf8) })
+        }
+
+        let stuck = await cluster.stopAll()
+        #expect(stuck.isEmpty, "every process stops on SIGTERM")
+        // Nothing was lost on the way down either.
+        #expect(try SagaReport.read(cluster).violations(seed: seed).isEmpty)
+    }
+}
+
+/// Kills a random process of the cluster with SIGKILL every 1.5–3 s and restarts it 0.2–1 s later.
+final class Chaos: Sendable {
+    let cluster: SagaCluster
+    private let state: Mutex<(random: SplitMix64, stopped: Bool, kills: [SagaCluster.Component])>
+
+    init(cluster: SagaCluster, seed: UInt64) {
+        self.cluster = cluster
+        state = Mutex((SplitMix64(seed: seed), false, []))
+    }
+
+    /// The processes killed so far, in order.
+    var kills: [SagaCluster.Component] { state.withLock { $0.kills } }
+
+    func stop() { state.withLock { $0.stopped = true } }
+
+    private func draw(_ bound: Int) -> Int { state.withLock { Int($0.random.next() % UInt64(bound)) } }
+
+    func run() async throws {
+        while !state.withLock({ $0.stopped }) {
+            try? await Task.sleep(for: .milliseconds(1500 + draw(1500)))
+            guard !state.withLock({ $0.stopped }) else { return }
+            let victim = SagaCluster.Component.allCases[draw(SagaCluster.Component.allCases.count)]
+            await cluster.process(victim).crash()
+            state.withLock { $0.kills.append(victim) }
+            try? await Task.sleep(for: .milliseconds(200 + draw(800)))
+            try cluster.process(victim).start()
+        }
+    }
+}
+
+extension ArraySlice {
+    /// Every `step`-th element, starting with the first.
+    func striding(by step: Int) -> [Element] {
+        stride(from: startIndex, to: endIndex, by: step).map { self[$0] }
+    }
+}
