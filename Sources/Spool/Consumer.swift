@@ -238,7 +238,7 @@ public final class Consumer: AsyncSequence, Sendable {
                 }
                 lastContact = .now
                 backoff = .milliseconds(50)
-                nextHeartbeat = .now + .milliseconds(Swift.max(configuration.sessionTimeout.milliseconds / 3, 10))
+                nextHeartbeat = .now + .milliseconds(Swift.max(configuration.sessionTimeout.wholeMilliseconds / 3, 10))
                 if configuration.autoCommit, ContinuousClock.now >= nextCommit {
                     nextCommit = .now + configuration.autoCommitInterval
                     try await commitProcessed(nil)

@@ -7,7 +7,7 @@ extension SpoolClient {
     /// member's id, generation and the partitions it may consume now.
     public func joinGroup(_ group: String, topics: [String], memberID: String = "", owned: [TopicPartition] = [],
                           sessionTimeout: Duration = .seconds(10)) async throws(SpoolError) -> GroupAssignment {
-        let request = JoinGroupRequest(group: group, memberID: memberID, sessionTimeoutMilliseconds: UInt32(clamping: sessionTimeout.milliseconds),
+        let request = JoinGroupRequest(group: group, memberID: memberID, sessionTimeoutMilliseconds: UInt32(clamping: sessionTimeout.wholeMilliseconds),
                                        topics: topics, owned: owned)
         return try decode(JoinGroupResponse.self, try await call(.joinGroup, [request.encoded()])).assignment
     }

@@ -100,7 +100,7 @@ public final class SpoolClient: Sendable {
                       maxWait: Duration = .zero) async throws(SpoolError) -> (records: [SpoolRecord], logEndOffset: Int64) {
         try Self.checkTopicName(topic)
         let request = FetchRequest(topic: topic, partition: partition, offset: offset,
-                                   maxWaitMilliseconds: UInt32(clamping: maxWait.milliseconds),
+                                   maxWaitMilliseconds: UInt32(clamping: maxWait.wholeMilliseconds),
                                    minBytes: 1, maxBytes: UInt32(clamping: configuration.fetchMaxBytes))
         let reply = try await call(.fetch, [request.encoded()], extraTimeout: maxWait)
         guard reply.frames.count == 2 else {

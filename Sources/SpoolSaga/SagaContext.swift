@@ -45,7 +45,7 @@ public final class SagaContext {
     /// when the service starts.
     public func scheduleTimeout<E: SpoolEvent>(_ event: E, after delay: Duration, correlationID: String? = nil) throws {
         let envelope = try envelope(event, correlationID: correlationID)
-        let due = EventMetadata.now() + delay.milliseconds
+        let due = EventMetadata.now() + delay.wholeMilliseconds
         try SagaStore.scheduleTimeout(db, record: try envelope.record(), topic: E.topic, eventID: envelope.metadata.eventID,
                                       correlationID: envelope.metadata.correlationID, eventType: E.eventType, due: due)
     }
@@ -65,13 +65,5 @@ public final class SagaContext {
             throw SpoolError(.invalidArgument, "event '\(E.eventType)' needs a correlation id: it is not emitted while handling an event")
         }
         return EventEnvelope(event, correlationID: saga, causationID: trigger?.eventID, source: service)
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -274,7 +274,7 @@ public final class SagaParticipant: Sendable {
             do {
                 try await relayPass(producer)
                 if ContinuousClock.now - lastPrune > .seconds(60) {
-                    let horizon = EventMetadata.now() - configuration.sentRetention.milliseconds
+                    let horizon = EventMetadata.now() - configuration.sentRetention.wholeMilliseconds
                     try await database.write { db in try SagaStore.deleteSent(db, before: horizon) }
                     lastPrune = .now
                 }

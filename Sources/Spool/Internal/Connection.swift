@@ -60,7 +60,7 @@ final class Connection: Sendable {
     func request(_ opCode: OpCode, _ body: [[UInt8]], timeout: Duration, failIfUnreachable: Bool = false) async throws(SpoolError) -> Reply {
         let id = nextCorrelationID.wrappingAdd(1, ordering: .relaxed).oldValue
         let header = FrameHeader(opCode: opCode, correlationID: id).encoded()
-        let deadline = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000) + timeout.milliseconds
+        let deadline = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000) + timeout.wholeMilliseconds
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let outgoing = Outgoing(id: id, opCode: opCode, frames: [header] + body, deadline: deadline,
@@ -225,11 +225,3 @@ final class Connection: Sendable {
     }
 }
 
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}

@@ -61,8 +61,10 @@ public enum NotificationService {
     }
 
     /// Delivers pending messages through `channel` until the task is cancelled: each message is
-    /// tried at once, then with backoff (100 ms doubling to 5 s) after each failure, for ever.
-    public static func runCourier(database: any DatabaseWriter, channel: FlakyChannel, poll: Duration = .milliseconds(100), logger: Logger) async {
+    /// tried at once, then after each failure with the waits of `backoff` (100 ms doubling to
+    /// 5 s by default), for ever (its `maxAttempts` is not used: a notification is never given up).
+    public static func runCourier(database: any DatabaseWriter, channel: FlakyChannel, poll: Duration = .milliseconds(100),
+                                  backoff: RetryPolicy = RetryPolicy(), logger: Logger) async {
         while !Task.isCancelled {
             do {
                 let now = EventMetadata.now()
@@ -82,10 +84,10 @@ public enum NotificationService {
                                            arguments: [attempts + 1, orderID])
                         }
                     } catch let failure as ChannelFailure {
-                        let backoff = Swift.min(5_000, 100 << Swift.min(attempts, 6))
+                        let retryAt = EventMetadata.now() + backoff.backoff(after: attempts + 1).wholeMilliseconds
                         try await database.write { db in
                             try db.execute(sql: "UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE order_id = ?",
-                                           arguments: [attempts + 1, EventMetadata.now() + Int64(backoff), failure.reason, orderID])
+                                           arguments: [attempts + 1, retryAt, failure.reason, orderID])
                         }
                         logger.debug("delivery failed; will retry", metadata: ["order": "\(orderID)", "attempt": "\(attempts + 1)", "reason": "\(failure.reason)"])
                     }

@@ -59,6 +59,16 @@ public struct OrderClient: Sendable {
         }
     }
 
+    /// The order `id`, or nil if the service answers 404.
+    public func order(_ id: String) async throws -> Order? {
+        let (data, response) = try await session.data(from: baseURL.appendingPathComponent("orders").appendingPathComponent(id))
+        switch (response as? HTTPURLResponse)?.statusCode {
+        case 200: return try JSONDecoder().decode(Order.self, from: data)
+        case 404: return nil
+        case let status: throw HarnessError("GET /orders/\(id): HTTP \(status ?? 0)")
+        }
+    }
+
     /// Orders in `state` (all if nil).
     public func orders(state: String? = nil) async throws -> [Order] {
         var components = URLComponents(url: baseURL.appendingPathComponent("orders"), resolvingAgainstBaseURL: false)!

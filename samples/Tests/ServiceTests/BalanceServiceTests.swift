@@ -1,0 +1,48 @@
+import BalanceService
+import GRDB
+import SagaEvents
+import Spool
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct BalanceServiceTests {
+    private func start() async throws -> ServiceUnderTest {
+        try await ServiceUnderTest(BalanceService.name, prepare: BalanceService.prepare) { participant, _ in BalanceService.register(on: participant) }
+    }
+
+    private func balance(_ service: ServiceUnderTest, _ user: String) async throws -> Int? {
+        try await service.database.read { db in try BalanceService.balances(db)[user] }
+    }
+
+    @Test func debitsWhoCanPayAndRefusesWhoCannot() async throws {
+        let service = try await start()
+        try await service.publish(StockDecreased(orderID: "o1", userID: "bob", productID: "coffee", quantity: 10, total: 120), saga: "o1")
+        try await service.publish(StockDecreased(orderID: "o2", userID: "bob", productID: "coffee", quantity: 3, total: 36), saga: "o2")
+        try await service.publish(StockDecreased(orderID: "o3", userID: "zed", productID: "apple", quantity: 1, total: 3), saga: "o3")
+        let completed = try await service.waitForEvents(PaymentCompleted.self, count: 1)
+        let failed = try await service.waitForEvents(PaymentFailed.self, count: 2)
+        #expect(completed.map(\.payload) == [PaymentCompleted(orderID: "o1", userID: "bob", amount: 120)])
+        #expect(failed.map(\.payload.reason) == ["insufficient balance: bob has 30, the order costs 36", "unknown user zed"])
+        #expect(try await balance(service, "bob") == 30)
+        try await service.stop()
+    }
+
+    @Test func aCancelledOrderIsRefundedOnceAndALateOneIsRefused() async throws {
+        let service = try await start()
+        try await service.publish(StockDecreased(orderID: "o1", userID: "ada", productID: "eggs", quantity: 5, total: 20), saga: "o1")
+        _ = try await service.waitForEvents(PaymentCompleted.self, count: 1)
+        let cancelled = EventEnvelope(OrderCancelled(orderID: "o1", userID: "ada", reason: "timeout"), correlationID: "o1", source: "order")
+        try await service.publish(cancelled)
+        try await service.publish(cancelled)
+        // Cancelled before its stock-decreased arrives: the payment is refused, nothing is debited.
+        try await service.publish(OrderCancelled(orderID: "o2", userID: "ada", reason: "timeout"), saga: "o2")
+        #expect(await service.waitUntilHandled(4))
+        try await service.publish(StockDecreased(orderID: "o2", userID: "ada", productID: "eggs", quantity: 1, total: 4), saga: "o2")
+        let failed = try await service.waitForEvents(PaymentFailed.self, count: 1)
+        #expect(failed.map(\.payload.reason) == ["order already cancelled"])
+        let refunds = try await service.events(PaymentRefunded.self)
+        #expect(refunds.map(\.event.payload) == [PaymentRefunded(orderID: "o1", userID: "ada", amount: 20)])
+        #expect(refunds.first?.record.header(EventHeaderName.role) == "compensation")
+        #expect(try await balance(service, "ada") == 400)
+        try await service.stop()
+    }
+}

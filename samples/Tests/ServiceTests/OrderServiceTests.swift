@@ -1,0 +1,92 @@
+import Foundation
+import GRDB
+import Logging
+import OrderService
+import SagaEvents
+import SagaHarness
+import Spool
+import SpoolTesting
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct OrderServiceTests {
+    private func start(paymentTimeout: Duration = .seconds(30)) async throws -> (ServiceUnderTest, OrderService) {
+        let box = Box()
+        let service = try await ServiceUnderTest(OrderService.name, prepare: OrderService.prepare) { participant, seed in
+            let orders = OrderService(participant: participant, seed: seed, paymentTimeout: paymentTimeout)
+            orders.register()
+            box.orders = orders
+        }
+        return (service, box.orders!)
+    }
+
+    private final class Box: @unchecked Sendable { var orders: OrderService? }
+
+    @Test func anOrderIsStoredPendingWithItsEventAndCompletesOnPayment() async throws {
+        let (service, orders) = try await start()
+        let order = try await orders.place(userID: "ada", productID: "coffee", quantity: 2)
+        #expect(order.state == .pending && order.total == 24)
+        let created = try await service.waitForEvents(OrderCreated.self, count: 1)
+        #expect(created.map(\.payload) == [OrderCreated(orderID: order.id, userID: "ada", productID: "coffee", quantity: 2, total: 24)])
+        #expect(created.first?.metadata.correlationID == order.id && created.first?.metadata.causationID == nil)
+
+        try await service.publish(PaymentCompleted(orderID: order.id, userID: "ada", amount: 24), saga: order.id)
+        let completed = try await service.waitForEvents(OrderCompleted.self, count: 1)
+        #expect(completed.map(\.payload) == [OrderCompleted(orderID: order.id, userID: "ada", total: 24)])
+        #expect(try await orders.order(order.id)?.state == .completed)
+        // A late failure changes nothing: the order has ended.
+        try await service.publish(PaymentFailed(orderID: order.id, reason: "late"), saga: order.id)
+        #expect(await service.waitUntilHandled(2))
+        #expect(try await orders.order(order.id)?.state == .completed)
+        #expect(try await service.events(OrderCancelled.self).isEmpty)
+        // The payment timeout was cancelled with the end.
+        #expect(try await service.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_timeouts") } == 0)
+        try await service.stop()
+    }
+
+    @Test func aFailedStepCancelsWithTheReason() async throws {
+        let (service, orders) = try await start()
+        let order = try await orders.place(userID: "bob", productID: "dates", quantity: 3)
+        try await service.publish(StockFailed(orderID: order.id, reason: "out of stock: 2 dates left, 3 wanted"), saga: order.id)
+        let cancelled = try await service.waitForEvents(OrderCancelled.self, count: 1)
+        #expect(cancelled.map(\.payload.reason) == ["stock: out of stock: 2 dates left, 3 wanted"])
+        #expect(try await service.events(OrderCancelled.self).first?.record.header(EventHeaderName.role) == "failure")
+        let stored = try await orders.order(order.id)
+        #expect(stored?.state == .cancelled && stored?.reason == "stock: out of stock: 2 dates left, 3 wanted")
+        try await service.stop()
+    }
+
+    @Test func anOrderWithoutPaymentOutcomeIsCancelledByItsTimeout() async throws {
+        let (service, orders) = try await start(paymentTimeout: .milliseconds(200))
+        let order = try await orders.place(userID: "eve", productID: "apple", quantity: 1)
+        let cancelled = try await service.waitForEvents(OrderCancelled.self, count: 1)
+        #expect(cancelled.first?.payload.reason.hasPrefix("timeout: no payment outcome within") == true)
+        let timeouts = try await service.events(PaymentTimedOut.self)
+        #expect(timeouts.map(\.event.payload.orderID) == [order.id])
+        #expect(timeouts.first?.record.header(EventHeaderName.role) == "timeout")
+        #expect(try await orders.order(order.id)?.state == .cancelled)
+        try await service.stop()
+    }
+
+    @Test func theHTTPAPIPlacesListsAndRefusesBadRequests() async throws {
+        let (service, orders) = try await start()
+        let port = try freeLoopbackPort()
+        let server = Task { try await orders.application(port: port, logger: Logger(label: "test")).run() }
+        let client = OrderClient(baseURL: URL(string: "http://127.0.0.1:\(port)")!)
+        try await client.waitUntilUp(timeout: .seconds(20))
+
+        let placed = try await client.place(userID: "chen", productID: "bread", quantity: 3)
+        #expect(placed.state == "PENDING" && placed.total == 15 && placed.userId == "chen")
+        let refused = await #expect(throws: HarnessError.self) { try await client.place(userID: "chen", productID: "caviar", quantity: 1) }
+        #expect(refused?.description.contains("HTTP 400") == true && refused?.description.contains("unknown product 'caviar'") == true)
+        await #expect(throws: HarnessError.self) { try await client.place(userID: "chen", productID: "bread", quantity: 0) }
+        #expect(try await client.orders(state: "pending").map(\.id) == [placed.id])
+        #expect(try await client.orders(state: "COMPLETED").isEmpty)
+        await #expect(throws: HarnessError.self) { try await client.orders(state: "LOST") }
+
+        #expect(try await client.order(placed.id)?.id == placed.id)
+        #expect(try await client.order("o-nothing") == nil)
+        server.cancel()
+        _ = try? await server.value
+        try await service.stop()
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import GRDB
+import Spool
+import SpoolSaga
+import SpoolTesting
+import ServiceKit
+
+/// One sample service's handlers running on a real in-process broker and a real SQLite file.
+final class ServiceUnderTest: Sendable {
+    let broker: InProcessBroker
+    let client: SpoolClient
+    let directory: TemporaryDirectory
+    let database: DatabasePool
+    let participant: SagaParticipant
+    let seed: Seed
+    private let task: Task<Void, any Error>
+
+    /// Prepares the database of `name` from the bundled seed, registers with `register`, runs.
+    init(_ name: String, prepare: (any DatabaseWriter, Seed) throws -> Void, register: (SagaParticipant, Seed) -> Void) async throws {
+        broker = try InProcessBroker()
+        client = try await broker.makeClient()
+        directory = try TemporaryDirectory(prefix: "saga-\(name)")
+        database = try openDatabase(at: directory.appending("\(name).sqlite"))
+        seed = try Seed.load(from: nil)
+        try prepare(database, seed)
+        let configuration = SagaConfiguration(pollInterval: .milliseconds(20), consumer: ConsumerConfiguration(sessionTimeout: .seconds(2)))
+        participant = try SagaParticipant(name: name, client: client, database: database, configuration: configuration)
+        register(participant, seed)
+        task = Task { [participant] in try await participant.run() }
+    }
+
+    /// Publishes `event` of saga `saga` as another service would; returns its metadata.
+    @discardableResult
+    func publish<E: SpoolEvent>(_ event: E, saga: String) async throws -> EventMetadata {
+        let envelope = EventEnvelope(event, correlationID: saga, source: "test")
+        try await publish(envelope)
+        return envelope.metadata
+    }
+
+    /// Publishes `envelope` as is (the same envelope twice is a redelivery).
+    func publish<E: SpoolEvent>(_ envelope: EventEnvelope<E>) async throws {
+        let record = try envelope.record()
+        try await client.publish(to: E.topic, key: record.key, value: record.value, headers: record.headers)
+    }
+
+    /// The events of type `E` published so far, with their records' headers.
+    func events<E: SpoolEvent>(_ type: E.Type) async throws -> [(event: EventEnvelope<E>, record: SpoolRecord)] {
+        guard let info = try await client.topics().first(where: { $0.name == E.topic }) else { return [] }
+        var records: [SpoolRecord] = []
+        for partition in info.partitions { records += try await client.readToEnd(of: E.topic, partition: partition.partition) }
+        return try records.map { (try EventEnvelope<E>(record: $0), $0) }
+    }
+
+    /// Waits until `count` events of type `E` exist (or 20 s pass), then returns them.
+    func waitForEvents<E: SpoolEvent>(_ type: E.Type, count: Int) async throws -> [EventEnvelope<E>] {
+        _ = await eventually { ((try? await self.events(type).count) ?? 0) >= count }
+        return try await events(type).map(\.event)
+    }
+
+    /// Waits until the participant handled `count` events in all.
+    func waitUntilHandled(_ count: Int) async -> Bool {
+        await eventually { self.participant.statistics.handled + self.participant.statistics.duplicates >= count }
+    }
+
+    func stop() async throws {
+        task.cancel()
+        try await task.value
+        client.close()
+        await broker.stop()
+    }
+}
+
+extension SpoolRecord {
+    /// The value of header `name` as text.
+    func header(_ name: String) -> String? {
+        headers.last { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
+    }
+}
