@@ -1,11 +1,12 @@
 # Spool: the two commands of the README, and a few helpers.
 #   make run   installs what is missing, builds, and starts spoold on the embedded defaults
-#   make test  installs what is missing and runs every test
+#   make test  installs what is missing and runs every test (the broker's, then the samples')
+#   make demo  runs the order saga: spoold and the four sample services, a mix of orders, a report
 SWIFT ?= swift
 CONFIG ?= release
 BIN := .build/$(CONFIG)
 
-.PHONY: run test build deps clean
+.PHONY: run test demo build deps clean
 
 run: build
 	@echo "spoold: data in ./spool-data, listening on tcp://127.0.0.1:7070 (Ctrl-C stops it)"
@@ -19,9 +20,16 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest  # every test uses Swift Testing
+	cd samples && $(SWIFT) build --build-tests  # the samples' end-to-end test runs ../.build/debug/spoold
+	cd samples && $(SWIFT) test --skip-build --disable-xctest
+
+demo: deps
+	$(SWIFT) build -c $(CONFIG) --product spoold
+	cd samples && $(SWIFT) build -c $(CONFIG)
+	cd samples && .build/$(CONFIG)/saga-demo --spoold ../$(BIN)/spoold
 
 deps:
 	@./scripts/install-deps.sh
 
 clean:
-	rm -rf .build
+	rm -rf .build samples/.build
