@@ -47,7 +47,8 @@ public final class SagaParticipant: Sendable {
     private let logger: Logger
     private let registrations = Mutex<[String: Registration]>([:])
     private let counters = Mutex(SagaStatistics())
-    private let doorbell: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+    /// Wakes the running relay (nil while not running).
+    private let doorbell = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
     /// A handler as stored: the topic to consume and the type-erased call.
     private struct Registration: Sendable {
@@ -68,7 +69,6 @@ public final class SagaParticipant: Sendable {
         var logger = logger
         logger[metadataKey: "service"] = "\(name)"
         self.logger = logger
-        doorbell = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         try SagaStore.migrate(database)
     }
 
@@ -132,7 +132,7 @@ public final class SagaParticipant: Sendable {
             let result = try body(context)
             return (result, context.emittedCount)
         }
-        if emitted > 0 { doorbell.continuation.yield() }
+        if emitted > 0 { ringRelay() }
         return result
     }
 
@@ -141,37 +141,53 @@ public final class SagaParticipant: Sendable {
     /// Consumes the registered events as group `name`, publishes the outbox and fires timeouts,
     /// until the task is cancelled; then stops after the record in hand (a record whose retries
     /// were interrupted is not committed and comes again), leaves the group and returns. Rows
-    /// still in the outbox are published at the next start. Throws only if consuming cannot
-    /// start (a bad topic name, say).
+    /// still in the outbox are published at the next start. Throws if consuming cannot start or
+    /// stops for good (a bad topic name, an unknown topic with auto-creation off): the
+    /// ``SpoolError``, after the same orderly stop. Run it once at a time.
     public func run() async throws {
         let producer = try Producer(client: client, configuration: configuration.producer, logger: logger)
         let topics = registrations.withLock { Set($0.values.map(\.topic)) }.sorted()
         let consumer = try topics.isEmpty ? nil
             : Consumer(client: client, group: name, topics: topics, configuration: configuration.consumer, logger: logger)
-        logger.info("saga participant started", metadata: ["topics": "\(topics.joined(separator: ","))"])
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.ring() }
-            group.addTask { await self.relay(producer) }
-            if let consumer { group.addTask { await self.consume(consumer, producer: producer) } }
-            await group.next()
-            group.cancelAll()
+        let (bell, ringer) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        doorbell.withLock { current in
+            precondition(current == nil, "\(name): run() is already running")
+            current = ringer
         }
+        logger.info("saga participant started", metadata: ["topics": "\(topics.joined(separator: ","))"])
+        let failure = await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask { await self.ringEveryPoll(); return nil }
+            group.addTask { await self.relay(bell, producer: producer); return nil }
+            if let consumer { group.addTask { await self.consume(consumer, producer: producer) } }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        doorbell.withLock { $0 = nil }
+        ringer.finish()
         // Shutdown work must not inherit the cancellation that started it.
         await Task { try? await producer.close() }.value
         logger.info("saga participant stopped")
+        if let failure { throw failure }
     }
 
-    /// Rings the relay's doorbell every poll interval, for timeouts and rows left by an earlier run.
-    private func ring() async {
+    private func ringRelay() {
+        _ = doorbell.withLock { $0?.yield() }
+    }
+
+    /// Rings the relay every poll interval, for timeouts and rows left by an earlier run.
+    private func ringEveryPoll() async {
         while !Task.isCancelled {
-            doorbell.continuation.yield()
+            ringRelay()
             try? await Task.sleep(for: configuration.pollInterval)
         }
     }
 
-    private func consume(_ consumer: Consumer, producer: Producer) async {
+    /// Handles records until cancelled; returns the error that stopped consuming for good, if any.
+    private func consume(_ consumer: Consumer, producer: Producer) async -> (any Error)? {
         var records = consumer.makeAsyncIterator()
         var interrupted = false
+        var failure: (any Error)?
         while !Task.isCancelled {
             do {
                 guard let record = try await records.next() else { break }
@@ -183,10 +199,12 @@ public final class SagaParticipant: Sendable {
                 break
             } catch {
                 logger.error("consuming failed; the participant stops", metadata: ["error": "\(error)"])
+                failure = error
                 break
             }
         }
         await Task { await consumer.close(countingLastRecord: !interrupted) }.value
+        return failure
     }
 
     /// Handles one record: inbox check, handler, retries, dead letter. Returns false if
@@ -217,7 +235,7 @@ public final class SagaParticipant: Sendable {
                     try registration.handle(metadata, record.value, context)
                     return (true, context.emittedCount)
                 }
-                if emitted > 0 { doorbell.continuation.yield() }
+                if emitted > 0 { ringRelay() }
                 counters.withLock { fresh ? ($0.handled += 1) : ($0.duplicates += 1) }
                 return true
             } catch {
@@ -267,9 +285,9 @@ public final class SagaParticipant: Sendable {
 
     // MARK: Relay
 
-    private func relay(_ producer: Producer) async {
+    private func relay(_ bell: AsyncStream<Void>, producer: Producer) async {
         var lastPrune = ContinuousClock.now
-        for await _ in doorbell.stream {
+        for await _ in bell {
             guard !Task.isCancelled else { return }
             do {
                 try await relayPass(producer)

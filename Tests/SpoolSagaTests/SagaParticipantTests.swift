@@ -49,10 +49,13 @@ import Testing
         try await publish(chargeFailed, to: ChargeFailed.topic, on: client)
         try await publish(try EventEnvelope(ChargeFailed(item: "apple"), correlationID: "s1", source: "test").record(), to: ChargeFailed.topic, on: client)
         #expect(await eventually { participant.statistics.handled == 4 })
+        #expect(await eventually { (try? await client.allRecords(of: ItemReleased.topic).count) == 1 })
+        #expect(await eventually {
+            (try? await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_outbox WHERE sent_at IS NULL") }) == 0
+        })
         let released = try await client.allRecords(of: ItemReleased.topic)
         #expect(released.count == 1 && released.first?.header(EventHeaderName.role) == "compensation")
         #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT quantity FROM shelf") } == 10)
-        #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_outbox WHERE sent_at IS NULL") } == 0)
 
         try await running.stop()
         client.close()
@@ -184,5 +187,27 @@ import Testing
         try await running.stop()
         client.close()
         await restarted.stop()
+    }
+
+    @Test func runFailsWithTheReasonWhenItsTopicCannotExistAndCanRunAgainAfterAStop() async throws {
+        let directory = try TemporaryDirectory()
+        let broker = try InProcessBroker(configure: { $0.broker.autoCreateTopics = false })
+        let client = try await broker.makeClient()
+        let participant = try SagaParticipant(name: "lonely", client: client, database: try makeShelfDatabase(in: directory),
+                                              configuration: quickRetries)
+        participant.on(ItemRequested.self) { _, _ in }
+        let error = await #expect(throws: SpoolError.self) { try await participant.run() }
+        #expect(error?.code == .unknownTopic)
+
+        // Once the topic exists, the same participant runs, stops and runs again.
+        try await client.createTopic(ItemRequested.topic)
+        for round in 0..<2 {
+            let running = RunningParticipant(participant)
+            try await publish(try request(1, saga: "r\(round)"), to: ItemRequested.topic, on: client)
+            #expect(await eventually { participant.statistics.handled == round + 1 })
+            try await running.stop()
+        }
+        client.close()
+        await broker.stop()
     }
 }
