@@ -41,7 +41,10 @@ let package = Package(
         .target(name: "BalanceService", dependencies: ["SagaEvents", "ServiceKit"]),
         .target(name: "NotificationService", dependencies: ["SagaEvents", "ServiceKit"]),
         // Starts processes, places orders, reads the four databases and checks the invariants.
-        .target(name: "SagaHarness", dependencies: ["ServiceKit", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(
+            name: "SagaHarness",
+            dependencies: ["ServiceKit", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "SpoolTesting", package: "spool")]
+        ),
         .executableTarget(name: "order-service", dependencies: ["OrderService", "ServiceKit"]),
         .executableTarget(name: "stock-service", dependencies: ["StockService", "ServiceKit"]),
         .executableTarget(name: "balance-service", dependencies: ["BalanceService", "ServiceKit"]),

@@ -1,5 +1,6 @@
 import Foundation
 import ServiceKit
+import SpoolTesting
 
 /// A reproducible stream of orders over the seed: random users, products and quantities, plus
 /// (first) a few orders chosen to run out of stock and to lack balance, so that a run shows every
@@ -16,7 +17,7 @@ public struct OrderMix: Sendable {
 
     /// `count` orders drawn with `seed` (same seed, same orders).
     public init(count: Int, over data: Seed, seed: UInt64) {
-        var generator = SplitMix64(seed: seed)
+        var generator = SeededGenerator(seed: seed)
         var requests: [Request] = []
         // An order larger than a product's whole stock, and one its user cannot pay.
         if let scarce = data.products.min(by: { $0.stock < $1.stock }), let user = data.users.max(by: { $0.balance < $1.balance }) {
@@ -31,20 +32,5 @@ public struct OrderMix: Sendable {
             requests.append(Request(userID: user.id, productID: product.id, quantity: Int(generator.next() % 6) + 1))
         }
         self.requests = Array(requests.prefix(count))
-    }
-}
-
-/// A small, fast, seedable generator (SplitMix64).
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

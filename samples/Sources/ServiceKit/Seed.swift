@@ -24,6 +24,18 @@ public struct Seed: Codable, Sendable, Equatable {
     public var products: [Product]
     public var users: [User]
 
+    /// This seed with every product's stock and every user's balance multiplied by `factor`
+    /// (for runs with many orders).
+    public func scaled(by factor: Int) -> Seed {
+        Seed(products: products.map { var product = $0; product.stock *= factor; return product },
+             users: users.map { var user = $0; user.balance *= factor; return user })
+    }
+
+    /// Writes the seed as JSON to `path`.
+    public func write(to path: String) throws {
+        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: path))
+    }
+
     /// The seed at `path`, or the bundled `seed.json` (samples/Sources/ServiceKit/seed.json) if nil.
     /// Throws a message naming the file if it cannot be read or parsed.
     public static func load(from path: String?) throws -> Seed {

@@ -33,11 +33,14 @@ struct SagaDemo: AsyncParsableCommand {
     @Option(help: "Random seed of the order mix.")
     var seed: UInt64 = 2026
 
+    @Option(help: "Multiply the seed's stock and balances by this (for runs with many orders; passes --seed to the services).")
+    var scale = 1
+
     @Option(help: "How long to wait for every saga to end, in seconds.")
     var timeout = 120
 
     func validate() throws {
-        guard orders > 0, concurrency > 0 else { throw ValidationError("--orders and --concurrency must be positive") }
+        guard orders > 0, concurrency > 0, scale > 0 else { throw ValidationError("--orders, --concurrency and --scale must be positive") }
     }
 
     func run() async throws {
@@ -46,8 +49,14 @@ struct SagaDemo: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let serviceDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
         let spooldPath = URL(fileURLWithPath: spoold).standardizedFileURL.path
-        let cluster = SagaCluster(.init(spoold: spooldPath, serviceDirectory: serviceDirectory, directory: directory))
-        let data = try Seed.load(from: nil)
+        let data = try Seed.load(from: nil).scaled(by: scale)
+        var serviceArguments: [String] = []
+        if scale > 1 {
+            try data.write(to: "\(directory)/seed.json")
+            serviceArguments = ["--seed", "seed.json"]
+        }
+        let cluster = SagaCluster(.init(spoold: spooldPath, serviceDirectory: serviceDirectory, directory: directory,
+                                        serviceArguments: serviceArguments))
         print("saga-demo: broker and services in \(directory) (logs: *.log there)")
         try cluster.startAll()
         let client = OrderClient(baseURL: cluster.orderURL)
@@ -59,9 +68,9 @@ struct SagaDemo: AsyncParsableCommand {
             print("waiting for every saga to end …")
             let report = try await waitUntilSettled(cluster)
             let stuck = await cluster.stopAll()
-            print(render(try SagaReport.read(cluster), seed: data, settled: report != nil, stuck: stuck))
             let final = try SagaReport.read(cluster)
-            if report == nil || !final.violations(seed: data).isEmpty { throw ExitCode.failure }
+            print(render(final, seed: data, settled: report != nil, stuck: stuck, setup: cluster.setup))
+            if report == nil || !stuck.isEmpty || !final.violations(seed: data).isEmpty { throw ExitCode.failure }
         } catch {
             await cluster.stopAll()
             throw error
@@ -90,14 +99,15 @@ struct SagaDemo: AsyncParsableCommand {
         return nil
     }
 
-    private func render(_ report: SagaReport, seed: Seed, settled: Bool, stuck: [SagaCluster.Component]) -> String {
+    private func render(_ report: SagaReport, seed: Seed, settled: Bool, stuck: [SagaCluster.Component], setup: SagaCluster.Setup) -> String {
         var lines: [String] = []
         lines.append("")
         lines.append(pad("ORDER", 16) + pad("USER", 7) + pad("PRODUCT", 8) + pad("QTY", 5) + pad("TOTAL", 7) + pad("STATE", 11) + "REASON")
-        for order in report.orders {
+        for order in report.orders.prefix(100) {
             lines.append(pad(order.id, 16) + pad(order.userID, 7) + pad(order.productID, 8) + pad("\(order.quantity)", 5)
                          + pad("\(order.total)", 7) + pad(order.state, 11) + (order.reason ?? ""))
         }
+        if report.orders.count > 100 { lines.append("… \(report.orders.count - 100) more in \(setup.directory)/order.sqlite") }
         lines.append("")
         lines.append("orders: " + report.summary.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
         let stockNow = report.stock.values.reduce(0, +), stockThen = seed.products.map(\.stock).reduce(0, +)

@@ -37,13 +37,11 @@ enum Executables {
         let directory = try TemporaryDirectory(prefix: "saga-chaos")
         let config = directory.appending("spoold.yaml")
         try "group.rejoin.grace.ms: 1000\n".write(toFile: config, atomically: true, encoding: .utf8)
-        // The bundled seed with ten times the stock and five times the balances, so that 500 orders
-        // end in every way (completed, out of stock, lacking balance) rather than mostly out of stock.
-        var seed = try Seed.load(from: nil)
-        seed.products = seed.products.map { var product = $0; product.stock *= 10; return product }
-        seed.users = seed.users.map { var user = $0; user.balance *= 5; return user }
+        // The bundled seed scaled up, so that 500 orders end in every way (completed, out of
+        // stock, lacking balance) rather than mostly out of stock.
+        let seed = try Seed.load(from: nil).scaled(by: 6)
         let seedPath = directory.appending("seed.json")
-        try JSONEncoder().encode(seed).write(to: URL(fileURLWithPath: seedPath))
+        try seed.write(to: seedPath)
         let cluster = SagaCluster(.init(
             spoold: Executables.spoold, serviceDirectory: Executables.serviceDirectory, directory: directory.path,
             brokerPort: try freeLoopbackPort(), httpPort: try freeLoopbackPort(),
@@ -128,11 +126,11 @@ enum Executables {
 /// Kills a random process of the cluster with SIGKILL every 1.5–3 s and restarts it 0.2–1 s later.
 final class Chaos: Sendable {
     let cluster: SagaCluster
-    private let state: Mutex<(random: SplitMix64, stopped: Bool, kills: [SagaCluster.Component])>
+    private let state: Mutex<(random: SeededGenerator, stopped: Bool, kills: [SagaCluster.Component])>
 
     init(cluster: SagaCluster, seed: UInt64) {
         self.cluster = cluster
-        state = Mutex((SplitMix64(seed: seed), false, []))
+        state = Mutex((SeededGenerator(seed: seed), false, []))
     }
 
     /// The processes killed so far, in order.
