@@ -7,11 +7,13 @@ extension EndToEndTests {
     /// `spool tail` driven interactively in a real terminal (tmux): it follows new records and
     /// Ctrl-C stops it cleanly with exit status 0.
     @Suite struct CLITerminalTests {
-        /// tmux on the PATH, or nil.
-        static let tmux: String? = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
-            .split(separator: ":").map { "\($0)/tmux" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        /// tmux on the PATH, or nil (also nil without /bin/bash, which starts it).
+        static let tmux: String? = FileManager.default.isExecutableFile(atPath: "/bin/bash")
+            ? (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { "\($0)/tmux" }
+                .first { FileManager.default.isExecutableFile(atPath: $0) }
+            : nil
 
-        @Test(.enabled(if: tmux != nil, "tmux is not installed: the interactive tail test needs it"), .timeLimit(.minutes(3)))
+        @Test(.enabled(if: tmux != nil, "tmux (or /bin/bash) is not installed: the interactive tail test needs both"), .timeLimit(.minutes(3)))
         func tailInATerminalFollowsNewRecordsAndStopsOnControlC() async throws {
             let tmux = try #require(Self.tmux)
             let directory = try TemporaryDirectory(prefix: "spool-e2e-tmux")
@@ -21,18 +23,25 @@ extension EndToEndTests {
             defer { client.close() }
             try await client.publish(to: "live", value: Array("before-start".utf8))
 
-            // A server of our own (socket in the temporary directory), killed at the end.
+            // A server of our own (socket in the temporary directory), killed at the end. tmux runs
+            // under bash with every descriptor above 2 closed and its output in a file: the server
+            // it forks must not inherit our pipes, nor the socket by which Foundation sees a child exit.
             let socket = directory.appending("tmux.sock")
+            let output = directory.appending("tmux.out")
+            let script = #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; out="$1"; shift; "$@" > "$out" 2>&1 < /dev/null"#
             func run(_ arguments: [String]) async throws -> String {
-                let child = try ChildProcess(tmux, ["-S", socket] + arguments)
+                let child = try ChildProcess("/bin/bash", ["-c", script, "bash", output, tmux, "-S", socket] + arguments)
                 defer { child.killAndReap() }
                 guard let termination = await child.waitForExit(timeout: .seconds(30)) else { throw HarnessError("tmux \(arguments) hung") }
-                await child.waitForOutput()
-                guard termination == .exited(0) else { throw HarnessError("tmux \(arguments): \(termination): \(child.stderr.text)") }
-                return child.stdout.text
+                let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+                guard termination == .exited(0) else { throw HarnessError("tmux \(arguments): \(termination): \(text)") }
+                return text
             }
             _ = try await run(["-f", "/dev/null", "new-session", "-d", "-s", "spool", "-x", "160", "-y", "48", "env", "PS1=$ ", "sh"])
-            defer { _ = try? Process.run(URL(fileURLWithPath: tmux), arguments: ["-S", socket, "kill-server"]).waitUntilExit() }
+            // The server inherits this process's blocked signals, so kill-server alone may leave it
+            // running: SIGKILL (which cannot be blocked) ends it when the test ends, however it ends.
+            let serverPID = try #require(Int32(try await run(["display-message", "-p", "#{pid}"]).trimmingCharacters(in: .whitespacesAndNewlines)))
+            defer { kill(serverPID, SIGKILL) }
             let command = "\(try Binaries.spool) tail live --broker \(daemon.endpoint); echo tail-exit=$?"
             _ = try await run(["send-keys", "-t", "spool", command, "Enter"])
             func pane() async throws -> String { try await run(["capture-pane", "-p", "-t", "spool"]) }
@@ -45,10 +54,12 @@ extension EndToEndTests {
                 try await Task.sleep(for: .milliseconds(100))
                 return try await pane().contains("early-")
             }
-            try #require(following, "the pane never showed a record: \(try await pane())")
+            let afterStart = try await pane()
+            try #require(following, "the pane never showed a record: \(afterStart)")
             for final in 0..<3 { try await client.publish(to: "live", value: Array("final-\(final)".utf8)) }
             let shown = try await eventually(timeout: .seconds(30)) { try await pane().contains("final-2") }
-            #expect(shown, "the pane does not show the last record: \(try await pane())")
+            let withFinals = try await pane()
+            #expect(shown, "the pane does not show the last record: \(withFinals)")
 
             _ = try await run(["send-keys", "-t", "spool", "C-c"])
             let stopped = try await eventually(timeout: .seconds(30)) { try await pane().contains("tail-exit=") }
