@@ -30,8 +30,7 @@ struct Bench: AsyncParsableCommand {
 
             Every run creates fresh topics, bench-<random> (produce, consume) and \
             bench-<random>-latency, with --partitions partitions and fsync=--fsync. They are \
-            left on the broker (there is no topic deletion yet): each run leaves its bench-* \
-            topics and their data behind.
+            left on the broker: remove them with `spool topics delete <name> --yes`.
 
             MB = 10^6 bytes of record values. Results go to stdout (Markdown, or CSV with --csv); \
             progress, one line per section and run, to stderr.
