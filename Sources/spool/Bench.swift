@@ -78,36 +78,44 @@ struct Bench: AsyncParsableCommand {
     }
 
     /// `spool bench produce`.
-    struct Produce: AsyncParsableCommand {
+    struct Produce: BenchSubcommand {
         static let configuration = CommandConfiguration(abstract: "Produce throughput: --producers Producers publish --count records.")
+        static let sections: [BenchOptions.Section] = [.produce]
         @OptionGroup var options: BenchOptions
-        func validate() throws { try options.validate(sections: [.produce]) }
-        func run() async throws { try await options.run(sections: [.produce]) }
     }
 
     /// `spool bench consume`.
-    struct Consume: AsyncParsableCommand {
+    struct Consume: BenchSubcommand {
         static let configuration = CommandConfiguration(abstract: "Consume throughput: fills a fresh topic (the produce section), then reads it back.")
+        static let sections: [BenchOptions.Section] = [.produce, .consume]
         @OptionGroup var options: BenchOptions
-        func validate() throws { try options.validate(sections: [.produce, .consume]) }
-        func run() async throws { try await options.run(sections: [.produce, .consume]) }
     }
 
     /// `spool bench e2e`.
-    struct EndToEnd: AsyncParsableCommand {
+    struct EndToEnd: BenchSubcommand {
         static let configuration = CommandConfiguration(commandName: "e2e", abstract: "End-to-end latency: send → receive at --rate records/s, p50 … max.")
+        static let sections: [BenchOptions.Section] = [.latency]
         @OptionGroup var options: BenchOptions
-        func validate() throws { try options.validate(sections: [.latency]) }
-        func run() async throws { try await options.run(sections: [.latency]) }
     }
 
     /// `spool bench raw`.
-    struct Raw: AsyncParsableCommand {
+    struct Raw: BenchSubcommand {
         static let configuration = CommandConfiguration(abstract: "Raw ZeroMQ DEALER→ROUTER throughput, no broker.")
+        static let sections: [BenchOptions.Section] = [.raw]
         @OptionGroup var options: BenchOptions
-        func validate() throws { try options.validate(sections: [.raw]) }
-        func run() async throws { try await options.run(sections: [.raw]) }
     }
+}
+
+/// A `spool bench` subcommand that runs fixed sections with the shared options.
+protocol BenchSubcommand: AsyncParsableCommand {
+    /// The sections it runs, in order.
+    static var sections: [BenchOptions.Section] { get }
+    var options: BenchOptions { get }
+}
+
+extension BenchSubcommand {
+    func validate() throws { try options.validate(sections: Self.sections) }
+    func run() async throws { try await options.run(sections: Self.sections) }
 }
 
 /// The options every `spool bench` subcommand shares, and the run itself.

@@ -53,8 +53,8 @@ struct Tail: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let printer = try output.printer(showsPartition: true)
         guard let group else { return try await follow() }
+        let printer = try output.printer(showsPartition: true)
         let client = try await connection.connect(for: read.topic)
         defer { client.close() }
         let consumer = try await reportingErrors {
