@@ -53,6 +53,21 @@ extension EndToEndTests {
                 #expect(original.count == copied.count, "partition \(partition)")
             }
 
+            // --file: each file's bytes are one record, exactly; SPOOL_BROKER stands in for --broker.
+            let binaryFile = directory.appending("a.bin"), textFile = directory.appending("b.txt")
+            try Data([0x00, 0xFF, 0x0A, 0x0D]).write(to: URL(fileURLWithPath: binaryFile))
+            try Data("two\nlines\n".utf8).write(to: URL(fileURLWithPath: textFile))
+            let files = try await runSpool(["publish", "files", "--key", "k", "--file", binaryFile, "--file", textFile] + broker)
+            #expect(files.termination == .exited(0) && files.stderr.contains("published 2 records"), "\(files)")
+            let viaEnvironment = try ChildProcess("/usr/bin/env", ["SPOOL_BROKER=\(daemon.endpoint)", try Binaries.spool,
+                                                                  "tail", "files", "--from-beginning", "--exit-at-end", "--format", "json"])
+            defer { viaEnvironment.killAndReap() }
+            #expect(await viaEnvironment.waitForExit(timeout: .seconds(60)) == .exited(0), "\(viaEnvironment.stderr.text)")
+            await viaEnvironment.waitForOutput()
+            let stored = try JSONRecord.parseLines(viaEnvironment.stdout.lines)
+            #expect(stored.map(\.value) == [[0x00, 0xFF, 0x0A, 0x0D], Array("two\nlines\n".utf8)] && stored.allSatisfy { $0.key == Array("k".utf8) },
+                    "\(viaEnvironment.stdout.text)")
+
             // A bad line stops the import; the lines before it are published and the error names the line.
             let lines = exported.stdoutLines
             let bad = Data((lines[0] + "\n" + lines[1] + "\n{\"value\": 3}\n" + lines[2] + "\n").utf8)

@@ -68,6 +68,17 @@ extension EndToEndTests {
             #expect(!screen.contains("before-start"), "tail printed a record from before it started: \(screen)")
             let finals = screen.split(separator: "\n").filter { $0.contains("final-") }
             #expect(finals.count == 3 && finals.allSatisfy { $0.first?.isNumber == true }, "records are lines 'offset  key  value': \(screen)")
+
+            // replay --to on a terminal draws its progress bar on standard error and ends complete.
+            let count = try await client.offset(of: "live", .latest)
+            let replay = "clear; \(try Binaries.spool) replay live --from-beginning --to live-copy --broker \(daemon.endpoint); echo replay-exit=$?"
+            _ = try await run(["send-keys", "-t", "spool", replay, "Enter"])
+            let replayed = try await eventually(timeout: .seconds(60)) { try await pane().contains("replay-exit=") }
+            let progress = try await pane()
+            #expect(replayed && progress.contains("replay-exit=0"), "\(progress)")
+            #expect(progress.contains("100% [##############################] \(count)/\(count) records") && progress.contains("records/s, done"),
+                    "no finished progress bar: \(progress)")
+            #expect(progress.contains("copied \(count) records from live to live-copy"), "\(progress)")
         }
     }
 }
