@@ -69,6 +69,16 @@ extension EndToEndTests {
             let finals = screen.split(separator: "\n").filter { $0.contains("final-") }
             #expect(finals.count == 3 && finals.allSatisfy { $0.first?.isNumber == true }, "records are lines 'offset  key  value': \(screen)")
 
+            // Colour on a terminal (the position dimmed), none with NO_COLOR.
+            for (prefix, coloured) in [("env -u NO_COLOR ", true), ("env NO_COLOR=1 ", false)] {
+                let command = "clear; \(prefix)\(try Binaries.spool) tail live --last 1 --exit-at-end --broker \(daemon.endpoint); echo done=$?"
+                _ = try await run(["send-keys", "-t", "spool", command, "Enter"])
+                let finished = try await eventually(timeout: .seconds(60)) { try await pane().contains("done=0") }
+                let styled = try await run(["capture-pane", "-e", "-p", "-t", "spool"])
+                #expect(finished && styled.contains("final-2"), "\(styled)")
+                #expect(styled.contains("\u{1B}[2m") == coloured, "\(coloured ? "no colour on a terminal" : "colour despite NO_COLOR"): \(styled.debugDescription)")
+            }
+
             // replay --to on a terminal draws its progress bar on standard error and ends complete.
             let count = try await client.offset(of: "live", .latest)
             let replay = "clear; \(try Binaries.spool) replay live --from-beginning --to live-copy --broker \(daemon.endpoint); echo replay-exit=$?"
