@@ -1,5 +1,4 @@
 import ArgumentParser
-import BenchmarkSupport
 import Foundation
 import Logging
 import Spool
@@ -101,74 +100,5 @@ private func reportingNameErrors(_ topic: String) throws {
         try SpoolClient.checkTopicName(topic)
     } catch {
         throw ValidationError(error.message)
-    }
-}
-
-/// `--rate`: records per second, written `500` or `500/s`.
-struct RateArgument: ExpressibleByArgument, Sendable {
-    let perSecond: Double
-
-    init?(argument: String) {
-        let number = argument.hasSuffix("/s") ? String(argument.dropLast(2)) : argument
-        guard let value = Double(number), value > 0, value.isFinite else { return nil }
-        perSecond = value
-    }
-}
-
-/// Spaces calls of ``wait()`` `1/perSecond` apart on average, from the first call on (no burst
-/// after a pause beyond what the schedule allows).
-final class Pacer {
-    private let interval: Duration
-    private let clock = ContinuousClock()
-    private var next: ContinuousClock.Instant?
-
-    init(perSecond: Double) { interval = .seconds(1 / perSecond) }
-
-    /// Returns when the next call is due.
-    func wait() async {
-        let due = next ?? clock.now
-        if due > clock.now { try? await clock.sleep(until: due) }
-        next = due + interval
-    }
-}
-
-/// A one-line progress bar on standard error: percent, bar, records, records/s and time left.
-/// Redrawn at most ten times a second.
-final class ProgressBar {
-    private let total: Int64
-    private let clock = ContinuousClock()
-    private let started: ContinuousClock.Instant
-    private var lastDrawn: ContinuousClock.Instant?
-    private var done: Int64 = 0
-
-    init(total: Int64) {
-        self.total = total
-        started = clock.now
-    }
-
-    /// Records `done` records so far and redraws if the last draw is 100 ms old.
-    func update(done: Int64) {
-        self.done = done
-        if let lastDrawn, clock.now - lastDrawn < .milliseconds(100) { return }
-        draw()
-    }
-
-    /// Draws the final state and ends the line.
-    func finish() {
-        draw()
-        Terminal.writeError("\n")
-    }
-
-    private func draw() {
-        lastDrawn = clock.now
-        let seconds = Swift.max((clock.now - started).seconds, 0.001)
-        let perSecond = Double(done) / seconds
-        let fraction = total > 0 ? Swift.min(1, Double(done) / Double(total)) : 1
-        let width = 30
-        let filled = Int((fraction * Double(width)).rounded(.down))
-        let left = perSecond > 0 ? Int((Double(total - done) / perSecond).rounded(.up)) : 0
-        let eta = done >= total ? "done" : "ETA \(left / 60):\(String(left % 60).leftPadded(to: 2))"
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        Terminal.writeError("\r\u{1B}[K\(Int(fraction * 100))% [\(bar)] \(done)/\(total) records, \(Int(perSecond)) records/s, \(eta)")
     }
 }

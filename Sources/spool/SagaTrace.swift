@@ -83,16 +83,20 @@ struct Saga: AsyncParsableCommand {
 
 /// One record of a saga, with what its envelope says.
 struct SagaStep: Sendable {
+    /// The record as stored.
     var record: SpoolRecord
     /// The envelope; nil when the record carries none (or a malformed one, see `problem`).
     var metadata: EventMetadata?
     /// Why the envelope could not be read.
     var problem: String?
+    /// The `spool-event-role` header (success, failure, compensation, timeout), if any.
     var role: String?
 
     /// Event time, or the record's timestamp when the event has none.
     var time: Int64 { metadata.map { $0.time > 0 ? $0.time : record.timestamp } ?? record.timestamp }
+    /// The event type, or `-` for a record without an envelope.
     var eventType: String { metadata?.eventType ?? "-" }
+    /// The emitting service, or `-` when unknown.
     var source: String { metadata.map { $0.source.isEmpty ? "-" : $0.source } ?? "-" }
 
     /// A dead-letter header's value.
@@ -100,6 +104,7 @@ struct SagaStep: Sendable {
         record.headers.last { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
     }
 
+    /// True for a record the saga kit moved to a dead-letter topic.
     var isDeadLettered: Bool { deadLetter(DeadLetterHeaderName.error) != nil || deadLetter(DeadLetterHeaderName.origin) != nil }
 
     /// FAILED, COMPENSATION, TIMEOUT, DEAD-LETTERED (error) or "".
@@ -179,6 +184,8 @@ enum SagaTimeline {
         return "\(sign)\(magnitude / 1000).\(String(magnitude % 1000).leftPadded(to: 3))s"
     }
 
+    /// A header line, then one tab-separated line per step: time, gap, topic, partition/offset,
+    /// event type, service and the mark (coloured when `colours`).
     static func printText(_ steps: [SagaStep], colours: Bool) {
         let topics = Set(steps.map(\.record.topic)).count
         print("saga \(steps[0].metadata?.correlationID ?? String(decoding: steps[0].record.key ?? [], as: UTF8.self)): \(steps.count) events in \(topics) topic\(topics == 1 ? "" : "s")")
@@ -212,6 +219,7 @@ enum SagaTimeline {
         var problem: String?
     }
 
+    /// One JSON object per step (JSON Lines), keys sorted.
     static func printJSON(_ steps: [SagaStep]) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
