@@ -117,7 +117,8 @@ struct Publish: AsyncParsableCommand {
                 }
             }
             try await producer.close()
-            let partitions = partition.map { "partition \($0)" } ?? (keyBytes == nil ? "spread over the partitions" : "the key's partition")
+            let keyed = format == .json ? "partition by each record's key, round-robin without one" : "the key's partition"
+            let partitions = partition.map { "partition \($0)" } ?? (keyBytes == nil && format == .text ? "spread over the partitions" : keyed)
             Terminal.writeError("published \(published) records to \(topic) (\(partitions))\n")
         }
     }
