@@ -29,6 +29,10 @@ struct ReadOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Start at the first record at or after this time (ISO 8601, e.g. 2026-11-21T10:00:00Z).", valueName: "time"))
     var fromTime: TimeArgument?
 
+    @Option(help: ArgumentHelp("Start at beginning, end, an offset, a time (ISO 8601) or an age (10m): the other start options in one.",
+                               valueName: "position"))
+    var from: PositionArgument?
+
     @Option(help: ArgumentHelp("Stop after this many records (over all partitions read).", valueName: "N"))
     var count: Int?
 
@@ -38,9 +42,15 @@ struct ReadOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Stop before the first record after this time (ISO 8601 or an age like 5m).", valueName: "time"))
     var untilTime: TimeArgument?
 
+    @Option(help: ArgumentHelp("Stop at end (the end when the command started), after an offset, or before the first record after a time.",
+                               valueName: "position"))
+    var until: PositionArgument?
+
     func validate() throws {
-        let starts = [fromBeginning, offset != nil, last != nil, since != nil, fromTime != nil].filter { $0 }.count
-        if starts > 1 { throw ValidationError("choose one start: --from-beginning, --offset, --last, --since or --from-time") }
+        let starts = [fromBeginning, offset != nil, last != nil, since != nil, fromTime != nil, from != nil].filter { $0 }.count
+        if starts > 1 { throw ValidationError("choose one start: --from-beginning, --offset, --last, --since, --from-time or --from") }
+        if until != nil && (untilOffset != nil || untilTime != nil) { throw ValidationError("use either --until or --until-offset / --until-time") }
+        if until == .earliest { throw ValidationError("--until beginning would read nothing: use end, an offset or a time") }
         if let offset, offset < 0 { throw ValidationError("--offset must be 0 or more") }
         if let last, last < 0 { throw ValidationError("--last must be 0 or more") }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
@@ -49,7 +59,19 @@ struct ReadOptions: ParsableArguments {
     }
 
     /// True when a start was given.
-    var hasStart: Bool { fromBeginning || offset != nil || last != nil || since != nil || fromTime != nil }
+    var hasStart: Bool { fromBeginning || offset != nil || last != nil || since != nil || fromTime != nil || from != nil }
+    /// True when a stop other than `--exit-at-end` was given.
+    var hasStop: Bool { count != nil || untilOffset != nil || untilTime != nil || until != nil }
+    /// The last offset to read, from `--until-offset` or `--until N`.
+    private var lastOffset: Int64? {
+        guard case .offset(let offset) = until else { return untilOffset }
+        return offset
+    }
+    /// The time after which a partition ends, from `--until-time` or `--until TIME`.
+    private var lastTime: Int64? {
+        guard case .time(let time) = until else { return untilTime?.milliseconds }
+        return time
+    }
 
     /// The first offset to read in `partition`: the chosen start, or `defaultStart`.
     func firstOffset(client: SpoolClient, partition: Int32, defaultStart: OffsetSpec) async throws(SpoolError) -> Int64 {
@@ -62,12 +84,18 @@ struct ReadOptions: ParsableArguments {
         if let time = since?.milliseconds ?? fromTime?.milliseconds {
             return try await client.offset(of: topic, partition: partition, .timestamp(time))
         }
-        return try await client.offset(of: topic, partition: partition, fromBeginning ? .earliest : defaultStart)
+        switch from {
+        case .offset(let offset): return offset
+        case .time(let time): return try await client.offset(of: topic, partition: partition, .timestamp(time))
+        case .latest: return try await client.offset(of: topic, partition: partition, .latest)
+        case .earliest: return try await client.offset(of: topic, partition: partition, .earliest)
+        case nil: return try await client.offset(of: topic, partition: partition, fromBeginning ? .earliest : defaultStart)
+        }
     }
 
     /// Each partition to read with its first and last offset (nil: follow), checked against the
-    /// broker: an unknown topic or partition is an error. With `toEnd`, or with an `--until-time`
-    /// that has passed, a partition ends at the last record it held when the command started.
+    /// broker: an unknown topic or partition is an error. With `toEnd`, `--until end`, or a stop
+    /// time that has passed, a partition ends at the last record it held when the command started.
     func plan(client: SpoolClient, defaultStart: OffsetSpec, toEnd: Bool) async throws(SpoolError) -> [PartitionRange] {
         guard let info = try await client.topics([topic]).first(where: { $0.name == topic }) else {
             throw SpoolError(.unknownTopic, "topic '\(topic)' does not exist")
@@ -78,11 +106,11 @@ struct ReadOptions: ParsableArguments {
             }
             return [partition]
         } ?? info.partitions.map(\.partition)
-        let endsNow = toEnd || (untilTime.map { $0.milliseconds <= EventMetadata.now() } ?? false)
+        let endsNow = toEnd || until == .latest || (lastTime.map { $0 <= EventMetadata.now() } ?? false)
         var ranges: [PartitionRange] = []
         for partition in partitions {
             let first = try await firstOffset(client: client, partition: partition, defaultStart: defaultStart)
-            var last = untilOffset
+            var last = lastOffset
             if endsNow {
                 let end = try await client.offset(of: topic, partition: partition, .latest) - 1
                 last = Swift.min(last ?? end, end)
@@ -97,7 +125,7 @@ struct ReadOptions: ParsableArguments {
     /// records, or when the task is cancelled (which ends the read without an error).
     func read(client: SpoolClient, ranges: [PartitionRange], _ body: ([SpoolRecord]) async throws -> Void) async throws {
         var remaining = count ?? Int.max
-        let untilTime = untilTime?.milliseconds
+        let untilTime = lastTime
         let active = ranges.filter { range in range.last.map { range.first <= $0 } ?? true }
         guard !active.isEmpty else { return }
         let (events, continuation) = AsyncThrowingStream.makeStream(of: ReadEvent.self)
@@ -170,4 +198,29 @@ struct PartitionRange: Sendable {
 
     /// Records in the range (nil when it has no end).
     var count: Int64? { last.map { Swift.max(0, $0 - first + 1) } }
+}
+
+/// `--from` / `--until`: `beginning` (or `earliest`), `end` (or `latest`), an offset, an ISO 8601
+/// time or an age (`10m`, counted back from now).
+enum PositionArgument: ExpressibleByArgument, Equatable, Sendable {
+    case earliest, latest
+    case offset(Int64)
+    /// Milliseconds since the Unix epoch.
+    case time(Int64)
+
+    init?(argument: String) {
+        switch argument {
+        case "beginning", "earliest": self = .earliest
+        case "end", "latest": self = .latest
+        default:
+            if let offset = Int64(argument) {
+                guard offset >= 0 else { return nil }
+                self = .offset(offset)
+            } else if let time = TimeArgument(argument: argument) {
+                self = .time(time.milliseconds)
+            } else {
+                return nil
+            }
+        }
+    }
 }

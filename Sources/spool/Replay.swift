@@ -8,9 +8,10 @@ struct Replay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a range of a topic's records, or copy them to another topic, then exit.",
         discussion: """
-            Reads from the start (--from-beginning, --offset N, --last N, --since AGE or \
-            --from-time TIME) to --until-offset N, --until-time TIME, --count N, or the end of \
-            the log as it was when the command started. Without --partition, every partition.
+            Reads from the start (--from beginning|OFFSET|TIME|AGE, or --from-beginning, --offset \
+            N, --last N, --since AGE, --from-time TIME) to --until OFFSET|TIME (or --until-offset \
+            N, --until-time TIME), --count N, or the end of the log as it was when the command \
+            started. Without --partition, every partition.
 
             With --to, copies each record's key, value, headers and timestamp to the other topic \
             through the SDK's idempotent, batching Producer (the partition follows the key there), \
@@ -24,9 +25,10 @@ struct Replay: AsyncParsableCommand {
             not a terminal.
 
             Examples:
-              spool replay orders --from-beginning
-              spool replay orders --offset 100 --until-offset 199 --format json
-              spool replay orders.dlq --from-beginning --to orders
+              spool replay orders --from beginning
+              spool replay orders --from 100 --until 199 --format json
+              spool replay orders --from 2026-11-21T10:00:00Z --until 2026-11-21T11:00:00Z
+              spool replay orders.dlq --from beginning --to orders
               spool replay orders --since 1h --to orders-copy --rate 500/s
             """
     )
@@ -46,7 +48,7 @@ struct Replay: AsyncParsableCommand {
 
     func validate() throws {
         guard read.hasStart else {
-            throw ValidationError("replay needs a start: --from-beginning, --offset N, --last N, --since AGE or --from-time TIME")
+            throw ValidationError("replay needs a start: --from beginning|OFFSET|TIME|AGE (or --from-beginning, --offset N, --last N, --since AGE, --from-time TIME)")
         }
         if let to { try reportingNameErrors(to) }
     }

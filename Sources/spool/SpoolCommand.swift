@@ -20,7 +20,7 @@ struct SpoolCommand: AsyncParsableCommand {
             Examples:
               spool publish orders --key order-1 '{"id":1}'
               spool tail orders --from-beginning
-              spool replay orders.dlq --from-beginning --to orders
+              spool replay orders.dlq --from beginning --to orders
               spool topics describe orders
               spool groups reset audit --topic orders --to-earliest --execute
               spool saga trace order-42

@@ -15,9 +15,11 @@ struct Tail: AsyncParsableCommand {
             lossless JSON object per line (what `spool publish --format json` reads back).
 
             Starts at the end of the log, or at --from-beginning, --offset N, --last N (per \
-            partition), --since AGE or --from-time TIME. Follows new records (long poll, no busy \
-            polling) until Ctrl-C (exit 0), or stops at --exit-at-end (the end as it was when the \
-            command started), --count N, --until-offset N or --until-time TIME.
+            partition), --since AGE or --from-time TIME (--from takes any of these: beginning, \
+            end, an offset, a time or an age). Follows new records (long poll, no busy polling) \
+            until Ctrl-C (exit 0), or stops at --exit-at-end (the end as it was when the command \
+            started), --count N, --until-offset N or --until-time TIME (--until: end, an offset or \
+            a time).
 
             With --group, reads as a member of that consumer group: the group's partitions are \
             shared with its other members, text lines start with partition/offset, a partition \
@@ -47,7 +49,7 @@ struct Tail: AsyncParsableCommand {
 
     func validate() throws {
         guard group != nil else { return }
-        if exitAtEnd || read.hasStart || read.partition != nil || read.untilOffset != nil || read.untilTime != nil || read.count != nil {
+        if exitAtEnd || read.hasStart || read.partition != nil || read.hasStop {
             throw ValidationError("--group reads from the group's committed offsets: it cannot be combined with --partition, a start, a stop or --exit-at-end")
         }
     }

@@ -105,6 +105,13 @@ extension EndToEndTests {
             #expect(try await offsets(["--offset", "2", "--until-offset", "4"]) == [2, 3, 4])
             #expect(try await offsets(["--since", "1h", "--exit-at-end"]) == [10])
             #expect(try await offsets(["--offset", "4", "--until-offset", "6", "--partition", "0"]) == [4, 5, 6])
+            // --from and --until take the same positions in one option each.
+            #expect(try await offsets(["--from", "5", "--until", "7"]) == [5, 6, 7])
+            #expect(try await offsets(["--from", "beginning", "--until", Self.iso(Self.origin + 2000)]) == [0, 1, 2])
+            #expect(try await offsets(["--from", Self.iso(Self.origin + 8000), "--until", "end"]) == [8, 9, 10])
+            #expect(try await offsets(["--from", "2h", "--until", "end"]) == [10])
+            let replayed = try await runSpool(["replay", "range", "--from", "beginning", "--until", "3"] + broker)
+            #expect(replayed.stdoutLines.map { $0.prefix { $0 != "\t" } } == ["0", "1", "2", "3"], "\(replayed)")
 
             let templated = try await runSpool(["tail", "range", "--offset", "1", "--count", "1", "--template",
                                                 "{topic}|{partition}|{offset}|{key}|{header:h}|{headers}|{timestamp}|{time}\\t{value}"] + broker)
@@ -193,6 +200,8 @@ extension EndToEndTests {
             (["tail", "t", "--until-time", "2026-13-45T99:00:00Z"], "--until-time"), (["tail", "t", "--last", "3", "--offset", "1"], "one start"),
             (["tail", "t", "--template", "{nope}"], "{nope}"), (["tail", "t", "--format", "json", "--template", "{value}"], "--template"),
             (["tail", "t", "--group", "g", "--last", "2"], "--group"), (["tail", "t", "--count", "0"], "--count"),
+            (["tail", "t", "--from", "yesterday"], "--from"), (["replay", "t", "--from", "3", "--offset", "2"], "one start"),
+            (["replay", "t", "--from", "0", "--until", "beginning"], "--until"), (["tail", "t", "--until", "5", "--until-offset", "6"], "--until"),
             (["publish", "t", "--format", "json", "--key", "k"], "--format json"), (["publish", "t", "v", "--file", "/etc/hostname"], "--file"),
             (["replay", "t", "--from-beginning", "--rate", "fast"], "--rate"), (["groups", "reset", "g", "--topic", "t"], "one target"),
             (["groups", "reset", "g", "--topic", "t", "--to-earliest", "--to-latest"], "one target"),
