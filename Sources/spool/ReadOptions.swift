@@ -192,8 +192,11 @@ func isCancellation(_ error: any Error) -> Bool {
 
 /// One partition's part of a read: from `first` to `last` inclusive, or on and on when `last` is nil.
 struct PartitionRange: Sendable {
+    /// The partition.
     var partition: Int32
+    /// First offset to read.
     var first: Int64
+    /// Last offset to read (inclusive); nil to follow.
     var last: Int64?
 
     /// Records in the range (nil when it has no end).
@@ -203,7 +206,11 @@ struct PartitionRange: Sendable {
 /// `--from` / `--until`: `beginning` (or `earliest`), `end` (or `latest`), an offset, an ISO 8601
 /// time or an age (`10m`, counted back from now).
 enum PositionArgument: ExpressibleByArgument, Equatable, Sendable {
-    case earliest, latest
+    /// The first record still stored.
+    case earliest
+    /// The end of the log when the command starts.
+    case latest
+    /// An offset (in each partition read).
     case offset(Int64)
     /// Milliseconds since the Unix epoch.
     case time(Int64)
