@@ -78,7 +78,7 @@ struct Publish: AsyncParsableCommand {
             return RecordHeader(name: String(name), string: String(header.dropFirst(name.count + 1)))
         }
         let keyBytes = key.map { Array($0.utf8) }
-        let contents = try files.map { path in
+        let contents = files.map { path in
             guard let data = FileManager.default.contents(atPath: path) else { fail("cannot read --file \(path)") }
             return Array(data)
         }
