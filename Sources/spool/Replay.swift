@@ -18,7 +18,9 @@ struct Replay: AsyncParsableCommand {
             and leaves out the headers whose names start with spool-dlq-: the saga kit adds them \
             when it dead-letters a record to <topic>.dlq, so `spool replay orders.dlq --to \
             orders` puts the original records back. The command exits 0 once every copy is \
-            acknowledged. --rate paces the copy (or the printing).
+            acknowledged. --rate paces the copy (or the printing). Ctrl-C stops a copy: the records \
+            taken so far are still delivered, and the command exits 1 saying how many of how \
+            many were copied (a print just stops, exit 0).
 
             On a terminal, a progress bar with records/s and the time left is drawn on standard \
             error (while copying, or while printing to a pipe); nothing when standard error is \
@@ -58,41 +60,58 @@ struct Replay: AsyncParsableCommand {
         defer { client.close() }
         try await reportingErrors {
             let ranges = try await read.plan(client: client, defaultStart: .earliest, toEnd: true)
-            let total = Swift.min(ranges.reduce(0) { $0 + ($1.count ?? 0) }, Int64(read.count ?? Int.max))
-            let showsProgress = Terminal.isTerminal(STDERR_FILENO) && (to != nil || !Terminal.isTerminal(STDOUT_FILENO))
-            let progress = showsProgress ? ProgressBar(total: total) : nil
-            let pacer = rate.map { Pacer(perSecond: $0.perSecond) }
-            if let to {
-                let producer = try Producer(client: client, logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
-                var copied = 0
-                try await read.read(client: client, ranges: ranges) { batch in
-                    for record in batch {
-                        await pacer?.wait()
-                        try await producer.enqueue(to: to, key: record.key, value: record.value,
-                                                   headers: record.headers.filter { !$0.name.hasPrefix(Self.deadLetterPrefix) },
-                                                   timestamp: record.timestamp)
-                    }
-                    copied += batch.count
-                    progress?.update(done: Int64(copied))
-                }
-                try await producer.close()
-                progress?.finish()
-                Terminal.writeError("copied \(copied) record\(copied == 1 ? "" : "s") from \(read.topic) to \(to)\n")
-            } else {
-                let printer = try output.printer(showsPartition: ranges.count > 1)
-                var printed: Int64 = 0
-                try await read.read(client: client, ranges: ranges) { batch in
-                    for record in batch {
-                        await pacer?.wait()
-                        printer.print(record)
-                    }
-                    printer.flush()
-                    printed += Int64(batch.count)
-                    progress?.update(done: printed)
-                }
-                progress?.finish()
+            let printer = try output.printer(showsPartition: ranges.count > 1)
+            let transfer = Task { [read, to, rate] in
+                try await Self.transfer(client: client, read: read, ranges: ranges, to: to, rate: rate, printer: printer)
             }
+            // Ctrl-C stops the read; what was copied so far is still delivered and counted.
+            let signals = onInterrupt { transfer.cancel() }
+            defer { signals.forEach { $0.cancel() } }
+            try await transfer.value
         }
+    }
+
+    /// Prints the ranges, or copies them to `to`, with a progress bar on a terminal. Cancelling
+    /// the task stops the read: a print ends there; a copy delivers what it took so far and then
+    /// throws, saying how many of how many records were copied.
+    private static func transfer(client: SpoolClient, read: ReadOptions, ranges: [PartitionRange], to: String?, rate: RateArgument?,
+                                 printer: RecordPrinter) async throws {
+        let total = Swift.min(ranges.reduce(0) { $0 + ($1.count ?? 0) }, Int64(read.count ?? Int.max))
+        let showsProgress = Terminal.isTerminal(STDERR_FILENO) && (to != nil || !Terminal.isTerminal(STDOUT_FILENO))
+        let progress = showsProgress ? ProgressBar(total: total) : nil
+        let pacer = rate.map { Pacer(perSecond: $0.perSecond) }
+        var done: Int64 = 0
+        guard let to else {
+            try await read.read(client: client, ranges: ranges) { batch in
+                for record in batch where !Task.isCancelled {
+                    await pacer?.wait()
+                    printer.print(record)
+                    done += 1
+                }
+                printer.flush()
+                progress?.update(done: done)
+            }
+            progress?.finish()
+            return
+        }
+        let producer = try Producer(client: client, logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
+        try await read.read(client: client, ranges: ranges) { batch in
+            for record in batch where !Task.isCancelled {
+                await pacer?.wait()
+                try await producer.enqueue(to: to, key: record.key, value: record.value,
+                                           headers: record.headers.filter { !$0.name.hasPrefix(deadLetterPrefix) },
+                                           timestamp: record.timestamp)
+                done += 1
+            }
+            progress?.update(done: done)
+        }
+        // Outside this task's cancellation, so an interrupted copy still delivers what it took.
+        try await Task { try await producer.close() }.value
+        progress?.finish()
+        guard !Task.isCancelled else {
+            throw SpoolError(.cancelled, "interrupted: copied \(done) of \(total) records from \(read.topic) to \(to); the rest were not copied")
+        }
+        Terminal.writeError("copied \(done) record\(done == 1 ? "" : "s") from \(read.topic) to \(to)\n")
     }
 }
 

@@ -185,6 +185,23 @@ extension EndToEndTests {
                         "\(String(decoding: original.headers[0].value, as: UTF8.self)): \(match)")
             }
 
+            // Ctrl-C stops a paced copy: what was taken is delivered, and the error says how much.
+            try await client.publish(to: "backlog", records: (0..<1000).map { OutgoingRecord(value: Array("r\($0)".utf8)) })
+            let slow = try ChildProcess(try Binaries.spool, ["replay", "backlog", "--from", "beginning", "--to", "backlog-copy", "--rate", "20/s"] + broker)
+            defer { slow.killAndReap() }
+            let started = await eventually(timeout: .seconds(60)) { ((try? await client.offset(of: "backlog-copy", .latest)) ?? 0) >= 3 }
+            try #require(started, "the copy did not start: \(slow.stderr.text)")
+            slow.send(SIGINT)
+            let interrupted = await slow.waitForExit(timeout: .seconds(60))
+            await slow.waitForOutput()
+            #expect(interrupted == .exited(1), "\(slow.stderr.text)")
+            let message = slow.stderr.text
+            let copiedCount = message.split(separator: " ").dropFirst(4).first.flatMap { Int64($0) }
+            #expect(message.hasPrefix("spool: error: interrupted: copied ") && message.hasSuffix(" of 1000 records from backlog to backlog-copy; the rest were not copied\n"),
+                    "\(message)")
+            let landed = try await client.offset(of: "backlog-copy", .latest)
+            #expect(copiedCount == landed && landed < 1000, "the message says \(String(describing: copiedCount)), the topic holds \(landed)")
+
             // Printing a range of every partition: --until-offset applies per partition.
             let printed = try await runSpool(["replay", "orders", "--from-beginning", "--until-offset", "1", "--format", "json"] + broker)
             let parsed = try JSONRecord.parseLines(printed.stdoutLines)
