@@ -39,9 +39,10 @@ struct Groups: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a group's state, members and, per partition, committed offset, log end, lag and owner.",
             discussion: """
-                Output: a line `group <name> <state> generation <n> members <count>`, then one \
-                tab-separated line per partition: topic, partition, committed offset (- when \
-                none), log end offset, lag, owning member (- when unassigned).
+                Output: a line `group <name> <state> generation <n> members <count>`; one line \
+                per live member: `member`, its id, its partitions (topic/partition, comma-separated); \
+                then one tab-separated line per partition: topic, partition, committed offset (- \
+                when none), log end offset, lag, owning member (- when unassigned).
 
                 Example:
                   spool groups describe audit
@@ -64,6 +65,9 @@ struct Groups: AsyncParsableCommand {
                 var owners: [TopicPartition: String] = [:]
                 for member in description.members { for partition in member.partitions { owners[partition] = member.memberID } }
                 print("group \(description.group) \(description.state) generation \(description.generation) members \(description.members.count)")
+                for member in description.members {
+                    print("member\t\(member.memberID)\t\(member.partitions.sorted().map(\.description).joined(separator: ","))")
+                }
                 for progress in description.partitions.sorted(by: { $0.partition < $1.partition }) {
                     let committed = progress.committedOffset < 0 ? "-" : String(progress.committedOffset)
                     print("\(progress.partition.topic)\t\(progress.partition.partition)\t\(committed)\t\(progress.logEndOffset)\t\(progress.lag)\t\(owners[progress.partition] ?? "-")")

@@ -31,6 +31,12 @@ extension EndToEndTests {
             #expect(live.termination == .exited(0), "\(live)")
             #expect(live.stdoutLines.first?.hasPrefix("group auditors stable generation") == true
                     && live.stdoutLines.first?.hasSuffix("members 1") == true, "\(live.stdoutText)")
+            let memberID = try #require(try await client.describeGroup("auditors").members.first?.memberID)
+            #expect(live.stdoutLines.dropFirst().first == "member\t\(memberID)\taudit-log/0,audit-log/1", "\(live.stdoutText)")
+            // Committed offsets follow every second; log ends and owners are known at once.
+            let partitionLines = live.stdoutLines.dropFirst(2).map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+            #expect(partitionLines.map { $0.count == 6 ? [$0[0], $0[1], $0[3], $0[5]] : [] }
+                    == [["audit-log", "0", "\(ends[0])", memberID], ["audit-log", "1", "\(ends[1])", memberID]], "\(live.stdoutText)")
             let refused = try await runSpool(["groups", "reset", "auditors", "--topic", "audit-log", "--to-earliest", "--execute"] + broker)
             #expect(refused.termination == .exited(1), "\(refused)")
             #expect(refused.stderr == "spool: error: group 'auditors' has 1 live member; stop them before resetting its offsets\n", "\(refused.stderr)")
