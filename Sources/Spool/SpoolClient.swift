@@ -149,6 +149,26 @@ public final class SpoolClient: Sendable {
         partitionCounts.withLock { $0[name] = partitions }
     }
 
+    /// Describes one topic: every log setting in force (`fsync`, `retention.ms`, … with `-1` for
+    /// unlimited), the settings the topic sets itself, and per partition its offsets, bytes on disk
+    /// and segment count. Throws ``SpoolError/Code/unknownTopic`` if it does not exist.
+    public func describeTopic(_ name: String) async throws(SpoolError) -> DescribeTopicResponse {
+        try Self.checkTopicName(name)
+        return try decode(DescribeTopicResponse.self, try await call(.describeTopic, [DescribeTopicRequest(name: name).encoded()]))
+    }
+
+    /// Deletes a topic and its data, and returns how many partitions it had. Throws
+    /// ``SpoolError/Code/unknownTopic`` if it does not exist and ``SpoolError/Code/groupNotEmpty``
+    /// while a consumer group with live members consumes it. Readers waiting on it get
+    /// ``SpoolError/Code/unknownTopic``; groups keep their committed offsets on it.
+    @discardableResult
+    public func deleteTopic(_ name: String) async throws(SpoolError) -> Int32 {
+        try Self.checkTopicName(name)
+        let response = try decode(DeleteTopicResponse.self, try await call(.deleteTopic, [DeleteTopicRequest(name: name).encoded()]))
+        partitionCounts.withLock { $0[name] = nil }
+        return response.partitions
+    }
+
     // MARK: Internals
 
     func call(_ opCode: OpCode, _ body: [[UInt8]], extraTimeout: Duration = .zero) async throws(SpoolError) -> Reply {

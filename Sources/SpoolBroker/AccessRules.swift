@@ -6,7 +6,7 @@ public enum AccessOperation: String, Sendable, Hashable, CaseIterable {
     case produce
     /// Read records, look up offsets, consume in a group and commit its offsets.
     case consume
-    /// Create the topic.
+    /// Create or delete the topic.
     case admin
 }
 

@@ -20,6 +20,11 @@ public final class Broker {
     let logger: Logger
     let dataDirectory: DataDirectory
     var topics: [TopicName: [PartitionState]] = [:]
+    /// Each open topic's own settings (from its `topic.json`), for describing it.
+    private var topicSettings: [TopicName: [String: String]] = [:]
+    /// Topics deleted so far; a topic's partitions start at epoch `deletedTopics << 32`, so a sync
+    /// of a deleted topic that finishes after a topic of the same name was created is ignored.
+    private var deletedTopics = 0
     private var parkedFetches: [PartitionKey: [ParkedFetch]] = [:]
     /// Parked fetches per client, bounded by ``BrokerConfiguration/maxParkedFetchesPerClient``.
     private var parkedCounts: [ClientID: Int] = [:]
@@ -132,6 +137,14 @@ public final class Broker {
                 let request = try decode(body[0]) { try CreateTopicRequest.decode($0) }
                 try authorize(.admin, [request.name])
                 return [reply(client, header, try createTopic(request))]
+            case .describeTopic:
+                let request = try decode(body[0]) { try DescribeTopicRequest.decode($0) }
+                try authorize(.consume, [request.name])
+                return [reply(client, header, try describeTopic(request))]
+            case .deleteTopic:
+                let request = try decode(body[0]) { try DeleteTopicRequest.decode($0) }
+                try authorize(.admin, [request.name])
+                return try deleteTopic(client: client, header: header, request)
             case .initProducerID:
                 _ = try decode(body[0]) { try InitProducerIDRequest.decode($0) }
                 return [reply(client, header, initProducerID())]
@@ -527,6 +540,50 @@ public final class Broker {
         return CreateTopicResponse(name: name.rawValue, partitions: request.partitions)
     }
 
+    private func describeTopic(_ request: DescribeTopicRequest) throws(WireError) -> DescribeTopicResponse {
+        let name = try TopicName(request.name)
+        guard let states = topics[name], let first = states.first else { throw WireError(.unknownTopic, "topic '\(name)' does not exist") }
+        return DescribeTopicResponse(name: name.rawValue, settings: LogSettings.settings(of: first.log.configuration),
+                                     topicSettings: topicSettings[name] ?? [:], partitions: states.map {
+            DescribeTopicResponse.Partition(partition: $0.key.partition, logStartOffset: $0.log.logStartOffset, logEndOffset: $0.visibleEnd,
+                                            sizeBytes: Int64($0.log.sizeInBytes), segmentCount: Int32(clamping: $0.log.segmentCount))
+        })
+    }
+
+    /// Deletes a topic. Refused (``ErrorCode/groupNotEmpty``) while a group with live members
+    /// consumes it. The directory goes first (renamed away durably, so a failure changes
+    /// nothing); then produces waiting for a sync and parked fetches on its partitions get
+    /// ``ErrorCode/unknownTopic`` ("was deleted"), its logs close, and it is forgotten. Groups'
+    /// committed offsets on it are kept (`spool groups reset` moves them if it is created again).
+    private func deleteTopic(client: ClientID, header: FrameHeader, _ request: DeleteTopicRequest) throws(WireError) -> [BrokerAction] {
+        let name = try TopicName(request.name)
+        guard let states = topics[name] else { throw WireError(.unknownTopic, "topic '\(name)' does not exist") }
+        if let group = groups.groupConsuming(name.rawValue) {
+            throw WireError(.groupNotEmpty, "group '\(group)' has live members consuming topic '\(name)'; stop them before deleting it")
+        }
+        do throws(StorageError) {
+            try dataDirectory.deleteTopic(name)
+        } catch {
+            throw WireError(.storageError, "deleting topic '\(name)' failed: \(error.message)")
+        }
+        let gone = WireError(.unknownTopic, "topic '\(name)' was deleted")
+        var actions: [BrokerAction] = []
+        for state in states {
+            actions += delivered(state.failAcknowledgements(error: gone))
+            for fetch in parkedFetches.removeValue(forKey: state.key) ?? [] {
+                actions.append(errorReply(fetch.client, fetch.header, gone))
+                unpark(fetch)
+            }
+            dirty.remove(state.key)
+            state.log.close()
+        }
+        topics[name] = nil
+        topicSettings[name] = nil
+        deletedTopics += 1
+        logger.info("deleted topic", metadata: ["topic": "\(name)", "partitions": "\(states.count)"])
+        return actions + [reply(client, header, DeleteTopicResponse(name: name.rawValue, partitions: Int32(states.count)))]
+    }
+
     // MARK: Topics and partitions
 
     /// The partition's state, creating the topic first if it is unknown and auto-creation is on.
@@ -565,9 +622,12 @@ public final class Broker {
         var states: [PartitionState] = []
         for index in 0..<metadata.partitions {
             let log = try dataDirectory.openPartition(name, partition: index, configuration: logConfiguration)
-            states.append(try PartitionState(key: PartitionKey(topic: name, partition: index), log: log))
+            let state = try PartitionState(key: PartitionKey(topic: name, partition: index), log: log)
+            state.epoch = deletedTopics << 32
+            states.append(state)
         }
         topics[name] = states
+        topicSettings[name] = metadata.settings
     }
 
     func partitionState(_ key: PartitionKey) -> PartitionState? {

@@ -110,6 +110,11 @@ final class GroupCoordinator {
         return assignment
     }
 
+    /// The first group (by name) with a live member that consumes `topic`, if any.
+    func groupConsuming(_ topic: String) -> String? {
+        groups.filter { $0.value.members.values.contains { $0.topics.contains(topic) } }.keys.min()
+    }
+
     /// Removes a member at once; its partitions go to the others. Unknown members are ignored.
     func leave(group name: String, memberID: String) {
         guard var group = groups[name], group.members.removeValue(forKey: memberID) != nil else { return }

@@ -11,6 +11,7 @@ import SpoolWire
 /// <data>/<topic>/topic.json                  {"partitions": N, "settings": {…}}, replaced atomically
 /// <data>/<topic>/<partition>/…               one PartitionLog per partition
 /// <data>/@offsets/…                          the consumer groups' OffsetStore
+/// <data>/@deleted-<topic>-<n>/…               a deleted topic's directory, removed in the background
 /// ```
 /// Invariants: while open, this process holds the exclusive lock, so no other broker writes
 /// here; a topic exists exactly when its `topic.json` does (it is written last, atomically, after
@@ -28,6 +29,8 @@ public final class DataDirectory {
     static let topicMetadataFileName = "topic.json"
     /// Directory of the ``OffsetStore``; a name no topic can have.
     static let offsetsDirectoryName = "@offsets"
+    /// Prefix a deleted topic's directory is renamed to; a name no topic can have.
+    static let deletedPrefix = "@deleted-"
     /// Most partitions a topic may have (at least 1).
     public static let maxPartitions: Int32 = 10_000
     private static let partitionCountRange: ClosedRange<Int32> = 1...maxPartitions
@@ -71,6 +74,9 @@ public final class DataDirectory {
             // The marker goes before anything can be written, so a crash from now on means a full verification.
             openedAfterCleanShutdown = try Syscall.unlinkIfPresent("\(path)/\(Self.cleanShutdownFileName)")
             if openedAfterCleanShutdown { try io.syncDirectory(path) }
+            for name in try Syscall.listDirectory(path) where name.hasPrefix(Self.deletedPrefix) {
+                BackgroundDeleter.removeTree("\(path)/\(name)", logger: logger)
+            }
         } catch {
             Syscall.close(descriptor)
             throw error
@@ -160,6 +166,21 @@ public final class DataDirectory {
         }
         try writeMetadata(metadata, topicDirectory: topicDirectory)
         try io.syncDirectory(path)
+    }
+
+    /// Deletes a topic's directory: renames `<data>/<topic>` to `<data>/@deleted-<topic>-<n>` and
+    /// syncs the data directory, so from then on the topic is gone (also after a crash) and its
+    /// name is free; the renamed tree is removed in the background, and a leftover one when the
+    /// directory next opens. Close the topic's partition logs first. Throws
+    /// ``StorageError/Code/notFound`` if the topic has no directory, and leaves it whole if the
+    /// rename or the sync fails.
+    public func deleteTopic(_ name: TopicName) throws(StorageError) {
+        let topicDirectory = "\(path)/\(name.rawValue)"
+        guard Syscall.isDirectory(topicDirectory) else { throw StorageError(.notFound, "topic \(name) has no directory in \(path)") }
+        let retired = "\(path)/\(Self.deletedPrefix)\(name.rawValue)-\(UInt64.random(in: 0 ... .max))"
+        try Syscall.rename(topicDirectory, to: retired)
+        try io.syncDirectory(path)
+        BackgroundDeleter.removeTree(retired, logger: logger)
     }
 
     /// Replaces an existing topic's settings in its `topic.json` (atomically). Throws

@@ -33,6 +33,26 @@ public enum LogSettings {
         return parsed.resolved(over: base)
     }
 
+    /// Every key of `configuration` as text, the inverse of ``apply(_:to:)``: `-1` for an unset
+    /// limit, `fsync.interval.ms` only under `fsync: interval`.
+    public static func settings(of configuration: LogConfiguration) -> [String: String] {
+        var settings = [
+            "segment.bytes": String(configuration.segmentBytes),
+            "segment.ms": String(configuration.segmentMilliseconds ?? -1),
+            "index.interval.bytes": String(configuration.indexIntervalBytes),
+            "retention.ms": String(configuration.retentionMilliseconds ?? -1),
+            "retention.bytes": String(configuration.retentionBytes ?? -1),
+        ]
+        switch configuration.fsync {
+        case .always: settings["fsync"] = "always"
+        case .never: settings["fsync"] = "never"
+        case .interval(let milliseconds):
+            settings["fsync"] = "interval"
+            settings["fsync.interval.ms"] = String(milliseconds)
+        }
+        return settings
+    }
+
     /// Checks one setting on its own. Throws ``StorageError/Code/invalidArgument`` saying what is
     /// wrong without naming the key ("unknown setting; known: …", "expected an integer in …").
     public static func check(_ value: String, for key: String) throws(StorageError) {

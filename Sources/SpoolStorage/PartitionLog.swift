@@ -27,6 +27,8 @@ public final class PartitionLog {
     public private(set) var logEndOffset: Int64
     /// Bytes of all segments.
     public private(set) var sizeInBytes: Int
+    /// Number of segments (at least 1 while open).
+    public var segmentCount: Int { segments.count }
 
     private let logger: Logger
     private let io: FileIO

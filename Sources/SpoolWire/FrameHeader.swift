@@ -105,6 +105,10 @@ public struct OpCode: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let listGroups = OpCode(rawValue: 12)
     /// Describe a group: members, assignment, offsets, lag (``DescribeGroupRequest``).
     public static let describeGroup = OpCode(rawValue: 13)
+    /// Describe one topic: settings in force, and per partition offsets and size on disk (``DescribeTopicRequest``).
+    public static let describeTopic = OpCode(rawValue: 14)
+    /// Delete a topic and its data (``DeleteTopicRequest``).
+    public static let deleteTopic = OpCode(rawValue: 15)
 
     public var description: String {
         switch self {
@@ -121,6 +125,8 @@ public struct OpCode: RawRepresentable, Hashable, Sendable, CustomStringConverti
         case .fetchOffsets: "fetch offsets"
         case .listGroups: "list groups"
         case .describeGroup: "describe group"
+        case .describeTopic: "describe topic"
+        case .deleteTopic: "delete topic"
         default: "op \(rawValue)"
         }
     }

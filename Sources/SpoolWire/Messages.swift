@@ -340,25 +340,13 @@ public struct CreateTopicRequest: WireMessage, Hashable {
     public func encode(into writer: inout WireWriter) {
         writer.write(name)
         writer.write(partitions)
-        writer.write(array: settings.sorted { $0.key < $1.key }) { writer, entry in
-            writer.write(entry.key)
-            writer.write(entry.value)
-        }
+        writer.write(settings: settings)
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         name = try reader.readString()
         partitions = try reader.read()
-        settings = [:]
-        var previousKey: String?
-        for _ in 0..<(try reader.readCount(minimumElementSize: 4)) {
-            let key = try reader.readString()
-            guard previousKey.map({ $0 < key }) ?? true else {
-                throw WireError(.malformedRequest, "create topic settings are not sorted by key: '\(key)' follows '\(previousKey ?? "")'")
-            }
-            previousKey = key
-            settings[key] = try reader.readString()
-        }
+        settings = try reader.readSettings(of: "create topic")
     }
 }
 

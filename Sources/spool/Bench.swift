@@ -5,7 +5,8 @@ import Logging
 import Spool
 
 /// `spool bench`: produce, consume and end-to-end latency against a broker, next to raw
-/// ZeroMQ DEALER→ROUTER with no broker, measured in the same run.
+/// ZeroMQ DEALER→ROUTER with no broker, measured in the same run. `spool bench` alone (or
+/// `spool bench all`) runs every section; `produce`, `consume`, `e2e` and `raw` run one.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure produce and consume throughput and end-to-end latency against a broker, next to raw ZeroMQ.",
@@ -29,20 +30,96 @@ struct Bench: AsyncParsableCommand {
 
             Every run creates fresh topics, bench-<random> (produce, consume) and \
             bench-<random>-latency, with --partitions partitions and fsync=--fsync. They are \
-            left on the broker (there is no topic deletion yet): each run leaves its bench-* \
-            topics and their data behind.
+            left on the broker: remove them with `spool topics delete <name> --yes`.
 
             MB = 10^6 bytes of record values. Results go to stdout (Markdown, or CSV with --csv); \
             progress, one line per section and run, to stderr.
 
+            Subcommands: all (the default: every section, or those --section names), produce, \
+            consume (runs produce first to have something to read, reports both), e2e (the \
+            latency section), raw. Every subcommand takes the options below and --csv.
+
             Examples:
               spool bench
-              spool bench --fsync never --producers 4 --partitions 4
-              spool bench --section latency --rate 20000 --latency-count 100000
-              spool bench --raw --count 10000000
-            """
+              spool bench produce --fsync never --producers 4 --partitions 4
+              spool bench e2e --rate 20000 --latency-count 100000
+              spool bench raw --count 10000000
+              spool bench all --csv > results.csv
+            """,
+        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Raw.self],
+        defaultSubcommand: All.self
     )
 
+    /// `spool bench all`: every section, or those `--section` names.
+    struct All: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run every section (the default), or those --section names.")
+
+        @OptionGroup var options: BenchOptions
+
+        @Option(name: .customLong("section"), help: "Run only this section (produce, consume, latency, raw); repeat for several. consume needs produce.")
+        var sections: [BenchOptions.Section] = []
+
+        @Flag(help: "Run only the raw section (ZeroMQ DEALER→ROUTER, no broker needed): the same as `spool bench raw`.")
+        var raw = false
+
+        /// The sections to run, in their order.
+        var selectedSections: [BenchOptions.Section] {
+            if raw { return [.raw] }
+            if sections.isEmpty { return BenchOptions.Section.allCases }
+            return BenchOptions.Section.allCases.filter(sections.contains)
+        }
+
+        func validate() throws {
+            if raw && !sections.isEmpty { throw ValidationError("--raw runs only the raw section: use either --raw or --section") }
+            try options.validate(sections: selectedSections)
+        }
+
+        func run() async throws { try await options.run(sections: selectedSections) }
+    }
+
+    /// `spool bench produce`.
+    struct Produce: BenchSubcommand {
+        static let configuration = CommandConfiguration(abstract: "Produce throughput: --producers Producers publish --count records.")
+        static let sections: [BenchOptions.Section] = [.produce]
+        @OptionGroup var options: BenchOptions
+    }
+
+    /// `spool bench consume`.
+    struct Consume: BenchSubcommand {
+        static let configuration = CommandConfiguration(abstract: "Consume throughput: fills a fresh topic (the produce section), then reads it back.")
+        static let sections: [BenchOptions.Section] = [.produce, .consume]
+        @OptionGroup var options: BenchOptions
+    }
+
+    /// `spool bench e2e`.
+    struct EndToEnd: BenchSubcommand {
+        static let configuration = CommandConfiguration(commandName: "e2e", abstract: "End-to-end latency: send → receive at --rate records/s, p50 … max.")
+        static let sections: [BenchOptions.Section] = [.latency]
+        @OptionGroup var options: BenchOptions
+    }
+
+    /// `spool bench raw`.
+    struct Raw: BenchSubcommand {
+        static let configuration = CommandConfiguration(abstract: "Raw ZeroMQ DEALER→ROUTER throughput, no broker.")
+        static let sections: [BenchOptions.Section] = [.raw]
+        @OptionGroup var options: BenchOptions
+    }
+}
+
+/// A `spool bench` subcommand that runs fixed sections with the shared options.
+protocol BenchSubcommand: AsyncParsableCommand {
+    /// The sections it runs, in order.
+    static var sections: [BenchOptions.Section] { get }
+    var options: BenchOptions { get }
+}
+
+extension BenchSubcommand {
+    func validate() throws { try options.validate(sections: Self.sections) }
+    func run() async throws { try await options.run(sections: Self.sections) }
+}
+
+/// The options every `spool bench` subcommand shares, and the run itself.
+struct BenchOptions: ParsableArguments {
     /// The benchmark's sections, in the order they run.
     enum Section: String, ExpressibleByArgument, CaseIterable, Sendable {
         case produce, consume, latency, raw
@@ -82,12 +159,6 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Print the results as CSV (ratios as fractions) instead of Markdown; the command line, load average and goals then go to stderr.")
     var csv = false
 
-    @Option(name: .customLong("section"), help: "Run only this section (produce, consume, latency, raw); repeat for several. consume needs produce.")
-    var sections: [Section] = []
-
-    @Flag(help: "Run only the raw section (ZeroMQ DEALER→ROUTER, no broker needed): the same as --section raw.")
-    var raw = false
-
     @Option(help: ArgumentHelp("The produce section's Producer linger (default: the SDK's, 5 ms).", valueName: "ms"))
     var linger: Double?
 
@@ -99,17 +170,11 @@ struct Bench: AsyncParsableCommand {
     /// The client's default batch limit, which caps `--batch-bytes`.
     static let maxBatchBytes = 1 << 20
 
-    /// The sections to run, in their order.
-    var selectedSections: [Section] {
-        if raw { return [.raw] }
-        if sections.isEmpty { return Section.allCases }
-        return Section.allCases.filter(sections.contains)
-    }
-
     /// Records the latency section measures.
     var effectiveLatencyCount: Int { latencyCount ?? rate * 5 }
 
-    func validate() throws {
+    /// Checks the options for a run of `chosen` sections; a bad value is a usage error.
+    func validate(sections chosen: [Section]) throws {
         func check(_ condition: Bool, _ message: String) throws {
             if !condition { throw ValidationError(message) }
         }
@@ -125,8 +190,6 @@ struct Bench: AsyncParsableCommand {
         if let batchBytes {
             try check((128...Self.maxBatchBytes).contains(batchBytes), "--batch-bytes must be 128 to \(Self.maxBatchBytes), not \(batchBytes)")
         }
-        try check(!(raw && !sections.isEmpty), "--raw runs only the raw section: use either --raw or --section")
-        let chosen = selectedSections
         try check(!chosen.contains(.consume) || chosen.contains(.produce),
                   "--section consume reads what the produce section wrote: add --section produce")
         try check(!chosen.contains(.latency) || size >= 8,
@@ -141,17 +204,17 @@ struct Bench: AsyncParsableCommand {
         return configuration
     }
 
-    func run() async throws {
+    /// Runs `chosen` sections `runs` times and prints the report; a failure is a one-line error, exit 1.
+    func run(sections chosen: [Section]) async throws {
         do {
-            try await reportingErrors { try await measureAndPrint() }
+            try await reportingErrors { try await measureAndPrint(chosen) }
         } catch let failure as BenchFailure {
             FileHandle.standardError.write(Data("spool: error: \(failure.description)\n".utf8))
             throw ExitCode.failure
         }
     }
 
-    private func measureAndPrint() async throws {
-        let chosen = selectedSections
+    private func measureAndPrint(_ chosen: [Section]) async throws {
         let progress = BenchmarkProgress()
         let loadAtStart = loadAverage()
         var broker: BrokerBench?
@@ -193,7 +256,7 @@ struct Bench: AsyncParsableCommand {
         }
 
         let report = makeReport(produced: produced, consumed: consumed, latencies: latencies, raws: raws)
-        print(render(report, load: (loadAtStart, loadAverage()), elapsed: progress.elapsedSeconds))
+        print(render(report, sections: chosen, load: (loadAtStart, loadAverage()), elapsed: progress.elapsedSeconds))
     }
 
     /// One progress figure: `1,234,567 records/s, 123.5 MB/s, 2.35 s`.
@@ -256,12 +319,12 @@ struct Bench: AsyncParsableCommand {
 
     /// The output: a Markdown report (context, table, legend, goals), or bare CSV with the context
     /// written to stderr.
-    private func render(_ report: BenchReport, load: (start: String, end: String), elapsed: Double) -> String {
+    private func render(_ report: BenchReport, sections: [Section], load: (start: String, end: String), elapsed: Double) -> String {
         let info = ProcessInfo.processInfo
         let command = CommandLine.arguments.enumerated().map { $0.offset == 0 ? "spool" : shellQuoted($0.element) }.joined(separator: " ")
         let context = "Load average (1, 5, 15 min): \(load.start) at the start, \(load.end) at the end; "
             + "\(info.activeProcessorCount) cores; \(Date())"
-        let broker = selectedSections.contains(where: { $0 != .raw }) ? "Broker: \(connection.endpoint)" : "No broker (raw only)"
+        let broker = sections.contains(where: { $0 != .raw }) ? "Broker: \(connection.endpoint)" : "No broker (raw only)"
         let goals = report.goals.isEmpty ? [] : ["", "Goals:"] + report.goals.map(\.line)
         let total = "Total time: \(decimal(elapsed, digits: 1)) s"
         if csv {

@@ -3,30 +3,47 @@ import Foundation
 import Logging
 import Spool
 
-/// `spool publish`: one record from the argument, or one per line of standard input.
+/// `spool publish`: records from the argument, standard input, or files.
 struct Publish: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Publish records to a topic.",
         discussion: """
-            With VALUE, publishes one record. Without it, publishes one record per line of \
-            standard input through the SDK's idempotent Producer: lines are batched (up to \
-            256 KiB, 5 ms), several batches travel at once, a lost connection is retried without \
-            storing a line twice, and lines with one key keep their order. The command exits 0 \
-            only once every line is acknowledged (on disk under fsync: always).
+            With VALUE, publishes one record. With --file (repeatable), one record per file, its \
+            bytes exactly. Otherwise one record per line of standard input. Many records go \
+            through the SDK's idempotent Producer: batched (up to 256 KiB, 5 ms), several batches \
+            at once, a lost connection retried without storing a record twice, records with one \
+            key kept in order. The command exits 0 only once every record is acknowledged (on disk \
+            under fsync: always).
+
+            --format json reads the JSON Lines that `spool tail --format json` writes: key or \
+            keyBase64, value or valueBase64, headers ([{name, value | valueBase64}]) and \
+            timestamp are kept; topic, partition and offset are ignored (the partition follows \
+            the key, or --partition). A line that is not such a record stops the command with \
+            exit 1 after the lines before it were published; the error names the line.
 
             Examples:
               spool publish orders '{"id":1}'
               spool publish orders --key order-1 --header source=cli '{"id":1}'
               seq 1 100000 | spool publish numbers
+              spool publish images --key logo --file logo.png
+              spool tail orders --from-beginning --exit-at-end --format json | spool publish orders-copy --format json
             """
     )
+
+    /// What standard input (or VALUE) holds.
+    enum InputFormat: String, ExpressibleByArgument, CaseIterable {
+        /// Each line is a record's value.
+        case text
+        /// Each line is a JSON record as `spool tail --format json` writes it.
+        case json
+    }
 
     @OptionGroup var connection: ConnectionOptions
 
     @Argument(help: "Topic to publish to.")
     var topic: String
 
-    @Argument(help: "The record value. Omit to read one record per line from standard input.")
+    @Argument(help: "The record value. Omit to read records from standard input or --file.")
     var value: String?
 
     @Option(help: "Record key (records with one key keep their order in one partition).")
@@ -38,9 +55,20 @@ struct Publish: AsyncParsableCommand {
     @Option(help: "Partition to publish to (default: chosen from the key, or round-robin).")
     var partition: Int32?
 
+    @Option(name: .customLong("file"), help: ArgumentHelp("Publish this file's bytes as one record; repeat for more.", valueName: "path"),
+            completion: .file())
+    var files: [String] = []
+
+    @Option(help: "Input format: text (one value per line) or json (one JSON record per line, as `tail --format json` prints).")
+    var format: InputFormat = .text
+
     func validate() throws {
         for header in headers where !header.contains("=") {
             throw ValidationError("--header '\(header)' is not name=value")
+        }
+        if value != nil && !files.isEmpty { throw ValidationError("give either VALUE or --file, not both") }
+        if format == .json && (key != nil || !headers.isEmpty || !files.isEmpty) {
+            throw ValidationError("--format json takes key and headers from each line: it cannot be combined with --key, --header or --file")
         }
     }
 
@@ -50,23 +78,110 @@ struct Publish: AsyncParsableCommand {
             return RecordHeader(name: String(name), string: String(header.dropFirst(name.count + 1)))
         }
         let keyBytes = key.map { Array($0.utf8) }
+        let contents = files.map { path in
+            guard let data = FileManager.default.contents(atPath: path) else { fail("cannot read --file \(path)") }
+            return Array(data)
+        }
         let client = try await connection.connect(for: topic)
         defer { client.close() }
         try await reportingErrors {
             if let value {
-                let result = try await client.publish(to: topic, partition: partition, key: keyBytes, value: Array(value.utf8), headers: parsedHeaders)
+                let record = format == .json ? try JSONRecordLine.parse(value)
+                                             : OutgoingRecord(key: keyBytes, value: Array(value.utf8), headers: parsedHeaders)
+                let result = try await client.publish(to: topic, partition: partition, records: [record])
                 print("\(topic)/\(result.partition) offset \(result.baseOffset) (\(result.durability))")
                 return
             }
             let producer = try Producer(client: client, logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
             var published = 0
-            while let line = readLine(strippingNewline: true) {
-                try await producer.enqueue(to: topic, partition: partition, key: keyBytes, value: Array(line.utf8), headers: parsedHeaders)
+            func send(_ record: OutgoingRecord) async throws(SpoolError) {
+                try await producer.enqueue(to: topic, partition: partition, key: record.key, value: record.value,
+                                           headers: record.headers, timestamp: record.timestamp)
                 published += 1
             }
+            if !contents.isEmpty {
+                for content in contents { try await send(OutgoingRecord(key: keyBytes, value: content, headers: parsedHeaders)) }
+            } else {
+                while let line = readLine(strippingNewline: true) {
+                    guard format == .json else {
+                        try await send(OutgoingRecord(key: keyBytes, value: Array(line.utf8), headers: parsedHeaders))
+                        continue
+                    }
+                    guard !line.allSatisfy(\.isWhitespace) else { continue }
+                    do throws(SpoolError) {
+                        try await send(try JSONRecordLine.parse(line))
+                    } catch {
+                        try await producer.close()
+                        throw SpoolError(error.code, "line \(published + 1): \(error.message); the \(published) record\(published == 1 ? "" : "s") before it were published")
+                    }
+                }
+            }
             try await producer.close()
-            let partitions = partition.map { "partition \($0)" } ?? (keyBytes == nil ? "spread over the partitions" : "the key's partition")
-            FileHandle.standardError.write(Data("published \(published) records to \(topic) (\(partitions))\n".utf8))
+            let keyed = format == .json ? "partition by each record's key, round-robin without one" : "the key's partition"
+            let partitions = partition.map { "partition \($0)" } ?? (keyBytes == nil && format == .text ? "spread over the partitions" : keyed)
+            Terminal.writeError("published \(published) records to \(topic) (\(partitions))\n")
+        }
+    }
+}
+
+/// One line of `spool tail --format json`, read back as a record to publish.
+enum JSONRecordLine {
+    private struct Line: Decodable {
+        struct Header: Decodable {
+            var name: String
+            var value: String?
+            var valueBase64: String?
+        }
+
+        var key: String?
+        var keyBase64: String?
+        var value: String?
+        var valueBase64: String?
+        var headers: [Header]?
+        var timestamp: Int64?
+    }
+
+    /// The record `line` describes; throws ``SpoolError/Code/invalidArgument`` saying what is wrong.
+    static func parse(_ line: String) throws(SpoolError) -> OutgoingRecord {
+        let decoded: Line
+        do {
+            decoded = try JSONDecoder().decode(Line.self, from: Data(line.utf8))
+        } catch {
+            throw SpoolError(.invalidArgument, "not a JSON record (\(Self.reason(error)))")
+        }
+        guard let value = try bytes(decoded.value, decoded.valueBase64, "value") else {
+            throw SpoolError(.invalidArgument, "the record has neither value nor valueBase64")
+        }
+        var headers: [RecordHeader] = []
+        for header in decoded.headers ?? [] {
+            guard let headerValue = try bytes(header.value, header.valueBase64, "header \(header.name)") else {
+                throw SpoolError(.invalidArgument, "header \(header.name) has neither value nor valueBase64")
+            }
+            headers.append(RecordHeader(name: header.name, value: headerValue))
+        }
+        return OutgoingRecord(key: try bytes(decoded.key, decoded.keyBase64, "key"), value: value, headers: headers,
+                              timestamp: decoded.timestamp)
+    }
+
+    private static func bytes(_ text: String?, _ base64: String?, _ what: String) throws(SpoolError) -> [UInt8]? {
+        switch (text, base64) {
+        case (let text?, nil): return Array(text.utf8)
+        case (nil, let base64?):
+            guard let data = Data(base64Encoded: base64) else { throw SpoolError(.invalidArgument, "\(what) is not valid base64") }
+            return Array(data)
+        case (nil, nil): return nil
+        case (_?, _?): throw SpoolError(.invalidArgument, "\(what) is given both as text and as base64")
+        }
+    }
+
+    /// A decoding error in a few words.
+    private static func reason(_ error: any Error) -> String {
+        switch error as? DecodingError {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+        case .dataCorrupted(let context): return context.underlyingError.map { "\($0.localizedDescription)" } ?? context.debugDescription
+        default: return "\(error)"
         }
     }
 }

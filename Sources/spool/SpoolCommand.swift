@@ -8,13 +8,25 @@ import Spool
 struct SpoolCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spool",
-        abstract: "Publish, tail and replay the topics of a Spool broker, manage topics, and benchmark it.",
+        abstract: "Publish, tail, replay and copy the topics of a Spool broker; manage topics and consumer groups; trace sagas; benchmark.",
         discussion: """
-            The broker is tcp://127.0.0.1:7070 unless --broker or SPOOL_BROKER says otherwise.
-            Exit codes: 0 success, 1 an error the message explains, 64 bad usage.
+            The broker is tcp://127.0.0.1:7070 unless --broker or SPOOL_BROKER says otherwise; \
+            with CURVE on, --key-file and --server-key (or SPOOL_KEY_FILE, SPOOL_SERVER_KEY).
+            Colour only on a terminal, never when NO_COLOR is set.
+            Exit codes: 0 success (also Ctrl-C of a following tail), 1 an error the one-line \
+            message (spool: error: ...) explains, 64 bad usage (unknown flag, bad value).
+            Shell completion: spool --generate-completion-script bash|zsh|fish.
+
+            Examples:
+              spool publish orders --key order-1 '{"id":1}'
+              spool tail orders --from-beginning
+              spool replay orders.dlq --from beginning --to orders
+              spool topics describe orders
+              spool groups reset audit --topic orders --to-earliest --execute
+              spool saga trace order-42
             """,
         version: "0.1.0",
-        subcommands: [Publish.self, Tail.self, Replay.self, Topics.self, Bench.self, Keys.self]
+        subcommands: [Publish.self, Tail.self, Replay.self, Topics.self, Groups.self, Saga.self, Bench.self, Keys.self]
     )
 }
 
@@ -69,13 +81,18 @@ func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch let error as SpoolError {
-        FileHandle.standardError.write(Data("spool: error: \(error.message)\n".utf8))
+        writeErrorLine(error.message)
         throw ExitCode.failure
     }
 }
 
 /// Prints a one-line error and exits with code 1.
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("spool: error: \(message)\n".utf8))
+    writeErrorLine(message)
     exit(1)
+}
+
+/// `spool: error: <message>` on standard error, the prefix in red on a terminal.
+private func writeErrorLine(_ message: String) {
+    Terminal.writeError("\(Terminal.paint("spool: error:", .red, enabled: Terminal.colours(STDERR_FILENO))) \(message)\n")
 }

@@ -2,11 +2,11 @@ import ArgumentParser
 import Foundation
 import Spool
 
-/// `spool topics`: list and create topics.
+/// `spool topics`: list, create, describe and delete topics.
 struct Topics: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List and create topics.",
-        subcommands: [List.self, Create.self]
+        abstract: "List, create, describe and delete topics.",
+        subcommands: [List.self, Create.self, Describe.self, Delete.self]
     )
 
     /// `spool topics list`: every topic with its partitions and offset ranges.
@@ -15,24 +15,114 @@ struct Topics: AsyncParsableCommand {
             abstract: "List topics: one line per partition with its earliest and latest offset.",
             discussion: """
                 Output columns (tab-separated): topic, partition, earliest offset, latest offset \
-                (the offset the next record gets).
+                (the offset the next record gets). With --long, one line per topic instead: \
+                topic, partitions, records stored, bytes on disk, retention.ms, retention.bytes, \
+                fsync (-1: unlimited).
 
-                Example:
+                Examples:
                   spool topics list
+                  spool topics list --long
                 """
         )
 
         @OptionGroup var connection: ConnectionOptions
+
+        @Flag(help: "One line per topic with records, size on disk, retention and fsync policy.")
+        var long = false
 
         func run() async throws {
             let client = try await connection.connect()
             defer { client.close() }
             try await reportingErrors {
                 for topic in try await client.topics() {
-                    for partition in topic.partitions {
-                        print("\(topic.name)\t\(partition.partition)\t\(partition.earliestOffset)\t\(partition.latestOffset)")
+                    guard long else {
+                        for partition in topic.partitions {
+                            print("\(topic.name)\t\(partition.partition)\t\(partition.earliestOffset)\t\(partition.latestOffset)")
+                        }
+                        continue
                     }
+                    let described = try await client.describeTopic(topic.name)
+                    let records = described.partitions.reduce(Int64(0)) { $0 + $1.logEndOffset - $1.logStartOffset }
+                    let size = described.partitions.reduce(Int64(0)) { $0 + $1.sizeBytes }
+                    let settings = ["retention.ms", "retention.bytes", "fsync"].map { described.settings[$0] ?? "-" }
+                    print(([topic.name, "\(described.partitions.count)", "\(records)", "\(size)"] + settings).joined(separator: "\t"))
                 }
+            }
+        }
+    }
+
+    /// `spool topics describe`: settings in force and per-partition offsets and size.
+    struct Describe: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a topic's settings, and per partition its offsets, size on disk and segments.",
+            discussion: """
+                Output (tab-separated): a line `topic <name> partitions <n> records <stored> bytes \
+                <on disk>`; one line per setting in force: `setting <key> <value> <topic|broker>` \
+                (topic: the topic sets it itself; -1: unlimited or never); then one line per \
+                partition: `partition <n> <earliest> <latest> <bytes> <segments>`.
+
+                Example:
+                  spool topics describe orders
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Argument(help: "The topic.")
+        var topic: String
+
+        func run() async throws {
+            let client = try await connection.connect(for: topic)
+            defer { client.close() }
+            try await reportingErrors {
+                let described = try await client.describeTopic(topic)
+                let records = described.partitions.reduce(Int64(0)) { $0 + $1.logEndOffset - $1.logStartOffset }
+                let size = described.partitions.reduce(Int64(0)) { $0 + $1.sizeBytes }
+                print("topic\t\(described.name)\tpartitions\t\(described.partitions.count)\trecords\t\(records)\tbytes\t\(size)")
+                for (key, value) in described.settings.sorted(by: { $0.key < $1.key }) {
+                    print("setting\t\(key)\t\(value)\t\(described.topicSettings[key] == nil ? "broker" : "topic")")
+                }
+                for partition in described.partitions {
+                    print("partition\t\(partition.partition)\t\(partition.logStartOffset)\t\(partition.logEndOffset)\t\(partition.sizeBytes)\t\(partition.segmentCount)")
+                }
+            }
+        }
+    }
+
+    /// `spool topics delete`: a topic and its data.
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a topic and all its records.",
+            discussion: """
+                Needs --yes: the records are gone for good. Refused (exit 1) while a consumer \
+                group with live members consumes the topic; readers waiting on it (spool tail) \
+                stop with "topic was deleted". Groups keep their committed offsets on it: if the \
+                topic is created again, move them with `spool groups reset`. With ACLs, needs the \
+                topic's admin grant (like create).
+
+                Example:
+                  spool topics delete scratch --yes
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Argument(help: "The topic.")
+        var topic: String
+
+        @Flag(help: "Confirm that the topic and its records are to be deleted.")
+        var yes = false
+
+        func validate() throws {
+            guard yes else { throw ValidationError("deleting '\(topic)' removes all its records for good: add --yes to confirm") }
+        }
+
+        func run() async throws {
+            let client = try await connection.connect(for: topic)
+            defer { client.close() }
+            try await reportingErrors {
+                let partitions = try await client.deleteTopic(topic)
+                print("deleted \(topic) (\(partitions) partition\(partitions == 1 ? "" : "s"))")
             }
         }
     }

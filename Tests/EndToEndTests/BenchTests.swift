@@ -19,7 +19,7 @@ extension EndToEndTests {
             let directory = try TemporaryDirectory(prefix: "spool-e2e-bench")
             let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
             defer { daemon.cleanUp() }
-            let result = try await runSpool(["bench", "--broker", daemon.endpoint, "--count", "2000", "--latency-count", "500", "--runs", "1",
+            let result = try await runSpool(["bench", "all", "--broker", daemon.endpoint, "--count", "2000", "--latency-count", "500", "--runs", "1",
                                              "--csv", "--partitions", "\(shape.partitions)", "--producers", "\(shape.producers)"],
                                             timeout: .seconds(180))
             #expect(result.termination == .exited(0), "\(result)")
@@ -66,6 +66,22 @@ extension EndToEndTests {
             #expect(latencyStored == Int64(500 + shape.partitions))
         }
 
+        @Test(.timeLimit(.minutes(4)), arguments: [
+            (["produce"], ["produce"]), (["consume"], ["produce", "consume"]), (["e2e", "--latency-count", "300"], ["latency"]),
+        ])
+        func eachSubcommandRunsItsOwnSections(arguments: [String], sections: [String]) async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-bench-sub")
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            defer { daemon.cleanUp() }
+            let result = try await runSpool(["bench"] + arguments + ["--broker", daemon.endpoint, "--count", "1000", "--runs", "1", "--csv"],
+                                            timeout: .seconds(180))
+            #expect(result.termination == .exited(0), "\(result)")
+            let rows = try Self.parseCSV(result.stdoutText)
+            try #require(rows.first == Self.columns, "CSV header: \(rows.first ?? [])")
+            #expect(rows.dropFirst().map { $0.first ?? "" } == sections, "\(result.stdoutText)")
+            #expect(rows.dropFirst().allSatisfy { Double($0[5]).map { $0 > 0 } == true }, "seconds must be positive: \(result.stdoutText)")
+        }
+
         @Test(.timeLimit(.minutes(2)), arguments: [
             (["--size", "0"], "--size"), (["--partitions", "0"], "--partitions"), (["--fsync", "sometimes"], "--fsync"),
             (["--section", "nope"], "--section"), (["--count", "0"], "--count"), (["--rate", "0"], "--rate"),
@@ -81,15 +97,15 @@ extension EndToEndTests {
             #expect(first.hasPrefix("Error: ") && first.contains(option), "\(arguments): \(result.stderr)")
         }
 
-        @Test(.timeLimit(.minutes(2)))
-        func rawRunsWithoutABroker() async throws {
+        @Test(.timeLimit(.minutes(2)), arguments: [["raw"], ["--raw"]])
+        func rawRunsWithoutABroker(spelling: [String]) async throws {
             let nowhere = "tcp://127.0.0.1:\(try freeLoopbackPort())"
-            let result = try await runSpool(["bench", "--raw", "--count", "10000", "--runs", "1", "--broker", nowhere], timeout: .seconds(60))
+            let result = try await runSpool(["bench"] + spelling + ["--count", "10000", "--runs", "1", "--broker", nowhere], timeout: .seconds(60))
             #expect(result.termination == .exited(0), "\(result)")
             let tableRows = result.stdoutLines.filter { $0.hasPrefix("| raw ") }
             #expect(tableRows.count == 1, "\(result.stdoutText)")
             #expect(tableRows.first?.contains("10,000") == true, "\(result.stdoutText)")
-            #expect(result.stdoutText.contains("Command: `spool bench --raw --count 10000 --runs 1"), "\(result.stdoutText)")
+            #expect(result.stdoutText.contains("Command: `spool bench \(spelling[0]) --count 10000 --runs 1"), "\(result.stdoutText)")
             #expect(result.stdoutText.contains("Load average"), "\(result.stdoutText)")
         }
 

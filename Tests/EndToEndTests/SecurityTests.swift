@@ -91,7 +91,7 @@ extension EndToEndTests {
             #expect(refused.stderr.contains("without CURVE") && refused.stderr.contains("allow.plaintext.network"), "\(refused.stderr)")
 
             let config = directory.appending("spoold.yaml")
-            try "curve.clients:\n  alice: \(try CurveKeyPair.generate().publicKey)\n".write(toFile: config, atomically: true, encoding: .utf8)
+            try "curve.clients:\n  alice: \"\(try CurveKeyPair.generate().publicKey)\"\n".write(toFile: config, atomically: true, encoding: .utf8)
             let incomplete = try await runSpoold(["--config", config, "--data-dir", directory.appending("data")])
             #expect(incomplete.termination == .exited(1) && incomplete.stderr.contains("curve.server.key.file"), "\(incomplete.stderr)")
 

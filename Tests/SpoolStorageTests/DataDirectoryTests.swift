@@ -72,6 +72,34 @@ import Testing
         }
     }
 
+    /// A deleted topic is gone from the listing at once, its name is free, and a retired
+    /// directory that a crash left behind is removed when the directory next opens.
+    @Test func deletesATopicDurablyAndRemovesLeftoversAtOpen() async throws {
+        let root = try TemporaryDirectory(prefix: "spool-delete-topic")
+        let orders = try TopicName("orders")
+        do {
+            let data = try DataDirectory(path: root.path, logger: .quiet)
+            try data.createTopic(orders, TopicMetadata(partitions: 2))
+            let log = try data.openPartition(orders, partition: 1, configuration: LogConfiguration())
+            log.close()
+            try data.deleteTopic(orders)
+            #expect(try data.existingTopics().isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: root.appending("orders")))
+            #expect(throws: StorageError.self) { try data.deleteTopic(orders) }
+            try data.createTopic(orders, TopicMetadata(partitions: 1))
+            #expect(try data.existingTopics() == [orders: TopicMetadata(partitions: 1)])
+            data.close()
+        }
+        // What a crash between the rename and the removal leaves: a retired tree with a topic.json.
+        let leftover = root.appending("@deleted-orders-7")
+        try FileManager.default.createDirectory(atPath: leftover + "/0", withIntermediateDirectories: true)
+        try Data("{\"partitions\": 1}".utf8).write(to: URL(fileURLWithPath: leftover + "/topic.json"))
+        let reopened = try DataDirectory(path: root.path, logger: .quiet)
+        defer { reopened.close() }
+        #expect(try reopened.existingTopics() == [orders: TopicMetadata(partitions: 1)])
+        #expect(await eventually { !FileManager.default.fileExists(atPath: leftover) }, "the retired directory is still there")
+    }
+
     @Test func refusesToCreateTopicTwice() throws {
         try withTemporaryDirectory { root in
             let data = try DataDirectory(path: root, logger: .quiet)

@@ -63,10 +63,11 @@ import Testing
             let timeIndexes = try files(in: directory, suffix: ".timeindex")
             let logs = try files(in: directory, suffix: ".log")
             try #require(timeIndexes.count >= 3)
-            let damaged = sealed ? Int.random(in: 0..<(timeIndexes.count - 1), using: &rng) : timeIndexes.count - 1
+            // A sealed segment with a second time-index entry to garble (random batch sizes may give one a single entry).
+            let garblable = try timeIndexes.indices.dropLast().filter { try fileBytes(timeIndexes[$0]).count >= 2 * TimeIndex.entrySize }
+            let damaged = sealed ? try #require(garblable.randomElement(using: &rng)) : timeIndexes.count - 1
             if sealed {
                 var bytes = try fileBytes(timeIndexes[damaged])
-                try #require(bytes.count >= 2 * TimeIndex.entrySize)
                 bytes[TimeIndex.entrySize + 8] ^= 0xff  // second entry's relative offset
                 try writeFile(timeIndexes[damaged], bytes)
             } else {

@@ -76,6 +76,8 @@ enum WireFuzzTargets {
         message(ListGroupsRequest.self), message(ListGroupsResponse.self),
         message(DescribeGroupRequest.self), message(DescribeGroupResponse.self),
         MessageType(name: "ErrorResponse", check: errorResponse),
+        message(DescribeTopicRequest.self), message(DescribeTopicResponse.self),
+        message(DeleteTopicRequest.self), message(DeleteTopicResponse.self),
     ]
 
     /// First byte: the message type (``messageTypes``, modulo its count); the rest: the body.

@@ -62,7 +62,7 @@ enum MessageSamples {
     static let unicode = "заказы-🚀-ünïcødé"
     static let long = String(repeating: "x", count: 300)
 
-    static let all: [MessageSample] = produce + fetch + listOffsets + metadata + createTopic + producerIDs + groups + offsets
+    static let all: [MessageSample] = produce + fetch + listOffsets + metadata + createTopic + producerIDs + groups + offsets + topics
         + errors + headers
 
     /// The first sample of each type, for tests whose input does not depend on the value.
@@ -187,6 +187,21 @@ enum MessageSamples {
         .message(FetchOffsetsResponse(offsets: []), "none"),
         .message(FetchOffsetsResponse(offsets: [CommittedOffset(partition: p0, offset: -1), CommittedOffset(partition: edge, offset: 0, metadata: long)]),
                  "two"),
+    ]
+
+    static let topics: [MessageSample] = [
+        .message(DescribeTopicRequest(name: "orders"), "plain"),
+        .message(DescribeTopicRequest(name: unicode), "unicode"),
+        .message(DescribeTopicResponse(name: "orders", settings: ["fsync": "always", "retention.ms": "-1", "segment.bytes": "1073741824"],
+                                       topicSettings: ["retention.ms": "-1"],
+                                       partitions: [.init(partition: 0, logStartOffset: 0, logEndOffset: 10, sizeBytes: 1234, segmentCount: 1),
+                                                    .init(partition: .max, logStartOffset: .max, logEndOffset: .min, sizeBytes: .max, segmentCount: .min)]),
+                 "full"),
+        .message(DescribeTopicResponse(name: "", settings: [:], topicSettings: [unicode: long, "": ""], partitions: []), "empty"),
+        .message(DeleteTopicRequest(name: "orders"), "plain"),
+        .message(DeleteTopicRequest(name: long), "long"),
+        .message(DeleteTopicResponse(name: "orders", partitions: 3), "plain"),
+        .message(DeleteTopicResponse(name: unicode, partitions: .min), "edges"),
     ]
 
     static let errors: [MessageSample] = [
