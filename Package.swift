@@ -98,7 +98,10 @@ let package = Package(
         .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting"]),
         .testTarget(name: "SpoolSagaTests", dependencies: ["SpoolSaga", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Spool", "SpoolTesting", "ZeroMQ", "spoold", "spool"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["Spool", "SpoolSaga", "SpoolTesting", "ZeroMQ", "spoold", "spool", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
