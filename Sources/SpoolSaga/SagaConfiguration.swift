@@ -34,19 +34,25 @@ public struct SagaConfiguration: Sendable {
     public var pollInterval: Duration
     /// How long published outbox rows are kept (marked sent) before they are deleted.
     public var sentRetention: Duration
+    /// How long the inbox remembers a handled event id. An event delivered again after that is
+    /// handled again: keep it above the longest a record can come back (the topics' retention,
+    /// and that of their dead-letter topics if you replay them).
+    public var inboxRetention: Duration
     /// The consumer-group settings (the group is the participant's name).
     public var consumer: ConsumerConfiguration
     /// The producer settings of the relay and the dead-letter writer.
     public var producer: ProducerConfiguration
 
     /// Defaults: ``RetryPolicy/init(maxAttempts:initialBackoff:maxBackoff:)``, a 200 ms poll,
-    /// sent rows kept 10 minutes, a producer without linger (the relay batches by itself).
+    /// sent rows kept 10 minutes, handled event ids kept 30 days, a producer without linger (the
+    /// relay batches by itself).
     public init(retry: RetryPolicy = RetryPolicy(), pollInterval: Duration = .milliseconds(200), sentRetention: Duration = .seconds(600),
-                consumer: ConsumerConfiguration = ConsumerConfiguration(),
+                inboxRetention: Duration = .seconds(30 * 24 * 3600), consumer: ConsumerConfiguration = ConsumerConfiguration(),
                 producer: ProducerConfiguration = ProducerConfiguration(linger: .zero)) {
         self.retry = retry
         self.pollInterval = pollInterval
         self.sentRetention = sentRetention
+        self.inboxRetention = inboxRetention
         self.consumer = consumer
         self.producer = producer
     }

@@ -286,14 +286,17 @@ public final class SagaParticipant: Sendable {
     // MARK: Relay
 
     private func relay(_ bell: AsyncStream<Void>, producer: Producer) async {
-        var lastPrune = ContinuousClock.now
+        // Pruning runs at the first pass and then every minute (sooner for shorter retentions).
+        let pruneEvery = Swift.min(.seconds(60), configuration.sentRetention, configuration.inboxRetention)
+        var lastPrune: ContinuousClock.Instant?
         for await _ in bell {
             guard !Task.isCancelled else { return }
             do {
                 try await relayPass(producer)
-                if ContinuousClock.now - lastPrune > .seconds(60) {
-                    let horizon = EventMetadata.now() - configuration.sentRetention.wholeMilliseconds
-                    try await database.write { db in try SagaStore.deleteSent(db, before: horizon) }
+                if lastPrune.map({ ContinuousClock.now - $0 >= pruneEvery }) ?? true {
+                    let now = EventMetadata.now()
+                    let (sent, handled) = (now - configuration.sentRetention.wholeMilliseconds, now - configuration.inboxRetention.wholeMilliseconds)
+                    try await database.write { db in try SagaStore.prune(db, sentBefore: sent, handledBefore: handled) }
                     lastPrune = .now
                 }
             } catch {

@@ -210,4 +210,29 @@ import Testing
         client.close()
         await broker.stop()
     }
+
+    @Test func theInboxForgetsEventIdsAfterItsRetention() async throws {
+        let directory = try TemporaryDirectory()
+        let broker = try InProcessBroker()
+        let client = try await broker.makeClient()
+        let database = try makeShelfDatabase(in: directory)
+        var configuration = quickRetries
+        configuration.inboxRetention = .milliseconds(300)
+        let participant = try SagaParticipant(name: "forgetful", client: client, database: database, configuration: configuration)
+        participant.on(ItemRequested.self) { _, _ in }
+        let running = RunningParticipant(participant)
+        let event = try request(1, saga: "again")
+        try await publish(event, to: ItemRequested.topic, on: client)
+        #expect(await eventually { participant.statistics.handled == 1 })
+        #expect(await eventually {
+            (try? await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_inbox") }) == 0
+        })
+        // Past the retention the same event is new again: the documented trade-off.
+        try await publish(event, to: ItemRequested.topic, on: client)
+        #expect(await eventually { participant.statistics.handled == 2 })
+        #expect(participant.statistics.duplicates == 0)
+        try await running.stop()
+        client.close()
+        await broker.stop()
+    }
 }

@@ -4,7 +4,8 @@ import Spool
 
 /// The kit's tables in the service's database and every statement on them.
 ///
-/// - `spool_inbox`: ids of handled events (primary key), so a redelivery has no second effect.
+/// - `spool_inbox`: ids of handled events (primary key), so a redelivery has no second effect;
+///   entries older than the inbox retention are deleted.
 /// - `spool_outbox`: events to publish, in insertion order; `sent_at` is set once the broker
 ///   acknowledged them, and sent rows are deleted after the retention.
 /// - `spool_timeouts`: events to emit at `due_at` (ms since the epoch), one per saga and type.
@@ -20,6 +21,7 @@ enum SagaStore {
                     origin TEXT NOT NULL,
                     handled_at INTEGER NOT NULL
                 );
+                CREATE INDEX spool_inbox_handled ON spool_inbox(handled_at);
                 CREATE TABLE spool_outbox (
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     event_id TEXT NOT NULL,
@@ -93,8 +95,10 @@ enum SagaStore {
         }
     }
 
-    static func deleteSent(_ db: Database, before time: Int64) throws {
-        try db.execute(sql: "DELETE FROM spool_outbox WHERE sent_at IS NOT NULL AND sent_at < ?", arguments: [time])
+    /// Deletes outbox rows sent before `sentBefore` and inbox entries handled before `handledBefore`.
+    static func prune(_ db: Database, sentBefore: Int64, handledBefore: Int64) throws {
+        try db.execute(sql: "DELETE FROM spool_outbox WHERE sent_at IS NOT NULL AND sent_at < ?", arguments: [sentBefore])
+        try db.execute(sql: "DELETE FROM spool_inbox WHERE handled_at < ?", arguments: [handledBefore])
     }
 
     // MARK: Timeouts
