@@ -51,7 +51,8 @@ let package = Package(
         .executableTarget(name: "notification-service", dependencies: ["NotificationService", "ServiceKit"]),
         .executableTarget(
             name: "saga-demo",
-            dependencies: ["SagaHarness", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SagaHarness", .product(name: "SpoolTesting", package: "spool"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "ServiceTests",

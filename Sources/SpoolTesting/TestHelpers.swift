@@ -66,12 +66,26 @@ public final class RecordCollector: Sendable {
 /// A loopback TCP port that was free a moment ago (bound to port 0, then closed): for a
 /// broker to listen on, or for a client to find nothing listening.
 public func freeLoopbackPort() throws -> Int {
+    try bindLoopback(port: 0)
+}
+
+/// Whether a server could listen on 127.0.0.1:`port` now (nothing listens there; a port in
+/// TIME_WAIT counts as free, as it does for servers that set `SO_REUSEADDR`).
+public func loopbackPortIsFree(_ port: Int) -> Bool {
+    (try? bindLoopback(port: port)) != nil
+}
+
+/// Binds a TCP socket to 127.0.0.1:`port` (0: any free port) with `SO_REUSEADDR`, closes it,
+/// and returns the port it got; throws the bind error.
+private func bindLoopback(port: Int) throws -> Int {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     defer { close(descriptor) }
+    var reuse: Int32 = 1
+    setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
+    address.sin_port = UInt16(port).bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let result = withUnsafeMutablePointer(to: &address) {

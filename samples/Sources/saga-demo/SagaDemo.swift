@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SagaHarness
 import ServiceKit
+import SpoolTesting
 
 /// `saga-demo`: the order saga end to end, on real processes.
 @main
@@ -44,6 +45,10 @@ struct SagaDemo: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Everything runs on the embedded defaults: a broker or service already there would be used by mistake.
+        for (port, what) in [(7070, "the broker"), (8080, "the order API")] where !loopbackPortIsFree(port) {
+            throw HarnessError("saga-demo: port \(port) (\(what)'s default) is in use on 127.0.0.1; stop what holds it (make run?) and try again")
+        }
         let directory = dir ?? NSTemporaryDirectory() + "spool-saga-demo-\(getpid())"
         try? FileManager.default.removeItem(atPath: directory)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
