@@ -38,6 +38,14 @@ public struct SpoolRecord: Hashable, Sendable {
     }
 }
 
+extension Array where Element == RecordHeader {
+    /// The value of the last header named `name` as text (invalid UTF-8 replaced), or nil if
+    /// there is none. The last one wins, as for the envelope's headers.
+    public func text(of name: String) -> String? {
+        last { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
+    }
+}
+
 /// A record to publish.
 public struct OutgoingRecord: Hashable, Sendable {
     /// Routing key; records with the same key go to the same partition.

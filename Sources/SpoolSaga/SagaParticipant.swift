@@ -308,8 +308,11 @@ public final class SagaParticipant: Sendable {
     /// Fires due timeouts, then publishes unsent outbox rows in order until none is left.
     private func relayPass(_ producer: Producer) async throws {
         let now = EventMetadata.now()
-        let fired = try await database.write { db in try SagaStore.fireDueTimeouts(db, now: now) }
-        if fired > 0 { counters.withLock { $0.timeoutsFired += fired } }
+        // A read first: most passes find nothing due and need not queue behind the handlers' writes.
+        if try await database.read({ db in try SagaStore.hasDueTimeouts(db, now: now) }) {
+            let fired = try await database.write { db in try SagaStore.fireDueTimeouts(db, now: now) }
+            counters.withLock { $0.timeoutsFired += fired }
+        }
         while !Task.isCancelled {
             let rows = try await database.read { db in try SagaStore.pending(db, limit: 1000) }
             guard !rows.isEmpty else { return }

@@ -101,7 +101,7 @@ struct SagaStep: Sendable {
 
     /// A dead-letter header's value.
     func deadLetter(_ name: String) -> String? {
-        record.headers.last { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
+        record.headers.text(of: name)
     }
 
     /// True for a record the saga kit moved to a dead-letter topic.
@@ -166,7 +166,7 @@ struct SagaScan {
     }
 
     private static func step(_ record: SpoolRecord) -> SagaStep {
-        let role = record.headers.last { $0.name == EventHeaderName.role }.map { String(decoding: $0.value, as: UTF8.self) }
+        let role = record.headers.text(of: EventHeaderName.role)
         do throws(SpoolError) {
             return SagaStep(record: record, metadata: try EventMetadata(headers: record.headers), role: role)
         } catch {

@@ -113,9 +113,3 @@ extension SpoolClient {
         try await allRecords(of: E.topic).map { try EventEnvelope<E>(record: $0) }
     }
 }
-
-extension SpoolRecord {
-    func header(_ name: String) -> String? {
-        headers.last { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
-    }
-}

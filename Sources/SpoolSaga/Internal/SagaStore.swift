@@ -117,6 +117,11 @@ enum SagaStore {
         return db.changesCount > 0
     }
 
+    /// Whether a timeout is due at `now`.
+    static func hasDueTimeouts(_ db: Database, now: Int64) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM spool_timeouts WHERE due_at <= ?)", arguments: [now]) ?? false
+    }
+
     /// Moves the timeouts due at `now` into the outbox, stamped with the firing time; returns how many.
     static func fireDueTimeouts(_ db: Database, now: Int64) throws -> Int {
         let due = try Row.fetchAll(db, sql: "SELECT event_id, topic, key, value, headers FROM spool_timeouts WHERE due_at <= ? ORDER BY due_at",

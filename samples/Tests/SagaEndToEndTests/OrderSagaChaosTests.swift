@@ -111,7 +111,7 @@ enum Executables {
         #expect(!letters.isEmpty)
         for letter in letters {
             #expect(letter.value == Array("this is not an event".utf8))
-            let reason = letter.headers.first { $0.name == DeadLetterHeaderName.error }.map { String(decoding: $0.value, as: UTF8.self) }
+            let reason = letter.headers.text(of: DeadLetterHeaderName.error)
             #expect(reason?.contains("not an event") == true)
             #expect(letter.headers.contains { $0.name == DeadLetterHeaderName.group && $0.value == Array("stock".utf8) })
         }

@@ -41,7 +41,7 @@ import Testing
         #expect(failed.map(\.payload.reason) == ["order already cancelled"])
         let refunds = try await service.events(PaymentRefunded.self)
         #expect(refunds.map(\.event.payload) == [PaymentRefunded(orderID: "o1", userID: "ada", amount: 20)])
-        #expect(refunds.first?.record.header(EventHeaderName.role) == "compensation")
+        #expect(refunds.first?.record.headers.text(of: EventHeaderName.role) == "compensation")
         #expect(try await balance(service, "ada") == 400)
         try await service.stop()
     }

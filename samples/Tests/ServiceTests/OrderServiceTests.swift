@@ -49,7 +49,7 @@ import Testing
         try await service.publish(StockFailed(orderID: order.id, reason: "out of stock: 2 dates left, 3 wanted"), saga: order.id)
         let cancelled = try await service.waitForEvents(OrderCancelled.self, count: 1)
         #expect(cancelled.map(\.payload.reason) == ["stock: out of stock: 2 dates left, 3 wanted"])
-        #expect(try await service.events(OrderCancelled.self).first?.record.header(EventHeaderName.role) == "failure")
+        #expect(try await service.events(OrderCancelled.self).first?.record.headers.text(of: EventHeaderName.role) == "failure")
         let stored = try await orders.order(order.id)
         #expect(stored?.state == .cancelled && stored?.reason == "stock: out of stock: 2 dates left, 3 wanted")
         try await service.stop()
@@ -62,7 +62,7 @@ import Testing
         #expect(cancelled.first?.payload.reason.hasPrefix("timeout: no payment outcome within") == true)
         let timeouts = try await service.events(PaymentTimedOut.self)
         #expect(timeouts.map(\.event.payload.orderID) == [order.id])
-        #expect(timeouts.first?.record.header(EventHeaderName.role) == "timeout")
+        #expect(timeouts.first?.record.headers.text(of: EventHeaderName.role) == "timeout")
         #expect(try await orders.order(order.id)?.state == .cancelled)
         try await service.stop()
     }

@@ -23,7 +23,7 @@ import Testing
         #expect(decreased.map(\.payload) == [StockDecreased(orderID: "o1", userID: "ada", productID: "dates", quantity: 10, total: 80)])
         #expect(decreased.first?.metadata.correlationID == "o1" && decreased.first?.metadata.source == "stock")
         #expect(failed.map(\.payload.reason) == ["out of stock: 5 dates left, 6 wanted", "unknown product caviar"])
-        #expect(try await service.events(StockFailed.self).allSatisfy { $0.record.header(EventHeaderName.role) == "failure" })
+        #expect(try await service.events(StockFailed.self).allSatisfy { $0.record.headers.text(of: EventHeaderName.role) == "failure" })
         #expect(try await stock(service, "dates") == 5)
         try await service.stop()
     }
@@ -51,7 +51,7 @@ import Testing
         _ = try await service.waitForEvents(StockRestored.self, count: 1)
         let restored = try await service.events(StockRestored.self)
         #expect(restored.map(\.event.payload) == [StockRestored(orderID: "o1", productID: "coffee", quantity: 4)])
-        #expect(restored.first?.record.header(EventHeaderName.role) == "compensation")
+        #expect(restored.first?.record.headers.text(of: EventHeaderName.role) == "compensation")
         #expect(try await stock(service, "coffee") == 40)
         try await service.stop()
     }

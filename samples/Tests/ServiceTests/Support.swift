@@ -69,10 +69,3 @@ final class ServiceUnderTest: Sendable {
         await broker.stop()
     }
 }
-
-extension SpoolRecord {
-    /// The value of header `name` as text.
-    func header(_ name: String) -> String? {
-        headers.last { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
-    }
-}
