@@ -59,7 +59,7 @@ let package = Package(
             name: "SpoolSaga",
             dependencies: ["Spool", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "ZeroMQ"]),
+        .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "SpoolStorage", "ZeroMQ"]),
         .target(name: "BenchmarkSupport"),
 
         // Executables

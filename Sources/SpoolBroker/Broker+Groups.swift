@@ -1,3 +1,4 @@
+import Logging
 import SpoolStorage
 import SpoolWire
 
@@ -50,7 +51,7 @@ extension Broker {
     // MARK: Offsets
 
     /// Stores the commit and answers once it is synced (nil reply now), or throws.
-    func commitOffsets(client: ClientID, header: FrameHeader, _ request: CommitOffsetsRequest) throws(WireError) {
+    func commitOffsets(client: ClientID, header: FrameHeader, _ request: CommitOffsetsRequest, now: Int64) throws(WireError) {
         try checkGroupName(request.group)
         for committed in request.offsets {
             _ = try partition(try TopicName(committed.partition.topic), committed.partition.partition)
@@ -60,16 +61,28 @@ extension Broker {
         }
         try groups.checkCommit(group: request.group, memberID: request.memberID, generation: request.generation,
                                partitions: request.offsets.map(\.partition))
+        if offsetStoreFailure != nil { rewriteOffsetStore(now: now) }
         if let reason = offsetStoreFailure { throw WireError(.storageError, "committed offsets are offline: \(reason)") }
         try checkWaiting(client)
+        let work: SyncWork
         do throws(StorageError) {
-            let work = try offsetStore.commit(group: request.group, offsets: request.offsets)
-            pendingCommits.append(PendingCommit(client: client, header: header, endOffset: work.endOffset))
-            noteWaiting(client)
-            unsyncedCommits = unsyncedCommits.map { $0.merged(with: work) } ?? work
+            work = try offsetStore.commit(group: request.group, offsets: request.offsets)
+        } catch {
+            if error.code == .invalidArgument { throw WireError(.invalidRequest, "commit for group '\(request.group)' failed: \(error.message)") }
+            writeFaults.failed(.committedOffsets, .commit, error, affects: "commits are refused until a write works again",
+                               now: now, metadata: offsetStoreMetadata, logger: logger)
+            throw WireError(.storageError, "commit for group '\(request.group)' failed, nothing was stored: \(error.message)")
+        }
+        writeFaults.succeeded(.committedOffsets, .commit, now: now, metadata: offsetStoreMetadata, logger: logger)
+        pendingCommits.append(PendingCommit(client: client, header: header, endOffset: work.endOffset))
+        noteWaiting(client)
+        unsyncedCommits = unsyncedCommits.map { $0.merged(with: work) } ?? work
+        do throws(StorageError) {
             try offsetStore.compactIfNeeded()
         } catch {
-            throw WireError(error.code == .invalidArgument ? .invalidRequest : .storageError, "commit for group '\(request.group)' failed: \(error.message)")
+            // The commit is written and waits for its sync; a compaction that failed is tried again after the next commit.
+            logger.warning("could not compact the offset store; trying again after the next commit",
+                           metadata: offsetStoreMetadata.merging(["error": "\(error.message)"]) { $1 })
         }
     }
 
@@ -78,31 +91,46 @@ extension Broker {
     /// After a failed sync the store's pages may never reach the disk (and no later sync could
     /// prove otherwise), so the waiting commits get a storage error (their consumers commit again)
     /// and the whole store is rewritten into new files (snapshot, synced) under a new epoch;
-    /// commits then work as before. If the rewrite fails too, commits are refused until restart.
-    func committedOffsetsSynced(_ result: Result<Int64, StorageError>, epoch: Int) -> [BrokerAction] {
+    /// commits then work as before. If the rewrite fails too (a full disk), commits are refused
+    /// and each one tries the rewrite again, so they resume by themselves once it works.
+    func committedOffsetsSynced(_ result: Result<Int64, StorageError>, epoch: Int, now: Int64) -> [BrokerAction] {
         guard epoch == offsetStoreEpoch else { return [] }
         switch result {
         case .success(let end):
+            writeFaults.succeeded(.committedOffsets, .sync, now: now, metadata: offsetStoreMetadata, logger: logger)
             let count = pendingCommits.prefix { $0.endOffset <= end }.count
             defer { pendingCommits.removeFirst(count) }
             return delivered(pendingCommits.prefix(count).map { reply($0.client, $0.header, CommitOffsetsResponse()) })
         case .failure(let error):
             offsetStoreEpoch += 1
             unsyncedCommits = nil
-            do throws(StorageError) {
-                try offsetStore.compact()
-                logger.error("a sync of the offset store failed; rewrote the store into new files, waiting commits get errors",
-                             metadata: ["error": "\(error)"])
-            } catch {
-                offsetStoreFailure = "a sync failed (\(error.message)) and the store could not be rewritten; restart the broker"
-                logger.critical("committed offsets offline: a sync of the offset store failed and rewriting it failed", metadata: ["error": "\(error)"])
-            }
+            writeFaults.failed(.committedOffsets, .sync, error, affects: "waiting commits get errors; the store is rewritten into new files",
+                               now: now, metadata: offsetStoreMetadata, logger: logger)
+            offsetStoreFailure = "a sync failed (\(error.message)) and the store must be rewritten"
+            rewriteOffsetStore(now: now)
             defer { pendingCommits = [] }
             return delivered(pendingCommits.map {
                 errorReply($0.client, $0.header, WireError(.storageError, "the commit could not be synced (commit again): \(error.message)"))
             })
         }
     }
+
+    /// Rewrites the offset store into new, synced files (after a failed sync); clears
+    /// ``offsetStoreFailure`` if that worked, else says why it did not.
+    private func rewriteOffsetStore(now: Int64) {
+        do throws(StorageError) {
+            try offsetStore.compact()
+            offsetStoreFailure = nil
+            writeFaults.succeeded(.committedOffsets, .sync, now: now, metadata: offsetStoreMetadata, logger: logger)
+        } catch {
+            offsetStoreFailure = "after a failed sync the store could not be rewritten (\(error.message)); each commit tries again"
+            writeFaults.failed(.committedOffsets, .commit, error, affects: "commits are refused; each commit tries the rewrite again",
+                               now: now, metadata: offsetStoreMetadata, logger: logger)
+        }
+    }
+
+    /// The offset store's directory, for log lines about it.
+    private var offsetStoreMetadata: Logger.Metadata { ["path": "\(offsetStore.directory)"] }
 
     func fetchOffsets(_ request: FetchOffsetsRequest) throws(WireError) -> FetchOffsetsResponse {
         try checkGroupName(request.group)

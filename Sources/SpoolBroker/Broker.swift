@@ -1,5 +1,5 @@
 import Logging
-import SpoolStorage
+@_spi(Testing) import SpoolStorage
 import SpoolWire
 
 /// The broker's decisions: topics, appends, acknowledgements by durability, parked fetches.
@@ -31,6 +31,8 @@ public final class Broker {
     /// Produces and commits per client waiting for a sync, bounded by ``BrokerConfiguration/maxWaitingRequestsPerClient``.
     private var waitingCounts: [ClientID: Int] = [:]
     private var dirty: Set<PartitionKey> = []
+    /// Partitions (and the offset store) whose last append, sync or commit failed on the disk.
+    var writeFaults = WriteFaults()
     private var isShutDown = false
     private var isClosed = false
     /// Monotonic time of the next retention pass; nil before the first.
@@ -47,7 +49,7 @@ public final class Broker {
     var pendingCommits: [PendingCommit] = []
     /// Offset-store files written since the last sync was taken.
     var unsyncedCommits: SyncWork?
-    /// Why commits are refused: a sync of the offset store failed and rewriting it failed too (until restart).
+    /// Why commits are refused: a sync of the offset store failed and rewriting it failed too (each commit tries again).
     var offsetStoreFailure: String?
     /// Bumped each time a failed sync made the broker rewrite the offset store; syncs of earlier epochs are ignored.
     var offsetStoreEpoch = 0
@@ -57,10 +59,16 @@ public final class Broker {
     /// that exist (a declared partition count that differs from the disk's is logged and ignored:
     /// partitions never change). Throws if another broker holds the directory or a log cannot be
     /// opened.
-    public init(configuration: BrokerConfiguration, logger: Logger) throws(StorageError) {
+    public convenience init(configuration: BrokerConfiguration, logger: Logger) throws(StorageError) {
+        try self.init(configuration: configuration, logger: logger, io: .system)
+    }
+
+    /// Opens the broker with every write, truncation and sync of its files going through `io`
+    /// (for fault injection).
+    @_spi(Testing) public init(configuration: BrokerConfiguration, logger: Logger, io: FileIO) throws(StorageError) {
         self.configuration = configuration
         self.logger = logger
-        dataDirectory = try DataDirectory(path: configuration.dataDirectory, logger: logger)
+        dataDirectory = try DataDirectory(path: configuration.dataDirectory, logger: logger, io: io)
         offsetStore = try dataDirectory.openOffsetStore(logger: logger)
         var existing = try dataDirectory.existingTopics()
         for (name, declared) in configuration.declaredTopics.sorted(by: { $0.key < $1.key }) {
@@ -159,7 +167,7 @@ public final class Broker {
             case .commitOffsets:
                 let request = try decode(body[0]) { try CommitOffsetsRequest.decode($0) }
                 try authorize(.consume, request.offsets.map(\.partition.topic))
-                try commitOffsets(client: client, header: header, request)
+                try commitOffsets(client: client, header: header, request, now: now)
                 return []
             case .fetchOffsets:
                 let request = try decode(body[0]) { try FetchOffsetsRequest.decode($0) }
@@ -197,53 +205,68 @@ public final class Broker {
     /// on disk; produces it covers are acknowledged and parked fetches may now be served.
     /// Results of an earlier epoch of the partition are ignored.
     ///
-    /// On failure under `fsync: always`, the records appended since the last good sync may never
-    /// reach the disk (Linux can drop the pages of a failed write-back) and no later sync could
-    /// prove otherwise, so the log is cut back to the last good sync: their producers get a
-    /// storage error (nobody acknowledged or read them) and may retry, and appends continue from
-    /// there once the disk works again. If even the cut fails, the partition refuses produces
-    /// until the broker restarts (recovery then finds what the disk holds). Under `interval` and
-    /// `never` the records were acknowledged already: the failure is logged and the files are
-    /// synced again in the next round.
+    /// On failure, the records appended since the last good sync may never reach the disk (Linux
+    /// can drop the pages of a failed write-back, and a later sync would then report success
+    /// without them: PostgreSQL's fsync lesson), so no later sync may vouch for them: the log is
+    /// cut back to the last good sync and appends continue from there once the disk works again.
+    /// Under `fsync: always` nobody acknowledged or read the cut records: their producers get a
+    /// storage error and retry. Under `interval` and `never` they were acknowledged as the policy
+    /// promises (page cache, sync pending): the cut is logged at error with the offsets lost. If
+    /// even the cut fails, the partition refuses produces and tries the cut again at each one.
     public func syncCompleted(_ key: SyncKey, result: Result<Int64, StorageError>, now: Int64) -> [BrokerAction] {
-        guard case .partition(let partition) = key.subject else { return committedOffsetsSynced(result, epoch: key.epoch) }
+        guard case .partition(let partition) = key.subject else { return committedOffsetsSynced(result, epoch: key.epoch, now: now) }
         guard let state = partitionState(partition), key.epoch == state.epoch else { return [] }
         switch result {
         case .success(let end):
             if let unconfirmed = state.unconfirmedSync, unconfirmed.endOffset <= end { state.unconfirmedSync = nil }
+            writeFaults.succeeded(key.subject, .sync, now: now, metadata: state.logMetadata, logger: logger)
             guard end > state.durableEnd else { return [] }
             state.durableEnd = end
             var actions = delivered(state.acknowledge(upTo: end))
             if state.policy == .always { actions += wakeParkedFetches(partition, now: now) }
             return actions
         case .failure(let error):
-            return syncFailed(state, error: error)
+            return syncFailed(state, error: error, now: now)
         }
     }
 
-    private func syncFailed(_ state: PartitionState, error: StorageError) -> [BrokerAction] {
+    private func syncFailed(_ state: PartitionState, error: StorageError, now: Int64) -> [BrokerAction] {
         state.epoch += 1
         dirty.insert(state.key)
-        guard state.policy == .always else {
-            logger.error("sync failed; the acknowledged records will be synced again", metadata: ["partition": "\(state.key)", "error": "\(error)"])
-            return []
-        }
         state.unconfirmedSync = nil
+        let (goodEnd, appendedEnd) = (state.durableEnd, state.log.logEndOffset)
+        let affects = state.policy == .always
+            ? "the records appended since the last good sync are cut from the log, their producers get errors and retry"
+            : "the records appended since the last good sync are cut from the log; they were acknowledged (fsync: \(state.policy)) and are lost"
+        writeFaults.failed(.partition(state.key), .sync, error, affects: affects, now: now, metadata: state.logMetadata, logger: logger)
+        if state.policy != .always, appendedEnd > goodEnd {
+            logger.error("acknowledged records lost: a sync failed, so they were cut from the log", metadata: state.logMetadata.merging([
+                "offsets": "\(goodEnd)..<\(appendedEnd)", "fsync": "\(state.policy)", "error": "\(error.message)",
+            ]) { $1 })
+        }
         let actions = delivered(state.failAcknowledgements(error: WireError(
-            .storageError, "sync of \(state.key) failed, the records were not stored (retry): \(error.message)")))
+            .storageError, "the sync of \(state.key) failed, the records were not stored (retry): \(error.message)")))
+        cutBackToLastGoodSync(state)
+        return actions
+    }
+
+    /// Cuts `state`'s log back to its last good sync; on failure takes the partition offline
+    /// until a later call (made by the next produce) succeeds.
+    private func cutBackToLastGoodSync(_ state: PartitionState) {
         do throws(StorageError) {
             try state.log.truncate(to: state.durableEnd)
             try state.reloadProducers()
-            logger.error("sync failed; cut the log back to the last good sync, its producers get errors", metadata: [
-                "partition": "\(state.key)", "offset": "\(state.durableEnd)", "error": "\(error)",
-            ])
+            if state.offlineReason != nil {
+                logger.notice("partition back online: the log was cut back to its last good sync", metadata: state.logMetadata)
+            }
+            state.offlineReason = nil
         } catch {
-            state.offlineReason = "after a failed sync (\(error.message)) the log could not be cut back; restart the broker"
-            logger.critical("partition offline: a sync failed and the log could not be cut back", metadata: [
-                "partition": "\(state.key)", "error": "\(error)",
-            ])
+            if state.offlineReason == nil {
+                logger.critical("partition offline: a sync failed and the log could not be cut back; retrying at each produce",
+                                metadata: state.logMetadata.merging(["error": "\(error.message)"]) { $1 })
+            }
+            state.offlineReason = "after a failed sync the log could not be cut back to offset \(state.durableEnd) (\(error.message)); it is retried at each produce"
         }
-        return actions
     }
 
     /// Answers parked fetches whose wait ran out by `now`, with whatever data they can have.
@@ -368,7 +391,9 @@ public final class Broker {
         for partitions in topics.values {
             for state in partitions {
                 actions += state.failAcknowledgements(error: WireError(.brokerShuttingDown, "the broker stopped before \(state.key) was synced"))
-                guard isClean, state.durableEnd == state.log.logEndOffset, state.unconfirmedSync == nil, state.offlineReason == nil else {
+                // A failed sync's cut is not synced itself: only a full verification may trust the files then.
+                guard isClean, state.durableEnd == state.log.logEndOffset, state.unconfirmedSync == nil, state.offlineReason == nil,
+                      writeFaults[.partition(state.key)] == nil else {
                     isClean = false
                     state.log.close()
                     continue
@@ -402,6 +427,7 @@ public final class Broker {
 
     private func produce<Frame: RequestFrame>(client: ClientID, header: FrameHeader, request: ProduceRequest, batch: Frame, now: Int64) throws(WireError) -> [BrokerAction] {
         let state = try partition(try TopicName(request.topic), request.partition)
+        if state.offlineReason != nil { cutBackToLastGoodSync(state) }
         if let reason = state.offlineReason { throw WireError(.storageError, "partition \(state.key) is offline: \(reason)") }
         if state.policy == .always { try checkWaiting(client) }
         let outcome: ProduceOutcome = try decode(batch) { bytes throws(WireError) in
@@ -422,14 +448,22 @@ public final class Broker {
             case .outOfOrder(let expected):
                 throw WireError(.outOfOrderSequence, "producer \(batchHeader.producerID) sent sequence \(batchHeader.baseSequence) to \(state.key), expected \(expected): a batch before it is missing",
                                 details: ["expected": Int64(expected)])
+            case .unknownProducer:
+                throw WireError(.outOfOrderSequence, "producer \(batchHeader.producerID) sent sequence \(batchHeader.baseSequence) to \(state.key), expected 0: the partition holds no batch of its epoch \(batchHeader.producerEpoch), so an earlier batch is missing or the producer was forgotten",
+                                details: ["expected": 0])
             }
             do throws(StorageError) {
                 let appended = try state.log.append(bytes)
                 state.producers.record(batchHeader, baseOffset: appended.baseOffset)
                 return .appended(appended)
             } catch {
-                throw WireError(.storageError, "append to \(state.key) failed: \(error.message)")
+                writeFaults.failed(.partition(state.key), .append, error, affects: "produces to this partition are refused until it works again",
+                                   now: now, metadata: state.logMetadata, logger: logger)
+                throw WireError(.storageError, "append to \(state.key) failed, nothing was stored: \(error.message)")
             }
+        }
+        if case .appended = outcome {
+            writeFaults.succeeded(.partition(state.key), .append, now: now, metadata: state.logMetadata, logger: logger)
         }
         let baseOffset: Int64
         let lastOffset: Int64
@@ -546,7 +580,8 @@ public final class Broker {
         return DescribeTopicResponse(name: name.rawValue, settings: LogSettings.settings(of: first.log.configuration),
                                      topicSettings: topicSettings[name] ?? [:], partitions: states.map {
             DescribeTopicResponse.Partition(partition: $0.key.partition, logStartOffset: $0.log.logStartOffset, logEndOffset: $0.visibleEnd,
-                                            sizeBytes: Int64($0.log.sizeInBytes), segmentCount: Int32(clamping: $0.log.segmentCount))
+                                            sizeBytes: Int64($0.log.sizeInBytes), segmentCount: Int32(clamping: $0.log.segmentCount),
+                                            writeError: $0.offlineReason ?? writeFaults[.partition($0.key)]?.reason ?? "")
         })
     }
 
@@ -575,6 +610,7 @@ public final class Broker {
                 unpark(fetch)
             }
             dirty.remove(state.key)
+            writeFaults.remove(.partition(state.key))
             state.log.close()
         }
         topics[name] = nil

@@ -1,3 +1,4 @@
+import Logging
 import SpoolStorage
 import SpoolWire
 
@@ -24,10 +25,11 @@ final class PartitionState {
     /// Bumped when a failed sync made the broker cut or re-sync the log; results of syncs taken
     /// in an earlier epoch are ignored.
     var epoch = 0
-    /// Everything submitted for syncing in this epoch and not yet confirmed; after a failed sync
-    /// under `interval` or `never` it is submitted again.
+    /// Everything submitted for syncing in this epoch and not yet confirmed (new work is merged
+    /// into it, so a sync still running is covered again); a clean close needs it confirmed.
     var unconfirmedSync: SyncWork?
-    /// Why the partition refuses requests: a storage failure it could not repair (until restart).
+    /// Why the partition refuses produces: after a failed sync, the log could not be cut back
+    /// (each produce tries the cut again).
     var offlineReason: String?
     /// The idempotent producers' last batches, for telling retries from new batches.
     var producers: ProducerStates
@@ -46,6 +48,11 @@ final class PartitionState {
     }
 
     var policy: FsyncPolicy { log.configuration.fsync }
+
+    /// Topic, partition and directory, for log lines about this partition.
+    var logMetadata: Logger.Metadata {
+        ["topic": "\(key.topic)", "partition": "\(key.partition)", "path": "\(log.directory)"]
+    }
 
     /// The key of syncs taken now.
     var syncKey: SyncKey { SyncKey(partition: key, epoch: epoch) }

@@ -6,8 +6,11 @@ import SpoolWire
 /// apart from a new one and answered with the offset it got the first time.
 ///
 /// Rules for a batch with a producer id (batches without one, id -1, are always appended):
-/// - unknown id, or an epoch other than the one stored: appended (a new producer, or state
-///   older than the broker remembers);
+/// - unknown id, or an epoch other than the one stored: appended if `baseSequence` is 0 (a new
+///   producer or epoch), else refused as out of order with 0 expected: either a batch before it
+///   was refused (a full disk) and must come first, or the broker forgot the producer (its last
+///   batch lies before the segments scanned at open) and the producer starts its sequence over.
+///   Appending it would let the earlier batch's retry look like a duplicate and be dropped;
 /// - `baseSequence` = last stored sequence + 1: appended;
 /// - the sequence range of a retained batch: a duplicate, answered with that batch's offset;
 /// - any other sequence at or below the last: a duplicate older than the retained window;
@@ -39,6 +42,8 @@ struct ProducerStates {
         case duplicateOutsideWindow
         /// A batch between the last stored and this one is missing.
         case outOfOrder(expected: Int32)
+        /// The producer (or this epoch of it) has no batch here and this one does not start at 0.
+        case unknownProducer
     }
 
     private struct Producer {
@@ -67,9 +72,9 @@ struct ProducerStates {
 
     /// The verdict for a batch with `header`.
     func verdict(for header: RecordBatch.Header) -> Verdict {
-        guard header.producerID >= 0, let producer = producers[header.producerID], producer.epoch == header.producerEpoch,
-              let last = producer.batches.last
-        else { return .append }
+        guard header.producerID >= 0, header.baseSequence >= 0 else { return .append }
+        guard let producer = producers[header.producerID], producer.epoch == header.producerEpoch, let last = producer.batches.last
+        else { return header.baseSequence == 0 ? .append : .unknownProducer }
         let base = Int64(header.baseSequence)
         if base == Int64(last.lastSequence) + 1 { return .append }
         if let stored = producer.batches.first(where: { $0.baseSequence == header.baseSequence }),

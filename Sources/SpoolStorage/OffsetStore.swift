@@ -203,18 +203,8 @@ public final class OffsetStore {
     /// Creates an empty log of `generation` atomically and opens it.
     private func createLog(generation: Int64) throws(StorageError) -> FileHandle {
         let name = Format.logFileName(generation: generation)
-        try writeAtomically(Format.logHeader, name: name)
+        try io.writeAtomically(Format.logHeader, directory: directory, name: name)
         return try FileHandle(opening: "\(directory)/\(name)", flags: O_RDWR, io: io)
-    }
-
-    /// ``FileIO/writeAtomically(_:directory:name:)``, removing the temporary file if it fails.
-    private func writeAtomically(_ bytes: [UInt8], name: String) throws(StorageError) {
-        do throws(StorageError) {
-            try io.writeAtomically(bytes, directory: directory, name: name)
-        } catch {
-            _ = try? Syscall.unlinkIfPresent("\(directory)/\(name)\(Format.temporarySuffix)")
-            throw error
-        }
     }
 
     deinit { close() }
@@ -313,7 +303,7 @@ public final class OffsetStore {
             olderLogBytes += activeSize - Format.logHeaderSize
             (activeLog, activeGeneration, activeSize) = (log, generation, Format.logHeaderSize)
         }
-        try writeAtomically(Format.snapshot(of: map, generation: activeGeneration), name: Format.snapshotFileName)
+        try io.writeAtomically(Format.snapshot(of: map, generation: activeGeneration), directory: directory, name: Format.snapshotFileName)
         olderLogBytes = 0
         do throws(StorageError) {
             for name in try Syscall.listDirectory(directory) {

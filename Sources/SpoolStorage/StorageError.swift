@@ -63,8 +63,101 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         "\(code): \(message)" + (errno.map { " (errno \($0))" } ?? "")
     }
 
-    /// The error for a failed system call: "`operation` `path` failed: `strerror(errno)`".
+    /// The error for a failed system call: "`operation` `path` failed: `strerror(errno)`", or for
+    /// a fault of the disk (see ``diskFault``) the fault in words first, for example "the disk is
+    /// full (4.0 KiB free on /data): write to /data/orders/0/….log failed: No space left on device".
     static func systemCall(_ operation: String, _ path: String, errno: Int32) -> StorageError {
-        StorageError(.io, "\(operation) \(path) failed: \(String(cString: strerror(errno)))", errno: errno)
+        let failure = "\(operation) \(path) failed: \(String(cString: strerror(errno)))"
+        guard let fault = DiskFault(errno: errno) else { return StorageError(.io, failure, errno: errno) }
+        return StorageError(.io, "\(fault.explanation(path: path)): \(failure)", errno: errno)
+    }
+
+    /// The fault of the disk this error reports (a full disk, a quota, a size limit, a read-only
+    /// filesystem, a failed write), or nil for any other error. Writes that failed this way
+    /// succeed again once the cause is gone (space freed, the filesystem writable again).
+    public var diskFault: DiskFault? { errno.flatMap(DiskFault.init(errno:)) }
+}
+
+/// Why the disk refused a write, from the `errno` of the failed call.
+public enum DiskFault: Sendable, Equatable, CustomStringConvertible {
+    /// `ENOSPC`: the filesystem has no free blocks (or inodes) left.
+    case full
+    /// `EDQUOT`: the user's disk quota is used up.
+    case quota
+    /// `EFBIG`: the file would pass the process's file-size limit (`RLIMIT_FSIZE`) or the
+    /// filesystem's largest file.
+    case fileTooLarge
+    /// `EROFS`: the filesystem is mounted (or was remounted, after errors) read-only.
+    case readOnly
+    /// `EIO`: the device failed the write or the sync.
+    case failed
+
+    /// The fault for `errno`, or nil if it is not one of the above.
+    public init?(errno: Int32) {
+        switch errno {
+        case ENOSPC: self = .full
+        case EDQUOT: self = .quota
+        case EFBIG: self = .fileTooLarge
+        case EROFS: self = .readOnly
+        case EIO: self = .failed
+        default: return nil
+        }
+    }
+
+    /// A few words: "the disk is full", "the disk quota is exhausted", ….
+    public var description: String {
+        switch self {
+        case .full: "the disk is full"
+        case .quota: "the disk quota is exhausted"
+        case .fileTooLarge: "the file size limit is reached"
+        case .readOnly: "the filesystem is read-only"
+        case .failed: "the disk failed a write"
+        }
+    }
+
+    /// The description with what helps the reader act: for a full disk, the space still free on
+    /// the filesystem holding `path` (read with `statvfs`).
+    func explanation(path: String) -> String {
+        switch self {
+        case .full, .quota:
+            guard let free = Self.freeBytes(near: path) else { return description }
+            return "\(description) (\(ByteCount(free)) free on \(Self.directory(of: path)))"
+        case .fileTooLarge:
+            return "\(description) (RLIMIT_FSIZE of the process, see `ulimit -f`, or the filesystem's largest file)"
+        case .readOnly, .failed:
+            return description
+        }
+    }
+
+    /// Bytes an unprivileged writer may still use on the filesystem holding `path`'s directory.
+    private static func freeBytes(near path: String) -> Int64? {
+        var status = statvfs()
+        guard statvfs(directory(of: path), &status) == 0 else { return nil }
+        return Int64(status.f_bavail) * Int64(status.f_frsize)
+    }
+
+    private static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}
+
+/// A byte count in the largest binary unit that keeps it at least 1: "512 B", "4.0 KiB", "1.5 GiB".
+struct ByteCount: CustomStringConvertible {
+    let bytes: Int64
+
+    init(_ bytes: Int64) { self.bytes = bytes }
+
+    var description: String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        guard unit > 0 else { return "\(bytes) B" }
+        let tenths = (value * 10).rounded() / 10
+        return "\(tenths) \(units[unit])"
     }
 }

@@ -21,7 +21,8 @@ public struct DescribeTopicRequest: WireMessage, Hashable {
 /// name            string
 /// settings        u32 count, (key string, value string) sorted by key: every setting in force
 /// topicSettings   u32 count, (key string, value string) sorted by key: those the topic sets itself
-/// partitions      u32 count, (partition i32, logStart i64, logEnd i64, sizeBytes i64, segments i32)
+/// partitions      u32 count, (partition i32, logStart i64, logEnd i64, sizeBytes i64, segments i32,
+///                 writeError string: empty while the partition accepts writes)
 /// ```
 public struct DescribeTopicResponse: WireMessage, Hashable {
     public static let opCode = OpCode.describeTopic
@@ -38,13 +39,19 @@ public struct DescribeTopicResponse: WireMessage, Hashable {
         public var sizeBytes: Int64
         /// Number of segment files.
         public var segmentCount: Int32
+        /// Why the partition refuses writes now (its last append or sync failed: "the disk is
+        /// full (…)"), or empty while it accepts them. Writes resume by themselves once the
+        /// cause is gone; the first one that succeeds clears it.
+        public var writeError: String
 
-        public init(partition: Int32, logStartOffset: Int64, logEndOffset: Int64, sizeBytes: Int64, segmentCount: Int32) {
+        public init(partition: Int32, logStartOffset: Int64, logEndOffset: Int64, sizeBytes: Int64, segmentCount: Int32,
+                    writeError: String = "") {
             self.partition = partition
             self.logStartOffset = logStartOffset
             self.logEndOffset = logEndOffset
             self.sizeBytes = sizeBytes
             self.segmentCount = segmentCount
+            self.writeError = writeError
         }
     }
 
@@ -76,6 +83,7 @@ public struct DescribeTopicResponse: WireMessage, Hashable {
             writer.write(partition.logEndOffset)
             writer.write(partition.sizeBytes)
             writer.write(partition.segmentCount)
+            writer.write(partition.writeError)
         }
     }
 
@@ -84,9 +92,9 @@ public struct DescribeTopicResponse: WireMessage, Hashable {
         settings = try reader.readSettings(of: "describe topic")
         topicSettings = try reader.readSettings(of: "describe topic")
         partitions = []
-        for _ in 0..<(try reader.readCount(minimumElementSize: 32)) {
+        for _ in 0..<(try reader.readCount(minimumElementSize: 34)) {
             partitions.append(Partition(partition: try reader.read(), logStartOffset: try reader.read(), logEndOffset: try reader.read(),
-                                        sizeBytes: try reader.read(), segmentCount: try reader.read()))
+                                        sizeBytes: try reader.read(), segmentCount: try reader.read(), writeError: try reader.readString()))
         }
     }
 }

@@ -13,7 +13,9 @@ struct Publish: AsyncParsableCommand {
             through the SDK's idempotent Producer: batched (up to 256 KiB, 5 ms), several batches \
             at once, a lost connection retried without storing a record twice, records with one \
             key kept in order. The command exits 0 only once every record is acknowledged (on disk \
-            under fsync: always).
+            under fsync: always). A record the broker refuses to store (a full disk) is retried, \
+            with a warning on stderr, until --delivery-timeout; then the command says why and \
+            exits 1.
 
             --format json reads the JSON Lines that `spool tail --format json` writes: key or \
             keyBase64, value or valueBase64, headers ([{name, value | valueBase64}]) and \
@@ -62,11 +64,16 @@ struct Publish: AsyncParsableCommand {
     @Option(help: "Input format: text (one value per line) or json (one JSON record per line, as `tail --format json` prints).")
     var format: InputFormat = .text
 
+    @Option(help: ArgumentHelp("How long a record the broker does not store (a full disk, a restart) is retried before the command fails.",
+                               valueName: "seconds"))
+    var deliveryTimeout: Double = 120
+
     func validate() throws {
         for header in headers where !header.contains("=") {
             throw ValidationError("--header '\(header)' is not name=value")
         }
         if value != nil && !files.isEmpty { throw ValidationError("give either VALUE or --file, not both") }
+        guard deliveryTimeout > 0, deliveryTimeout.isFinite else { throw ValidationError("--delivery-timeout must be a positive number of seconds") }
         if format == .json && (key != nil || !headers.isEmpty || !files.isEmpty) {
             throw ValidationError("--format json takes key and headers from each line: it cannot be combined with --key, --header or --file")
         }
@@ -92,7 +99,8 @@ struct Publish: AsyncParsableCommand {
                 print("\(topic)/\(result.partition) offset \(result.baseOffset) (\(result.durability))")
                 return
             }
-            let producer = try Producer(client: client, logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
+            let producer = try Producer(client: client, configuration: ProducerConfiguration(deliveryTimeout: .milliseconds(Int64(deliveryTimeout * 1000))),
+                                        logger: WarningLogHandler.logger)
             var published = 0
             func send(_ record: OutgoingRecord) async throws(SpoolError) {
                 try await producer.enqueue(to: topic, partition: partition, key: record.key, value: record.value,

@@ -94,7 +94,7 @@ struct Replay: AsyncParsableCommand {
             progress?.finish()
             return
         }
-        let producer = try Producer(client: client, logger: Logger(label: "spool", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let producer = try Producer(client: client, logger: WarningLogHandler.logger)
         try await read.read(client: client, ranges: ranges) { batch in
             for record in batch where !Task.isCancelled {
                 await pacer?.wait()

@@ -70,6 +70,9 @@ struct SpoolDaemon: AsyncParsableCommand {
         }
         let logger = Logger(label: "spoold")
         if config == nil { logger.info("no --config given: running on the embedded defaults") }
+        // Past the file-size limit (`ulimit -f`) the kernel kills the writer with SIGXFSZ; ignored,
+        // the write fails with EFBIG instead, which refuses that produce with a clear error.
+        signal(SIGXFSZ, SIG_IGN)
         let server = SpoolServer(configuration: settings.serverConfiguration, logger: logger)
         do throws(SpoolServerError) {
             try server.start()

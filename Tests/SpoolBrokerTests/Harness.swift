@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import SpoolBroker
+@_spi(Testing) import SpoolBroker
 import SpoolStorage
-import SpoolTesting
+@_spi(Testing) import SpoolTesting
 import SpoolWire
 import Testing
 
@@ -106,7 +106,14 @@ final class Harness {
     var rng: SeededGenerator
     let client = ClientID(Array("client-1".utf8))
 
+    /// Every line the brokers of this harness logged.
+    let log: RecordingLogHandler
+    private let brokerLogger: Logger
+    /// A logger that drops everything, for brokers a test opens itself.
     static let logger = Logger(label: "spool.broker.tests", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// The seam every file write and sync goes through (a ``FaultInjector`` that fails nothing
+    /// until told to).
+    let faults = FaultInjector()
 
     init(_ name: String = #function, fsync: FsyncPolicy = .never,
          configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
@@ -115,7 +122,8 @@ final class Harness {
         var configuration = BrokerConfiguration(dataDirectory: directory.appending("data"), log: LogConfiguration(fsync: fsync))
         configure(&configuration)
         self.configuration = configuration
-        current = try Broker(configuration: configuration, logger: Self.logger)
+        (log, brokerLogger) = RecordingLogHandler.logger(label: "spool.broker.tests")
+        current = try Broker(configuration: configuration, logger: brokerLogger, io: faults.io)
     }
 
     var policy: FsyncPolicy { configuration.log.fsync }
@@ -269,14 +277,14 @@ final class Harness {
     func reopen(configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
         try shutDown()
         configure(&configuration)
-        current = try Broker(configuration: configuration, logger: Self.logger)
+        current = try Broker(configuration: configuration, logger: brokerLogger, io: faults.io)
     }
 
     /// Drops the broker without shutting it down or closing it (as a kill -9 would, except that
     /// the page cache keeps every write) and opens a new one on the same directory.
     func reopenAfterCrash() throws {
         current = nil
-        current = try Broker(configuration: configuration, logger: Self.logger)
+        current = try Broker(configuration: configuration, logger: brokerLogger, io: faults.io)
     }
 
     deinit { _ = current?.close() }

@@ -125,53 +125,6 @@ import Testing
         #expect(try h.fetchAll("orders", 1) == numbered(records1, from: 0))
     }
 
-    /// Under `fsync: interval` a failed sync keeps the records (they were acknowledged already and
-    /// consumers may have read them): the partition is synced again when the interval is due, under
-    /// a new epoch, with work that reaches the log end; a late success of an older epoch does not
-    /// count as that retry succeeding.
-    @Test func aFailedSyncUnderIntervalKeepsTheRecordsAndSyncsThemAgain() throws {
-        let h = try Harness(fsync: .interval(milliseconds: 100))
-        var sent: [Record] = []
-        for _ in 0..<h.rng.int(1...4) {
-            let (batch, records) = h.randomBatch()
-            let ack = try h.produce("orders", batch)
-            #expect(ack == ProduceResponse(partition: 0, baseOffset: Int64(sent.count), durability: .syncScheduled))
-            sent += numbered(records, from: ack.baseOffset)
-        }
-        let end = Int64(sent.count)
-        let (firstKey, firstWork) = try #require(h.broker.takeSyncWork(now: h.now).only)
-        #expect(firstWork.endOffset == end)
-        #expect(try Reply.decode(h.broker.syncCompleted(firstKey, result: .failure(Self.failure), now: h.now)).isEmpty,
-                "the produces were answered already")
-        #expect(try h.fetchAll("orders") == sent, "acknowledged records stay")
-        #expect(try h.latestOffset("orders") == end)
-        #expect(h.broker.nextDeadline == h.now + 100, "the retry is scheduled even without new produces")
-        #expect(h.broker.takeSyncWork(now: h.now + 99).isEmpty, "not due before the interval")
-
-        h.now += 100
-        let (secondKey, secondWork) = try #require(h.broker.takeSyncWork(now: h.now).only)
-        #expect(secondKey.subject == firstKey.subject)
-        #expect(secondKey.epoch > firstKey.epoch)
-        #expect(secondWork.endOffset == end, "the retry covers every record")
-        // A late success of the first (failed) round must not be taken for the retry's.
-        #expect(try Reply.decode(h.broker.syncCompleted(firstKey, result: .success(end), now: h.now)).isEmpty)
-        #expect(try Reply.decode(h.broker.syncCompleted(secondKey, result: .failure(Self.failure), now: h.now)).isEmpty)
-
-        // New records join the next retry.
-        let (batch, records) = h.randomBatch()
-        #expect(try h.produce("orders", batch) == ProduceResponse(partition: 0, baseOffset: end, durability: .syncScheduled))
-        sent += numbered(records, from: end)
-        h.now += 100
-        let (thirdKey, thirdWork) = try #require(h.broker.takeSyncWork(now: h.now).only)
-        #expect(thirdKey.epoch > secondKey.epoch)
-        #expect(thirdWork.endOffset == Int64(sent.count), "the retry reaches the log end")
-        #expect(try Reply.decode(h.broker.syncCompleted(thirdKey, result: .success(thirdWork.endOffset), now: h.now)).isEmpty)
-        #expect(h.broker.takeSyncWork(now: h.now + 1000).isEmpty, "nothing is left to sync after the success")
-        #expect(try h.fetchAll("orders") == sent)
-        try h.reopen()
-        #expect(try h.fetchAll("orders") == sent)
-    }
-
     // MARK: Clean shutdown
 
     /// A graceful stop (beginShutdown, syncs, close) leaves `@clean-shutdown` in the data

@@ -1,5 +1,5 @@
 @_spi(Testing) @testable import SpoolStorage
-import SpoolTesting
+@_spi(Testing) import SpoolTesting
 import Synchronization
 import Testing
 

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Logging
 @_spi(Testing) @testable import SpoolStorage
-import SpoolTesting
+@_spi(Testing) import SpoolTesting
 import SpoolWire
 import Synchronization
 import Testing

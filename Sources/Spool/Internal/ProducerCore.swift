@@ -311,7 +311,8 @@ final class ProducerCore: Sendable {
     private func write(_ log: ProducerLog) {
         switch log {
         case .retrying(let topic, let partition, let batches, let attempt, let error, let delay):
-            logger.debug("retrying batches", metadata: [
+            // The first retry of a batch is worth a warning (a full disk, a broker restarting); the ones after it are not.
+            logger.log(level: attempt <= 1 ? .warning : .debug, "the broker did not store a batch; retrying", metadata: [
                 "topic": "\(topic)", "partition": "\(partition)", "batches": "\(batches)", "attempt": "\(attempt)",
                 "error": "\(error.code): \(error.message)", "delay": "\(Duration.nanoseconds(Int64(clamping: delay)))",
             ])

@@ -100,17 +100,26 @@ extension FileIO {
 
     /// Replaces `directory/name` with `bytes` so that a crash leaves either the old or the new
     /// content: write a temporary file, sync it, rename it over the name, sync the directory
-    /// (NATS `writeAtomically`).
+    /// (NATS `writeAtomically`). If a step before the rename fails (a full disk, say), the
+    /// temporary file is removed, so a failed attempt leaves no file behind.
     func writeAtomically(_ bytes: [UInt8], directory: String, name: String) throws(StorageError) {
         let path = "\(directory)/\(name)"
-        let temporaryPath = path + ".tmp"
-        let descriptor = try Syscall.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC)
-        defer { Syscall.close(descriptor) }
-        try withBytes(of: bytes) { (buffer) throws(StorageError) in try write(descriptor, path: temporaryPath, at: 0, buffer) }
-        try sync(descriptor, path: temporaryPath, isDirectory: false)
-        try Syscall.rename(temporaryPath, to: path)
+        let temporaryPath = path + Self.temporarySuffix
+        do throws(StorageError) {
+            let descriptor = try Syscall.open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC)
+            defer { Syscall.close(descriptor) }
+            try withBytes(of: bytes) { (buffer) throws(StorageError) in try write(descriptor, path: temporaryPath, at: 0, buffer) }
+            try sync(descriptor, path: temporaryPath, isDirectory: false)
+            try Syscall.rename(temporaryPath, to: path)
+        } catch {
+            _ = try? Syscall.unlinkIfPresent(temporaryPath)
+            throw error
+        }
         try syncDirectory(directory)
     }
+
+    /// Suffix of the temporary file of ``writeAtomically(_:directory:name:)``.
+    static let temporarySuffix = ".tmp"
 
     /// Opens `path` (a directory) and fsyncs it, so entries created or renamed in it are durable.
     func syncDirectory(_ path: String) throws(StorageError) {

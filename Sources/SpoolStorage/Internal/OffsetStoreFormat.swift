@@ -41,7 +41,7 @@ enum OffsetStoreFormat {
     static let snapshotFileName = "offsets.snapshot"
     static let logSuffix = ".log"
     /// Suffix of a file being written atomically (see ``FileIO/writeAtomically(_:directory:name:)``).
-    static let temporarySuffix = ".tmp"
+    static let temporarySuffix = FileIO.temporarySuffix
     /// Suffix of a copy of bytes that recovery cut.
     static let setAsideSuffix = ".corrupt"
 
