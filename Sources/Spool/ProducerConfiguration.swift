@@ -23,8 +23,11 @@ public struct ProducerConfiguration: Sendable, Hashable {
     /// is dropped. At least 1. Default: 32 MiB.
     public var maxBytesInFlight: Int
     /// How long a record may take from being buffered to being acknowledged, retries included;
-    /// past it the record fails with ``SpoolError/Code/timedOut``. Also bounds the wait for a
-    /// topic's metadata while the broker is unreachable. Default: 2 minutes.
+    /// past it the record fails with ``SpoolError/Code/timedOut``, whose message gives the last
+    /// error (for a full disk: "the disk is full (… free on …)"). A record that failed after the
+    /// broker refused it was not stored; when its last attempt got no answer (still in flight, a
+    /// timeout, a lost connection) the message says "the broker may have stored it". Also bounds
+    /// the wait for a topic's metadata while the broker is unreachable. Default: 2 minutes.
     public var deliveryTimeout: Duration
     /// Wait before the first retry of a failed batch; it doubles with each failure in a row up
     /// to ``maxRetryBackoff`` and starts over after a success. Default: 50 ms.

@@ -59,7 +59,9 @@ struct Topics: AsyncParsableCommand {
                 Output (tab-separated): a line `topic <name> partitions <n> records <stored> bytes \
                 <on disk>`; one line per setting in force: `setting <key> <value> <topic|broker>` \
                 (topic: the topic sets it itself; -1: unlimited or never); then one line per \
-                partition: `partition <n> <earliest> <latest> <bytes> <segments>`.
+                partition: `partition <n> <earliest> <latest> <bytes> <segments>`, followed by \
+                `refusing writes: <why>` while the partition refuses writes (a full or failing \
+                disk; writes resume by themselves once the cause is gone).
 
                 Example:
                   spool topics describe orders
@@ -83,7 +85,8 @@ struct Topics: AsyncParsableCommand {
                     print("setting\t\(key)\t\(value)\t\(described.topicSettings[key] == nil ? "broker" : "topic")")
                 }
                 for partition in described.partitions {
-                    print("partition\t\(partition.partition)\t\(partition.logStartOffset)\t\(partition.logEndOffset)\t\(partition.sizeBytes)\t\(partition.segmentCount)")
+                    let refusal = partition.writeError.isEmpty ? "" : "\trefusing writes: \(partition.writeError)"
+                    print("partition\t\(partition.partition)\t\(partition.logStartOffset)\t\(partition.logEndOffset)\t\(partition.sizeBytes)\t\(partition.segmentCount)\(refusal)")
                 }
             }
         }

@@ -35,6 +35,10 @@ struct PartitionQueue {
     var resendAt: UInt64?
     /// Nanoseconds to wait before the next retry.
     var backoff: UInt64
+    /// Why the broker last refused or failed a batch of this partition (a full disk, a lost
+    /// connection), until one is stored: the cause behind the batches it then refuses as out of
+    /// order, which a batch that expires reports instead of "out of order".
+    var lastRefusal: SpoolError?
     /// Listed in ``ProducerState/active``.
     var isActive = false
 
@@ -520,9 +524,16 @@ struct ProducerState {
         let queue = partitions[batch.slot]
         let records = batch.recordCount == 1 ? "1 record" : "\(batch.recordCount) records"
         let attempts = batch.attempts == 1 ? "1 attempt" : "\(batch.attempts) attempts"
-        let last = batch.lastError.map { "; last error: \($0.code): \($0.message)" } ?? (batch.attempts == 0 ? "; never sent" : "; no reply yet")
-        return SpoolError(.timedOut, "\(records) for \(queue.topic)/\(queue.partition) not acknowledged within the delivery timeout of \(configuration.deliveryTimeout) (\(attempts)\(last))",
-                          cause: batch.lastError)
+        // Out of order means a batch before it failed, and no answer yet means it waits behind one: say why that one failed.
+        let ownCause = batch.lastError.map { $0.code != .outOfOrderSequence } ?? false
+        let cause = ownCause ? batch.lastError : queue.lastRefusal ?? batch.lastError
+        let label = ownCause || queue.lastRefusal == nil ? "last error" : "an earlier batch failed"
+        let last = cause.map { "; \(label): \($0.code): \($0.message)" } ?? (batch.attempts == 0 ? "; never sent" : "; no reply yet")
+        // Failed after the broker refused it: not stored. Awaiting a reply, or after a timeout or a lost connection: in doubt.
+        let refused = cause.map { [.storageError, .outOfOrderSequence].contains($0.code) || BatchOutcome.refusedBeforeStoring($0) } ?? false
+        let inDoubt = batch.attempts > 0 && (batch.awaitingReply || !refused) ? "; the broker may have stored it" : ""
+        return SpoolError(.timedOut, "\(records) for \(queue.topic)/\(queue.partition) not acknowledged within the delivery timeout of \(configuration.deliveryTimeout) (\(attempts)\(last)\(inDoubt))",
+                          cause: cause)
     }
 
     // MARK: Answers
@@ -536,10 +547,13 @@ struct ProducerState {
         else { return actions }  // expired meanwhile
         let outcome = BatchOutcome(result)
         switch outcome {
-        case .retry(let error), .outOfOrder(_, let error), .rejected(let error):
+        case .retry(let error), .rejected(let error):
+            partitions[slot].inFlight[position].lastError = error
+            partitions[slot].lastRefusal = error
+        case .outOfOrder(_, let error):
             partitions[slot].inFlight[position].lastError = error
         case .stored:
-            break
+            partitions[slot].lastRefusal = nil
         }
         partitions[slot].inFlight[position].awaitingReply = false
         partitions[slot].inFlight[position].outcome = outcome

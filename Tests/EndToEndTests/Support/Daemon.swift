@@ -8,6 +8,8 @@ import Spool
 final class Daemon: @unchecked Sendable {
     let dataDirectory: String
     let extraArguments: [String]
+    /// A command `spoold` runs under (`prlimit --fsize=… --`), or empty.
+    let launcher: [String]
     /// The CURVE settings of the readiness probe, for a daemon with CURVE on.
     let probeCurve: ClientCurve?
     private(set) var port: Int
@@ -19,18 +21,22 @@ final class Daemon: @unchecked Sendable {
     /// Standard error of the current run.
     var stderr: String { current?.stderr.text ?? "" }
 
-    private init(dataDirectory: String, extraArguments: [String], probeCurve: ClientCurve?, port: Int) {
+    private init(dataDirectory: String, extraArguments: [String], launcher: [String], probeCurve: ClientCurve?, port: Int) {
         self.dataDirectory = dataDirectory
         self.extraArguments = extraArguments
+        self.launcher = launcher
         self.probeCurve = probeCurve
         self.port = port
     }
 
     /// Starts `spoold --listen tcp://127.0.0.1:<free port> --data-dir <dataDirectory> <extraArguments>`
     /// and waits until a client (with `probeCurve`, for a daemon with CURVE on) can connect. Picks
-    /// another port if the chosen one was taken meanwhile.
-    static func start(dataDirectory: String, extraArguments: [String] = [], probeCurve: ClientCurve? = nil) async throws -> Daemon {
-        let daemon = Daemon(dataDirectory: dataDirectory, extraArguments: extraArguments, probeCurve: probeCurve, port: try freeLoopbackPort())
+    /// another port if the chosen one was taken meanwhile. With a `launcher`, runs
+    /// `<launcher…> spoold …` instead (the launcher must exec spoold, so signals reach it).
+    static func start(dataDirectory: String, extraArguments: [String] = [], launcher: [String] = [],
+                      probeCurve: ClientCurve? = nil) async throws -> Daemon {
+        let daemon = Daemon(dataDirectory: dataDirectory, extraArguments: extraArguments, launcher: launcher, probeCurve: probeCurve,
+                            port: try freeLoopbackPort())
         for attempt in 1...5 {
             do {
                 try await daemon.start()
@@ -52,8 +58,9 @@ final class Daemon: @unchecked Sendable {
         guard current?.isRunning != true else { throw HarnessError("spoold is already running") }
         var lastStderr = ""
         for attempt in 1...5 {
-            let child = try ChildProcess(try Binaries.spoold,
-                                         ["--listen", endpoint, "--data-dir", dataDirectory] + extraArguments)
+            let arguments = ["--listen", endpoint, "--data-dir", dataDirectory] + extraArguments
+            let child = try launcher.isEmpty ? ChildProcess(try Binaries.spoold, arguments)
+                                             : ChildProcess(launcher[0], Array(launcher.dropFirst()) + [try Binaries.spoold] + arguments)
             runs.append(child)
             switch await waitUntilReady(child) {
             case .ready:

@@ -1,0 +1,213 @@
+import Foundation
+import Logging
+import Spool
+import SpoolTesting
+import Synchronization
+import Testing
+
+extension EndToEndTests {
+    /// The real `spoold` and `spool` on real filesystems that fill up, turn read-only or hit the
+    /// file-size limit: every acknowledged record is stored once at the offset its
+    /// acknowledgement named (also after kill -9), every refused record gets an error that says
+    /// why, nothing hangs, reads go on, and writes resume by themselves once the cause is gone.
+    /// Needs root to mount; where it cannot, the suite is skipped with the reason, and the same
+    /// faults are covered by injection in SpoolBrokerTests.DiskFaultTests and SpoolStorageTests.
+    @Suite(.enabled(if: SmallFilesystem.unavailableReason == nil, "\(SmallFilesystem.unavailableReason ?? "")"))
+    struct DiskFaultProcessTests {
+        /// What the producers learnt, value by value: acknowledged at an offset, or failed with a message.
+        final class Outcomes: Sendable {
+            private let state = Mutex<(acknowledged: [String: Int64], failed: [String: String])>(([:], [:]))
+            var acknowledged: [String: Int64] { state.withLock { $0.acknowledged } }
+            var failed: [String: String] { state.withLock { $0.failed } }
+
+            /// Sends every value through `producer` at once (each awaiting its own acknowledgement)
+            /// and records how each ended.
+            func send(_ values: [String], to topic: String, through producer: Producer) async {
+                await withTaskGroup(of: Void.self) { group in
+                    for value in values {
+                        group.addTask {
+                            do throws(SpoolError) {
+                                let result = try await producer.send(to: topic, value: Array(value.utf8))
+                                self.state.withLock { $0.acknowledged[value] = result.baseOffset }
+                            } catch {
+                                self.state.withLock { $0.failed[value] = error.message }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        static let topic = "disk"
+        static let padding = String(repeating: "x", count: 80)
+
+        static func values(_ prefix: String, _ count: Int) -> [String] {
+            (0..<count).map { "\(prefix)-\($0)-\(padding)" }
+        }
+
+        static func producer(_ client: SpoolClient) throws -> Producer {
+            try Producer(client: client, configuration: ProducerConfiguration(linger: .milliseconds(2), batchBytes: 16 * 1024,
+                                                                             deliveryTimeout: .seconds(4)),
+                         logger: Logger(label: "spool.test.producer", factory: { _ in SwiftLogNoOpLogHandler() }))
+        }
+
+        /// Reads the whole topic and checks what every user relies on: each acknowledged value at
+        /// the offset its acknowledgement named, no value stored twice. Returns the values in order.
+        static func checkStored(_ daemon: Daemon, acknowledged: [String: Int64]) async throws -> [String] {
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            let values = try await client.readToEnd(of: topic).map { String(decoding: $0.value, as: UTF8.self) }
+            #expect(Set(values).count == values.count, "no record is stored twice")
+            let misplaced = acknowledged.filter { value, offset in offset >= values.count || values[Int(offset)] != value }
+            #expect(misplaced.isEmpty, "\(misplaced.count) of \(acknowledged.count) acknowledged records are not at their offset, e.g. \(misplaced.first.map { "\($0)" } ?? "")")
+            return values
+        }
+
+        /// The values of `prefix` among `values` are `prefix-0`, `prefix-1`, … in order: a
+        /// command that failed part-way stored a prefix of its input, each record once.
+        static func isPrefixInOrder(_ values: [String], _ prefix: String) -> Bool {
+            let stored = values.filter { $0.hasPrefix("\(prefix)-") }
+            return stored == Self.values(prefix, stored.count)
+        }
+
+        /// Runs `spool publish` with `values` as lines.
+        static func publish(_ daemon: Daemon, _ values: [String]) async throws -> CommandResult {
+            try await runSpool(["publish", topic, "--broker", daemon.endpoint, "--delivery-timeout", "3"],
+                               input: Data((values.joined(separator: "\n") + "\n").utf8), timeout: .seconds(60))
+        }
+
+        /// A full disk under `fsync: always`: produces are refused with "the disk is full", the
+        /// CLI exits 1 saying so, reads go on, spoold logs the fault (not once per refusal), and
+        /// once space is freed the same producer and the CLI publish again without a restart;
+        /// after kill -9 and a restart every acknowledged record is where its ack said.
+        @Test(.timeLimit(.minutes(5)), arguments: SmallFilesystem.Kind.allCases)
+        func aFullDiskLosesNothingAcknowledgedAndWritesResume(kind: SmallFilesystem.Kind) async throws {
+            let filesystem = try SmallFilesystem(kind, megabytes: kind == .tmpfs ? 8 : 32)
+            defer { filesystem.unmount() }
+            let daemon = try await Daemon.start(dataDirectory: "\(filesystem.path)/data")
+            defer { daemon.cleanUp() }
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            try await client.createTopic(Self.topic, partitions: 1)
+            let producer = try Self.producer(client)
+            let outcomes = Outcomes()
+
+            await outcomes.send(Self.values("room", 200), to: Self.topic, through: producer)
+            #expect(outcomes.failed.isEmpty, "\(outcomes.failed.values.first ?? "")")
+
+            try filesystem.fill(leaving: 48 << 10)
+            await outcomes.send(Self.values("full", 3000), to: Self.topic, through: producer)
+            let refused = outcomes.failed
+            #expect(refused.count > 0, "the disk filled up")
+            #expect(refused.values.allSatisfy { $0.contains("the disk is full") }, "\(Set(refused.values.filter { !$0.contains("the disk is full") }).prefix(3))")
+
+            let cli = try await Self.publish(daemon, Self.values("cli", 500))
+            #expect(cli.termination == .exited(1), "\(cli)")
+            #expect(cli.stderr.contains("spool: error:") && cli.stderr.contains("the disk is full"), "\(cli.stderr)")
+            #expect(cli.stderr.contains("spool: warning:"), "the CLI says it retries while it does")
+
+            let described = try await runSpool(["topics", "describe", Self.topic, "--broker", daemon.endpoint])
+            #expect(described.stdoutText.contains("refusing writes: the disk is full"), "\(described.stdoutText)")
+            let tail = try await runSpool(["tail", Self.topic, "--from-beginning", "--exit-at-end", "--broker", daemon.endpoint])
+            #expect(tail.termination == .exited(0), "reads go on: \(tail)")
+            #expect(tail.stdoutLines.count >= 200)
+
+            try filesystem.free()
+            await outcomes.send(Self.values("freed", 500), to: Self.topic, through: producer)
+            #expect(outcomes.failed.count == refused.count, "once space is back every record is stored")
+            let after = try await Self.publish(daemon, Self.values("again", 100))
+            #expect(after.termination == .exited(0), "\(after)")
+            try await producer.close()
+
+            let log = daemon.stderr
+            let faults = log.split(separator: "\n").filter { $0.contains("the disk is full: produces to this partition are refused") }
+            let resumed = log.split(separator: "\n").filter { $0.contains("writes resumed") }
+            #expect(faults.count >= 1 && faults.count <= resumed.count + 1,
+                    "each fault is logged once: \(faults.count) faults, \(resumed.count) resumptions, \(refused.count) refused records")
+            #expect(faults.allSatisfy { $0.contains("topic=\(Self.topic)") && $0.contains("partition=0") && $0.contains("path=") })
+
+            try await daemon.kill9()
+            try await daemon.start()
+            let values = try await Self.checkStored(daemon, acknowledged: outcomes.acknowledged)
+            let storedValues = Set(values)
+            #expect(refused.filter { !$0.value.contains("may have stored it") }.keys.allSatisfy { !storedValues.contains($0) },
+                    "a record failed after a refusal is not stored")
+            #expect(Self.isPrefixInOrder(values, "cli"))
+            #expect(values.filter { $0.hasPrefix("again-") } == Self.values("again", 100))
+            let inDoubt = refused.filter { $0.value.contains("may have stored it") && storedValues.contains($0.key) }.count
+            #expect(values.count == outcomes.acknowledged.count + inDoubt + values.filter { $0.hasPrefix("cli-") }.count + 100)
+        }
+
+        /// The filesystem turns read-only under a running spoold (ext4 after an error, as a dying
+        /// disk does): produces are refused with "read-only", nothing refused is acknowledged,
+        /// reads go on; after the disk is checked and mounted again, a restarted spoold has every
+        /// acknowledged record and takes writes again.
+        @Test(.timeLimit(.minutes(5)))
+        func aDiskTurningReadOnlyRefusesWritesButKeepsEveryAcknowledgedRecord() async throws {
+            let filesystem = try SmallFilesystem(.ext4, megabytes: 32)
+            defer { filesystem.unmount() }
+            let daemon = try await Daemon.start(dataDirectory: "\(filesystem.path)/data")
+            defer { daemon.cleanUp() }
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            try await client.createTopic(Self.topic, partitions: 1)
+            let producer = try Self.producer(client)
+            let outcomes = Outcomes()
+            await outcomes.send(Self.values("before", 300), to: Self.topic, through: producer)
+            #expect(outcomes.failed.isEmpty)
+
+            try filesystem.failIntoReadOnly()
+            await outcomes.send(Self.values("readonly", 200), to: Self.topic, through: producer)
+            #expect(outcomes.failed.count == 200)
+            #expect(outcomes.failed.values.allSatisfy { $0.contains("read-only") }, "\(Set(outcomes.failed.values.filter { !$0.contains("read-only") }).prefix(3))")
+            let cli = try await Self.publish(daemon, Self.values("cli", 50))
+            #expect(cli.termination == .exited(1) && cli.stderr.contains("read-only"), "\(cli)")
+            let read = try await client.readToEnd(of: Self.topic)
+            #expect(read.count == 300, "reads go on")
+            try await producer.close()
+
+            try await daemon.kill9()
+            filesystem.unmount()
+            try filesystem.remount()
+            try await daemon.start()
+            let values = try await Self.checkStored(daemon, acknowledged: outcomes.acknowledged)
+            #expect(Set(values) == Set(Self.values("before", 300)))
+            let again = try await Self.publish(daemon, Self.values("again", 20))
+            #expect(again.termination == .exited(0), "\(again)")
+        }
+
+        /// `spoold` under a file-size limit (`prlimit --fsize`, as `ulimit -f` sets): past it the
+        /// write fails with EFBIG (spoold ignores SIGXFSZ, which would kill it), the produce is
+        /// refused with "the file size limit is reached", and once the limit is raised on the
+        /// running process writes resume without a restart.
+        @Test(.timeLimit(.minutes(5)))
+        func aFileSizeLimitRefusesWritesUntilItIsRaised() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-fsize")
+            let limit = 256 << 10
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"),
+                                                launcher: ["/usr/bin/prlimit", "--fsize=\(limit):unlimited"])
+            defer { daemon.cleanUp() }
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            try await client.createTopic(Self.topic, partitions: 1)
+            let producer = try Self.producer(client)
+            let outcomes = Outcomes()
+            await outcomes.send(Self.values("limit", 4000), to: Self.topic, through: producer)
+            #expect(outcomes.acknowledged.count > 0 && outcomes.failed.count > 0, "the limit is reached part-way")
+            #expect(outcomes.failed.values.allSatisfy { $0.contains("the file size limit is reached") },
+                    "\(Set(outcomes.failed.values.filter { !$0.contains("the file size limit is reached") }).prefix(3))")
+            #expect(daemon.current?.isRunning == true, "SIGXFSZ did not kill spoold")
+
+            let pid = try #require(daemon.current?.pid)
+            try SmallFilesystem.command("/usr/bin/prlimit", ["--pid", "\(pid)", "--fsize=unlimited"])
+            await outcomes.send(Self.values("raised", 300), to: Self.topic, through: producer)
+            #expect(outcomes.acknowledged.keys.filter { $0.hasPrefix("raised-") }.count == 300, "writes resume once the limit is raised")
+            try await producer.close()
+
+            try await daemon.kill9()
+            try await daemon.start()
+            let values = try await Self.checkStored(daemon, acknowledged: outcomes.acknowledged)
+            #expect(values.count == outcomes.acknowledged.count)
+        }
+    }
+}
