@@ -170,7 +170,7 @@ import Testing
         let running = RunningParticipant(participant)
         await broker.stop()
         for saga in 0..<20 {
-            try await participant.transaction { context in
+            _ = try await participant.transaction { context in
                 try context.emit(ItemRequested(item: "apple", quantity: saga), correlationID: "saga-\(saga)")
             }
         }

@@ -78,17 +78,21 @@ final class SmallFilesystem: @unchecked Sendable {
         return Int(status.f_bavail) * Int(status.f_frsize)
     }
 
-    /// Takes space with a filler file until about `leaving` bytes are free.
+    /// Takes space with a filler file until about `leaving` bytes are free. Writers running at
+    /// the same time may take space between the measure and the allocation: then it measures
+    /// again, a few times, and otherwise takes the disk to be as full as asked.
     func fill(leaving: Int) throws {
-        let take = freeBytes - leaving
-        guard take > 0 else { return }
-        let existing = (try? FileManager.default.attributesOfItem(atPath: fillerPath)[.size] as? Int) ?? 0
-        try Self.command("/usr/bin/fallocate", ["-l", "\(existing + take)", fillerPath])
+        for _ in 0..<10 {
+            let take = freeBytes - leaving
+            guard take > 0 else { return }
+            let existing = (try? FileManager.default.attributesOfItem(atPath: fillerPath)[.size] as? Int) ?? 0
+            if (try? Self.command("/usr/bin/fallocate", ["-l", "\(existing + take)", fillerPath])) != nil { return }
+        }
     }
 
     /// Frees the space the filler took.
     func free() throws {
-        try FileManager.default.removeItem(atPath: fillerPath)
+        if FileManager.default.fileExists(atPath: fillerPath) { try FileManager.default.removeItem(atPath: fillerPath) }
     }
 
     /// Makes the ext4 filesystem fail as a dying disk does: the kernel records an error and, with
