@@ -162,13 +162,23 @@ public final class OffsetStore {
         for commit in scan.commits { Format.apply(group: commit.group, offsets: commit.offsets, to: &map) }
         if let problem = scan.problem {
             let cut = bytes[scan.validBytes...]
-            let setAsidePath = cut.contains { $0 != 0 } ? try saveAside(cut, of: path, cutAt: scan.validBytes) : nil
+            var setAsidePath: String?
+            var reason = problem
+            if cut.contains(where: { $0 != 0 }) {
+                do throws(StorageError) {
+                    setAsidePath = try saveAside(cut, of: path, cutAt: scan.validBytes)
+                } catch where error.isOutOfSpace {
+                    // A torn commit was never acknowledged: cutting it without a copy loses nothing promised.
+                    reason += "; the \(cut.count) cut bytes could not be copied aside (\(error.message))"
+                }
+            } else {
+                reason = "zero-filled tail at byte \(scan.validBytes)"
+            }
             try log.truncate(to: scan.validBytes)
             try log.sync()
             recoveryReports.append(RecoveryReport(
                 path: path, validBytes: scan.validBytes, truncatedBytes: cut.count, firstLostOffset: nil,
-                reason: setAsidePath == nil ? "zero-filled tail at byte \(scan.validBytes)" : problem, indexRebuilt: false,
-                setAsidePath: setAsidePath))
+                reason: reason, indexRebuilt: false, setAsidePath: setAsidePath))
         }
         return (log, scan.validBytes)
     }
@@ -191,13 +201,19 @@ public final class OffsetStore {
         return newPath
     }
 
-    /// Copies the bytes cut at `start` of `path` to `<path>.<start>.corrupt` (durably); returns its path.
+    /// Copies the bytes cut at `start` of `path` to `<path>.<start>.corrupt` (durably); returns its
+    /// path. If it fails, the partial copy is removed.
     private func saveAside(_ bytes: ArraySlice<UInt8>, of path: String, cutAt start: Int) throws(StorageError) -> String {
         let copy = try FileHandle(opening: Self.unusedSetAsidePath(path, infix: ".\(start)"), flags: O_WRONLY | O_CREAT | O_EXCL, io: io)
-        try withBytes(of: Array(bytes)) { (buffer) throws(StorageError) in try copy.write(at: 0, buffer) }
-        try copy.sync()
-        try io.syncDirectory(directory)
-        return copy.path
+        do throws(StorageError) {
+            try withBytes(of: Array(bytes)) { (buffer) throws(StorageError) in try copy.write(at: 0, buffer) }
+            try copy.sync()
+            try io.syncDirectory(directory)
+            return copy.path
+        } catch {
+            _ = try? Syscall.unlinkIfPresent(copy.path)
+            throw error
+        }
     }
 
     /// Creates an empty log of `generation` atomically and opens it.

@@ -76,6 +76,9 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
     /// filesystem, a failed write), or nil for any other error. Writes that failed this way
     /// succeed again once the cause is gone (space freed, the filesystem writable again).
     public var diskFault: DiskFault? { errno.flatMap(DiskFault.init(errno:)) }
+
+    /// True when the disk has no room for the write: full, over quota, or past the file-size limit.
+    public var isOutOfSpace: Bool { [.full, .quota, .fileTooLarge].contains(diskFault) }
 }
 
 /// Why the disk refused a write, from the `errno` of the failed call.

@@ -1,3 +1,4 @@
+import Glibc
 @_spi(Testing) @testable import SpoolStorage
 @_spi(Testing) import SpoolTesting
 import SpoolWire
@@ -40,6 +41,36 @@ import Testing
             log.close()
             let reopened = try openLog(directory, segmentBytes: 2048, indexIntervalBytes: 128)
             #expect(reopened.recoveryReports.isEmpty)
+            #expect(try readAllBatches(reopened) == model.batches)
+        }
+    }
+
+    /// Recovery on a disk too full for the copy of a garbage tail (the copy's first write fails
+    /// with ENOSPC, EDQUOT or EFBIG): the tail is still cut, the log opens with every whole batch,
+    /// no partial copy is left, and the report says the bytes could not be copied aside and why.
+    @Test(arguments: [ENOSPC, EDQUOT, EFBIG])
+    func recoveryOnAFullDiskCutsTheTailWithoutACopy(errno: Int32) throws {
+        var rng = SeededGenerator.logged("recoveryOnAFullDiskCutsTheTailWithoutACopy(\(errno))")
+        try withTemporaryDirectory { directory in
+            var model = LogModel()
+            let log = try openLog(directory, segmentBytes: 1 << 20)
+            for number in 0..<20 { try append(makeBatch(timestamp: Int64(number), using: &rng), to: log, model: &model) }
+            log.close()
+            let active = try #require(try files(in: directory, suffix: ".log").last)
+            let garbage = (0..<300).map { _ in UInt8.random(in: 1...255, using: &rng) }
+            try writeFile(active, try fileBytes(active) + garbage)
+
+            let faults = FaultInjector()
+            faults.failWrite(number: 1, errno: errno)
+            let reopened = try openLog(directory, segmentBytes: 1 << 20, io: faults.io)
+            #expect(try readAllBatches(reopened) == model.batches)
+            try #require(reopened.recoveryReports.count == 1)
+            let report = reopened.recoveryReports[0]
+            #expect(report.truncatedBytes == garbage.count)
+            #expect(report.setAsidePath == nil)
+            #expect(report.reason.contains("could not be copied aside") && report.reason.contains(DiskFault(errno: errno)!.description), "\(report)")
+            #expect(try files(in: directory, suffix: ".corrupt").isEmpty, "no partial copy is left")
+            try append(makeBatch(timestamp: 100, using: &rng), to: reopened, model: &model)
             #expect(try readAllBatches(reopened) == model.batches)
         }
     }

@@ -150,8 +150,10 @@ final class LogSegment {
         if let timeIndexProblem { reasons.append("time index rebuilt: \(timeIndexProblem)") }
         var setAsidePath: String?
         if let stop = scan.stopReason {
-            setAsidePath = try setAside(from: scan.validBytes, to: fileSize)
-            reasons.append(setAsidePath == nil ? "zero-filled tail at byte \(scan.validBytes)" : stop)
+            let aside = try setAsideIfRoom(from: scan.validBytes, to: fileSize)
+            setAsidePath = aside.path
+            reasons.append(aside.path == nil && aside.unsaved == nil ? "zero-filled tail at byte \(scan.validBytes)" : stop)
+            if let unsaved = aside.unsaved { reasons.append(unsaved) }
             try log.truncate(to: scan.validBytes)
             try log.sync()
         }
@@ -260,32 +262,49 @@ final class LogSegment {
         }
     }
 
+    /// ``setAside(from:to:)``, except that a disk without room for the copy (full, quota, size
+    /// limit) does not stop the recovery: the bytes are cut without a copy, and `unsaved` says
+    /// so and why, for the report (the cut bytes are a torn or corrupt tail: under `fsync:
+    /// always` never acknowledged).
+    private func setAsideIfRoom(from start: Int, to end: Int) throws(StorageError) -> (path: String?, unsaved: String?) {
+        do throws(StorageError) {
+            return (try setAside(from: start, to: end), nil)
+        } catch where error.isOutOfSpace {
+            return (nil, "the \(end - start) cut bytes could not be copied aside (\(error.message))")
+        }
+    }
+
     /// Copies bytes `[start, end)` of the `.log` to a new file (see ``createSetAsideFile(cutAt:)``)
     /// and makes it durable, unless they are all zero (a tail the file system extended but never
-    /// wrote). Returns the copy's path.
+    /// wrote). Returns the copy's path. If it fails, the partial copy is removed.
     private func setAside(from start: Int, to end: Int) throws(StorageError) -> String? {
         var copy: FileHandle?
-        var chunk = [UInt8](repeating: 0, count: min(end - start, BatchScanner.recoveryChunkSize))
-        var position = start
-        while position < end {
-            let count = try withMutableBytes(of: &chunk) { (buffer) throws(StorageError) in
-                try log.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<min(buffer.count, end - position)]), at: position)
-            }
-            guard count > 0 else { break }
-            // Zero chunks become holes of the copy, which read back as zeros.
-            if chunk[..<count].contains(where: { $0 != 0 }) {
-                if copy == nil { copy = try createSetAsideFile(cutAt: start) }
-                try withBytes(of: chunk) { (buffer) throws(StorageError) in
-                    try copy?.write(at: position - start, UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+        do throws(StorageError) {
+            var chunk = [UInt8](repeating: 0, count: min(end - start, BatchScanner.recoveryChunkSize))
+            var position = start
+            while position < end {
+                let count = try withMutableBytes(of: &chunk) { (buffer) throws(StorageError) in
+                    try log.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<min(buffer.count, end - position)]), at: position)
                 }
+                guard count > 0 else { break }
+                // Zero chunks become holes of the copy, which read back as zeros.
+                if chunk[..<count].contains(where: { $0 != 0 }) {
+                    if copy == nil { copy = try createSetAsideFile(cutAt: start) }
+                    try withBytes(of: chunk) { (buffer) throws(StorageError) in
+                        try copy?.write(at: position - start, UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                    }
+                }
+                position += count
             }
-            position += count
+            guard let copy else { return nil }
+            try copy.truncate(to: end - start)
+            try copy.sync()
+            try log.io.syncDirectory(directory)
+            return copy.path
+        } catch {
+            if let copy { _ = try? Syscall.unlinkIfPresent(copy.path) }
+            throw error
         }
-        guard let copy else { return nil }
-        try copy.truncate(to: end - start)
-        try copy.sync()
-        try log.io.syncDirectory(directory)
-        return copy.path
     }
 
     /// Creates `<log>.<start>.corrupt`, or `<log>.<start>.<n>.corrupt` when earlier recoveries
@@ -417,12 +436,13 @@ final class LogSegment {
             position += header.totalSize
         }
         let (cutBytes, endBefore) = (size - position, nextOffset)
-        let aside = try setAside(from: position, to: size)
+        let aside = try setAsideIfRoom(from: position, to: size)
         try truncate(toPosition: position, indexIntervalBytes: indexIntervalBytes)
         return RecoveryReport(
             path: log.path, validBytes: position, truncatedBytes: cutBytes, firstLostOffset: nil,
-            reason: "offsets \(nextOffset)..<\(endBefore) were also stored by the next segment, which starts at \(offset); cut them here and kept the next segment's copy",
-            indexRebuilt: true, setAsidePath: aside)
+            reason: "offsets \(nextOffset)..<\(endBefore) were also stored by the next segment, which starts at \(offset); cut them here and kept the next segment's copy"
+                + (aside.unsaved.map { "; \($0)" } ?? ""),
+            indexRebuilt: true, setAsidePath: aside.path)
     }
 
     /// Renames the segment's files to `<name>.deleted`, so that it is gone from the log at once and
