@@ -55,10 +55,12 @@ struct WriteFaults {
 
     /// Records that `operation` on `subject` worked; if it ends a fault of that operation, logs
     /// at notice how long it lasted and how many failures it caused.
-    mutating func succeeded(_ subject: SyncKey.Subject, _ operation: WriteFault.Operation, now: Int64, metadata: Logger.Metadata, logger: Logger) {
-        guard let fault = faults[subject], fault.operation == operation else { return }
+    mutating func succeeded(_ subject: SyncKey.Subject, _ operation: WriteFault.Operation, now: Int64,
+                            metadata: @autoclosure () -> Logger.Metadata, logger: Logger) {
+        // Every append and sync ends here: without a fault in force, not even a hash of the key.
+        guard !faults.isEmpty, let fault = faults[subject], fault.operation == operation else { return }
         faults[subject] = nil
-        logger.notice("writes resumed", metadata: metadata.merging([
+        logger.notice("writes resumed", metadata: metadata().merging([
             "operation": "\(operation.rawValue)", "failures": "\(fault.failures)", "afterMilliseconds": "\(now - fault.since)",
         ]) { $1 })
     }

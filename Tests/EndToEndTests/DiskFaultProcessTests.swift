@@ -89,6 +89,20 @@ extension EndToEndTests {
             return stored == Self.values(prefix, stored.count)
         }
 
+        /// A `spoold` on `dataDirectory` (run under `launcher`), a client of it, and the test's
+        /// producer, with the topic created. Call `daemon.cleanUp()` and `client.close()` in defers.
+        static func start(on dataDirectory: String, launcher: [String] = []) async throws -> (Daemon, SpoolClient, Producer) {
+            let daemon = try await Daemon.start(dataDirectory: dataDirectory, launcher: launcher)
+            do {
+                let client = try await daemon.makeClient()
+                try await client.createTopic(topic, partitions: 1)
+                return (daemon, client, try producer(client))
+            } catch {
+                daemon.cleanUp()
+                throw error
+            }
+        }
+
         /// Runs `spool publish` with `values` as lines.
         static func publish(_ daemon: Daemon, _ values: [String]) async throws -> CommandResult {
             try await runSpool(["publish", topic, "--broker", daemon.endpoint, "--delivery-timeout", "3"],
@@ -103,12 +117,9 @@ extension EndToEndTests {
         func aFullDiskLosesNothingAcknowledgedAndWritesResume(kind: SmallFilesystem.Kind) async throws {
             let filesystem = try SmallFilesystem(kind, megabytes: kind == .tmpfs ? 8 : 32)
             defer { filesystem.unmount() }
-            let daemon = try await Daemon.start(dataDirectory: "\(filesystem.path)/data")
+            let (daemon, client, producer) = try await Self.start(on: "\(filesystem.path)/data")
             defer { daemon.cleanUp() }
-            let client = try await daemon.makeClient()
             defer { client.close() }
-            try await client.createTopic(Self.topic, partitions: 1)
-            let producer = try Self.producer(client)
             let outcomes = Outcomes()
 
             await outcomes.send(Self.values("room", 200), to: Self.topic, through: producer)
@@ -165,12 +176,9 @@ extension EndToEndTests {
         func aDiskTurningReadOnlyRefusesWritesButKeepsEveryAcknowledgedRecord() async throws {
             let filesystem = try SmallFilesystem(.ext4, megabytes: 32)
             defer { filesystem.unmount() }
-            let daemon = try await Daemon.start(dataDirectory: "\(filesystem.path)/data")
+            let (daemon, client, producer) = try await Self.start(on: "\(filesystem.path)/data")
             defer { daemon.cleanUp() }
-            let client = try await daemon.makeClient()
             defer { client.close() }
-            try await client.createTopic(Self.topic, partitions: 1)
-            let producer = try Self.producer(client)
             let outcomes = Outcomes()
             await outcomes.send(Self.values("before", 300), to: Self.topic, through: producer)
             #expect(outcomes.failed.isEmpty)
@@ -203,13 +211,10 @@ extension EndToEndTests {
         func aFileSizeLimitRefusesWritesUntilItIsRaised() async throws {
             let directory = try TemporaryDirectory(prefix: "spool-e2e-fsize")
             let limit = 256 << 10
-            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"),
-                                                launcher: ["/usr/bin/prlimit", "--fsize=\(limit):unlimited"])
+            let (daemon, client, producer) = try await Self.start(on: directory.appending("data"),
+                                                                  launcher: ["/usr/bin/prlimit", "--fsize=\(limit):unlimited"])
             defer { daemon.cleanUp() }
-            let client = try await daemon.makeClient()
             defer { client.close() }
-            try await client.createTopic(Self.topic, partitions: 1)
-            let producer = try Self.producer(client)
             let outcomes = Outcomes()
             await outcomes.send(Self.values("limit", 4000), to: Self.topic, through: producer)
             #expect(outcomes.acknowledged.count > 0 && outcomes.failed.count > 0, "the limit is reached part-way")
