@@ -19,19 +19,22 @@ final class SmallFilesystem: @unchecked Sendable {
     private var isMounted = false
     private let fillerPath: String
 
-    /// Why no test filesystem can be mounted here (not root, no tmpfs or loop devices, no
-    /// mkfs.ext4), or nil when both kinds can; checked once by mounting a tiny tmpfs.
+    /// Why the test filesystems cannot be had here (not root, no tmpfs or loop devices, a tool
+    /// missing), or nil when both kinds can; checked once by mounting a tiny one of each.
     static let unavailableReason: String? = {
         guard geteuid() == 0 else { return "not root: mounting a small filesystem needs root (the disk-fault tests then rely on fault injection only)" }
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/mkfs.ext4") || FileManager.default.isExecutableFile(atPath: "/sbin/mkfs.ext4")
-        else { return "mkfs.ext4 is missing (Debian package e2fsprogs)" }
-        do {
-            let probe = try SmallFilesystem(.tmpfs, megabytes: 1)
-            probe.unmount()
-            return nil
-        } catch {
-            return "cannot mount a tmpfs here: \(error)"
+        for tool in ["/usr/sbin/mkfs.ext4", "/sbin/e2fsck", "/usr/bin/fallocate", "/usr/bin/prlimit", "/bin/findmnt"]
+        where !FileManager.default.isExecutableFile(atPath: tool) {
+            return "\(tool) is missing (Debian packages e2fsprogs and util-linux)"
         }
+        for kind in Kind.allCases {
+            do {
+                try SmallFilesystem(kind, megabytes: 4).unmount()
+            } catch {
+                return "cannot mount a \(kind) here: \(error)"
+            }
+        }
+        return nil
     }()
 
     /// Mounts a new filesystem of `kind` and `megabytes` on a temporary directory.
