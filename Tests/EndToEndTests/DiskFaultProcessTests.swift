@@ -1,9 +1,17 @@
 import Foundation
+import GRDB
 import Logging
 import Spool
+import SpoolSaga
 import SpoolTesting
 import Synchronization
 import Testing
+
+/// The event of the outbox test.
+private struct NoteWritten: SpoolEvent {
+    static let eventType = "note-written"
+    var number: Int
+}
 
 extension EndToEndTests {
     /// The real `spoold` and `spool` on real filesystems that fill up, turn read-only or hit the
@@ -232,6 +240,45 @@ extension EndToEndTests {
             try await daemon.start()
             let values = try await Self.checkStored(daemon, acknowledged: outcomes.acknowledged)
             #expect(values.count == outcomes.acknowledged.count)
+        }
+
+        /// The saga kit's outbox on a full disk: the events a service emitted while the broker
+        /// refuses writes stay unsent in its SQLite outbox (the relay's flush failed, with the
+        /// cause) and are published once space is back, every one of them, without a restart.
+        @Test(.timeLimit(.minutes(3)))
+        func theOutboxKeepsWhatAFullDiskRefusedAndPublishesItLater() async throws {
+            let filesystem = try SmallFilesystem(.tmpfs, megabytes: 8)
+            defer { filesystem.unmount() }
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-outbox")
+            let daemon = try await Daemon.start(dataDirectory: "\(filesystem.path)/data")
+            defer { daemon.cleanUp() }
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            try await client.createTopic(NoteWritten.topic)
+            let database = try DatabaseQueue(path: directory.appending("notes.sqlite"))
+            let participant = try SagaParticipant(
+                name: "notes", client: client, database: database,
+                configuration: SagaConfiguration(pollInterval: .milliseconds(50), producer: ProducerConfiguration(linger: .zero, deliveryTimeout: .seconds(1))))
+            let running = Task { try await participant.run() }
+            defer { running.cancel() }
+
+            try filesystem.fill(leaving: 0)
+            for number in 0..<20 {
+                _ = try await participant.transaction { context in try context.emit(NoteWritten(number: number), correlationID: "note-\(number)") }
+            }
+            try await Task.sleep(for: .seconds(3))  // past the relay producer's delivery timeout: its flushes failed
+            let unsent = try await database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM spool_outbox WHERE sent_at IS NULL") ?? 0 }
+            #expect(unsent > 0, "what the disk refused is still in the outbox")
+            #expect(participant.statistics.published < 20)
+
+            try filesystem.free()
+            #expect(await eventually(timeout: .seconds(30)) {
+                (try? await database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM spool_outbox WHERE sent_at IS NULL") }) == 0
+            })
+            let numbers = try await client.readToEnd(of: NoteWritten.topic).map { try EventEnvelope<NoteWritten>(record: $0).payload.number }
+            #expect(Set(numbers) == Set(0..<20), "every event emitted on the full disk is published")
+            running.cancel()
+            try await running.value
         }
 
         /// Seconds of ``theDiskFillingAndFreeingUnderLoadLosesNothing()``: `SPOOL_DISK_SOAK_SECONDS`
