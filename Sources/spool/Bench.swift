@@ -24,9 +24,20 @@ struct Bench: AsyncParsableCommand {
             second, paced by the clock; each value starts with its send time. A reader in this \
             process (own connection, long poll, already waiting) records receive time minus \
             send time in an HdrHistogram: p50, p90, p99, p99.9 and max, in µs.
+            - request: durable request/response: one producer with linger 0 sends \
+            --round-trips records one at a time, each awaiting its acknowledgement.
             - raw: the transport's own limit: a ROUTER on tcp://127.0.0.1:* and a DEALER in this \
             process, a thread each, no broker; the DEALER sends --count one-frame messages of \
             --size bytes as fast as it can. Needs no broker.
+            - rtt: the transport's round trip, no broker: the DEALER sends one --size message, \
+            the ROUTER echoes it, --round-trips times in a row; p50 … max in µs.
+            - disk: the disk's durable append, no broker: --syncs times, a --size pwrite at the \
+            end of a scratch file in --disk-directory (put it on the broker's data directory's \
+            filesystem) and an fdatasync; p50 … max in µs.
+
+            The goals compare the broker's figures with the limits measured in the same run: \
+            end-to-end latency against rtt (and disk under fsync always), request/response \
+            against 1 / (rtt p50 + disk p50), produce against raw.
 
             Every run creates fresh topics, bench-<random> (produce, consume) and \
             bench-<random>-latency, with --partitions partitions and fsync=--fsync. They are \
@@ -37,16 +48,19 @@ struct Bench: AsyncParsableCommand {
 
             Subcommands: all (the default: every section, or those --section names), produce, \
             consume (runs produce first to have something to read, reports both), e2e (the \
-            latency section), raw. Every subcommand takes the options below and --csv.
+            latency section, with rtt and disk for its goals), request (with rtt and disk), raw, \
+            rtt, disk. Every subcommand takes the options below and --csv.
 
             Examples:
               spool bench
               spool bench produce --fsync never --producers 4 --partitions 4
               spool bench e2e --rate 20000 --latency-count 100000
               spool bench raw --count 10000000
+              spool bench e2e --fsync never
+              spool bench request --disk-directory /var/lib/spool
               spool bench all --csv > results.csv
             """,
-        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Raw.self],
+        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Request.self, Raw.self, RoundTrip.self, Disk.self],
         defaultSubcommand: All.self
     )
 
@@ -56,7 +70,7 @@ struct Bench: AsyncParsableCommand {
 
         @OptionGroup var options: BenchOptions
 
-        @Option(name: .customLong("section"), help: "Run only this section (produce, consume, latency, raw); repeat for several. consume needs produce.")
+        @Option(name: .customLong("section"), help: "Run only this section (produce, consume, latency, request, raw, rtt, disk); repeat for several. consume needs produce.")
         var sections: [BenchOptions.Section] = []
 
         @Flag(help: "Run only the raw section (ZeroMQ DEALER→ROUTER, no broker needed): the same as `spool bench raw`.")
@@ -93,8 +107,15 @@ struct Bench: AsyncParsableCommand {
 
     /// `spool bench e2e`.
     struct EndToEnd: BenchSubcommand {
-        static let configuration = CommandConfiguration(commandName: "e2e", abstract: "End-to-end latency: send → receive at --rate records/s, p50 … max.")
-        static let sections: [BenchOptions.Section] = [.latency]
+        static let configuration = CommandConfiguration(commandName: "e2e", abstract: "End-to-end latency: send → receive at --rate records/s, p50 … max, next to rtt and disk.")
+        static let sections: [BenchOptions.Section] = [.latency, .rtt, .disk]
+        @OptionGroup var options: BenchOptions
+    }
+
+    /// `spool bench request`.
+    struct Request: BenchSubcommand {
+        static let configuration = CommandConfiguration(abstract: "Durable request/response: one record at a time, each awaiting its acknowledgement, next to rtt and disk.")
+        static let sections: [BenchOptions.Section] = [.request, .rtt, .disk]
         @OptionGroup var options: BenchOptions
     }
 
@@ -102,6 +123,20 @@ struct Bench: AsyncParsableCommand {
     struct Raw: BenchSubcommand {
         static let configuration = CommandConfiguration(abstract: "Raw ZeroMQ DEALER→ROUTER throughput, no broker.")
         static let sections: [BenchOptions.Section] = [.raw]
+        @OptionGroup var options: BenchOptions
+    }
+
+    /// `spool bench rtt`.
+    struct RoundTrip: BenchSubcommand {
+        static let configuration = CommandConfiguration(commandName: "rtt", abstract: "Raw ZeroMQ DEALER↔ROUTER round trip, p50 … max, no broker.")
+        static let sections: [BenchOptions.Section] = [.rtt]
+        @OptionGroup var options: BenchOptions
+    }
+
+    /// `spool bench disk`.
+    struct Disk: BenchSubcommand {
+        static let configuration = CommandConfiguration(abstract: "The disk's write + fdatasync, p50 … max, in --disk-directory, no broker.")
+        static let sections: [BenchOptions.Section] = [.disk]
         @OptionGroup var options: BenchOptions
     }
 }
@@ -122,7 +157,10 @@ extension BenchSubcommand {
 struct BenchOptions: ParsableArguments {
     /// The benchmark's sections, in the order they run.
     enum Section: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case produce, consume, latency, raw
+        case produce, consume, latency, request, raw, rtt, disk
+
+        /// Sections that need no broker.
+        var isBrokerless: Bool { [.raw, .rtt, .disk].contains(self) }
     }
 
     /// The topics' durability policy, as named in the broker configuration.
@@ -152,6 +190,16 @@ struct BenchOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Records the latency section measures (default: 5 seconds' worth at --rate, 50,000 at the default rate).", valueName: "count"))
     var latencyCount: Int?
+
+    @Option(help: "Round trips of the request and rtt sections (1 to 10000000).")
+    var roundTrips = 10_000
+
+    @Option(help: "Write + fdatasync pairs of the disk section (1 to 1000000).")
+    var syncs = 2_000
+
+    @Option(help: ArgumentHelp("Where the disk section writes its scratch file: a directory on the broker's data directory's filesystem.",
+                               valueName: "path"), completion: .directory)
+    var diskDirectory = "."
 
     @Option(help: "Runs of every section; each figure is the median (1 to 100).")
     var runs = 3
@@ -186,6 +234,11 @@ struct BenchOptions: ParsableArguments {
         try check((1...1_000_000).contains(rate), "--rate must be 1 to 1000000 records/s, not \(rate)")
         if let latencyCount { try check(latencyCount >= 1, "--latency-count must be at least 1, not \(latencyCount)") }
         try check((1...100).contains(runs), "--runs must be 1 to 100, not \(runs)")
+        try check((1...10_000_000).contains(roundTrips), "--round-trips must be 1 to 10000000, not \(roundTrips)")
+        try check((1...1_000_000).contains(syncs), "--syncs must be 1 to 1000000, not \(syncs)")
+        var isDirectory: ObjCBool = false
+        try check(!chosen.contains(.disk) || (FileManager.default.fileExists(atPath: diskDirectory, isDirectory: &isDirectory) && isDirectory.boolValue),
+                  "--disk-directory \(diskDirectory) is not a directory")
         if let linger { try check(linger >= 0 && linger <= 60_000, "--linger must be 0 to 60000 ms, not \(linger)") }
         if let batchBytes {
             try check((128...Self.maxBatchBytes).contains(batchBytes), "--batch-bytes must be 128 to \(Self.maxBatchBytes), not \(batchBytes)")
@@ -218,7 +271,7 @@ struct BenchOptions: ParsableArguments {
         let progress = BenchmarkProgress()
         let loadAtStart = loadAverage()
         var broker: BrokerBench?
-        if chosen.contains(where: { $0 != .raw }) {
+        if chosen.contains(where: { !$0.isBrokerless }) {
             let admin = try await connection.connect()
             var logHandler = StreamLogHandler.standardError(label: "spool.bench")
             logHandler.logLevel = .warning
@@ -229,6 +282,7 @@ struct BenchOptions: ParsableArguments {
         defer { broker?.admin.close() }
 
         var produced: [Throughput] = [], consumed: [Throughput] = [], latencies: [LatencyRun] = [], raws: [Throughput] = []
+        var requests: [LatencyRun] = [], roundTrips: [LatencyRun] = [], disks: [LatencyRun] = []
         let configuration = producerConfiguration
         for number in 1...runs {
             let tag = "run \(number)/\(runs)"
@@ -248,14 +302,30 @@ struct BenchOptions: ParsableArguments {
                 progress.say("latency \(tag): p50 \(decimal(result.latency.p50, digits: 0)) µs, p99 \(decimal(result.latency.p99, digits: 0)) µs, "
                              + "max \(decimal(result.latency.max, digits: 0)) µs at \(grouped(Int(result.sending.recordsPerSecond.rounded()))) records/s")
             }
+            if let broker, chosen.contains(.request) {
+                let result = try await broker.requestResponse(count: self.roundTrips)
+                requests.append(result)
+                progress.say("request \(tag): \(grouped(Int(result.sending.recordsPerSecond.rounded()))) requests/s, p50 \(decimal(result.latency.p50, digits: 0)) µs")
+            }
             if chosen.contains(.raw) {
                 let result = try await RawBench(count: count, size: size).run()
                 raws.append(result)
                 progress.say("raw \(tag): \(summary(result))")
             }
+            if chosen.contains(.rtt) {
+                let result = try await RoundTripBench(count: self.roundTrips, size: size).run()
+                roundTrips.append(result)
+                progress.say("rtt \(tag): p50 \(decimal(result.latency.p50, digits: 0)) µs, p99 \(decimal(result.latency.p99, digits: 0)) µs")
+            }
+            if chosen.contains(.disk) {
+                let result = try DiskBench(directory: diskDirectory, count: syncs, size: size).run()
+                disks.append(result)
+                progress.say("disk \(tag): p50 \(decimal(result.latency.p50, digits: 0)) µs, \(grouped(Int(result.sending.recordsPerSecond.rounded()))) syncs/s")
+            }
         }
 
-        let report = makeReport(produced: produced, consumed: consumed, latencies: latencies, raws: raws)
+        let report = makeReport(produced: produced, consumed: consumed, latencies: latencies, raws: raws,
+                                limits: Limits(requests: requests, roundTrips: roundTrips, disks: disks))
         print(render(report, sections: chosen, load: (loadAtStart, loadAverage()), elapsed: progress.elapsedSeconds))
     }
 
@@ -264,7 +334,21 @@ struct BenchOptions: ParsableArguments {
         "\(grouped(Int(run.recordsPerSecond.rounded()))) records/s, \(decimal(run.megabytesPerSecond, digits: 1)) MB/s, \(decimal(run.seconds, digits: 2)) s"
     }
 
-    private func makeReport(produced: [Throughput], consumed: [Throughput], latencies: [LatencyRun], raws: [Throughput]) -> BenchReport {
+    /// The runs of the sections that measure limits (rtt, disk) and of the request section.
+    struct Limits {
+        var requests: [LatencyRun]
+        var roundTrips: [LatencyRun]
+        var disks: [LatencyRun]
+    }
+
+    /// Each percentile's median over `runs`.
+    private func medianFigures(_ runs: [LatencyRun]) -> LatencyFigures {
+        LatencyFigures(p50: median(runs.map(\.latency.p50)), p90: median(runs.map(\.latency.p90)), p99: median(runs.map(\.latency.p99)),
+                       p999: median(runs.map(\.latency.p999)), max: median(runs.map(\.latency.max)))
+    }
+
+    private func makeReport(produced: [Throughput], consumed: [Throughput], latencies: [LatencyRun], raws: [Throughput],
+                            limits: Limits) -> BenchReport {
         var report = BenchReport()
         let partitionText = "\(partitions) partition\(partitions == 1 ? "" : "s")"
         let configuration = producerConfiguration
@@ -279,32 +363,78 @@ struct BenchOptions: ParsableArguments {
             report.rows.append(row)
         }
         if !consumed.isEmpty {
-            report.rows.append(BenchRow(section: "consume", scenario: "1 client, one stream per partition, from the earliest offset",
-                                        recordBytes: size, runs: consumed, notes: cpuNote(consumed)))
+            let row = BenchRow(section: "consume", scenario: "1 client, one stream per partition, from the earliest offset",
+                               recordBytes: size, runs: consumed, notes: cpuNote(consumed))
+            report.rows.append(row)
+            if size == 100 {
+                let rate = row.median.recordsPerSecond
+                report.goals.append(BenchGoal(text: "consume is \(grouped(Int(rate.rounded()))) records/s of 100 B (goal: at least 2,000,000)",
+                                              met: rate >= 2_000_000))
+            }
         }
+        let roundTrip = limits.roundTrips.isEmpty ? nil : medianFigures(limits.roundTrips)
+        let disk = limits.disks.isEmpty ? nil : medianFigures(limits.disks)
         if !latencies.isEmpty {
-            let figures = LatencyFigures(p50: median(latencies.map(\.latency.p50)), p90: median(latencies.map(\.latency.p90)),
-                                         p99: median(latencies.map(\.latency.p99)), p999: median(latencies.map(\.latency.p999)),
-                                         max: median(latencies.map(\.latency.max)))
+            let figures = medianFigures(latencies)
             let worst = latencies.map(\.latency.max).max() ?? 0
             let notes = "target \(grouped(rate)) records/s; sender late p99 \(decimal(median(latencies.map(\.senderLateP99)), digits: 0)) µs; "
                 + "worst max \(decimal(worst, digits: 0)) µs; percentiles are medians over runs"
             report.rows.append(BenchRow(section: "latency", scenario: "1 producer, linger 0, \(partitionText), fsync \(fsync.rawValue), send → receive",
                                         recordBytes: size, runs: latencies.map(\.sending), latency: figures, notes: notes))
-            let p99 = figures.p99
-            report.goals.append(BenchGoal(
-                text: "end-to-end p99 is \(decimal(p99, digits: 0)) µs at \(grouped(rate)) records/s (goal: below 1,000 µs at 10,000 records/s"
-                    + (rate == 10_000 ? ")" : "; this run used another rate)"),
-                met: p99 < 1000 && rate >= 10_000))
+            report.goals += latencyGoals(figures, roundTrip: roundTrip, disk: disk)
+        }
+        if !limits.requests.isEmpty {
+            let figures = medianFigures(limits.requests)
+            let row = BenchRow(section: "request", scenario: "1 producer, linger 0, \(partitionText), fsync \(fsync.rawValue), each send awaits its ack",
+                               recordBytes: size, runs: limits.requests.map(\.sending), latency: figures, notes: "latency: send → acknowledgement")
+            report.rows.append(row)
+            if let roundTrip, let disk, fsync == .always {
+                let limit = 1e6 / (roundTrip.p50 + disk.p50)
+                let rate = row.median.recordsPerSecond
+                report.goals.append(BenchGoal(
+                    text: "durable request/response is \(grouped(Int(rate.rounded())))/s, \(percent(rate / limit)) of the limit 1 / (rtt p50 + fdatasync p50) "
+                        + "= \(grouped(Int(limit.rounded())))/s (goal: at least 80%)",
+                    met: rate >= 0.8 * limit))
+            }
         }
         if !raws.isEmpty {
             report.rows.append(BenchRow(section: "raw", scenario: "ZeroMQ DEALER→ROUTER, tcp loopback, no broker, 1 frame per record",
                                         recordBytes: size, runs: raws, notes: "blocking sends of a shared frame; HWM 100,000"))
         }
+        if let roundTrip {
+            report.rows.append(BenchRow(section: "rtt", scenario: "ZeroMQ DEALER↔ROUTER echo, tcp loopback, no broker, one at a time",
+                                        recordBytes: size, runs: limits.roundTrips.map(\.sending), latency: roundTrip, notes: "latency: send → echo received"))
+        }
+        if let disk {
+            report.rows.append(BenchRow(section: "disk", scenario: "pwrite at the end + fdatasync in \(diskDirectory), no broker",
+                                        recordBytes: size, runs: limits.disks.map(\.sending), latency: disk, notes: "records/s: syncs per second"))
+        }
         if let ratio = report.rows.first(where: { $0.section == "produce" })?.versusRaw {
-            report.goals.append(BenchGoal(text: "produce throughput is \(percent(ratio)) of raw ZeroMQ (goal: at least 50%)", met: ratio >= 0.5))
+            report.goals.append(BenchGoal(text: "produce throughput is \(percent(ratio)) of raw ZeroMQ (goal: at least 85%)", met: ratio >= 0.85))
         }
         return report
+    }
+
+    /// The end-to-end goals: against the round trip measured in the same run (and, under `fsync:
+    /// always`, the disk's fdatasync), or, without those sections, the fixed 1 ms p99.
+    private func latencyGoals(_ figures: LatencyFigures, roundTrip: LatencyFigures?, disk: LatencyFigures?) -> [BenchGoal] {
+        let at = "at \(grouped(rate)) records/s" + (rate == 10_000 ? "" : " (the goals are set at 10,000)")
+        func µs(_ value: Double) -> String { "\(decimal(value, digits: 0)) µs" }
+        guard let roundTrip else {
+            return [BenchGoal(text: "end-to-end p99 is \(µs(figures.p99)) \(at) (goal: below 1,000 µs)", met: figures.p99 < 1000)]
+        }
+        if fsync == .always {
+            guard let disk else { return [] }
+            let limit = roundTrip.p50 + 1.5 * disk.p50 + 150
+            return [BenchGoal(text: "end-to-end p50 is \(µs(figures.p50)) \(at) (goal: at most rtt p50 + 1.5 × fdatasync p50 + 150 µs = \(µs(limit)))",
+                              met: figures.p50 <= limit)]
+        }
+        return [
+            BenchGoal(text: "end-to-end p50 is \(µs(figures.p50)) \(at) (goal: at most 1.5 × rtt p50 = \(µs(1.5 * roundTrip.p50)))",
+                      met: figures.p50 <= 1.5 * roundTrip.p50),
+            BenchGoal(text: "end-to-end p99 is \(µs(figures.p99)) \(at) (goal: at most 3 × rtt p99 = \(µs(3 * roundTrip.p99)))",
+                      met: figures.p99 <= 3 * roundTrip.p99),
+        ]
     }
 
     private func cpuNote(_ runs: [Throughput]) -> String {
@@ -324,7 +454,7 @@ struct BenchOptions: ParsableArguments {
         let command = CommandLine.arguments.enumerated().map { $0.offset == 0 ? "spool" : shellQuoted($0.element) }.joined(separator: " ")
         let context = "Load average (1, 5, 15 min): \(load.start) at the start, \(load.end) at the end; "
             + "\(info.activeProcessorCount) cores; \(Date())"
-        let broker = sections.contains(where: { $0 != .raw }) ? "Broker: \(connection.endpoint)" : "No broker (raw only)"
+        let broker = sections.contains(where: { !$0.isBrokerless }) ? "Broker: \(connection.endpoint)" : "No broker (raw, rtt and disk only)"
         let goals = report.goals.isEmpty ? [] : ["", "Goals:"] + report.goals.map(\.line)
         let total = "Total time: \(decimal(elapsed, digits: 1)) s"
         if csv {

@@ -142,3 +142,29 @@ private final class LatencyRecorder: Sendable {
         }
     }
 }
+
+extension BrokerBench {
+    /// Durable request/response: one producer with linger 0 sends `count` records of `size`
+    /// bytes one at a time, each awaiting its acknowledgement (on disk under `fsync: always`)
+    /// before the next is sent, as a saga step publishing its one event does. Records each
+    /// send → acknowledgement time in an HdrHistogram; the rate is `count` over the whole time.
+    func requestResponse(count: Int) async throws -> LatencyRun {
+        let topic = try await createTopic(suffix: "-request")
+        let client = try await connection.connect()
+        defer { client.close() }
+        let producer = try Producer(client: client, configuration: ProducerConfiguration(linger: .zero), logger: logger)
+        let value = randomBytes(size)
+        try await producer.send(to: topic, value: value)  // the metadata and the connection are ready before the clock starts
+        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+        let start = monotonicNanoseconds()
+        for _ in 0..<count {
+            let sent = monotonicNanoseconds()
+            try await producer.send(to: topic, value: value)
+            histogram.record(monotonicNanoseconds() - sent)
+        }
+        let seconds = Double(monotonicNanoseconds() - start) / 1e9
+        try await producer.close()
+        return LatencyRun(latency: LatencyFigures(nanoseconds: histogram), sending: Throughput(bytes: count * size, records: count, seconds: seconds),
+                          senderLateP99: 0)
+    }
+}

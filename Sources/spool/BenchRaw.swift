@@ -118,9 +118,9 @@ struct RawBench: Sendable {
     }
 }
 
-/// How the two threads of a raw run meet: the ROUTER's endpoint, then "the connection is up".
+/// How the two threads of a raw run (or a round-trip run) meet: the ROUTER's endpoint, then "the connection is up".
 /// Blocking waits, for threads outside the cooperative pool.
-private final class RawRendezvous: Sendable {
+final class RawRendezvous: Sendable {
     private let endpoint = Mutex<String?>(nil)
     private let endpointReady = DispatchSemaphore(value: 0)
     private let connectionUp = DispatchSemaphore(value: 0)

@@ -20,6 +20,7 @@ extension EndToEndTests {
             let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
             defer { daemon.cleanUp() }
             let result = try await runSpool(["bench", "all", "--broker", daemon.endpoint, "--count", "2000", "--latency-count", "500", "--runs", "1",
+                                             "--round-trips", "200", "--syncs", "50", "--disk-directory", directory.path,
                                              "--csv", "--partitions", "\(shape.partitions)", "--producers", "\(shape.producers)"],
                                             timeout: .seconds(180))
             #expect(result.termination == .exited(0), "\(result)")
@@ -27,7 +28,7 @@ extension EndToEndTests {
             try #require(rows.first == Self.columns, "CSV header: \(rows.first ?? [])")
             let records = rows.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(Self.columns, $0)) }
             #expect(rows.dropFirst().allSatisfy { $0.count == Self.columns.count }, "rows with a wrong number of fields: \(rows)")
-            #expect(records.map { $0["section"] ?? "" } == ["produce", "consume", "latency", "raw"], "\(result.stdoutText)")
+            #expect(records.map { $0["section"] ?? "" } == ["produce", "consume", "latency", "request", "raw", "rtt", "disk"], "\(result.stdoutText)")
 
             func positive(_ row: [String: String]?, _ column: String, sourceLocation: SourceLocation = #_sourceLocation) {
                 let value = row?[column].flatMap(Double.init)
@@ -35,7 +36,7 @@ extension EndToEndTests {
                         sourceLocation: sourceLocation)
             }
             let bySection = Dictionary(records.map { ($0["section"] ?? "", $0) }, uniquingKeysWith: { first, _ in first })
-            for section in ["produce", "consume", "latency", "raw"] {
+            for section in ["produce", "consume", "latency", "request", "raw", "rtt", "disk"] {
                 for column in ["record_bytes", "runs", "records", "seconds", "records_per_second", "megabytes_per_second"] {
                     positive(bySection[section], column)
                 }
@@ -43,17 +44,27 @@ extension EndToEndTests {
             }
             #expect(bySection["produce"]?["records"] == "2000" && bySection["consume"]?["records"] == "2000" && bySection["raw"]?["records"] == "2000")
             #expect(bySection["latency"]?["records"] == "500")
-            for column in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] { positive(bySection["latency"], column) }
+            #expect(bySection["request"]?["records"] == "200" && bySection["rtt"]?["records"] == "200" && bySection["disk"]?["records"] == "50")
+            for section in ["latency", "request", "rtt", "disk"] {
+                for column in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] { positive(bySection[section], column) }
+            }
             positive(bySection["produce"], "vs_raw")
-            #expect(result.stderr.contains("produce throughput is"), "the goal lines are missing: \(result.stderr)")
+            for goal in ["produce throughput is", "end-to-end p50 is", "durable request/response is"] {
+                #expect(result.stderr.contains(goal), "the goal lines are missing: \(result.stderr)")
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).allSatisfy { !$0.hasPrefix(".spool-bench-disk") },
+                    "the disk section removes its scratch file")
 
             // The produce topic holds exactly the records it reported; the latency topic its own.
             let client = try await daemon.makeClient()
             defer { client.close() }
             let benchTopics = try await client.topics().filter { $0.name.hasPrefix("bench-") }
-            let produceTopics = benchTopics.filter { !$0.name.hasSuffix("-latency") }
+            let produceTopics = benchTopics.filter { !$0.name.hasSuffix("-latency") && !$0.name.hasSuffix("-request") }
             let latencyTopics = benchTopics.filter { $0.name.hasSuffix("-latency") }
-            try #require(produceTopics.count == 1 && latencyTopics.count == 1, "bench topics: \(benchTopics.map(\.name))")
+            let requestTopics = benchTopics.filter { $0.name.hasSuffix("-request") }
+            try #require(produceTopics.count == 1 && latencyTopics.count == 1 && requestTopics.count == 1, "bench topics: \(benchTopics.map(\.name))")
+            // 200 measured requests plus one that warmed up the producer.
+            #expect(requestTopics[0].partitions.reduce(Int64(0)) { $0 + $1.latestOffset - $1.earliestOffset } == 201)
             #expect(produceTopics[0].partitions.count == shape.partitions)
             var stored: Int64 = 0
             for partition in produceTopics[0].partitions {
@@ -67,7 +78,9 @@ extension EndToEndTests {
         }
 
         @Test(.timeLimit(.minutes(4)), arguments: [
-            (["produce"], ["produce"]), (["consume"], ["produce", "consume"]), (["e2e", "--latency-count", "300"], ["latency"]),
+            (["produce"], ["produce"]), (["consume"], ["produce", "consume"]),
+            (["e2e", "--latency-count", "300", "--round-trips", "100", "--syncs", "20"], ["latency", "rtt", "disk"]),
+            (["request", "--round-trips", "100", "--syncs", "20"], ["request", "rtt", "disk"]),
         ])
         func eachSubcommandRunsItsOwnSections(arguments: [String], sections: [String]) async throws {
             let directory = try TemporaryDirectory(prefix: "spool-e2e-bench-sub")
@@ -87,7 +100,8 @@ extension EndToEndTests {
             (["--section", "nope"], "--section"), (["--count", "0"], "--count"), (["--rate", "0"], "--rate"),
             (["--runs", "0"], "--runs"), (["--batch-bytes", "12"], "--batch-bytes"), (["--linger", "-1"], "--linger"),
             (["--partitions", "1001"], "--partitions"), (["--section", "consume"], "--section"), (["--raw", "--section", "raw"], "--raw"),
-            (["--size", "4", "--section", "latency"], "--size"),
+            (["--size", "4", "--section", "latency"], "--size"), (["--round-trips", "0"], "--round-trips"), (["--syncs", "0"], "--syncs"),
+            (["--disk-directory", "/nonexistent/spool", "--section", "disk"], "--disk-directory"),
         ])
         func badOptionsAreUsageErrorsNamingTheOption(arguments: [String], option: String) async throws {
             // Nothing listens there: a usage error must come before any connection attempt.

@@ -1,0 +1,126 @@
+import BenchmarkSupport
+import Foundation
+import Histogram
+import ZeroMQ
+
+/// The rtt section: the transport's round trip, with no broker, the floor under every latency
+/// figure of a request and its reply. A ROUTER on `tcp://127.0.0.1:*` echoes every message back;
+/// a DEALER on another thread (each socket with a context of its own, as a client and a broker in
+/// two processes would have) sends one message of `size` bytes, waits for its echo, and records
+/// the time in an HdrHistogram, `count` times in a row.
+struct RoundTripBench: Sendable {
+    /// Round trips per run.
+    let count: Int
+    /// Bytes per message.
+    let size: Int
+
+    /// One run: a fresh pair of contexts and sockets.
+    func run() async throws(BenchFailure) -> LatencyRun {
+        let routerContext: Context
+        let dealerContext: Context
+        do {
+            routerContext = try Context(ioThreads: 1)
+            dealerContext = try Context(ioThreads: 1)
+        } catch {
+            throw BenchFailure("rtt: cannot create a ZeroMQ context: \(error)")
+        }
+        let rendezvous = RawRendezvous()
+        let count = count, size = size
+        async let echoed = onThread(named: "spool-bench-echo") { () -> BenchFailure? in
+            let failure = Self.echo(context: routerContext, rendezvous: rendezvous)
+            if failure != nil { dealerContext.shutdown(); rendezvous.abandon() }
+            rendezvous.finished()
+            return failure
+        }
+        async let measured = onThread(named: "spool-bench-requester") { () -> Result<LatencyRun, BenchFailure> in
+            let result = Self.measure(count: count, size: size, context: dealerContext, rendezvous: rendezvous)
+            if case .failure = result { routerContext.shutdown() }
+            return result
+        }
+        let (echoFailure, result) = await (echoed, measured)
+        if let echoFailure { throw echoFailure }
+        return try result.get()
+    }
+
+    /// The ROUTER side: echoes every message to its sender until an empty one says stop.
+    private static func echo(context: Context, rendezvous: RawRendezvous) -> BenchFailure? {
+        do throws(ZeroMQError) {
+            let router = try Socket(context: context, type: .router)
+            try router.bind("tcp://127.0.0.1:*")
+            rendezvous.bound(try router.lastEndpoint)
+            var poller = Poller()
+            let item = poller.add(router)
+            while true {
+                _ = try poller.poll(timeoutMilliseconds: RawBench.silenceLimitMilliseconds)
+                guard poller.isReadable(item) else { return BenchFailure("rtt: the ROUTER received nothing for \(RawBench.silenceLimitMilliseconds / 1000) s") }
+                while let frames = try router.receive(dontWait: true) {
+                    guard frames.count == 2 else { return BenchFailure("rtt: the ROUTER received a message of \(frames.count) frames") }
+                    if frames[1].count == 0 { return nil }
+                    _ = try router.send(frames)
+                }
+            }
+        } catch {
+            return BenchFailure("rtt: \(error)")
+        }
+    }
+
+    /// The DEALER side: one round trip to open the connection, then `count` measured ones, then stop.
+    private static func measure(count: Int, size: Int, context: Context, rendezvous: RawRendezvous) -> Result<LatencyRun, BenchFailure> {
+        guard let endpoint = rendezvous.waitForEndpoint() else { return .failure(BenchFailure("rtt: the ROUTER could not bind")) }
+        do throws(ZeroMQError) {
+            let dealer = try Socket(context: context, type: .dealer)
+            try dealer.connect(endpoint)
+            let message = [Frame(randomBytes(size))]
+            var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+            _ = try dealer.send(message)
+            _ = try dealer.receive()
+            let start = monotonicNanoseconds()
+            for _ in 0..<count {
+                let sent = monotonicNanoseconds()
+                _ = try dealer.send(message)
+                guard try dealer.receive()?.first?.count == size else { return .failure(BenchFailure("rtt: the echo did not match the message")) }
+                histogram.record(monotonicNanoseconds() - sent)
+            }
+            let seconds = Double(monotonicNanoseconds() - start) / 1e9
+            _ = try dealer.send([Frame([UInt8]())])
+            rendezvous.waitUntilFinished()
+            return .success(LatencyRun(latency: LatencyFigures(nanoseconds: histogram),
+                                       sending: Throughput(bytes: count * size, records: count, seconds: seconds), senderLateP99: 0))
+        } catch {
+            return .failure(BenchFailure("rtt: \(error)"))
+        }
+    }
+}
+
+/// The disk section: what one durable append costs the disk itself, the floor under `fsync:
+/// always`. In a scratch file under `directory` (put it on the broker's data directory's
+/// filesystem), `count` times: append `size` bytes with `pwrite` at the end, then `fdatasync`;
+/// each pair's time goes to an HdrHistogram. The file is removed afterwards.
+struct DiskBench: Sendable {
+    let directory: String
+    let count: Int
+    let size: Int
+
+    func run() throws(BenchFailure) -> LatencyRun {
+        let path = "\(directory)/.spool-bench-disk-\(UInt32.random(in: .min ... .max))"
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw BenchFailure("disk: cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer {
+            close(descriptor)
+            unlink(path)
+        }
+        let bytes = randomBytes(size)
+        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        let start = monotonicNanoseconds()
+        for index in 0..<count {
+            let before = monotonicNanoseconds()
+            let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, size, off_t(index * size)) }
+            guard written == size else { throw BenchFailure("disk: write to \(path) failed: \(String(cString: strerror(errno)))") }
+            guard fdatasync(descriptor) == 0 else { throw BenchFailure("disk: fdatasync of \(path) failed: \(String(cString: strerror(errno)))") }
+            histogram.record(monotonicNanoseconds() - before)
+        }
+        let seconds = Double(monotonicNanoseconds() - start) / 1e9
+        return LatencyRun(latency: LatencyFigures(nanoseconds: histogram), sending: Throughput(bytes: count * size, records: count, seconds: seconds),
+                          senderLateP99: 0)
+    }
+}
