@@ -172,12 +172,23 @@ public final class SpoolClient: Sendable {
     // MARK: Internals
 
     func call(_ opCode: OpCode, _ body: [[UInt8]], extraTimeout: Duration = .zero) async throws(SpoolError) -> Reply {
-        let reply = try await connection.request(opCode, body, timeout: configuration.requestTimeout + extraTimeout)
+        try Self.checked(try await connection.request(opCode, body, timeout: configuration.requestTimeout + extraTimeout)).get()
+    }
+
+    /// ``call(_:_:extraTimeout:)`` without a task: queues the request and returns; `completion`
+    /// gets the reply (or the broker's error) on the connection's I/O thread, and must not block.
+    /// Returns the client-closed error, without calling `completion`, if the client is closed.
+    func send(_ opCode: OpCode, _ body: [[UInt8]], completion: @escaping @Sendable (Result<Reply, SpoolError>) -> Void) -> SpoolError? {
+        connection.send(opCode, body, timeout: configuration.requestTimeout) { completion($0.flatMap(Self.checked)) } ? nil : connection.closedError
+    }
+
+    /// The reply, or the error it carries.
+    private static func checked(_ reply: Reply) -> Result<Reply, SpoolError> {
         guard reply.header.errorCode == .none else {
             let error = reply.frames.first.flatMap { frame in try? frame.withUnsafeBytes { try ErrorResponse.decode($0) } }
-            throw SpoolError(error?.error(code: reply.header.errorCode) ?? WireError(reply.header.errorCode, "the broker answered \(reply.header.errorCode)"))
+            return .failure(SpoolError(error?.error(code: reply.header.errorCode) ?? WireError(reply.header.errorCode, "the broker answered \(reply.header.errorCode)")))
         }
-        return reply
+        return .success(reply)
     }
 
     func decode<Message: WireMessage>(_ type: Message.Type, _ reply: Reply) throws(SpoolError) -> Message {

@@ -35,9 +35,11 @@ final class Connection: Sendable {
         let frames: [[UInt8]]
         let deadline: Int64
         let failIfUnreachable: Bool
-        let continuation: CheckedContinuation<Result<Reply, SpoolError>, Never>
+        /// Called once, with the reply or the failure, on the I/O thread (or on the sender's, when
+        /// the client is closed already).
+        let completion: @Sendable (Result<Reply, SpoolError>) -> Void
 
-        func resume(_ result: Result<Reply, SpoolError>) { continuation.resume(returning: result) }
+        func resume(_ result: Result<Reply, SpoolError>) { completion(result) }
     }
 
     private let curve: ClientCurve?
@@ -59,28 +61,46 @@ final class Connection: Sendable {
     /// connection, cancellation, or `close`).
     func request(_ opCode: OpCode, _ body: [[UInt8]], timeout: Duration, failIfUnreachable: Bool = false) async throws(SpoolError) -> Reply {
         let id = nextCorrelationID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let header = FrameHeader(opCode: opCode, correlationID: id).encoded()
-        let deadline = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000) + timeout.wholeMilliseconds
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let outgoing = Outgoing(id: id, opCode: opCode, frames: [header] + body, deadline: deadline,
-                                        failIfUnreachable: failIfUnreachable, continuation: continuation)
-                let accepted = inbox.withLock { inbox in
-                    guard !inbox.closing else { return false }
-                    inbox.requests.append(outgoing)
-                    return true
+                let accepted = enqueue(id: id, opCode, body, timeout: timeout, failIfUnreachable: failIfUnreachable) {
+                    continuation.resume(returning: $0)
                 }
-                if accepted {
-                    wakeup.signal()
-                } else {
-                    outgoing.resume(.failure(SpoolError(.clientClosed, "the client for \(endpoint) is closed")))
-                }
+                if !accepted { continuation.resume(returning: .failure(closedError)) }
             }
         } onCancel: {
             inbox.withLock { $0.cancellations.append(id) }
             wakeup.signal()
         }
         return try result.get()
+    }
+
+    /// Queues `body` as operation `opCode` and returns at once; `completion` is called once with
+    /// the reply (or the timeout, a lost connection, or `close`), on the I/O thread: no task
+    /// waits in between, so the reply is acted on in the wake-up that received it. `completion`
+    /// must not block. Requests queued one after the other (under the caller's own lock, say)
+    /// leave in that order. Returns false, without calling `completion`, if the client is closed.
+    func send(_ opCode: OpCode, _ body: [[UInt8]], timeout: Duration, completion: @escaping @Sendable (Result<Reply, SpoolError>) -> Void) -> Bool {
+        enqueue(id: nextCorrelationID.wrappingAdd(1, ordering: .relaxed).oldValue, opCode, body, timeout: timeout, failIfUnreachable: false,
+                completion: completion)
+    }
+
+    /// The error of a request made after ``close()``.
+    var closedError: SpoolError { SpoolError(.clientClosed, "the client for \(endpoint) is closed") }
+
+    private func enqueue(id: UInt64, _ opCode: OpCode, _ body: [[UInt8]], timeout: Duration, failIfUnreachable: Bool,
+                         completion: @escaping @Sendable (Result<Reply, SpoolError>) -> Void) -> Bool {
+        let header = FrameHeader(opCode: opCode, correlationID: id).encoded()
+        let deadline = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000) + timeout.wholeMilliseconds
+        let outgoing = Outgoing(id: id, opCode: opCode, frames: [header] + body, deadline: deadline,
+                                failIfUnreachable: failIfUnreachable, completion: completion)
+        let accepted = inbox.withLock { inbox in
+            guard !inbox.closing else { return false }
+            inbox.requests.append(outgoing)
+            return true
+        }
+        if accepted { wakeup.signal() }
+        return accepted
     }
 
     /// Fails every waiting request with `clientClosed` and stops the I/O thread. Idempotent.

@@ -5,12 +5,8 @@ import Synchronization
 import SpoolWire
 
 /// A task executor that runs jobs one at a time, in the order they were enqueued, on a serial
-/// dispatch queue.
-///
-/// The producer's loop and every task it starts run here, so the batches it sends reach the
-/// client's connection in the order the loop decided: a child task runs from its start up to
-/// its first suspension (which comes after ``Connection`` queued the request) before the next
-/// child starts.
+/// dispatch queue: the producer's loop and its timers run here, off the caller's executor.
+/// (Batches keep their order because they are queued on the connection under the state lock.)
 final class SerialTaskExecutor: TaskExecutor {
     private let queue: DispatchQueue
 
@@ -23,9 +19,10 @@ final class SerialTaskExecutor: TaskExecutor {
 }
 
 /// The working part of a ``Producer``: its state behind one lock, and the loop that closes,
-/// sends and retries batches. Callers buffer records under the lock; the loop (one task on a
-/// ``SerialTaskExecutor``, started with the first record) does everything that takes time.
-/// It holds no reference to the ``Producer``, so dropping the producer closes it.
+/// sends and retries batches. Callers buffer records under the lock (and, without linger, send
+/// what may leave at once); the loop (one task on a ``SerialTaskExecutor``, started with the
+/// first record) does everything that waits. Answers are acted on by the connection's I/O
+/// thread. It holds no reference to the ``Producer``, so dropping the producer closes it.
 final class ProducerCore: Sendable {
     let client: SpoolClient
     let configuration: ProducerConfiguration
@@ -53,17 +50,22 @@ final class ProducerCore: Sendable {
         let size = try checkedSize(topic: topic, key: key, value: value, headers: headers)
         var attempt: ProducerState.AppendAttempt = .unknownTopic
         var actions = ProducerActions()
+        var refused: [Transmission] = []
         for _ in 0..<2 {
             attempt = state.withLock { state in
                 let attempt = state.tryAppend(topic: topic, partition: partition, key: key, value: value, headers: headers,
                                               timestamp: timestamp, size: size, actions: &actions)
-                if case .appended = attempt, state.loopTask == nil { startLoop(&state) }
+                if case .appended = attempt {
+                    if state.loopTask == nil { startLoop(&state) }
+                    refused = sendWithoutWaiting(&state, actions: &actions)
+                }
                 return attempt
             }
             guard case .unknownTopic = attempt else { break }
             try await resolve(topic)
         }
         if !actions.isEmpty { perform(actions) }
+        answerRefused(refused)
         switch attempt {
         case .appended:
             return
@@ -102,11 +104,13 @@ final class ProducerCore: Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, SpoolError>, Never>) in
                 var actions = ProducerActions()
                 let cancelled = Task.isCancelled  // then onCancel ran already, before the record was queued
-                state.withLock { state in
+                let refused = state.withLock { state in
                     state.appendOrBlock(makeRecord(id, continuation), waitUnlessCancelled: cancelled, actions: &actions)
                     if state.loopTask == nil, !state.closing { startLoop(&state) }
+                    return sendWithoutWaiting(&state, actions: &actions)
                 }
                 perform(actions)
+                answerRefused(refused)
             }
         } onCancel: {
             var actions = ProducerActions()
@@ -231,11 +235,14 @@ final class ProducerCore: Sendable {
             var timers: [UInt64] = []
             while true {
                 let now = MonotonicClock.now()
-                let plan = state.withLock { $0.plan(now: now) }
+                let (plan, refused) = state.withLock { state in
+                    let plan = state.plan(now: now)
+                    return (plan, queue(plan.transmissions))
+                }
                 perform(plan.actions)
+                answerRefused(refused)
                 if plan.exit { break }
                 if plan.requestIdentity { group.addTask { await self.requestIdentity() } }
-                for transmission in plan.transmissions { group.addTask { await self.transmit(transmission) } }
                 timers.removeAll { $0 <= now }
                 if let deadline = plan.deadline, !timers.contains(where: { $0 <= deadline }) {
                     timers.append(deadline)
@@ -247,7 +254,7 @@ final class ProducerCore: Sendable {
                 }
                 await waitForWake()
             }
-            group.cancelAll()  // sleeping timers, and sends of batches that expired while in flight
+            group.cancelAll()  // sleeping timers
         }
     }
 
@@ -271,18 +278,39 @@ final class ProducerCore: Sendable {
         perform(actions)
     }
 
-    /// Sends one batch once and hands the answer to the state.
-    private func transmit(_ transmission: Transmission) async {
-        let result: Result<ProduceResponse, SpoolError>
-        do {
-            let reply = try await client.call(.produce, [transmission.requestBody, transmission.batch])
-            result = .success(try client.decode(ProduceResponse.self, reply))
-        } catch {
-            result = .failure(error)
+    /// With linger 0, sends from the caller's thread what may leave now (see
+    /// ``ProducerState/sendWithoutWaiting()``); called under the state lock. Returns what the
+    /// closed client refused.
+    private func sendWithoutWaiting(_ state: inout ProducerState, actions: inout ProducerActions) -> [Transmission] {
+        guard configuration.linger == .zero else { return [] }
+        let plan = state.sendWithoutWaiting()
+        actions.merge(plan.actions)
+        return queue(plan.transmissions)
+    }
+
+    /// Queues each batch on the client's connection, in order; called under the state lock, so
+    /// batches of one partition leave in the order of their sequences whichever thread sends
+    /// them. The answer goes to the state on the connection's I/O thread, in the wake-up that
+    /// received it (a waiting `send` is resumed from there, with no task between). Returns the
+    /// transmissions a closed client refused, to answer once the lock is released.
+    private func queue(_ transmissions: [Transmission]) -> [Transmission] {
+        transmissions.filter { transmission in
+            client.send(.produce, [transmission.requestBody, transmission.batch]) { [self] reply in
+                answered(transmission, reply.flatMap { reply in Result { () throws(SpoolError) in try client.decode(ProduceResponse.self, reply) } })
+            } != nil
         }
+    }
+
+    /// Hands the answer to one send to the state and performs what it decides.
+    private func answered(_ transmission: Transmission, _ result: Result<ProduceResponse, SpoolError>) {
         let now = MonotonicClock.now()
         let actions = state.withLock { $0.transmitted(slot: transmission.slot, batchID: transmission.batchID, result: result, now: now) }
         perform(actions)
+    }
+
+    /// Fails the sends a closed client refused.
+    private func answerRefused(_ refused: [Transmission]) {
+        for transmission in refused { answered(transmission, .failure(SpoolError(.clientClosed, "the client for \(client.endpoint) is closed"))) }
     }
 
     private func requestIdentity() async {
