@@ -25,11 +25,13 @@ final class ConditionLock<Value: Sendable>: @unchecked Sendable {
     }
 
     /// Runs `body` with the lock held, then wakes every waiter so it can re-check its condition.
+    /// The waiters are woken after the unlock: one woken before it would only block again on the
+    /// mutex (a second wake-up, on the group-commit path of every durable produce).
     func withLock<Result>(_ body: (inout Value) -> Result) -> Result {
         pthread_mutex_lock(mutex)
         defer {
-            pthread_cond_broadcast(condition)
             pthread_mutex_unlock(mutex)
+            pthread_cond_broadcast(condition)
         }
         return body(&value)
     }
@@ -39,8 +41,8 @@ final class ConditionLock<Value: Sendable>: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         while !ready(value) { pthread_cond_wait(condition, mutex) }
         defer {
-            pthread_cond_broadcast(condition)
             pthread_mutex_unlock(mutex)
+            pthread_cond_broadcast(condition)
         }
         return body(&value)
     }
