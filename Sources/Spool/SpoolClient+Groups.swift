@@ -41,13 +41,13 @@ extension SpoolClient {
     }
 
     /// The groups the broker knows (with members or with committed offsets), sorted by name.
-    public func groups() async throws(SpoolError) -> [ListGroupsResponse.Group] {
-        try decode(ListGroupsResponse.self, try await call(.listGroups, [ListGroupsRequest().encoded()])).groups
+    public func groups() async throws(SpoolError) -> [GroupListing] {
+        try decode(ListGroupsResponse.self, try await call(.listGroups, [ListGroupsRequest().encoded()])).groups.map(GroupListing.init)
     }
 
     /// One group: state, generation, members and their partitions, and per partition the
     /// committed offset, log end and lag.
-    public func describeGroup(_ group: String) async throws(SpoolError) -> DescribeGroupResponse {
-        try decode(DescribeGroupResponse.self, try await call(.describeGroup, [DescribeGroupRequest(group: group).encoded()]))
+    public func describeGroup(_ group: String) async throws(SpoolError) -> GroupDescription {
+        GroupDescription(try decode(DescribeGroupResponse.self, try await call(.describeGroup, [DescribeGroupRequest(group: group).encoded()])))
     }
 }

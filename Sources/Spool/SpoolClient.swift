@@ -152,9 +152,9 @@ public final class SpoolClient: Sendable {
     /// Describes one topic: every log setting in force (`fsync`, `retention.ms`, … with `-1` for
     /// unlimited), the settings the topic sets itself, and per partition its offsets, bytes on disk
     /// and segment count. Throws ``SpoolError/Code/unknownTopic`` if it does not exist.
-    public func describeTopic(_ name: String) async throws(SpoolError) -> DescribeTopicResponse {
+    public func describeTopic(_ name: String) async throws(SpoolError) -> TopicDescription {
         try Self.checkTopicName(name)
-        return try decode(DescribeTopicResponse.self, try await call(.describeTopic, [DescribeTopicRequest(name: name).encoded()]))
+        return TopicDescription(try decode(DescribeTopicResponse.self, try await call(.describeTopic, [DescribeTopicRequest(name: name).encoded()])))
     }
 
     /// Deletes a topic and its data, and returns how many partitions it had. Throws

@@ -5,8 +5,6 @@
 @_exported import struct SpoolWire.CommittedOffset
 @_exported import struct SpoolWire.GroupAssignment
 @_exported import struct SpoolWire.GroupState
-@_exported import struct SpoolWire.ListGroupsResponse
-@_exported import struct SpoolWire.DescribeGroupResponse
 @_exported import struct ZeroMQ.CurveKeyPair
 @_exported import struct ZeroMQ.KeyFileError
 
