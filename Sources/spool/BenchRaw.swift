@@ -28,16 +28,18 @@ struct RawBench: Sendable {
     /// How long the receiver waits for the next message before it gives up.
     static let silenceLimitMilliseconds = 10_000
 
+    /// Two ZeroMQ contexts of one I/O thread each, one per side, as two processes would have.
+    static func contextPair(for section: String) throws(BenchFailure) -> (Context, Context) {
+        do {
+            return (try Context(ioThreads: 1), try Context(ioThreads: 1))
+        } catch {
+            throw BenchFailure("\(section): cannot create a ZeroMQ context: \(error)")
+        }
+    }
+
     /// One run: a fresh pair of contexts and sockets.
     func run() async throws(BenchFailure) -> Throughput {
-        let receiverContext: Context
-        let senderContext: Context
-        do {
-            receiverContext = try Context(ioThreads: 1)
-            senderContext = try Context(ioThreads: 1)
-        } catch {
-            throw BenchFailure("raw: cannot create a ZeroMQ context: \(error)")
-        }
+        let (receiverContext, senderContext) = try Self.contextPair(for: "raw")
         let rendezvous = RawRendezvous()
         let count = count, size = size
         async let received = onThread(named: "spool-bench-router") { () -> Result<UInt64, BenchFailure> in

@@ -16,14 +16,7 @@ struct RoundTripBench: Sendable {
 
     /// One run: a fresh pair of contexts and sockets.
     func run() async throws(BenchFailure) -> LatencyRun {
-        let routerContext: Context
-        let dealerContext: Context
-        do {
-            routerContext = try Context(ioThreads: 1)
-            dealerContext = try Context(ioThreads: 1)
-        } catch {
-            throw BenchFailure("rtt: cannot create a ZeroMQ context: \(error)")
-        }
+        let (routerContext, dealerContext) = try RawBench.contextPair(for: "rtt")
         let rendezvous = RawRendezvous()
         let count = count, size = size
         async let echoed = onThread(named: "spool-bench-echo") { () -> BenchFailure? in
