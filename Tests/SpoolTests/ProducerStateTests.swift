@@ -73,6 +73,58 @@ import Testing
         #expect(next.map(\.baseSequence) == [1])
     }
 
+    /// Without linger, the caller's own thread sends what may leave at once: the open batch is
+    /// closed and stamped with the next sequence while the partition has in-flight room, and left
+    /// to fill (for the loop) once the window is full or a retry is pending. With a linger,
+    /// nothing leaves before it.
+    @Test func withoutLingerARecordLeavesFromTheCallersThreadWhileTheWindowHasRoom() throws {
+        var state = Self.makeState(records: 1, configuration: ProducerConfiguration(linger: .zero, maxInFlightPerPartition: 2))
+        let first = try state.sendWithoutWaiting().transmissions.map(Self.header)
+        #expect(first.map(\.baseSequence) == [0] && first.map(\.recordCount) == [1])
+        var actions = ProducerActions()
+        func append(_ number: Int) {
+            let value = [UInt8(number)]
+            _ = state.tryAppend(topic: "t", partition: nil, key: nil, value: value, headers: [], timestamp: 1_000,
+                                size: RecordSize.upperBound(key: nil, value: value, headers: []), actions: &actions)
+        }
+        append(1)
+        let second = state.sendWithoutWaiting().transmissions
+        #expect(try second.map(Self.header).map(\.baseSequence) == [1])
+        append(2)
+        append(3)
+        #expect(state.sendWithoutWaiting().transmissions.isEmpty, "the window of 2 is full: the records wait in the open batch")
+        #expect(state.partitions[0].open?.recordCount == 2)
+        // A failed batch puts the partition into retry: nothing leaves past it until the loop resends.
+        _ = state.transmitted(slot: 0, batchID: second[0].batchID, result: Self.lost, now: MonotonicClock.now())
+        _ = state.transmitted(slot: 0, batchID: state.partitions[0].inFlight[0].id, result: Self.stored(0), now: MonotonicClock.now())
+        #expect(state.partitions[0].retrying)
+        #expect(state.sendWithoutWaiting().transmissions.isEmpty)
+
+        var lingering = Self.makeState(records: 1, configuration: ProducerConfiguration(linger: .milliseconds(5)))
+        #expect(lingering.sendWithoutWaiting().transmissions.isEmpty, "with a linger the loop decides when the batch leaves")
+    }
+
+    /// A batch that expires after the broker refused it says why, and nothing more (it was not
+    /// stored); one whose resend still awaits its reply when it expires says the broker may have
+    /// stored it.
+    @Test(arguments: [false, true])
+    func anExpiredBatchSaysWhyAndWhetherItMayBeStored(resentAndAwaiting: Bool) throws {
+        var state = Self.makeState(records: 1, configuration: ProducerConfiguration(linger: .zero, deliveryTimeout: .seconds(1)))
+        let start = MonotonicClock.now()
+        let sent = try #require(state.plan(now: start).transmissions.first)
+        let full = SpoolError(.storageError, "append to t/0 failed, nothing was stored: the disk is full (0 B free on /data)")
+        _ = state.transmitted(slot: 0, batchID: sent.batchID, result: .failure(full), now: start)
+        if resentAndAwaiting {
+            #expect(state.plan(now: start + 500_000_000).transmissions.count == 1, "the resend")
+        }
+        _ = state.plan(now: start + 2_000_000_000)
+        let failure = state.takeFailure()
+        let error = try #require(failure)
+        #expect(error.code == .timedOut)
+        #expect(error.message.contains("the disk is full"), "\(error.message)")
+        #expect(error.message.contains("may have stored it") == resentAndAwaiting, "\(error.message)")
+    }
+
     @Test func aLostBatchIsResentWithLaterOnesInOrderWithTheSameBytes() throws {
         var state = Self.makeState(records: 11)
         let now = MonotonicClock.now()
