@@ -305,25 +305,35 @@ public final class SagaParticipant: Sendable {
         }
     }
 
-    /// Fires due timeouts, then publishes unsent outbox rows in order until none is left.
+    /// Unsent outbox rows the relay publishes per round.
+    private static let relayBatchLimit = 1000
+
+    /// Fires due timeouts, then publishes unsent outbox rows in order until none is left. The
+    /// first look is one read (whether a timeout fell due, and the unsent rows), so a pass rung
+    /// by a transaction that emitted reaches the producer after a single database round trip;
+    /// a round that found fewer rows than a full batch ends the pass without reading again
+    /// (rows committed since then ring the bell, which holds one ring for the next pass).
     private func relayPass(_ producer: Producer) async throws {
         let now = EventMetadata.now()
-        // A read first: most passes find nothing due and need not queue behind the handlers' writes.
-        if try await database.read({ db in try SagaStore.hasDueTimeouts(db, now: now) }) {
+        var (due, rows) = try await database.read { db in
+            (try SagaStore.hasDueTimeouts(db, now: now), try SagaStore.pending(db, limit: Self.relayBatchLimit))
+        }
+        if due {
             let fired = try await database.write { db in try SagaStore.fireDueTimeouts(db, now: now) }
             counters.withLock { $0.timeoutsFired += fired }
+            rows = try await database.read { db in try SagaStore.pending(db, limit: Self.relayBatchLimit) }
         }
-        while !Task.isCancelled {
-            let rows = try await database.read { db in try SagaStore.pending(db, limit: 1000) }
-            guard !rows.isEmpty else { return }
+        while !rows.isEmpty, !Task.isCancelled {
             for row in rows {
                 try await producer.enqueue(to: row.topic, key: row.record.key, value: row.record.value, headers: row.record.headers,
                                            timestamp: row.record.timestamp)
             }
             try await producer.flush()
-            let sentAt = EventMetadata.now()
-            try await database.write { db in try SagaStore.markSent(db, ids: rows.map(\.id), at: sentAt) }
+            let (sentIDs, sentAt) = (rows.map(\.id), EventMetadata.now())
+            try await database.write { db in try SagaStore.markSent(db, ids: sentIDs, at: sentAt) }
             counters.withLock { $0.published += rows.count }
+            guard rows.count == Self.relayBatchLimit else { return }
+            rows = try await database.read { db in try SagaStore.pending(db, limit: Self.relayBatchLimit) }
         }
     }
 }
