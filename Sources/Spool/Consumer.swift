@@ -263,12 +263,15 @@ public final class Consumer: AsyncSequence, Sendable {
                 backoff = Swift.min(backoff * 2, .seconds(2))
                 continue
             }
-            // Sleep until the next heartbeat or auto-commit, waking early when a revocation asks.
-            while !Task.isCancelled, ContinuousClock.now < Swift.min(nextHeartbeat, configuration.autoCommit ? nextCommit : nextHeartbeat),
-                  !state.withLock({ $0.heartbeatNow }) {
-                try? await Task.sleep(for: .milliseconds(20))
+            // Sleep until the next heartbeat or auto-commit, unless a revocation (made by this loop,
+            // in `apply`) asks for the release to be sent at once: no polling in between.
+            let releaseNow = state.withLock { state in
+                defer { state.heartbeatNow = false }
+                return state.heartbeatNow
             }
-            state.withLock { $0.heartbeatNow = false }
+            if !releaseNow {
+                try? await Task.sleep(until: Swift.min(nextHeartbeat, configuration.autoCommit ? nextCommit : nextHeartbeat), clock: .continuous)
+            }
         }
     }
 

@@ -49,7 +49,8 @@ struct ConsumerState {
     var waitingReader: CheckedContinuation<Void, Never>?
     /// Fetchers waiting for room in the buffer.
     var spaceWaiters: [CheckedContinuation<Void, Never>] = []
-    /// Set by a revocation so the membership loop sends its heartbeat (the release) at once.
+    /// Set by a revocation (which the membership loop itself makes) so that the loop sends its
+    /// heartbeat, the release, at once instead of sleeping until the next one is due.
     var heartbeatNow = false
     var failure: SpoolError?
     /// True once the consumer closed: no more records, fetchers stop.
