@@ -220,7 +220,7 @@ public final class Consumer: AsyncSequence, Sendable {
     /// the member; gives up partitions whose session must have expired.
     private func runMembership() async {
         var mustJoin = true
-        var backoff = Duration.milliseconds(50)
+        var backoff = Backoff()
         var lastContact = ContinuousClock.now
         var nextHeartbeat = ContinuousClock.now
         var nextCommit = ContinuousClock.now + configuration.autoCommitInterval
@@ -237,7 +237,7 @@ public final class Consumer: AsyncSequence, Sendable {
                     try await heartbeatOnce()
                 }
                 lastContact = .now
-                backoff = .milliseconds(50)
+                backoff.reset()
                 nextHeartbeat = .now + .milliseconds(Swift.max(configuration.sessionTimeout.wholeMilliseconds / 3, 10))
                 if configuration.autoCommit, ContinuousClock.now >= nextCommit {
                     nextCommit = .now + configuration.autoCommitInterval
@@ -259,8 +259,7 @@ public final class Consumer: AsyncSequence, Sendable {
                 }
                 if ContinuousClock.now - lastContact > configuration.sessionTimeout { loseAll() }
                 logger.debug("group request failed; retrying", metadata: ["group": "\(group)", "error": "\(error)"])
-                try? await Task.sleep(for: backoff)
-                backoff = Swift.min(backoff * 2, .seconds(2))
+                try? await Task.sleep(for: backoff.next())
                 continue
             }
             // Sleep until the next heartbeat or auto-commit, unless a revocation (made by this loop,
@@ -373,14 +372,14 @@ public final class Consumer: AsyncSequence, Sendable {
     /// Long-polls one partition from `offset` into the buffer until cancelled.
     private func fetchLoop(_ partition: TopicPartition, from offset: Int64, epoch: Int) async {
         var position = offset
-        var backoff = Duration.milliseconds(50)
+        var backoff = Backoff()
         while !Task.isCancelled {
             await waitForSpace()
             guard !Task.isCancelled else { return }
             do throws(SpoolError) {
                 let (records, _) = try await client.fetch(from: partition.topic, partition: partition.partition, offset: position,
                                                           maxWait: client.configuration.fetchMaxWait)
-                backoff = .milliseconds(50)
+                backoff.reset()
                 guard !records.isEmpty else { continue }
                 let (taken, reader) = state.withLock {
                     $0.push(records, to: partition, epoch: epoch, maxBuffered: configuration.maxBufferedRecords)
@@ -399,8 +398,7 @@ public final class Consumer: AsyncSequence, Sendable {
                     fail(error)
                     return
                 }
-                try? await Task.sleep(for: backoff)
-                backoff = Swift.min(backoff * 2, .seconds(2))
+                try? await Task.sleep(for: backoff.next())
             }
         }
     }

@@ -41,19 +41,18 @@ public struct RecordSequence: AsyncSequence, Sendable {
         /// The next record, waiting as long as it takes. Throws ``SpoolError`` on a non-retriable
         /// failure and `CancellationError` when the task is cancelled.
         public mutating func next() async throws -> SpoolRecord? {
-            var backoff = Duration.milliseconds(50)
+            var backoff = Backoff()
             while index == buffer.count {
                 try Task.checkCancellation()
                 switch await fetchMore() {
                 case .success(let records):
                     buffer = records
                     index = 0
-                    backoff = .milliseconds(50)
+                    backoff.reset()
                 case .failure(let error) where error.code == .cancelled:
                     throw CancellationError()
                 case .failure(let error) where error.isRetriable:
-                    try await Task.sleep(for: backoff)
-                    backoff = Swift.min(backoff * 2, .seconds(2))
+                    try await Task.sleep(for: backoff.next())
                 case .failure(let error):
                     throw error
                 }

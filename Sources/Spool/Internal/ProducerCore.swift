@@ -147,7 +147,7 @@ final class ProducerCore: Sendable {
         try SpoolClient.checkTopicName(topic)
         let clock = ContinuousClock()
         let deadline = clock.now + configuration.deliveryTimeout
-        var backoff = configuration.retryBackoff
+        var backoff = Backoff(initial: configuration.retryBackoff, maximum: configuration.maxRetryBackoff)
         var attempts = 0
         while true {
             attempts += 1
@@ -155,16 +155,16 @@ final class ProducerCore: Sendable {
             case .success(let count):
                 return state.withLock { $0.addTopic(topic, partitionCount: count) }
             case .failure(let error) where error.isRetriable:
-                guard clock.now + backoff < deadline else {
+                let wait = backoff.next()
+                guard clock.now + wait < deadline else {
                     throw SpoolError(.timedOut, "no metadata for topic \(topic) within the delivery timeout of \(configuration.deliveryTimeout) (\(attempts) attempts; last error: \(error.code): \(error.message))",
                                      cause: error)
                 }
                 do {
-                    try await Task.sleep(for: backoff)
+                    try await Task.sleep(for: wait)
                 } catch {
                     throw SpoolError(.cancelled, "cancelled while waiting for the metadata of topic \(topic)")
                 }
-                backoff = min(backoff * 2, configuration.maxRetryBackoff)
             case .failure(let error):
                 throw error
             }
