@@ -53,7 +53,11 @@ let package = Package(
         ),
         .target(
             name: "Spool",
-            dependencies: ["SpoolWire", "ZeroMQ", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "SpoolWire", "ZeroMQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .target(
             name: "SpoolSaga",
@@ -96,7 +100,7 @@ let package = Package(
         .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire", "SpoolTesting"]),
         .testTarget(name: "SpoolStorageTests", dependencies: ["SpoolStorage", "SpoolTesting"]),
         .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
-        .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting"]),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "SpoolSagaTests", dependencies: ["SpoolSaga", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "EndToEndTests",
