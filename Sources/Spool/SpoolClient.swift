@@ -211,14 +211,27 @@ public final class SpoolClient: Sendable {
     }
 
     func choosePartition(_ topic: String, key: [UInt8]?) async throws(SpoolError) -> Int32 {
-        var count = partitionCounts.withLock { $0[topic] }
-        if count == nil {
-            count = try await topics([topic]).first.map { Int32($0.partitions.count) }
-            if let count { partitionCounts.withLock { $0[topic] = count } }
-        }
-        guard let count, count > 1 else { return 0 }
+        let count = try await partitionCount(of: topic)
+        guard count > 1 else { return 0 }
         if let key { return Partitioner.partition(forKey: key, partitionCount: count) }
         return Int32(roundRobin.wrappingAdd(1, ordering: .relaxed).oldValue % UInt32(count))
+    }
+
+    /// The partition count of `topic`: from this client's one cache (shared by ``publish`` and
+    /// every ``Producer`` of the client; filled by lookups and creations, cleared by deletions),
+    /// else from the broker: a metadata request, and for an unknown topic a lookup in partition
+    /// 0, which creates it where the broker auto-creates topics (and fails with "unknown topic"
+    /// where it does not).
+    func partitionCount(of topic: String) async throws(SpoolError) -> Int32 {
+        if let count = partitionCounts.withLock({ $0[topic] }) { return count }
+        var count = try await topics([topic]).first.map { Int32($0.partitions.count) }
+        if count == nil {
+            _ = try await offset(of: topic, partition: 0, .latest)
+            count = Int32(try await topics([topic]).first?.partitions.count ?? 1)
+        }
+        let known = count ?? 1
+        partitionCounts.withLock { $0[topic] = known }
+        return known
     }
 }
 

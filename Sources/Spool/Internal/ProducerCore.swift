@@ -187,13 +187,11 @@ final class ProducerCore: Sendable {
         }
     }
 
+    /// The topic's partition count from the client's one metadata cache (see
+    /// ``SpoolClient/partitionCount(of:)``), which `publish` uses too.
     private func lookUpPartitionCount(of topic: String) async -> Result<Int32, SpoolError> {
         do {
-            if let info = try await client.topics([topic]).first { return .success(Int32(info.partitions.count)) }
-            // Unknown: a lookup in partition 0 creates it where the broker auto-creates topics, and
-            // fails with "unknown topic" where it does not. Then its real partition count is known.
-            _ = try await client.offset(of: topic, partition: 0, .latest)
-            return .success(Int32(try await client.topics([topic]).first?.partitions.count ?? 1))
+            return .success(try await client.partitionCount(of: topic))
         } catch {
             return .failure(error)
         }
