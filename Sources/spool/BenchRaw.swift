@@ -28,38 +28,46 @@ struct RawBench: Sendable {
     /// How long the receiver waits for the next message before it gives up.
     static let silenceLimitMilliseconds = 10_000
 
-    /// Two ZeroMQ contexts of one I/O thread each, one per side, as two processes would have.
-    static func contextPair(for section: String) throws(BenchFailure) -> (Context, Context) {
+    /// Runs the ROUTER side and the DEALER side of a section with no broker, on a thread each and
+    /// with a ZeroMQ context (one I/O thread) each, as two processes would have. A side that fails
+    /// shuts the other's context down (and a failing ROUTER releases a DEALER waiting for it), so
+    /// neither waits forever. Returns both results, or the first failure.
+    static func runPair<RouterResult: Sendable, DealerResult: Sendable>(
+        section: String,
+        router: @escaping @Sendable (Context, RawRendezvous) -> Result<RouterResult, BenchFailure>,
+        dealer: @escaping @Sendable (Context, RawRendezvous) -> Result<DealerResult, BenchFailure>
+    ) async throws(BenchFailure) -> (RouterResult, DealerResult) {
+        let routerContext: Context
+        let dealerContext: Context
         do {
-            return (try Context(ioThreads: 1), try Context(ioThreads: 1))
+            (routerContext, dealerContext) = (try Context(ioThreads: 1), try Context(ioThreads: 1))
         } catch {
             throw BenchFailure("\(section): cannot create a ZeroMQ context: \(error)")
         }
+        let rendezvous = RawRendezvous()
+        async let routed = onThread(named: "spool-bench-router") { () -> Result<RouterResult, BenchFailure> in
+            let result = router(routerContext, rendezvous)
+            if case .failure = result { dealerContext.shutdown(); rendezvous.abandon() }
+            rendezvous.finished()
+            return result
+        }
+        async let dealt = onThread(named: "spool-bench-dealer") { () -> Result<DealerResult, BenchFailure> in
+            let result = dealer(dealerContext, rendezvous)
+            if case .failure = result { routerContext.shutdown() }
+            return result
+        }
+        let (routerResult, dealerResult) = await (routed, dealt)
+        return (try routerResult.get(), try dealerResult.get())
     }
 
     /// One run: a fresh pair of contexts and sockets.
     func run() async throws(BenchFailure) -> Throughput {
-        let (receiverContext, senderContext) = try Self.contextPair(for: "raw")
-        let rendezvous = RawRendezvous()
         let count = count, size = size
-        async let received = onThread(named: "spool-bench-router") { () -> Result<UInt64, BenchFailure> in
-            let result = Self.receive(count: count, size: size, context: receiverContext, rendezvous: rendezvous)
-            if case .failure = result { senderContext.shutdown(); rendezvous.abandon() }
-            rendezvous.finished()
-            return result
-        }
-        async let sent = onThread(named: "spool-bench-dealer") { () -> Result<UInt64, BenchFailure> in
-            let result = Self.send(count: count, size: size, context: senderContext, rendezvous: rendezvous)
-            if case .failure = result { receiverContext.shutdown() }
-            return result
-        }
-        let (end, start) = await (received, sent)
-        switch (end, start) {
-        case (.success(let end), .success(let start)):
-            return Throughput(bytes: count * size, records: count, seconds: Double(end - start) / 1e9)
-        case (.failure(let error), _), (_, .failure(let error)):
-            throw error
-        }
+        let (end, start) = try await Self.runPair(
+            section: "raw",
+            router: { context, rendezvous in Self.receive(count: count, size: size, context: context, rendezvous: rendezvous) },
+            dealer: { context, rendezvous in Self.send(count: count, size: size, context: context, rendezvous: rendezvous) })
+        return Throughput(bytes: count * size, records: count, seconds: Double(end - start) / 1e9)
     }
 
     /// The ROUTER side: binds, hands the endpoint over, receives the first message (the

@@ -16,23 +16,12 @@ struct RoundTripBench: Sendable {
 
     /// One run: a fresh pair of contexts and sockets.
     func run() async throws(BenchFailure) -> LatencyRun {
-        let (routerContext, dealerContext) = try RawBench.contextPair(for: "rtt")
-        let rendezvous = RawRendezvous()
         let count = count, size = size
-        async let echoed = onThread(named: "spool-bench-echo") { () -> BenchFailure? in
-            let failure = Self.echo(context: routerContext, rendezvous: rendezvous)
-            if failure != nil { dealerContext.shutdown(); rendezvous.abandon() }
-            rendezvous.finished()
-            return failure
-        }
-        async let measured = onThread(named: "spool-bench-requester") { () -> Result<LatencyRun, BenchFailure> in
-            let result = Self.measure(count: count, size: size, context: dealerContext, rendezvous: rendezvous)
-            if case .failure = result { routerContext.shutdown() }
-            return result
-        }
-        let (echoFailure, result) = await (echoed, measured)
-        if let echoFailure { throw echoFailure }
-        return try result.get()
+        let (_, run) = try await RawBench.runPair(
+            section: "rtt",
+            router: { context, rendezvous in Self.echo(context: context, rendezvous: rendezvous).map { .failure($0) } ?? .success(()) },
+            dealer: { context, rendezvous in Self.measure(count: count, size: size, context: context, rendezvous: rendezvous) })
+        return run
     }
 
     /// The ROUTER side: echoes every message to its sender until an empty one says stop.
