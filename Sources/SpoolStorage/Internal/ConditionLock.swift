@@ -2,7 +2,7 @@ import Glibc
 
 /// A value guarded by a pthread mutex, with a condition variable to wait for changes of it.
 /// (A pthread lock rather than `Synchronization.Mutex`: the thread sanitizer reports false races
-/// for `Mutex` on Linux, see NOTES.md.)
+/// for `Mutex` on Linux, where a pthread lock gives none.)
 ///
 /// `@unchecked Sendable` is safe: `value` is only touched inside `withLock` / `wait`, with the
 /// mutex held, and `Value` itself is `Sendable`.
