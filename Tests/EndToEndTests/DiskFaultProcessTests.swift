@@ -180,7 +180,7 @@ extension EndToEndTests {
         /// disk does): produces are refused with "read-only", nothing refused is acknowledged,
         /// reads go on; after the disk is checked and mounted again, a restarted spoold has every
         /// acknowledged record and takes writes again.
-        @Test(.timeLimit(.minutes(5)))
+        @Test(.timeLimit(.minutes(5)), .enabled(if: SmallFilesystem.readOnlyUnavailableReason == nil, "\(SmallFilesystem.readOnlyUnavailableReason ?? "")"))
         func aDiskTurningReadOnlyRefusesWritesButKeepsEveryAcknowledgedRecord() async throws {
             let filesystem = try SmallFilesystem(.ext4, megabytes: 32)
             defer { filesystem.unmount() }

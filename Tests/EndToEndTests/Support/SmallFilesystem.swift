@@ -37,6 +37,17 @@ final class SmallFilesystem: @unchecked Sendable {
         return nil
     }()
 
+    /// Why an ext4 filesystem cannot be made to fail into read-only here (the kernel has no
+    /// `trigger_fs_error`), or nil when it can; nil checks nothing when mounting fails anyway.
+    static let readOnlyUnavailableReason: String? = {
+        guard unavailableReason == nil, let probe = try? SmallFilesystem(.ext4, megabytes: 4) else { return nil }
+        defer { probe.unmount() }
+        guard let path = try? probe.triggerPath, FileManager.default.fileExists(atPath: path) else {
+            return "this kernel has no /sys/fs/ext4/<device>/trigger_fs_error: the read-only test cannot fail a disk"
+        }
+        return nil
+    }()
+
     /// Mounts a new filesystem of `kind` and `megabytes` on a temporary directory.
     init(_ kind: Kind, megabytes: Int) throws {
         self.kind = kind
@@ -101,10 +112,16 @@ final class SmallFilesystem: @unchecked Sendable {
     /// Makes the ext4 filesystem fail as a dying disk does: the kernel records an error and, with
     /// `errors=remount-ro`, turns it read-only under the processes writing to it.
     func failIntoReadOnly() throws {
-        precondition(kind == .ext4, "only ext4 has trigger_fs_error")
-        let device = try Self.command("/bin/findmnt", ["-n", "-o", "SOURCE", path]).trimmingCharacters(in: .whitespacesAndNewlines)
-        let name = URL(fileURLWithPath: device).lastPathComponent
-        try Data("spool test: failing the disk\n".utf8).write(to: URL(fileURLWithPath: "/sys/fs/ext4/\(name)/trigger_fs_error"))
+        try Data("spool test: failing the disk\n".utf8).write(to: URL(fileURLWithPath: try triggerPath))
+    }
+
+    /// The ext4 file that records an error on this filesystem when written.
+    private var triggerPath: String {
+        get throws {
+            precondition(kind == .ext4, "only ext4 has trigger_fs_error")
+            let device = try Self.command("/bin/findmnt", ["-n", "-o", "SOURCE", path]).trimmingCharacters(in: .whitespacesAndNewlines)
+            return "/sys/fs/ext4/\(URL(fileURLWithPath: device).lastPathComponent)/trigger_fs_error"
+        }
     }
 
     /// Runs a command to completion; throws with its output unless it exits with an accepted code.
