@@ -81,35 +81,44 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
     public var isOutOfSpace: Bool { [.full, .quota, .fileTooLarge].contains(diskFault) }
 }
 
-/// Why the disk refused a write, from the `errno` of the failed call.
-public enum DiskFault: Sendable, Equatable, CustomStringConvertible {
+/// Why the disk refused a write, from the `errno` of the failed call. An open set: compare with
+/// the static members, and keep a default branch when switching, since later versions may add
+/// faults.
+public struct DiskFault: Hashable, Sendable, CustomStringConvertible {
+    private enum Kind: Hashable, Sendable {
+        case full, quota, fileTooLarge, readOnly, failed
+    }
+    private let kind: Kind
+
     /// `ENOSPC`: the filesystem has no free blocks (or inodes) left.
-    case full
+    public static let full = DiskFault(kind: .full)
     /// `EDQUOT`: the user's disk quota is used up.
-    case quota
+    public static let quota = DiskFault(kind: .quota)
     /// `EFBIG`: the file would pass the process's file-size limit (`RLIMIT_FSIZE`) or the
     /// filesystem's largest file.
-    case fileTooLarge
+    public static let fileTooLarge = DiskFault(kind: .fileTooLarge)
     /// `EROFS`: the filesystem is mounted (or was remounted, after errors) read-only.
-    case readOnly
+    public static let readOnly = DiskFault(kind: .readOnly)
     /// `EIO`: the device failed the write or the sync.
-    case failed
+    public static let failed = DiskFault(kind: .failed)
+
+    private init(kind: Kind) { self.kind = kind }
 
     /// The fault for `errno`, or nil if it is not one of the above.
     public init?(errno: Int32) {
         switch errno {
-        case ENOSPC: self = .full
-        case EDQUOT: self = .quota
-        case EFBIG: self = .fileTooLarge
-        case EROFS: self = .readOnly
-        case EIO: self = .failed
+        case ENOSPC: kind = .full
+        case EDQUOT: kind = .quota
+        case EFBIG: kind = .fileTooLarge
+        case EROFS: kind = .readOnly
+        case EIO: kind = .failed
         default: return nil
         }
     }
 
     /// A few words: "the disk is full", "the disk quota is exhausted", ….
     public var description: String {
-        switch self {
+        switch kind {
         case .full: "the disk is full"
         case .quota: "the disk quota is exhausted"
         case .fileTooLarge: "the file size limit is reached"
@@ -118,10 +127,10 @@ public enum DiskFault: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// The description with what helps the reader act: for a full disk, the space still free on
-    /// the filesystem holding `path` (read with `statvfs`).
+    /// The description with what helps the reader act: for a full disk or a quota, the space
+    /// still free on the filesystem holding `path` (read with `statvfs`).
     func explanation(path: String) -> String {
-        switch self {
+        switch kind {
         case .full, .quota:
             guard let free = Self.freeBytes(near: path) else { return description }
             return "\(description) (\(ByteCount(free)) free on \(Self.directory(of: path)))"
