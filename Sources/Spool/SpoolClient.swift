@@ -224,14 +224,14 @@ public final class SpoolClient: Sendable {
     /// where it does not).
     func partitionCount(of topic: String) async throws(SpoolError) -> Int32 {
         if let count = partitionCounts.withLock({ $0[topic] }) { return count }
-        var count = try await topics([topic]).first.map { Int32($0.partitions.count) }
-        if count == nil {
+        var info = try await topics([topic]).first
+        if info == nil {
             _ = try await offset(of: topic, partition: 0, .latest)
-            count = Int32(try await topics([topic]).first?.partitions.count ?? 1)
+            info = try await topics([topic]).first
         }
-        let known = count ?? 1
-        partitionCounts.withLock { $0[topic] = known }
-        return known
+        let count = Int32(info?.partitions.count ?? 1)
+        partitionCounts.withLock { $0[topic] = count }
+        return count
     }
 }
 

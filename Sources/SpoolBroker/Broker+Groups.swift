@@ -106,7 +106,6 @@ extension Broker {
             unsyncedCommits = nil
             writeFaults.failed(.committedOffsets, .sync, error, affects: "waiting commits get errors; the store is rewritten into new files",
                                now: now, metadata: offsetStoreMetadata, logger: logger)
-            offsetStoreFailure = "a sync failed (\(error.message)) and the store must be rewritten"
             rewriteOffsetStore(now: now)
             defer { pendingCommits = [] }
             return delivered(pendingCommits.map {
@@ -116,7 +115,8 @@ extension Broker {
     }
 
     /// Rewrites the offset store into new, synced files (after a failed sync); clears
-    /// ``offsetStoreFailure`` if that worked, else says why it did not.
+    /// ``offsetStoreFailure`` and the sync fault if that worked, else says why it did not (a
+    /// rewrite that fails is the same sync fault going on, logged again only for another cause).
     private func rewriteOffsetStore(now: Int64) {
         do throws(StorageError) {
             try offsetStore.compact()
@@ -124,7 +124,7 @@ extension Broker {
             writeFaults.succeeded(.committedOffsets, .sync, now: now, metadata: offsetStoreMetadata, logger: logger)
         } catch {
             offsetStoreFailure = "after a failed sync the store could not be rewritten (\(error.message)); each commit tries again"
-            writeFaults.failed(.committedOffsets, .commit, error, affects: "commits are refused; each commit tries the rewrite again",
+            writeFaults.failed(.committedOffsets, .sync, error, affects: "commits are refused; each commit tries the rewrite again",
                                now: now, metadata: offsetStoreMetadata, logger: logger)
         }
     }

@@ -31,9 +31,6 @@ struct WriteFaults {
     /// The fault of `subject` in force, if any.
     subscript(subject: SyncKey.Subject) -> WriteFault? { faults[subject] }
 
-    /// Number of subjects refusing writes now (each partition counts once, and the offset store).
-    var count: Int { faults.count }
-
     /// Records that `operation` on `subject` failed with `error`; logs at error, with `metadata`
     /// (topic, partition, path) and what the failure `affects`, when this is a new fault (none
     /// in force, or one of another operation or errno), and at debug otherwise.

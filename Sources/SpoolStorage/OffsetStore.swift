@@ -169,7 +169,7 @@ public final class OffsetStore {
                     setAsidePath = try saveAside(cut, of: path, cutAt: scan.validBytes)
                 } catch where error.isOutOfSpace {
                     // A torn commit was never acknowledged: cutting it without a copy loses nothing promised.
-                    reason += "; the \(cut.count) cut bytes could not be copied aside (\(error.message))"
+                    reason += "; " + error.cutWithoutCopy(of: cut.count)
                 }
             } else {
                 reason = "zero-filled tail at byte \(scan.validBytes)"

@@ -79,6 +79,11 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
 
     /// True when the disk has no room for the write: full, over quota, or past the file-size limit.
     public var isOutOfSpace: Bool { [.full, .quota, .fileTooLarge].contains(diskFault) }
+
+    /// For a recovery report: `byteCount` bytes were cut without the copy this error prevented.
+    func cutWithoutCopy(of byteCount: Int) -> String {
+        "the \(byteCount) cut bytes could not be copied aside (\(message))"
+    }
 }
 
 /// Why the disk refused a write, from the `errno` of the failed call. An open set: compare with

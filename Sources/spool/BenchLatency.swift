@@ -50,7 +50,7 @@ extension BrokerBench {
             // due (the sleep overshoots by some tens of µs; the next sleep absorbs it) and sends
             // at once when behind. The value carries the actual send time.
             let interval = 1e9 / Double(rate)
-            var late = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+            var late = nanosecondHistogram()
             let start = monotonicNanoseconds()
             let clock = ContinuousClock()
             let clockStart = clock.now
@@ -92,7 +92,7 @@ private final class LatencyRecorder: Sendable {
     private let expected: Int
     private let partitions: Int
     private let state = Mutex<(histogram: Histogram<UInt64>, received: Int, primedPartitions: Int)>(
-        (Histogram(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three), 0, 0)
+        (nanosecondHistogram(), 0, 0)
     )
 
     init(expected: Int, partitions: Int) {
@@ -155,7 +155,7 @@ extension BrokerBench {
         let producer = try Producer(client: client, configuration: ProducerConfiguration(linger: .zero), logger: logger)
         let value = randomBytes(size)
         try await producer.send(to: topic, value: value)  // the metadata and the connection are ready before the clock starts
-        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+        var histogram = nanosecondHistogram()
         let start = monotonicNanoseconds()
         for _ in 0..<count {
             let sent = monotonicNanoseconds()

@@ -53,7 +53,7 @@ struct RoundTripBench: Sendable {
             let dealer = try Socket(context: context, type: .dealer)
             try dealer.connect(endpoint)
             let message = [Frame(randomBytes(size))]
-            var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+            var histogram = nanosecondHistogram()
             _ = try dealer.send(message)
             _ = try dealer.receive()
             let start = monotonicNanoseconds()
@@ -92,7 +92,7 @@ struct DiskBench: Sendable {
             unlink(path)
         }
         let bytes = randomBytes(size)
-        var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+        var histogram = nanosecondHistogram()
         let start = monotonicNanoseconds()
         for index in 0..<count {
             let before = monotonicNanoseconds()

@@ -11,6 +11,12 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }
 
+/// An empty HdrHistogram of nanoseconds, 1 ns to 1 hour at three significant digits: every
+/// latency the bench records goes into one of these.
+func nanosecondHistogram() -> Histogram<UInt64> {
+    Histogram(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+}
+
 /// A fresh topic name, `bench-<8 hex digits><suffix>`: every run writes its own topic, so runs
 /// never read each other's records.
 func freshBenchTopic(suffix: String = "") -> String {

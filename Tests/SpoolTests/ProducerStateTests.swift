@@ -79,29 +79,29 @@ import Testing
     /// nothing leaves before it.
     @Test func withoutLingerARecordLeavesFromTheCallersThreadWhileTheWindowHasRoom() throws {
         var state = Self.makeState(records: 1, configuration: ProducerConfiguration(linger: .zero, maxInFlightPerPartition: 2))
-        let first = try state.sendWithoutWaiting().transmissions.map(Self.header)
-        #expect(first.map(\.baseSequence) == [0] && first.map(\.recordCount) == [1])
         var actions = ProducerActions()
+        let first = try state.sendWithoutWaiting(actions: &actions).map(Self.header)
+        #expect(first.map(\.baseSequence) == [0] && first.map(\.recordCount) == [1])
         func append(_ number: Int) {
             let value = [UInt8(number)]
             _ = state.tryAppend(topic: "t", partition: nil, key: nil, value: value, headers: [], timestamp: 1_000,
                                 size: RecordSize.upperBound(key: nil, value: value, headers: []), actions: &actions)
         }
         append(1)
-        let second = state.sendWithoutWaiting().transmissions
+        let second = state.sendWithoutWaiting(actions: &actions)
         #expect(try second.map(Self.header).map(\.baseSequence) == [1])
         append(2)
         append(3)
-        #expect(state.sendWithoutWaiting().transmissions.isEmpty, "the window of 2 is full: the records wait in the open batch")
+        #expect(state.sendWithoutWaiting(actions: &actions).isEmpty, "the window of 2 is full: the records wait in the open batch")
         #expect(state.partitions[0].open?.recordCount == 2)
         // A failed batch puts the partition into retry: nothing leaves past it until the loop resends.
         _ = state.transmitted(slot: 0, batchID: second[0].batchID, result: Self.lost, now: MonotonicClock.now())
         _ = state.transmitted(slot: 0, batchID: state.partitions[0].inFlight[0].id, result: Self.stored(0), now: MonotonicClock.now())
         #expect(state.partitions[0].retrying)
-        #expect(state.sendWithoutWaiting().transmissions.isEmpty)
+        #expect(state.sendWithoutWaiting(actions: &actions).isEmpty)
 
         var lingering = Self.makeState(records: 1, configuration: ProducerConfiguration(linger: .milliseconds(5)))
-        #expect(lingering.sendWithoutWaiting().transmissions.isEmpty, "with a linger the loop decides when the batch leaves")
+        #expect(lingering.sendWithoutWaiting(actions: &actions).isEmpty, "with a linger the loop decides when the batch leaves")
     }
 
     /// A batch that expires after the broker refused it says why, and nothing more (it was not

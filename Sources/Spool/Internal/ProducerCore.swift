@@ -50,14 +50,14 @@ final class ProducerCore: Sendable {
         let size = try checkedSize(topic: topic, key: key, value: value, headers: headers)
         var attempt: ProducerState.AppendAttempt = .unknownTopic
         var actions = ProducerActions()
-        var refused: [Transmission] = []
+        var refused: [(Transmission, SpoolError)] = []
         for _ in 0..<2 {
             attempt = state.withLock { state in
                 let attempt = state.tryAppend(topic: topic, partition: partition, key: key, value: value, headers: headers,
                                               timestamp: timestamp, size: size, actions: &actions)
                 if case .appended = attempt {
                     if state.loopTask == nil { startLoop(&state) }
-                    refused = sendWithoutWaiting(&state, actions: &actions)
+                    refused = queue(state.sendWithoutWaiting(actions: &actions))
                 }
                 return attempt
             }
@@ -107,7 +107,7 @@ final class ProducerCore: Sendable {
                 let refused = state.withLock { state in
                     state.appendOrBlock(makeRecord(id, continuation), waitUnlessCancelled: cancelled, actions: &actions)
                     if state.loopTask == nil, !state.closing { startLoop(&state) }
-                    return sendWithoutWaiting(&state, actions: &actions)
+                    return queue(state.sendWithoutWaiting(actions: &actions))
                 }
                 perform(actions)
                 answerRefused(refused)
@@ -276,26 +276,18 @@ final class ProducerCore: Sendable {
         perform(actions)
     }
 
-    /// With linger 0, sends from the caller's thread what may leave now (see
-    /// ``ProducerState/sendWithoutWaiting()``); called under the state lock. Returns what the
-    /// closed client refused.
-    private func sendWithoutWaiting(_ state: inout ProducerState, actions: inout ProducerActions) -> [Transmission] {
-        guard configuration.linger == .zero else { return [] }
-        let plan = state.sendWithoutWaiting()
-        actions.merge(plan.actions)
-        return queue(plan.transmissions)
-    }
-
-    /// Queues each batch on the client's connection, in order; called under the state lock, so
-    /// batches of one partition leave in the order of their sequences whichever thread sends
-    /// them. The answer goes to the state on the connection's I/O thread, in the wake-up that
-    /// received it (a waiting `send` is resumed from there, with no task between). Returns the
-    /// transmissions a closed client refused, to answer once the lock is released.
-    private func queue(_ transmissions: [Transmission]) -> [Transmission] {
-        transmissions.filter { transmission in
+    /// Queues each batch on the client's connection, in order; called under the state lock (by
+    /// the loop, and by a caller for what ``ProducerState/sendWithoutWaiting(actions:)`` lets
+    /// leave at once), so batches of one partition leave in the order of their sequences whichever
+    /// thread sends them. The answer goes to the state on the connection's I/O thread, in the
+    /// wake-up that received it (a waiting `send` is resumed from there, with no task between).
+    /// Returns the transmissions a closed client refused, with its error, to answer once the
+    /// lock is released.
+    private func queue(_ transmissions: [Transmission]) -> [(Transmission, SpoolError)] {
+        transmissions.compactMap { transmission in
             client.send(.produce, [transmission.requestBody, transmission.batch]) { [self] reply in
                 answered(transmission, reply.flatMap { reply in Result { () throws(SpoolError) in try client.decode(ProduceResponse.self, reply) } })
-            } != nil
+            }.map { (transmission, $0) }
         }
     }
 
@@ -307,8 +299,8 @@ final class ProducerCore: Sendable {
     }
 
     /// Fails the sends a closed client refused.
-    private func answerRefused(_ refused: [Transmission]) {
-        for transmission in refused { answered(transmission, .failure(SpoolError(.clientClosed, "the client for \(client.endpoint) is closed"))) }
+    private func answerRefused(_ refused: [(Transmission, SpoolError)]) {
+        for (transmission, error) in refused { answered(transmission, .failure(error)) }
     }
 
     private func requestIdentity() async {

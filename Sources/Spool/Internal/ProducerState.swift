@@ -109,14 +109,6 @@ struct ProducerActions {
 
     var isEmpty: Bool { published.isEmpty && buffered.isEmpty && flushed.isEmpty && loopWakeup == nil && logs.isEmpty }
 
-    /// Adds `other`'s effects after these.
-    mutating func merge(_ other: ProducerActions) {
-        published += other.published
-        buffered += other.buffered
-        flushed += other.flushed
-        loopWakeup = loopWakeup ?? other.loopWakeup
-        logs += other.logs
-    }
 }
 
 /// Something worth a log line, written outside the lock.
@@ -452,21 +444,21 @@ struct ProducerState {
     /// as the loop's next look would, so that the caller's own thread queues them at once rather
     /// than waking the loop to do it (one thread hop less per record). Batches that must wait (a
     /// retry, a full window, no producer id yet), deadlines and everything else stay the loop's.
-    mutating func sendWithoutWaiting() -> LoopPlan {
-        var plan = LoopPlan()
-        guard timing.linger == 0 else { return plan }
+    mutating func sendWithoutWaiting(actions: inout ProducerActions) -> [Transmission] {
+        guard timing.linger == 0 else { return [] }
         let stamp: (id: Int64, epoch: Int16)
         switch identity {
         case .known(let id, let epoch): stamp = (id, epoch)
         case .disabled: stamp = (-1, -1)
-        case .unknown, .requesting: return plan
+        case .unknown, .requesting: return []
         }
+        var plan = LoopPlan()
         for slot in active where partitions[slot].open != nil && !partitions[slot].retrying && partitions[slot].ready.isEmpty
             && partitions[slot].inFlight.count < configuration.maxInFlightPerPartition {
-            closeOpenBatch(slot: slot, actions: &plan.actions)
+            closeOpenBatch(slot: slot, actions: &actions)
             send(slot: slot, stamp: stamp, plan: &plan)
         }
-        return plan
+        return plan.transmissions
     }
 
     /// Sends ready batches while the partition has in-flight room, stamping each once.

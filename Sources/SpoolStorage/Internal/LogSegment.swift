@@ -270,7 +270,7 @@ final class LogSegment {
         do throws(StorageError) {
             return (try setAside(from: start, to: end), nil)
         } catch where error.isOutOfSpace {
-            return (nil, "the \(end - start) cut bytes could not be copied aside (\(error.message))")
+            return (nil, error.cutWithoutCopy(of: end - start))
         }
     }
 
