@@ -340,7 +340,8 @@ extension EndToEndTests {
                 try filesystem.fill(leaving: 32 << 10)
                 fills += 1
                 // Most full spells are shorter than the producers' delivery timeout (their retries
-                // then succeed); every third is longer, so records also fail for good.
+                // then succeed); every third is longer, so records may also fail for good (not
+                // always: space a failed append gives back can let a smaller batch through).
                 try await Task.sleep(for: .milliseconds(fills % 3 == 0 ? 5_000 : Int.random(in: 500...2000)))
                 try filesystem.free()
                 try await Task.sleep(for: .milliseconds(Int.random(in: 500...2000)))
@@ -368,7 +369,9 @@ extension EndToEndTests {
             let lost = acknowledged.keys.filter { !values.contains($0) }.count
             #expect(lost == 0)
             let faults = daemon.runs[0].stderr.text.split(separator: "\n").filter { $0.contains("the disk is full: produces to this partition are refused") }
-            #expect(acknowledged.count > 0 && failed.count > 0 && faults.count > 0, "the soak saw both outcomes")
+            // The broker refused writes (the disk filled) and records were stored; records that
+            // failed for good are a figure, not a given (the full-disk test asserts that path).
+            #expect(acknowledged.count > 0 && faults.count > 0, "the disk filled while records were stored")
             print("""
                 disk-fault soak (\(Self.soakSeconds) s, tmpfs \(megabytes) MiB, fsync always, 3 producers, group of 2, \(fills) fills): \
                 \(faults.count) full-disk spells logged by spoold, \(acknowledged.count) acknowledged, \(failed.count) failed with the cause named \
