@@ -44,7 +44,7 @@ public final class Consumer: AsyncSequence, Sendable {
 
     let client: SpoolClient
     private let logger: Logger
-    private let state = Mutex(ConsumerState())
+    private let state: Mutex<ConsumerState>
     private let eventSink: AsyncStream<ConsumerEvent>.Continuation
     private let coordinator = Mutex<Task<Void, Never>?>(nil)
 
@@ -65,14 +65,14 @@ public final class Consumer: AsyncSequence, Sendable {
         self.topics = topics
         self.configuration = configuration
         self.logger = logger
+        state = Mutex(ConsumerState(nextRequestID: { [connection = client.connection] in connection.makeRequestID() }))
         (events, eventSink) = AsyncStream.makeStream(of: ConsumerEvent.self, bufferingPolicy: .bufferingNewest(100))
         coordinator.withLock { $0 = Task { [self] in await runMembership() } }
     }
 
     deinit {
         coordinator.withLock { $0?.cancel() }
-        for task in state.withLock({ $0.stopAll() }) { task.cancel() }
-        eventSink.finish()
+        stopAll()
     }
 
     /// The partitions the consumer reads now, sorted.
@@ -90,8 +90,15 @@ public final class Consumer: AsyncSequence, Sendable {
     public struct Iterator: AsyncIteratorProtocol {
         let consumer: Consumer
         /// The next record, waiting as long as it takes; nil after ``Consumer/close(countingLastRecord:)``. Marks the
-        /// record returned before as processed.
-        public mutating func next() async throws -> SpoolRecord? { try await consumer.nextRecord() }
+        /// records returned before as processed.
+        public mutating func next() async throws -> SpoolRecord? { try await consumer.nextRecords(upTo: 1)?.first }
+
+        /// The records fetched already, in the order ``next()`` would return them (at least one,
+        /// waiting for it as long as it takes; at most `limit`); nil after
+        /// ``Consumer/close(countingLastRecord:)``. Marks the records returned before as processed;
+        /// these count as processed together, when the loop asks for more (or at a commit or close),
+        /// so a handler can apply them in one local transaction.
+        public mutating func nextBatch(upTo limit: Int) async throws -> ArraySlice<SpoolRecord>? { try await consumer.nextRecords(upTo: limit) }
     }
 
     // MARK: Commits
@@ -112,7 +119,11 @@ public final class Consumer: AsyncSequence, Sendable {
 
     /// Commits every processed record (the last one returned included) and returns once stored.
     public func commit() async throws(SpoolError) {
-        state.withLock { $0.markLastDeliveredProcessed() }
+        perform(state.withLock { state in
+            var actions = ConsumerActions()
+            state.markLastDeliveredProcessed(actions: &actions)
+            return actions
+        })
         try await commitProcessed(nil)
     }
 
@@ -131,11 +142,13 @@ public final class Consumer: AsyncSequence, Sendable {
         guard let task else { return }
         task.cancel()
         await task.value
-        let (fetchers, memberID) = state.withLock { state in
-            if countingLastRecord { state.markLastDeliveredProcessed() }
-            return (state.stopFetching(), state.memberID)
+        let (actions, memberID) = state.withLock { state in
+            var actions = ConsumerActions()
+            if countingLastRecord { state.markLastDeliveredProcessed(actions: &actions) }
+            state.stopFetching(Set(state.partitions.keys), actions: &actions)
+            return (actions, state.memberID)
         }
-        for fetcher in fetchers { fetcher.cancel() }
+        perform(actions)
         if configuration.autoCommit {
             await commitWithRetries()
         }
@@ -147,7 +160,16 @@ public final class Consumer: AsyncSequence, Sendable {
                                metadata: ["group": "\(group)", "error": "\(error)"])
             }
         }
-        for task in state.withLock({ $0.stopAll() }) { task.cancel() }
+        stopAll()
+    }
+
+    /// Ends iteration and fetching, and the events stream.
+    private func stopAll() {
+        perform(state.withLock { state in
+            var actions = ConsumerActions()
+            state.stopAll(actions: &actions)
+            return actions
+        })
         eventSink.finish()
     }
 
@@ -155,6 +177,7 @@ public final class Consumer: AsyncSequence, Sendable {
     /// moved (then a heartbeat refreshes it), for at most the client's request timeout.
     private func commitWithRetries() async {
         let deadline = ContinuousClock.now + client.configuration.requestTimeout
+        var backoff = Backoff()
         while true {
             do {
                 try await commitProcessed(nil)
@@ -165,8 +188,8 @@ public final class Consumer: AsyncSequence, Sendable {
                                  metadata: ["group": "\(group)", "error": "\(error)"])
                     return
                 }
-                if error.code == .staleGeneration { try? await heartbeatOnce() }
-                try? await Task.sleep(for: .milliseconds(100))
+                if error.code == .staleGeneration, let assignment = try? await heartbeat() { _ = try? await apply(assignment) }
+                try? await Task.sleep(for: backoff.next())
             }
         }
     }
@@ -185,13 +208,16 @@ public final class Consumer: AsyncSequence, Sendable {
 
     // MARK: Delivery
 
-    private func nextRecord() async throws -> SpoolRecord? {
+    private func nextRecords(upTo limit: Int) async throws -> ArraySlice<SpoolRecord>? {
         while true {
-            let outcome = state.withLock { $0.takeRecord(maxBuffered: configuration.maxBufferedRecords) }
+            let (outcome, actions) = state.withLock { state in
+                var actions = ConsumerActions()
+                return (state.takeRecords(upTo: limit, maxBuffered: configuration.maxBufferedRecords, actions: &actions), actions)
+            }
+            perform(actions)
             switch outcome {
-            case .record(let record, let freed):
-                for waiter in freed { waiter.resume() }
-                return record
+            case .records(let records):
+                return records
             case .finished:
                 return nil
             case .failed(let error):
@@ -200,15 +226,10 @@ public final class Consumer: AsyncSequence, Sendable {
                 try Task.checkCancellation()
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { continuation in
-                        let ready = state.withLock { state in
-                            guard !state.hasRecordOrEnd else { return true }
-                            state.waitingReader = continuation
-                            return false
-                        }
-                        if ready { continuation.resume() }
+                        if !state.withLock({ $0.park(continuation) }) { continuation.resume() }
                     }
                 } onCancel: {
-                    state.withLock { $0.takeReader() }?.resume()
+                    state.withLock { $0.unparkReader() }?.resume()
                 }
             }
         }
@@ -216,75 +237,60 @@ public final class Consumer: AsyncSequence, Sendable {
 
     // MARK: Membership
 
-    /// Joins, then heartbeats and auto-commits until cancelled; rejoins when the broker forgot
-    /// the member; gives up partitions whose session must have expired.
+    /// Joins, then heartbeats and auto-commits until cancelled, as ``MembershipSchedule`` says:
+    /// rejoins when the broker forgot the member, gives up partitions whose session must have
+    /// expired, and sleeps in between (no polling).
     private func runMembership() async {
-        var mustJoin = true
-        var backoff = Backoff()
-        var lastContact = ContinuousClock.now
-        var nextHeartbeat = ContinuousClock.now
-        var nextCommit = ContinuousClock.now + configuration.autoCommitInterval
+        var schedule = MembershipSchedule(sessionTimeout: configuration.sessionTimeout,
+                                          autoCommitInterval: configuration.autoCommit ? configuration.autoCommitInterval : nil, now: .now)
         while !Task.isCancelled {
             do throws(SpoolError) {
-                if mustJoin {
+                switch schedule.next(now: .now) {
+                case .join:
                     let (memberID, owned) = state.withLock { ($0.memberID, $0.partitions.keys.sorted()) }
                     let assignment = try await client.joinGroup(group, topics: topics, memberID: memberID, owned: owned,
                                                                 sessionTimeout: configuration.sessionTimeout)
-                    mustJoin = false
+                    schedule.contacted(now: .now)
                     logger.debug("joined", metadata: ["group": "\(group)", "member": "\(assignment.memberID)", "generation": "\(assignment.generation)"])
-                    try await apply(assignment)
-                } else {
-                    try await heartbeatOnce()
-                }
-                lastContact = .now
-                backoff.reset()
-                nextHeartbeat = .now + .milliseconds(Swift.max(configuration.sessionTimeout.wholeMilliseconds / 3, 10))
-                if configuration.autoCommit, ContinuousClock.now >= nextCommit {
-                    nextCommit = .now + configuration.autoCommitInterval
+                    if try await apply(assignment) { schedule.released() }
+                case .heartbeat:
+                    let assignment = try await heartbeat()
+                    schedule.contacted(now: .now)
+                    if try await apply(assignment) { schedule.released() }
+                case .commit:
                     try await commitProcessed(nil)
+                case .wait(let until):
+                    try? await Task.sleep(until: until, clock: .continuous)
                 }
             } catch {
-                if error.code == .cancelled || error.code == .clientClosed { return }
-                if error.code == .unknownMember {
-                    mustJoin = true
+                switch schedule.failed(error, now: .now) {
+                case .stop:
+                    return
+                case .continueNow:
                     continue
-                }
-                if error.code == .staleGeneration {
-                    nextHeartbeat = .now  // a commit raced a rebalance: refresh at once
-                    continue
-                }
-                guard error.isRetriable else {
+                case .fail:
                     fail(error)
                     return
+                case .retry(let wait, let sessionExpired):
+                    if sessionExpired { loseAll() }
+                    logger.debug("group request failed; retrying", metadata: ["group": "\(group)", "error": "\(error)"])
+                    try? await Task.sleep(for: wait)
                 }
-                if ContinuousClock.now - lastContact > configuration.sessionTimeout { loseAll() }
-                logger.debug("group request failed; retrying", metadata: ["group": "\(group)", "error": "\(error)"])
-                try? await Task.sleep(for: backoff.next())
-                continue
-            }
-            // Sleep until the next heartbeat or auto-commit, unless a revocation (made by this loop,
-            // in `apply`) asks for the release to be sent at once: no polling in between.
-            let releaseNow = state.withLock { state in
-                defer { state.heartbeatNow = false }
-                return state.heartbeatNow
-            }
-            if !releaseNow {
-                try? await Task.sleep(until: Swift.min(nextHeartbeat, configuration.autoCommit ? nextCommit : nextHeartbeat), clock: .continuous)
             }
         }
     }
 
-    /// One heartbeat carrying the partitions still held; applies the answer.
-    private func heartbeatOnce() async throws(SpoolError) {
+    /// One heartbeat carrying the partitions still held; returns the broker's answer.
+    private func heartbeat() async throws(SpoolError) -> GroupAssignment {
         let (memberID, generation, owned) = state.withLock { ($0.memberID, $0.generation, $0.partitions.keys.sorted()) }
-        let assignment = try await client.heartbeat(group, memberID: memberID, generation: generation, owned: owned)
-        try await apply(assignment)
+        return try await client.heartbeat(group, memberID: memberID, generation: generation, owned: owned)
     }
 
     /// Makes the consumer's partitions those of `assignment`: revokes the ones gone (stop, wait
     /// for the handler to finish its record, commit, release) and starts the new ones at their
-    /// committed offset or the reset position.
-    private func apply(_ assignment: GroupAssignment) async throws(SpoolError) {
+    /// committed offset or the reset position. Returns true if it revoked partitions (their
+    /// release goes with the next heartbeat, which should go at once).
+    private func apply(_ assignment: GroupAssignment) async throws(SpoolError) -> Bool {
         let wanted = Set(assignment.partitions)
         let current = state.withLock { state in
             state.memberID = assignment.memberID
@@ -294,32 +300,46 @@ public final class Consumer: AsyncSequence, Sendable {
         let revoked = current.subtracting(wanted)
         if !revoked.isEmpty { await revoke(revoked) }
         let added = wanted.subtracting(current)
-        guard !added.isEmpty else { return }
+        guard !added.isEmpty else { return !revoked.isEmpty }
         let committed = try await client.committedOffsets(group, partitions: added.sorted())
         var started: [TopicPartition] = []
         for entry in committed where added.contains(entry.partition) {
             let start = entry.offset >= 0 ? entry.offset : try await resetPosition(entry.partition)
-            state.withLock { state in
-                let epoch = state.nextEpoch()
-                let task = Task { [self] in await fetchLoop(entry.partition, from: start, epoch: epoch) }
-                state.partitions[entry.partition] = PartitionProgress(epoch: epoch, fetcher: task,
-                                                                      committed: entry.offset >= 0 ? entry.offset : nil)
-            }
+            perform(state.withLock { state in
+                var actions = ConsumerActions()
+                state.start(entry.partition, at: start, committed: entry.offset >= 0 ? entry.offset : nil,
+                            maxBuffered: configuration.maxBufferedRecords, actions: &actions)
+                return actions
+            })
             started.append(entry.partition)
         }
         logger.info("partitions assigned", metadata: ["group": "\(group)", "partitions": "\(started.sorted())"])
         eventSink.yield(.assigned(started.sorted()))
+        return !revoked.isEmpty
     }
 
     private func revoke(_ partitions: Set<TopicPartition>) async {
-        let (fetchers, freed) = state.withLock { $0.stopFetching(partitions) }
-        for fetcher in fetchers { fetcher.cancel() }
-        for waiter in freed { waiter.resume() }
-        // Let the handler finish a record of these partitions (it counts as processed when it asks for the next).
-        let deadline = ContinuousClock.now + configuration.sessionTimeout / 2
-        while ContinuousClock.now < deadline, state.withLock({ $0.isHandling(partitions) }) {
-            try? await Task.sleep(for: .milliseconds(5))
+        perform(state.withLock { state in
+            var actions = ConsumerActions()
+            state.stopFetching(partitions, actions: &actions)
+            return actions
+        })
+        // Let the handler finish a record of these partitions (it counts as processed when it
+        // asks for the next, which wakes this wait), for at most half the session timeout, and
+        // not while the consumer closes.
+        let timeout = Task { [self] in
+            try? await Task.sleep(for: configuration.sessionTimeout / 2)
+            guard !Task.isCancelled else { return }
+            state.withLock { $0.takeHandlerWaiter() }?.resume()
         }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled || !state.withLock({ $0.waitForHandler(partitions, continuation) }) { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.takeHandlerWaiter() }?.resume()  // closing: stop waiting
+        }
+        timeout.cancel()
         if configuration.autoCommit {
             do {
                 try await commitProcessed(partitions)
@@ -330,7 +350,6 @@ public final class Consumer: AsyncSequence, Sendable {
         }
         state.withLock { state in
             for partition in partitions { state.partitions.removeValue(forKey: partition) }
-            state.heartbeatNow = true
         }
         logger.info("partitions revoked", metadata: ["group": "\(group)", "partitions": "\(partitions.sorted())"])
         eventSink.yield(.revoked(partitions.sorted()))
@@ -338,15 +357,15 @@ public final class Consumer: AsyncSequence, Sendable {
 
     /// Drops every partition without committing: the session must have expired on the broker.
     private func loseAll() {
-        let (lost, fetchers, freed) = state.withLock { state in
+        let (lost, actions) = state.withLock { state in
+            var actions = ConsumerActions()
             let lost = state.partitions.keys.sorted()
-            let (fetchers, freed) = state.stopFetching(Set(lost))
+            state.stopFetching(Set(lost), actions: &actions)
             state.partitions = [:]
-            return (lost, fetchers, freed)
+            return (lost, actions)
         }
         guard !lost.isEmpty else { return }
-        for fetcher in fetchers { fetcher.cancel() }
-        for waiter in freed { waiter.resume() }
+        perform(actions)
         logger.warning("partitions lost: no heartbeat got through within the session timeout", metadata: ["group": "\(group)"])
         eventSink.yield(.lost(lost))
     }
@@ -360,57 +379,66 @@ public final class Consumer: AsyncSequence, Sendable {
     }
 
     private func fail(_ error: SpoolError) {
-        logger.error("consumer failed", metadata: ["group": "\(group)", "error": "\(error)"])
-        state.withLock { state in
-            state.failure = error
-            return state.takeReader()
-        }?.resume()
+        perform(state.withLock { state in
+            var actions = ConsumerActions()
+            state.fail(error, actions: &actions)
+            return actions
+        })
     }
 
     // MARK: Fetching
 
-    /// Long-polls one partition from `offset` into the buffer until cancelled.
-    private func fetchLoop(_ partition: TopicPartition, from offset: Int64, epoch: Int) async {
-        var position = offset
-        var backoff = Backoff()
-        while !Task.isCancelled {
-            await waitForSpace()
-            guard !Task.isCancelled else { return }
-            do throws(SpoolError) {
-                let (records, _) = try await client.fetch(from: partition.topic, partition: partition.partition, offset: position,
-                                                          maxWait: client.configuration.fetchMaxWait)
-                backoff.reset()
-                guard !records.isEmpty else { continue }
-                let (taken, reader) = state.withLock {
-                    $0.push(records, to: partition, epoch: epoch, maxBuffered: configuration.maxBufferedRecords)
-                }
-                reader?.resume()
-                if taken > 0 { position = records[taken - 1].offset + 1 }  // the rest is fetched again later
-            } catch {
-                if error.code == .cancelled || error.code == .clientClosed { return }
-                if error.code == .offsetOutOfRange, configuration.autoOffsetReset != .error,
-                   let reset = error.details[configuration.autoOffsetReset == .earliest ? "earliest" : "latest"] {
-                    logger.warning("offset out of range; resetting", metadata: ["partition": "\(partition)", "from": "\(position)", "to": "\(reset)"])
-                    position = reset
-                    continue
-                }
-                guard error.isRetriable else {
-                    fail(error)
-                    return
-                }
-                try? await Task.sleep(for: backoff.next())
+    /// Does what a transition of the state returned: sends and cancels fetches, wakes waiters,
+    /// schedules retries, logs. Fetch replies are handled on the connection's I/O thread, in the
+    /// wake-up that received them: the records go to the buffer and the reader is resumed from
+    /// there, with no task in between.
+    private func perform(_ actions: ConsumerActions) {
+        for id in actions.cancellations { client.connection.cancel(id) }
+        for waiter in actions.wakeups { waiter.resume() }
+        for reset in actions.resets {
+            logger.warning("offset out of range; resetting", metadata: ["partition": "\(reset.partition)", "from": "\(reset.from)", "to": "\(reset.to)"])
+        }
+        if let failure = actions.failure { logger.error("consumer failed", metadata: ["group": "\(group)", "error": "\(failure)"]) }
+        for retry in actions.retries {
+            Task { [self] in
+                try? await Task.sleep(for: retry.after)
+                perform(state.withLock { state in
+                    var actions = ConsumerActions()
+                    state.retryDue(retry.partition, epoch: retry.epoch, actions: &actions)
+                    return actions
+                })
             }
         }
+        for order in actions.fetches { send(order) }
     }
 
-    private func waitForSpace() async {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state in
-                guard state.bufferedCount >= configuration.maxBufferedRecords, !state.isStopped else { return true }
-                state.spaceWaiters.append(continuation)
-                return false
+    private func send(_ order: FetchOrder) {
+        let partition = order.partition
+        let maxWait = client.configuration.fetchMaxWait
+        let body = client.fetchRequest(partition.topic, partition: partition.partition, offset: order.offset, maxWait: maxWait)
+        let closed = client.send(id: order.requestID, .fetch, body, extraTimeout: maxWait) { [self] reply in
+            let result = reply.flatMap { reply in
+                Result { () throws(SpoolError) in
+                    try client.fetchResult(reply, topic: partition.topic, partition: partition.partition, offset: order.offset).records
+                }
             }
-            if ready { continuation.resume() }
+            perform(state.withLock { state in
+                var actions = ConsumerActions()
+                switch result {
+                case .success(let records):
+                    state.fetched(partition, epoch: order.epoch, records: records, maxBuffered: configuration.maxBufferedRecords, actions: &actions)
+                case .failure(let error):
+                    state.fetchFailed(partition, epoch: order.epoch, error: error, reset: configuration.autoOffsetReset, actions: &actions)
+                }
+                return actions
+            })
+        }
+        if let closed {
+            perform(state.withLock { state in
+                var actions = ConsumerActions()
+                state.fetchFailed(partition, epoch: order.epoch, error: closed, reset: configuration.autoOffsetReset, actions: &actions)
+                return actions
+            })
         }
     }
 }

@@ -20,7 +20,7 @@ public final class SpoolClient: Sendable {
     public let endpoint: String
     /// The settings in force.
     public let configuration: ClientConfiguration
-    private let connection: Connection
+    let connection: Connection
     private let partitionCounts = Mutex<[String: Int32]>([:])
     private let roundRobin = Atomic<UInt32>(0)
 
@@ -99,10 +99,18 @@ public final class SpoolClient: Sendable {
     public func fetch(from topic: String, partition: Int32 = 0, offset: Int64,
                       maxWait: Duration = .zero) async throws(SpoolError) -> (records: [SpoolRecord], logEndOffset: Int64) {
         try Self.checkTopicName(topic)
-        let request = FetchRequest(topic: topic, partition: partition, offset: offset,
-                                   maxWaitMilliseconds: UInt32(clamping: maxWait.wholeMilliseconds),
-                                   minBytes: 1, maxBytes: UInt32(clamping: configuration.fetchMaxBytes))
-        let reply = try await call(.fetch, [request.encoded()], extraTimeout: maxWait)
+        let reply = try await call(.fetch, fetchRequest(topic, partition: partition, offset: offset, maxWait: maxWait), extraTimeout: maxWait)
+        return try fetchResult(reply, topic: topic, partition: partition, offset: offset)
+    }
+
+    /// The body of a fetch of `topic`/`partition` from `offset`, long-polling up to `maxWait`.
+    func fetchRequest(_ topic: String, partition: Int32, offset: Int64, maxWait: Duration) -> [[UInt8]] {
+        [FetchRequest(topic: topic, partition: partition, offset: offset, maxWaitMilliseconds: UInt32(clamping: maxWait.wholeMilliseconds),
+                      minBytes: 1, maxBytes: UInt32(clamping: configuration.fetchMaxBytes)).encoded()]
+    }
+
+    /// The records at or after `offset` in a fetch reply, and the partition's visible end.
+    func fetchResult(_ reply: Reply, topic: String, partition: Int32, offset: Int64) throws(SpoolError) -> (records: [SpoolRecord], logEndOffset: Int64) {
         guard reply.frames.count == 2 else {
             throw SpoolError(.protocolViolation, "fetch reply has \(reply.frames.count) frames after the header, expected 2")
         }
@@ -177,9 +185,12 @@ public final class SpoolClient: Sendable {
 
     /// ``call(_:_:extraTimeout:)`` without a task: queues the request and returns; `completion`
     /// gets the reply (or the broker's error) on the connection's I/O thread, and must not block.
-    /// Returns the client-closed error, without calling `completion`, if the client is closed.
-    func send(_ opCode: OpCode, _ body: [[UInt8]], completion: @escaping @Sendable (Result<Reply, SpoolError>) -> Void) -> SpoolError? {
-        connection.send(opCode, body, timeout: configuration.requestTimeout) { completion($0.flatMap(Self.checked)) } ? nil : connection.closedError
+    /// `id` (from ``Connection/makeRequestID()``) lets the caller cancel it. Returns the
+    /// client-closed error, without calling `completion`, if the client is closed.
+    func send(id: UInt64? = nil, _ opCode: OpCode, _ body: [[UInt8]], extraTimeout: Duration = .zero,
+              completion: @escaping @Sendable (Result<Reply, SpoolError>) -> Void) -> SpoolError? {
+        connection.send(id: id, opCode, body, timeout: configuration.requestTimeout + extraTimeout) { completion($0.flatMap(Self.checked)) }
+            ? nil : connection.closedError
     }
 
     /// The reply, or the error it carries.

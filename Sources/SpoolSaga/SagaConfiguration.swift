@@ -42,19 +42,24 @@ public struct SagaConfiguration: Sendable {
     public var consumer: ConsumerConfiguration
     /// The producer settings of the relay and the dead-letter writer.
     public var producer: ProducerConfiguration
+    /// Records already fetched that are handled together, in one local transaction (one
+    /// SQLite commit), each in its own savepoint: a handler that fails undoes only its own
+    /// record's effects, and that record is retried alone. 1 = a transaction per record.
+    public var maxRecordsPerTransaction: Int
 
     /// Defaults: ``RetryPolicy/init(maxAttempts:initialBackoff:maxBackoff:)``, a 200 ms poll,
     /// sent rows kept 10 minutes, handled event ids kept 30 days, a producer without linger (the
-    /// relay batches by itself).
+    /// relay batches by itself), up to 100 records per transaction.
     public init(retry: RetryPolicy = RetryPolicy(), pollInterval: Duration = .milliseconds(200), sentRetention: Duration = .seconds(600),
                 inboxRetention: Duration = .seconds(30 * 24 * 3600), consumer: ConsumerConfiguration = ConsumerConfiguration(),
-                producer: ProducerConfiguration = ProducerConfiguration(linger: .zero)) {
+                producer: ProducerConfiguration = ProducerConfiguration(linger: .zero), maxRecordsPerTransaction: Int = 100) {
         self.retry = retry
         self.pollInterval = pollInterval
         self.sentRetention = sentRetention
         self.inboxRetention = inboxRetention
         self.consumer = consumer
         self.producer = producer
+        self.maxRecordsPerTransaction = maxRecordsPerTransaction
     }
 }
 

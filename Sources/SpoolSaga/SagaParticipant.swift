@@ -18,7 +18,9 @@ import Synchronization
 /// How it holds:
 /// - **Inbox.** A record is handled in one database transaction that first inserts its event id
 ///   into `spool_inbox`; a redelivered event (after a crash, a rebalance, a replay) finds its id
-///   there and is skipped. The consumer offset is committed only after that transaction.
+///   there and is skipped. The consumer offset is committed only after that transaction. Records
+///   fetched already share one transaction (up to ``SagaConfiguration/maxRecordsPerTransaction``),
+///   each in a savepoint of it, so a busy service pays one commit for many events.
 /// - **Outbox.** Events emitted by a handler (or by ``transaction(_:)``) are rows of the same
 ///   transaction; a relay publishes them through the idempotent ``Producer`` in insertion order
 ///   and marks them sent. A crash between publishing and marking publishes them again: receivers'
@@ -190,8 +192,8 @@ public final class SagaParticipant: Sendable {
         var failure: (any Error)?
         while !Task.isCancelled {
             do {
-                guard let record = try await records.next() else { break }
-                guard !Task.isCancelled, await handle(record, producer: producer) else {
+                guard let batch = try await records.nextBatch(upTo: configuration.maxRecordsPerTransaction) else { break }
+                guard !Task.isCancelled, await handle(batch, producer: producer) else {
                     interrupted = true
                     break
                 }
@@ -207,9 +209,72 @@ public final class SagaParticipant: Sendable {
         return failure
     }
 
-    /// Handles one record: inbox check, handler, retries, dead letter. Returns false if
-    /// cancelled before the record was done with (it must not count as processed).
-    private func handle(_ record: SpoolRecord, producer: Producer) async -> Bool {
+    /// Handles `batch` in order: the longest run of records that apply at once in one
+    /// transaction, then the record that stopped the run (not an event, or its handler failed)
+    /// alone with retries and dead letters, and so on. Returns false if cancelled before the
+    /// batch was done with (none of it may count as processed; what was committed is in the inbox).
+    private func handle(_ batch: ArraySlice<SpoolRecord>, producer: Producer) async -> Bool {
+        var rest = batch
+        while !rest.isEmpty {
+            let (applied, failure) = await applyTogether(rest)
+            rest = rest.dropFirst(applied)
+            guard let record = rest.first else { break }
+            guard await handle(record, producer: producer, failedOnce: failure) else { return false }
+            rest = rest.dropFirst()
+        }
+        return true
+    }
+
+    /// Applies the longest prefix of `records` that are events handled here, or skipped here,
+    /// whose handlers succeed at the first attempt: one write transaction, each record in a
+    /// savepoint. Returns how many records it applied, and the error of the handler (or of the
+    /// transaction) that stopped it; a record that is not a readable event stops it too, without one.
+    private func applyTogether(_ records: ArraySlice<SpoolRecord>) async -> (applied: Int, failure: (any Error)?) {
+        let handlers = registrations.withLock { $0 }
+        do {
+            let (applied, fresh, duplicates, emitted, failure) = try await database.write { [name, logger] db in
+                var (applied, fresh, duplicates, emitted) = (0, 0, 0, 0)
+                var failure: (any Error)?
+                for record in records {
+                    guard let metadata = try? EventMetadata(headers: record.headers) else { break }
+                    let origin = "\(record.topic)/\(record.partition)@\(record.offset)"
+                    guard let registration = handlers[metadata.eventType], registration.topic == record.topic else {
+                        logger.debug("no handler for this event type here; skipped", metadata: ["event": "\(metadata.eventType)", "at": "\(origin)"])
+                        applied += 1
+                        continue
+                    }
+                    do {
+                        try db.inSavepoint {
+                            if try SagaStore.recordHandled(db, metadata, origin: origin) {
+                                let context = SagaContext(db: db, trigger: metadata, service: name)
+                                try registration.handle(metadata, record.value, context)
+                                fresh += 1
+                                emitted += context.emittedCount
+                            } else {
+                                duplicates += 1
+                            }
+                            return .commit
+                        }
+                    } catch {
+                        failure = error
+                        break
+                    }
+                    applied += 1
+                }
+                return (applied, fresh, duplicates, emitted, failure)
+            }
+            if emitted > 0 { ringRelay() }
+            counters.withLock { $0.handled += fresh; $0.duplicates += duplicates }
+            return (applied, failure)
+        } catch {
+            return (0, error)  // the transaction failed as a whole: nothing of it was applied
+        }
+    }
+
+    /// Handles one record: inbox check, handler, retries, dead letter; `failedOnce` is the error
+    /// of an attempt made already (in ``applyTogether(_:)``). Returns false if cancelled before
+    /// the record was done with (it must not count as processed).
+    private func handle(_ record: SpoolRecord, producer: Producer, failedOnce: (any Error)?) async -> Bool {
         let origin = "\(record.topic)/\(record.partition)@\(record.offset)"
         let metadata: EventMetadata
         do throws(SpoolError) {
@@ -225,20 +290,10 @@ public final class SagaParticipant: Sendable {
             logger.debug("no handler for this event type here; skipped", metadata: ["event": "\(metadata.eventType)", "at": "\(origin)"])
             return true
         }
-        var attempt = 0
+        var failure = failedOnce
+        var attempt = failure == nil ? 0 : 1
         while true {
-            attempt += 1
-            do {
-                let (fresh, emitted) = try await database.write { [name] db in
-                    guard try SagaStore.recordHandled(db, metadata, origin: origin) else { return (false, 0) }
-                    let context = SagaContext(db: db, trigger: metadata, service: name)
-                    try registration.handle(metadata, record.value, context)
-                    return (true, context.emittedCount)
-                }
-                if emitted > 0 { ringRelay() }
-                counters.withLock { fresh ? ($0.handled += 1) : ($0.duplicates += 1) }
-                return true
-            } catch {
+            if let error = failure {
                 let permanent = error is PermanentFailure
                 guard !permanent, attempt < configuration.retry.maxAttempts else {
                     return await deadLetter(record, origin: origin, reason: "\(error)", attempts: attempt, producer: producer)
@@ -251,6 +306,20 @@ public final class SagaParticipant: Sendable {
                 } catch {
                     return false
                 }
+            }
+            attempt += 1
+            do {
+                let (fresh, emitted) = try await database.write { [name] db in
+                    guard try SagaStore.recordHandled(db, metadata, origin: origin) else { return (false, 0) }
+                    let context = SagaContext(db: db, trigger: metadata, service: name)
+                    try registration.handle(metadata, record.value, context)
+                    return (true, context.emittedCount)
+                }
+                if emitted > 0 { ringRelay() }
+                counters.withLock { fresh ? ($0.handled += 1) : ($0.duplicates += 1) }
+                return true
+            } catch {
+                failure = error
             }
         }
     }

@@ -29,8 +29,9 @@ import Synchronization
     /// A seam that fails nothing until told to.
     public init() {}
 
-    /// Makes the `number`-th write from now fail with `errno`: it first writes `partialBytes` (a
-    /// short write), and the call that would continue it fails.
+    /// Makes the `number`-th write from now fail with `errno`: it first writes `partialBytes`
+    /// (never the whole write: at most all but its last byte, so it is always a short write),
+    /// and the call that would continue it fails.
     public func failWrite(number: Int, partialBytes: Int = 0, errno: Int32 = FaultInjector.writeError) {
         state.withLock { $0.failingWrite = ($0.writes + number, partialBytes, errno) }
     }
@@ -127,9 +128,10 @@ import Synchronization
 
     /// Really writes only the first `limit` bytes of the vectors: a short write.
     private static func writePrefix(_ descriptor: Int32, _ vectors: UnsafePointer<iovec>, _ count: Int32, _ offset: off_t, limit: Int) -> Int {
+        let buffers = UnsafeBufferPointer(start: vectors, count: Int(count))
         var trimmed: [iovec] = []
-        var left = limit
-        for vector in UnsafeBufferPointer(start: vectors, count: Int(count)) where left > 0 {
+        var left = min(limit, buffers.reduce(0) { $0 + $1.iov_len } - 1)
+        for vector in buffers where left > 0 {
             trimmed.append(iovec(iov_base: vector.iov_base, iov_len: min(left, vector.iov_len)))
             left -= min(left, vector.iov_len)
         }

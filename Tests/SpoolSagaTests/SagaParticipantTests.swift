@@ -109,6 +109,49 @@ import Testing
         await broker.stop()
     }
 
+    @Test func recordsFetchedTogetherShareACommitAndAFailingOneIsRetriedAloneInOrder() async throws {
+        let directory = try TemporaryDirectory()
+        let broker = try InProcessBroker()
+        let client = try await broker.makeClient()
+        let database = try makeShelfDatabase(in: directory)
+        let commits = CommitCounter()
+        database.add(transactionObserver: commits)
+        // Everything is published before the participant starts, so its first fetch brings it all.
+        let quantities = Array(1...40)
+        for quantity in quantities {
+            try await publish(try request(quantity, saga: "s\(quantity)"), to: ItemRequested.topic, on: client)
+            if quantity == 20 { try await client.publish(to: ItemRequested.topic, key: Array("p".utf8), value: Array("not an event".utf8)) }
+        }
+        let participant = try SagaParticipant(name: "batcher", client: client, database: database, configuration: quickRetries)
+        let attempts = Mutex<[Int: Int]>([:])
+        participant.on(ItemRequested.self) { event, context in
+            try context.db.execute(sql: "INSERT INTO held VALUES (?, ?, ?)", arguments: [event.metadata.correlationID, event.payload.item, event.payload.quantity])
+            try context.emit(ItemReserved(item: event.payload.item, quantity: event.payload.quantity))
+            let attempt = attempts.withLock { attempts in
+                attempts[event.payload.quantity, default: 0] += 1
+                return attempts[event.payload.quantity]!
+            }
+            if event.payload.quantity == 13 && attempt == 1 { throw CocoaError(.featureUnsupported) }  // fails once, after its effects
+        }
+        let running = RunningParticipant(participant)
+
+        #expect(await eventually { (try? await client.allRecords(of: ItemReserved.topic).count) == quantities.count })
+        let reserved = try await client.events(ItemReserved.self)
+        #expect(reserved.map(\.payload.quantity) == quantities, "in the order they were published, each once")
+        #expect(attempts.withLock { $0 } == Dictionary(uniqueKeysWithValues: quantities.map { ($0, $0 == 13 ? 2 : 1) }))
+        #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM held") } == quantities.count,
+                "the failed attempt's row was rolled back with its savepoint")
+        #expect(await eventually { (try? await client.allRecords(of: "item-requested.dlq").count) == 1 })
+        #expect(participant.statistics.handled == quantities.count && participant.statistics.retries == 1)
+        // 40 events in a handful of commits: the run up to the failing record, the record retried
+        // alone, the run up to the non-event, the rest (more if the first fetch came back early).
+        #expect(commits.count < quantities.count / 4, "\(commits.count) commits handled events")
+
+        try await running.stop()
+        client.close()
+        await broker.stop()
+    }
+
     @Test func aDecodeFailureIsDeadLetteredAtOnce() async throws {
         let directory = try TemporaryDirectory()
         let broker = try InProcessBroker()

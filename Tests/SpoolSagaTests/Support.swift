@@ -4,6 +4,7 @@ import Spool
 import SpoolSaga
 import SpoolServer
 import SpoolTesting
+import Synchronization
 
 struct ItemRequested: SpoolEvent {
     static let eventType = "item-requested"
@@ -112,4 +113,23 @@ extension SpoolClient {
     func events<E: SpoolEvent>(_ type: E.Type) async throws -> [EventEnvelope<E>] {
         try await allRecords(of: E.topic).map { try EventEnvelope<E>(record: $0) }
     }
+}
+
+/// Counts the commits that handled events: those inserting into the kit's inbox (seen with
+/// GRDB's transaction observer).
+final class CommitCounter: TransactionObserver, Sendable {
+    private let state = Mutex((commits: 0, inboxChanged: false))
+    var count: Int { state.withLock { $0.commits } }
+    func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool {
+        if case .insert(let table) = eventKind { return table == "spool_inbox" }
+        return false
+    }
+    func databaseDidChange(with event: DatabaseEvent) { state.withLock { $0.inboxChanged = true } }
+    func databaseDidCommit(_ db: Database) {
+        state.withLock { state in
+            if state.inboxChanged { state.commits += 1 }
+            state.inboxChanged = false
+        }
+    }
+    func databaseDidRollback(_ db: Database) { state.withLock { $0.inboxChanged = false } }
 }

@@ -60,7 +60,7 @@ final class Connection: Sendable {
     /// Sends `body` as operation `opCode` and waits for the reply (or the timeout, a lost
     /// connection, cancellation, or `close`).
     func request(_ opCode: OpCode, _ body: [[UInt8]], timeout: Duration, failIfUnreachable: Bool = false) async throws(SpoolError) -> Reply {
-        let id = nextCorrelationID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let id = makeRequestID()
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let accepted = enqueue(id: id, opCode, body, timeout: timeout, failIfUnreachable: failIfUnreachable) {
@@ -69,20 +69,33 @@ final class Connection: Sendable {
                 if !accepted { continuation.resume(returning: .failure(closedError)) }
             }
         } onCancel: {
-            inbox.withLock { $0.cancellations.append(id) }
-            wakeup.signal()
+            cancel(id)
         }
         return try result.get()
+    }
+
+    /// A correlation id no other request of this connection has; for ``send(id:_:_:timeout:completion:)``
+    /// by a caller that may ``cancel(_:)`` the request later.
+    func makeRequestID() -> UInt64 {
+        nextCorrelationID.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
+    /// Cancels request `id`: its completion gets `cancelled`, whether it is still queued, waiting
+    /// for its reply, or not even queued yet; nothing happens if it completed already.
+    func cancel(_ id: UInt64) {
+        inbox.withLock { $0.cancellations.append(id) }
+        wakeup.signal()
     }
 
     /// Queues `body` as operation `opCode` and returns at once; `completion` is called once with
     /// the reply (or the timeout, a lost connection, or `close`), on the I/O thread: no task
     /// waits in between, so the reply is acted on in the wake-up that received it. `completion`
     /// must not block. Requests queued one after the other (under the caller's own lock, say)
-    /// leave in that order. Returns false, without calling `completion`, if the client is closed.
-    func send(_ opCode: OpCode, _ body: [[UInt8]], timeout: Duration, completion: @escaping @Sendable (Result<Reply, SpoolError>) -> Void) -> Bool {
-        enqueue(id: nextCorrelationID.wrappingAdd(1, ordering: .relaxed).oldValue, opCode, body, timeout: timeout, failIfUnreachable: false,
-                completion: completion)
+    /// leave in that order. `id` (from ``makeRequestID()``) lets the caller cancel it. Returns
+    /// false, without calling `completion`, if the client is closed.
+    func send(id: UInt64? = nil, _ opCode: OpCode, _ body: [[UInt8]], timeout: Duration,
+              completion: @escaping @Sendable (Result<Reply, SpoolError>) -> Void) -> Bool {
+        enqueue(id: id ?? makeRequestID(), opCode, body, timeout: timeout, failIfUnreachable: false, completion: completion)
     }
 
     /// The error of a request made after ``close()``.

@@ -1,31 +1,64 @@
 import SpoolWire
 
+/// A fetch for the consumer to send: `partition` from `offset`, tagged with the partition's
+/// epoch (a reply for an earlier assignment is dropped) and the request's correlation id (so a
+/// revocation can cancel it).
+struct FetchOrder: Equatable {
+    let partition: TopicPartition
+    let offset: Int64
+    let epoch: Int
+    let requestID: UInt64
+}
+
+/// Where the fetching of one partition stands. Exactly one of: a fetch out, a pause for room, a
+/// pause for a retry, or stopped; so a partition never has two fetches out.
+enum FetchPhase: Equatable {
+    /// Fetch `requestID` is out.
+    case inFlight(requestID: UInt64)
+    /// The buffer is full: the next fetch goes when the handler makes room.
+    case waitingForRoom
+    /// A retriable failure: the next fetch goes when the backoff ends (``ConsumerState/retryDue(_:epoch:actions:)``).
+    case backingOff
+    /// Revoked or closed: no more fetches.
+    case stopped
+}
+
 /// Where a ``Consumer`` stands on one partition it owns.
 struct PartitionProgress {
-    /// Records pushed with another epoch (from a fetch of an earlier assignment) are dropped.
+    /// Records fetched under another epoch (for an earlier assignment) are dropped.
     let epoch: Int
-    /// The task long-polling the partition; nil once stopped.
-    var fetcher: Task<Void, Never>?
+    /// The offset the next fetch starts at.
+    var position: Int64
+    var phase: FetchPhase
+    var backoff = Backoff()
     /// The offset after the last processed record; nil before the first.
     var processed: Int64?
     /// The offset last committed (or found committed at assignment); nil if none.
     var committed: Int64?
-
-    init(epoch: Int, fetcher: Task<Void, Never>, committed: Int64?) {
-        self.epoch = epoch
-        self.fetcher = fetcher
-        self.committed = committed
-    }
 
     mutating func noteCommitted(_ offset: Int64) {
         committed = max(committed ?? offset, offset)
     }
 }
 
-/// What ``ConsumerState/takeRecord(maxBuffered:)`` found.
+/// What the consumer does after a transition, outside the lock: fetches to send, fetches to
+/// cancel, waiters to wake, a retry to schedule, and what to log.
+struct ConsumerActions {
+    var fetches: [FetchOrder] = []
+    var cancellations: [UInt64] = []
+    var wakeups: [CheckedContinuation<Void, Never>] = []
+    /// Call ``ConsumerState/retryDue(_:epoch:actions:)`` for this partition and epoch after the wait.
+    var retries: [(partition: TopicPartition, epoch: Int, after: Duration)] = []
+    /// A partition moved to its reset position after an out-of-range fetch (logged).
+    var resets: [(partition: TopicPartition, from: Int64, to: Int64)] = []
+    /// The consumer failed for good (logged; the reader gets it).
+    var failure: SpoolError?
+}
+
+/// What ``ConsumerState/takeRecords(upTo:maxBuffered:actions:)`` found.
 enum TakeOutcome {
-    /// The next record, and fetchers that may run again now that there is room.
-    case record(SpoolRecord, freed: [CheckedContinuation<Void, Never>])
+    /// The next records, in buffer order (at least one).
+    case records(ArraySlice<SpoolRecord>)
     /// Nothing buffered: wait.
     case empty
     /// The consumer was closed.
@@ -34,8 +67,14 @@ enum TakeOutcome {
     case failed(SpoolError)
 }
 
-/// The mutable state of a ``Consumer``, guarded by its mutex: the owned partitions, the prefetch
-/// buffer, and who waits for what.
+/// The read side of a ``Consumer`` as a state machine, guarded by its mutex: the owned
+/// partitions and their fetches, the prefetch buffer, and who waits for what. Each transition
+/// changes the state and returns, in ``ConsumerActions``, what to do outside the lock; nothing
+/// here sleeps, polls or sends.
+///
+/// Invariants: a partition has at most one fetch out; records of a partition enter the buffer
+/// in offset order, only under the partition's current epoch; the buffer never holds more than
+/// `maxBuffered` records; a partition paused for room is resumed by the take that makes room.
 struct ConsumerState {
     var memberID = ""
     var generation: Int32 = -1
@@ -43,38 +82,109 @@ struct ConsumerState {
     /// Fetched records not yet returned, in arrival order (per partition in offset order).
     private var buffer: [SpoolRecord] = []
     private var head = 0
-    /// The record returned last, until the reader asks for the next (then it is processed).
-    private var lastDelivered: SpoolRecord?
+    /// The records returned last, until the reader asks for more (then they are processed).
+    private var lastDelivered: ArraySlice<SpoolRecord> = []
     /// The iterating task, waiting for a record.
-    var waitingReader: CheckedContinuation<Void, Never>?
-    /// Fetchers waiting for room in the buffer.
-    var spaceWaiters: [CheckedContinuation<Void, Never>] = []
-    /// Set by a revocation (which the membership loop itself makes) so that the loop sends its
-    /// heartbeat, the release, at once instead of sleeping until the next one is due.
-    var heartbeatNow = false
-    var failure: SpoolError?
-    /// True once the consumer closed: no more records, fetchers stop.
+    private var waitingReader: CheckedContinuation<Void, Never>?
+    /// A revocation waiting for the handler to let go of a record of these partitions.
+    private var handlerWaiter: (partitions: Set<TopicPartition>, continuation: CheckedContinuation<Void, Never>)?
+    private(set) var failure: SpoolError?
+    /// True once the consumer closed: no more records, no more fetches.
     private(set) var isStopped = false
     private var epochCounter = 0
+    private let nextRequestID: @Sendable () -> UInt64
+
+    /// `nextRequestID` gives the correlation id of each fetch (unique on the client's connection).
+    init(nextRequestID: @escaping @Sendable () -> UInt64) {
+        self.nextRequestID = nextRequestID
+    }
 
     var bufferedCount: Int { buffer.count - head }
 
-    /// True when ``takeRecord(maxBuffered:)`` would not return `.empty`.
-    var hasRecordOrEnd: Bool { bufferedCount > 0 || isStopped || failure != nil }
+    // MARK: Fetching
 
-    mutating func nextEpoch() -> Int {
+    /// Starts consuming `partition` at `offset` under a new epoch: a fetch at once, or a pause
+    /// while the buffer is full.
+    mutating func start(_ partition: TopicPartition, at offset: Int64, committed: Int64?, maxBuffered: Int, actions: inout ConsumerActions) {
+        guard !isStopped else { return }
         epochCounter += 1
-        return epochCounter
+        partitions[partition] = PartitionProgress(epoch: epochCounter, position: offset, phase: .waitingForRoom, committed: committed)
+        if bufferedCount < maxBuffered { sendFetch(partition, actions: &actions) }
     }
 
-    /// Marks the last record returned processed and returns the next, if any.
-    mutating func takeRecord(maxBuffered: Int) -> TakeOutcome {
-        markLastDeliveredProcessed()
+    /// A fetch of `partition` under `epoch` returned `records`: buffers those that fit (the rest
+    /// is fetched again later), wakes the reader, and fetches on, or pauses while the buffer is full.
+    mutating func fetched(_ partition: TopicPartition, epoch: Int, records: [SpoolRecord], maxBuffered: Int, actions: inout ConsumerActions) {
+        guard !isStopped, partitions[partition]?.epoch == epoch, case .inFlight = partitions[partition]!.phase else { return }
+        partitions[partition]!.backoff.reset()
+        let taken = min(records.count, max(maxBuffered - bufferedCount, 0))
+        if taken > 0 {
+            buffer.append(contentsOf: records.prefix(taken))
+            partitions[partition]!.position = records[taken - 1].offset + 1
+            wakeReader(actions: &actions)
+        }
+        if bufferedCount < maxBuffered {
+            sendFetch(partition, actions: &actions)
+        } else {
+            partitions[partition]!.phase = .waitingForRoom
+        }
+    }
+
+    /// A fetch of `partition` under `epoch` failed: a cancelled or closed one stops the
+    /// partition, an out-of-range one moves to the reset position (when `reset` allows one), a
+    /// retriable one backs off, any other fails the consumer.
+    mutating func fetchFailed(_ partition: TopicPartition, epoch: Int, error: SpoolError, reset: ConsumerConfiguration.OffsetReset,
+                              actions: inout ConsumerActions) {
+        guard !isStopped, partitions[partition]?.epoch == epoch, case .inFlight = partitions[partition]!.phase else { return }
+        if error.code == .cancelled || error.code == .clientClosed {
+            partitions[partition]!.phase = .stopped
+        } else if error.code == .offsetOutOfRange, reset != .error,
+                  let position = error.details[reset == .earliest ? "earliest" : "latest"] {
+            actions.resets.append((partition, partitions[partition]!.position, position))
+            partitions[partition]!.position = position
+            sendFetch(partition, actions: &actions)
+        } else if error.isRetriable {
+            partitions[partition]!.phase = .backingOff
+            actions.retries.append((partition, epoch, partitions[partition]!.backoff.next()))
+        } else {
+            fail(error, actions: &actions)
+        }
+    }
+
+    /// The backoff of `partition` under `epoch` ended: fetch again (unless it moved on meanwhile).
+    mutating func retryDue(_ partition: TopicPartition, epoch: Int, actions: inout ConsumerActions) {
+        guard !isStopped, partitions[partition]?.epoch == epoch, partitions[partition]!.phase == .backingOff else { return }
+        sendFetch(partition, actions: &actions)
+    }
+
+    private mutating func sendFetch(_ partition: TopicPartition, actions: inout ConsumerActions) {
+        let id = nextRequestID()
+        partitions[partition]!.phase = .inFlight(requestID: id)
+        actions.fetches.append(FetchOrder(partition: partition, offset: partitions[partition]!.position, epoch: partitions[partition]!.epoch,
+                                          requestID: id))
+    }
+
+    /// Stops fetching `stopped` (their fetches out are cancelled) and drops their buffered records.
+    mutating func stopFetching(_ stopped: Set<TopicPartition>, actions: inout ConsumerActions) {
+        for partition in stopped {
+            if case .inFlight(let id) = partitions[partition]?.phase { actions.cancellations.append(id) }
+            partitions[partition]?.phase = .stopped
+        }
+        buffer = buffer[head...].filter { !stopped.contains($0.topicPartition) }
+        head = 0
+    }
+
+    // MARK: Delivery
+
+    /// Marks the records returned last processed and returns the next ones buffered (up to
+    /// `limit`), if any; resumes the partitions paused for room once there is room.
+    mutating func takeRecords(upTo limit: Int, maxBuffered: Int, actions: inout ConsumerActions) -> TakeOutcome {
+        markLastDeliveredProcessed(actions: &actions)
         if let failure { return .failed(failure) }
         if isStopped { return .finished }
         guard head < buffer.count else { return .empty }
-        let record = buffer[head]
-        head += 1
+        let taken = buffer[head..<min(head + max(limit, 1), buffer.count)]
+        head = taken.endIndex
         if head == buffer.count {
             buffer.removeAll(keepingCapacity: true)
             head = 0
@@ -82,44 +192,62 @@ struct ConsumerState {
             buffer.removeFirst(head)
             head = 0
         }
-        lastDelivered = record
-        let freed = bufferedCount < maxBuffered ? spaceWaiters : []
-        if !freed.isEmpty { spaceWaiters = [] }
-        return .record(record, freed: freed)
+        lastDelivered = taken
+        if bufferedCount < maxBuffered {
+            for (partition, progress) in partitions where progress.phase == .waitingForRoom { sendFetch(partition, actions: &actions) }
+        }
+        return .records(taken)
     }
 
-    mutating func markLastDeliveredProcessed() {
-        guard let record = lastDelivered else { return }
-        lastDelivered = nil
-        markProcessed(record)
+    /// Parks the reader until a record arrives or the consumer ends; false (not parked) if
+    /// ``takeRecords(upTo:maxBuffered:actions:)`` would not return `.empty` now.
+    mutating func park(_ reader: CheckedContinuation<Void, Never>) -> Bool {
+        guard bufferedCount == 0, !isStopped, failure == nil else { return false }
+        waitingReader = reader
+        return true
+    }
+
+    /// The parked reader, taken out (for a cancelled iteration).
+    mutating func unparkReader() -> CheckedContinuation<Void, Never>? {
+        defer { waitingReader = nil }
+        return waitingReader
+    }
+
+    private mutating func wakeReader(actions: inout ConsumerActions) {
+        if let reader = unparkReader() { actions.wakeups.append(reader) }
+    }
+
+    mutating func markLastDeliveredProcessed(actions: inout ConsumerActions) {
+        guard !lastDelivered.isEmpty else { return }
+        for record in lastDelivered { markProcessed(record) }
+        if let waiter = handlerWaiter, lastDelivered.contains(where: { waiter.partitions.contains($0.topicPartition) }) {
+            handlerWaiter = nil
+            actions.wakeups.append(waiter.continuation)
+        }
+        lastDelivered = []
     }
 
     mutating func markProcessed(_ record: SpoolRecord) {
-        let partition = TopicPartition(topic: record.topic, partition: record.partition)
+        let partition = record.topicPartition
         guard partitions[partition] != nil else { return }
         partitions[partition]!.processed = max(partitions[partition]!.processed ?? 0, record.offset + 1)
     }
 
-    /// True while the handler holds a record of one of `partitions`.
-    func isHandling(_ partitions: Set<TopicPartition>) -> Bool {
-        guard let record = lastDelivered else { return false }
-        return partitions.contains(TopicPartition(topic: record.topic, partition: record.partition))
+    /// Parks a revocation until the handler lets go of its records of `revoked`; false (not
+    /// parked) if it holds none.
+    mutating func waitForHandler(_ revoked: Set<TopicPartition>, _ continuation: CheckedContinuation<Void, Never>) -> Bool {
+        guard lastDelivered.contains(where: { revoked.contains($0.topicPartition) }), handlerWaiter == nil else { return false }
+        handlerWaiter = (revoked, continuation)
+        return true
     }
 
-    /// Appends the first records fetched for `partition` under `epoch` that fit below
-    /// `maxBuffered` (none if the partition moved on); returns how many it took and the reader to wake.
-    mutating func push(_ records: [SpoolRecord], to partition: TopicPartition, epoch: Int,
-                       maxBuffered: Int) -> (taken: Int, reader: CheckedContinuation<Void, Never>?) {
-        guard partitions[partition]?.epoch == epoch, !isStopped else { return (0, nil) }
-        let taken = min(records.count, max(maxBuffered - bufferedCount, 0))
-        buffer.append(contentsOf: records.prefix(taken))
-        return (taken, taken > 0 ? takeReader() : nil)
+    /// The parked revocation, taken out (when its wait timed out).
+    mutating func takeHandlerWaiter() -> CheckedContinuation<Void, Never>? {
+        defer { handlerWaiter = nil }
+        return handlerWaiter?.continuation
     }
 
-    mutating func takeReader() -> CheckedContinuation<Void, Never>? {
-        defer { waitingReader = nil }
-        return waitingReader
-    }
+    // MARK: Commits and the end
 
     /// The processed offsets not committed yet, of `only` (nil: every partition).
     func uncommitted(in only: Set<TopicPartition>?) -> [CommittedOffset] {
@@ -129,33 +257,25 @@ struct ConsumerState {
         }.sorted { $0.partition < $1.partition }
     }
 
-    /// Stops fetching `partitions` and drops their buffered records; returns the fetchers to
-    /// cancel and the waiters to wake (they re-check whether they still may run).
-    mutating func stopFetching(_ stopped: Set<TopicPartition>) -> ([Task<Void, Never>], [CheckedContinuation<Void, Never>]) {
-        var fetchers: [Task<Void, Never>] = []
-        for partition in stopped {
-            if let fetcher = partitions[partition]?.fetcher { fetchers.append(fetcher) }
-            partitions[partition]?.fetcher = nil
-        }
-        buffer = buffer[head...].filter { !stopped.contains(TopicPartition(topic: $0.topic, partition: $0.partition)) }
-        head = 0
-        defer { spaceWaiters = [] }
-        return (fetchers, spaceWaiters)
+    /// Fails the consumer: the reader gets `error`, fetching stops.
+    mutating func fail(_ error: SpoolError, actions: inout ConsumerActions) {
+        guard failure == nil else { return }
+        failure = error
+        actions.failure = error
+        stopFetching(Set(partitions.keys), actions: &actions)
+        wakeReader(actions: &actions)
     }
 
-    /// Stops fetching every partition (for a close); returns the fetchers to cancel.
-    mutating func stopFetching() -> [Task<Void, Never>] {
-        let (fetchers, freed) = stopFetching(Set(partitions.keys))
-        for waiter in freed { waiter.resume() }
-        return fetchers
-    }
-
-    /// Ends the consumer: iteration finishes, every waiter is woken. Returns fetchers to cancel.
-    mutating func stopAll() -> [Task<Void, Never>] {
-        let fetchers = stopFetching()
+    /// Ends the consumer: iteration finishes, fetches are cancelled, every waiter is woken.
+    mutating func stopAll(actions: inout ConsumerActions) {
+        stopFetching(Set(partitions.keys), actions: &actions)
         isStopped = true
         partitions = [:]
-        takeReader()?.resume()
-        return fetchers
+        wakeReader(actions: &actions)
+        if let waiter = takeHandlerWaiter() { actions.wakeups.append(waiter) }
     }
+}
+
+extension SpoolRecord {
+    var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
 }
