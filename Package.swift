@@ -61,7 +61,7 @@ let package = Package(
         ),
         .target(
             name: "SpoolSaga",
-            dependencies: ["Spool", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Spool", "SpoolWire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
         .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "SpoolStorage", "ZeroMQ"]),
         .target(name: "BenchmarkSupport"),

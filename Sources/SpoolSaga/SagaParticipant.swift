@@ -398,8 +398,8 @@ public final class SagaParticipant: Sendable {
                                            timestamp: row.record.timestamp)
             }
             try await producer.flush()
-            let (sentIDs, sentAt) = (rows.map(\.id), EventMetadata.now())
-            try await database.write { db in try SagaStore.markSent(db, ids: sentIDs, at: sentAt) }
+            let (lastID, sentAt) = (rows[rows.count - 1].id, EventMetadata.now())
+            try await database.write { db in try SagaStore.markSent(db, through: lastID, at: sentAt) }
             counters.withLock { $0.published += rows.count }
             guard rows.count == Self.relayBatchLimit else { return }
             rows = try await database.read { db in try SagaStore.pending(db, limit: Self.relayBatchLimit) }

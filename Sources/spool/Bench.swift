@@ -34,6 +34,10 @@ struct Bench: AsyncParsableCommand {
             - disk: the disk's durable append, no broker: --syncs times, a --size pwrite at the \
             end of a scratch file in --disk-directory (put it on the broker's data directory's \
             filesystem) and an fdatasync; p50 … max in µs.
+            - wakeup: what a thread hand-off costs, no broker: a thread asleep in read on an \
+            eventfd is woken by a write every millisecond, --round-trips times (at most 2,000); \
+            p50 … max of write → the sleeper running. Under fsync always, the request section \
+            then splits its p50 into rtt, fdatasync and the rest, next to a wake-up's cost.
 
             The goals compare the broker's figures with the limits measured in the same run: \
             end-to-end latency against rtt (and disk under fsync always), request/response \
@@ -48,8 +52,8 @@ struct Bench: AsyncParsableCommand {
 
             Subcommands: all (the default: every section, or those --section names), produce, \
             consume (runs produce first to have something to read, reports both), e2e (the \
-            latency section, with rtt and disk for its goals), request (with rtt and disk), raw, \
-            rtt, disk. Every subcommand takes the options below and --csv.
+            latency section, with rtt, disk and wakeup for its goals), request (with rtt, disk \
+            and wakeup), raw, rtt, disk, wakeup. Every subcommand takes the options below and --csv.
 
             Examples:
               spool bench
@@ -60,7 +64,7 @@ struct Bench: AsyncParsableCommand {
               spool bench request --disk-directory /var/lib/spool
               spool bench all --csv > results.csv
             """,
-        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Request.self, Raw.self, RoundTrip.self, Disk.self],
+        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Request.self, Raw.self, RoundTrip.self, Disk.self, Wakeup.self],
         defaultSubcommand: All.self
     )
 
@@ -70,7 +74,7 @@ struct Bench: AsyncParsableCommand {
 
         @OptionGroup var options: BenchOptions
 
-        @Option(name: .customLong("section"), help: "Run only this section (produce, consume, latency, request, raw, rtt, disk); repeat for several. consume needs produce.")
+        @Option(name: .customLong("section"), help: "Run only this section (produce, consume, latency, request, raw, rtt, disk, wakeup); repeat for several. consume needs produce.")
         var sections: [BenchOptions.Section] = []
 
         @Flag(help: "Run only the raw section (ZeroMQ DEALER→ROUTER, no broker needed): the same as `spool bench raw`.")
@@ -108,14 +112,14 @@ struct Bench: AsyncParsableCommand {
     /// `spool bench e2e`.
     struct EndToEnd: BenchSubcommand {
         static let configuration = CommandConfiguration(commandName: "e2e", abstract: "End-to-end latency: send → receive at --rate records/s, p50 … max, next to rtt and disk.")
-        static let sections: [BenchOptions.Section] = [.latency, .rtt, .disk]
+        static let sections: [BenchOptions.Section] = [.latency, .rtt, .disk, .wakeup]
         @OptionGroup var options: BenchOptions
     }
 
     /// `spool bench request`.
     struct Request: BenchSubcommand {
         static let configuration = CommandConfiguration(abstract: "Durable request/response: one record at a time, each awaiting its acknowledgement, next to rtt and disk.")
-        static let sections: [BenchOptions.Section] = [.request, .rtt, .disk]
+        static let sections: [BenchOptions.Section] = [.request, .rtt, .disk, .wakeup]
         @OptionGroup var options: BenchOptions
     }
 
@@ -130,6 +134,13 @@ struct Bench: AsyncParsableCommand {
     struct RoundTrip: BenchSubcommand {
         static let configuration = CommandConfiguration(commandName: "rtt", abstract: "Raw ZeroMQ DEALER↔ROUTER round trip, p50 … max, no broker.")
         static let sections: [BenchOptions.Section] = [.rtt]
+        @OptionGroup var options: BenchOptions
+    }
+
+    /// `spool bench wakeup`.
+    struct Wakeup: BenchSubcommand {
+        static let configuration = CommandConfiguration(abstract: "A sleeping thread woken through an eventfd: the cost of a thread hand-off, no broker.")
+        static let sections: [BenchOptions.Section] = [.wakeup]
         @OptionGroup var options: BenchOptions
     }
 
@@ -157,10 +168,10 @@ extension BenchSubcommand {
 struct BenchOptions: ParsableArguments {
     /// The benchmark's sections, in the order they run.
     enum Section: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case produce, consume, latency, request, raw, rtt, disk
+        case produce, consume, latency, request, raw, rtt, disk, wakeup
 
         /// Sections that need no broker.
-        var isBrokerless: Bool { [.raw, .rtt, .disk].contains(self) }
+        var isBrokerless: Bool { [.raw, .rtt, .disk, .wakeup].contains(self) }
     }
 
     /// The topics' durability policy, as named in the broker configuration.
@@ -191,7 +202,7 @@ struct BenchOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Records the latency section measures (default: 5 seconds' worth at --rate, 50,000 at the default rate).", valueName: "count"))
     var latencyCount: Int?
 
-    @Option(help: "Round trips of the request and rtt sections (1 to 10000000).")
+    @Option(help: "Round trips of the request, rtt and wakeup sections (1 to 10000000).")
     var roundTrips = 10_000
 
     @Option(help: "Write + fdatasync pairs of the disk section (1 to 1000000).")
@@ -282,7 +293,7 @@ struct BenchOptions: ParsableArguments {
         defer { broker?.admin.close() }
 
         var produced: [Throughput] = [], consumed: [Throughput] = [], latencies: [LatencyRun] = [], raws: [Throughput] = []
-        var requests: [LatencyRun] = [], roundTrips: [LatencyRun] = [], disks: [LatencyRun] = []
+        var requests: [LatencyRun] = [], roundTrips: [LatencyRun] = [], disks: [LatencyRun] = [], wakeups: [LatencyRun] = []
         let configuration = producerConfiguration
         for number in 1...runs {
             let tag = "run \(number)/\(runs)"
@@ -322,10 +333,15 @@ struct BenchOptions: ParsableArguments {
                 disks.append(result)
                 progress.say("disk \(tag): p50 \(decimal(result.latency.p50, digits: 0)) µs, \(grouped(Int(result.sending.recordsPerSecond.rounded()))) syncs/s")
             }
+            if chosen.contains(.wakeup) {
+                let result = try WakeupBench(count: min(self.roundTrips, 2_000)).run()
+                wakeups.append(result)
+                progress.say("wakeup \(tag): p50 \(decimal(result.latency.p50, digits: 0)) µs, p99 \(decimal(result.latency.p99, digits: 0)) µs")
+            }
         }
 
         let report = makeReport(produced: produced, consumed: consumed, latencies: latencies, raws: raws,
-                                limits: Limits(requests: requests, roundTrips: roundTrips, disks: disks))
+                                limits: Limits(requests: requests, roundTrips: roundTrips, disks: disks, wakeups: wakeups))
         print(render(report, sections: chosen, load: (loadAtStart, loadAverage()), elapsed: progress.elapsedSeconds))
     }
 
@@ -334,11 +350,12 @@ struct BenchOptions: ParsableArguments {
         "\(grouped(Int(run.recordsPerSecond.rounded()))) records/s, \(decimal(run.megabytesPerSecond, digits: 1)) MB/s, \(decimal(run.seconds, digits: 2)) s"
     }
 
-    /// The runs of the sections that measure limits (rtt, disk) and of the request section.
+    /// The runs of the sections that measure limits (rtt, disk, wakeup) and of the request section.
     struct Limits {
         var requests: [LatencyRun]
         var roundTrips: [LatencyRun]
         var disks: [LatencyRun]
+        var wakeups: [LatencyRun]
     }
 
     /// Each percentile's median over `runs`.
@@ -374,6 +391,7 @@ struct BenchOptions: ParsableArguments {
         }
         let roundTrip = limits.roundTrips.isEmpty ? nil : medianFigures(limits.roundTrips)
         let disk = limits.disks.isEmpty ? nil : medianFigures(limits.disks)
+        let wakeup = limits.wakeups.isEmpty ? nil : medianFigures(limits.wakeups)
         if !latencies.isEmpty {
             let figures = medianFigures(latencies)
             let worst = latencies.map(\.latency.max).max() ?? 0
@@ -395,6 +413,11 @@ struct BenchOptions: ParsableArguments {
                     text: "durable request/response is \(grouped(Int(rate.rounded())))/s, \(percent(rate / limit)) of the limit 1 / (rtt p50 + fdatasync p50) "
                         + "= \(grouped(Int(limit.rounded())))/s (goal: at least 80%)",
                     met: rate >= 0.8 * limit))
+                if let wakeup {
+                    report.notes.append("request p50 \(µs(figures.p50)) = rtt p50 \(µs(roundTrip.p50)) + fdatasync p50 \(µs(disk.p50)) + "
+                                        + "\(µs(figures.p50 - roundTrip.p50 - disk.p50)) "
+                                        + "in the broker and the SDK (a thread wake-up costs \(µs(wakeup.p50)) here: wakeup p50)")
+                }
             }
         }
         if !raws.isEmpty {
@@ -409,6 +432,11 @@ struct BenchOptions: ParsableArguments {
             report.rows.append(BenchRow(section: "disk", scenario: "pwrite at the end + fdatasync in \(diskDirectory), no broker",
                                         recordBytes: size, runs: limits.disks.map(\.sending), latency: disk, notes: "records/s: syncs per second"))
         }
+        if let wakeup {
+            report.rows.append(BenchRow(section: "wakeup", scenario: "a thread asleep 1 ms in read(eventfd) woken by a write, no broker",
+                                        recordBytes: 8, runs: limits.wakeups.map(\.sending), latency: wakeup,
+                                        notes: "latency: write → the sleeper running"))
+        }
         if let ratio = report.rows.first(where: { $0.section == "produce" })?.versusRaw {
             report.goals.append(BenchGoal(text: "produce throughput is \(percent(ratio)) of raw ZeroMQ (goal: at least 85%)", met: ratio >= 0.85))
         }
@@ -419,7 +447,6 @@ struct BenchOptions: ParsableArguments {
     /// always`, the disk's fdatasync), or, without those sections, the fixed 1 ms p99.
     private func latencyGoals(_ figures: LatencyFigures, roundTrip: LatencyFigures?, disk: LatencyFigures?) -> [BenchGoal] {
         let at = "at \(grouped(rate)) records/s" + (rate == 10_000 ? "" : " (the goals are set at 10,000)")
-        func µs(_ value: Double) -> String { "\(decimal(value, digits: 0)) µs" }
         guard let roundTrip else {
             return [BenchGoal(text: "end-to-end p99 is \(µs(figures.p99)) \(at) (goal: below 1,000 µs)", met: figures.p99 < 1000)]
         }
@@ -454,8 +481,8 @@ struct BenchOptions: ParsableArguments {
         let command = CommandLine.arguments.enumerated().map { $0.offset == 0 ? "spool" : shellQuoted($0.element) }.joined(separator: " ")
         let context = "Load average (1, 5, 15 min): \(load.start) at the start, \(load.end) at the end; "
             + "\(info.activeProcessorCount) cores; \(Date())"
-        let broker = sections.contains(where: { !$0.isBrokerless }) ? "Broker: \(connection.endpoint)" : "No broker (raw, rtt and disk only)"
-        let goals = report.goals.isEmpty ? [] : ["", "Goals:"] + report.goals.map(\.line)
+        let broker = sections.contains(where: { !$0.isBrokerless }) ? "Broker: \(connection.endpoint)" : "No broker (raw, rtt, disk and wakeup only)"
+        let goals = (report.goals.isEmpty ? [] : ["", "Goals:"] + report.goals.map(\.line)) + report.notes.map { "\nBudget: \($0)" }
         let total = "Total time: \(decimal(elapsed, digits: 1)) s"
         if csv {
             FileHandle.standardError.write(Data((["Command: \(command)", broker, context] + goals + [total, ""]).joined(separator: "\n").utf8))
@@ -471,3 +498,6 @@ struct BenchOptions: ParsableArguments {
         return (header + [report.markdown(), "", legend] + goals + ["", total]).joined(separator: "\n")
     }
 }
+
+/// `1,234 µs`.
+private func µs(_ value: Double) -> String { "\(decimal(value, digits: 0)) µs" }

@@ -55,6 +55,8 @@ struct BenchReport {
 
     var rows: [BenchRow] = []
     var goals: [BenchGoal] = []
+    /// Lines printed after the goals (where a figure's time goes).
+    var notes: [String] = []
 
     /// A Markdown table; large numbers grouped by thousands, ratios as percentages.
     func markdown() -> String {

@@ -1,6 +1,8 @@
 import BenchmarkSupport
+import CZeroMQ
 import Foundation
 import Histogram
+import Synchronization
 import ZeroMQ
 
 /// The rtt section: the transport's round trip, with no broker, the floor under every latency
@@ -104,5 +106,42 @@ struct DiskBench: Sendable {
         let seconds = Double(monotonicNanoseconds() - start) / 1e9
         return LatencyRun(latency: LatencyFigures(nanoseconds: histogram), sending: Throughput(bytes: count * size, records: count, seconds: seconds),
                           senderLateP99: 0)
+    }
+}
+
+/// The wakeup section: what handing work to a sleeping thread costs, the unit of everything a
+/// request pays beyond the transport and the disk (the broker's loop and flusher, the client's
+/// I/O thread and the waiting task each sleep until woken). A thread blocks in `read` on an
+/// eventfd; every millisecond (longer than a virtual CPU's idle polling, so it really sleeps)
+/// this one writes the time into it, and the woken thread records now minus that time in an
+/// HdrHistogram: one hand-off, `count` times.
+struct WakeupBench: Sendable {
+    let count: Int
+
+    func run() throws(BenchFailure) -> LatencyRun {
+        let descriptor = eventfd(0, Int32(EFD_CLOEXEC))
+        guard descriptor >= 0 else { throw BenchFailure("wakeup: cannot create an eventfd: \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        let count = count
+        let result = Mutex<Histogram<UInt64>?>(nil)
+        let sleeper = Thread {
+            var histogram = nanosecondHistogram()
+            var sent: UInt64 = 0
+            for _ in 0..<count where read(descriptor, &sent, 8) == 8 {
+                histogram.record(monotonicNanoseconds() - sent)
+            }
+            result.withLock { $0 = histogram }
+        }
+        sleeper.start()
+        let start = monotonicNanoseconds()
+        for _ in 0..<count {
+            usleep(1000)
+            var now = monotonicNanoseconds()
+            guard write(descriptor, &now, 8) == 8 else { throw BenchFailure("wakeup: write to an eventfd failed: \(String(cString: strerror(errno)))") }
+        }
+        while result.withLock({ $0 == nil }) { usleep(1000) }
+        let seconds = Double(monotonicNanoseconds() - start) / 1e9
+        return LatencyRun(latency: LatencyFigures(nanoseconds: result.withLock { $0! }),
+                          sending: Throughput(bytes: 0, records: count, seconds: seconds), senderLateP99: 0)
     }
 }

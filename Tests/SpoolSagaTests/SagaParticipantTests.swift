@@ -232,6 +232,29 @@ import Testing
         await restarted.stop()
     }
 
+    @Test func outboxRowsWrittenByAnEarlierVersionArePublishedWithTheirHeaders() async throws {
+        let directory = try TemporaryDirectory()
+        let broker = try InProcessBroker()
+        let client = try await broker.makeClient()
+        let database = try makeShelfDatabase(in: directory)
+        let participant = try SagaParticipant(name: "upgraded", client: client, database: database, configuration: quickRetries)
+        let event = try request(3, saga: "old")
+        // Headers as versions before 0.x stored them: a JSON array of {name, value (base64)}.
+        let legacyHeaders = "[" + event.headers.map { #"{"name":"\#($0.name)","value":"\#(Data($0.value).base64EncodedString())"}"# }
+            .joined(separator: ",") + "]"
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO spool_outbox (event_id, topic, key, value, headers, timestamp) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: ["e-old", ItemRequested.topic, Data(event.key ?? []), Data(event.value), Data(legacyHeaders.utf8), 1_700_000_000_000])
+        }
+        let running = RunningParticipant(participant)
+        #expect(await eventually { (try? await client.allRecords(of: ItemRequested.topic).count) == 1 })
+        let published = try #require(try await client.allRecords(of: ItemRequested.topic).first)
+        #expect(published.headers == event.headers && published.value == event.value && published.timestamp == 1_700_000_000_000)
+        try await running.stop()
+        client.close()
+        await broker.stop()
+    }
+
     @Test func runFailsWithTheReasonWhenItsTopicCannotExistAndCanRunAgainAfterAStop() async throws {
         let directory = try TemporaryDirectory()
         let broker = try InProcessBroker(configure: { $0.broker.autoCreateTopics = false })

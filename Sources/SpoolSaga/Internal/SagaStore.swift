@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Spool
+import SpoolWire
 
 /// The kit's tables in the service's database and every statement on them.
 ///
@@ -54,8 +55,8 @@ enum SagaStore {
 
     /// Records `eventID` as handled; false if it was already (a redelivery).
     static func recordHandled(_ db: Database, _ metadata: EventMetadata, origin: String) throws -> Bool {
-        try db.execute(sql: "INSERT OR IGNORE INTO spool_inbox (event_id, event_type, origin, handled_at) VALUES (?, ?, ?, ?)",
-                       arguments: [metadata.eventID, metadata.eventType, origin, EventMetadata.now()])
+        try db.cachedStatement(sql: "INSERT OR IGNORE INTO spool_inbox (event_id, event_type, origin, handled_at) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [metadata.eventID, metadata.eventType, origin, EventMetadata.now()])
         return db.changesCount == 1
     }
 
@@ -63,8 +64,8 @@ enum SagaStore {
 
     static func insertOutbox(_ db: Database, record: OutgoingRecord, topic: String, role: EventRole, eventID: String) throws {
         let headers = record.headers + [RecordHeader(name: EventHeaderName.role, string: role.rawValue)]
-        try db.execute(sql: "INSERT INTO spool_outbox (event_id, topic, key, value, headers, timestamp) VALUES (?, ?, ?, ?, ?, ?)",
-                       arguments: [eventID, topic, record.key.map { Data($0) }, Data(record.value), encode(headers),
+        try db.cachedStatement(sql: "INSERT INTO spool_outbox (event_id, topic, key, value, headers, timestamp) VALUES (?, ?, ?, ?, ?, ?)")
+            .execute(arguments: [eventID, topic, record.key.map { Data($0) }, Data(record.value), encode(headers),
                                    record.timestamp ?? EventMetadata.now()])
     }
 
@@ -76,7 +77,7 @@ enum SagaStore {
     }
 
     static func pending(_ db: Database, limit: Int) throws -> [PendingRow] {
-        try Row.fetchAll(db, sql: "SELECT id, topic, key, value, headers, timestamp FROM spool_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT id, topic, key, value, headers, timestamp FROM spool_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?"),
                          arguments: [limit]).map { row in
             let key: Data? = row["key"]
             let value: Data = row["value"]
@@ -87,12 +88,11 @@ enum SagaStore {
         }
     }
 
-    static func markSent(_ db: Database, ids: [Int64], at time: Int64) throws {
-        for chunk in stride(from: 0, to: ids.count, by: 500) {
-            let slice = ids[chunk..<Swift.min(chunk + 500, ids.count)]
-            try db.execute(sql: "UPDATE spool_outbox SET sent_at = ? WHERE id IN (\(slice.map { _ in "?" }.joined(separator: ",")))",
-                           arguments: StatementArguments([time] + slice.map { $0 }))
-        }
+    /// Marks every unsent row up to `lastID` sent: the rows of a ``pending(_:limit:)`` read
+    /// (which returns the unsent rows with the lowest ids, and ids only grow, so no unsent row
+    /// below its last one appeared since), in one statement.
+    static func markSent(_ db: Database, through lastID: Int64, at time: Int64) throws {
+        try db.cachedStatement(sql: "UPDATE spool_outbox SET sent_at = ? WHERE sent_at IS NULL AND id <= ?").execute(arguments: [time, lastID])
     }
 
     /// Deletes outbox rows sent before `sentBefore` and inbox entries handled before `handledBefore`.
@@ -106,20 +106,20 @@ enum SagaStore {
     static func scheduleTimeout(_ db: Database, record: OutgoingRecord, topic: String, eventID: String, correlationID: String,
                                 eventType: String, due: Int64) throws {
         let headers = record.headers + [RecordHeader(name: EventHeaderName.role, string: EventRole.timeout.rawValue)]
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO spool_timeouts (correlation_id, event_type, event_id, topic, key, value, headers, due_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [correlationID, eventType, eventID, topic, record.key.map { Data($0) }, Data(record.value), encode(headers), due])
+            """).execute(arguments: [correlationID, eventType, eventID, topic, record.key.map { Data($0) }, Data(record.value), encode(headers), due])
     }
 
     static func cancelTimeout(_ db: Database, correlationID: String, eventType: String) throws -> Bool {
-        try db.execute(sql: "DELETE FROM spool_timeouts WHERE correlation_id = ? AND event_type = ?", arguments: [correlationID, eventType])
+        try db.cachedStatement(sql: "DELETE FROM spool_timeouts WHERE correlation_id = ? AND event_type = ?").execute(arguments: [correlationID, eventType])
         return db.changesCount > 0
     }
 
     /// Whether a timeout is due at `now`.
     static func hasDueTimeouts(_ db: Database, now: Int64) throws -> Bool {
-        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM spool_timeouts WHERE due_at <= ?)", arguments: [now]) ?? false
+        try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM spool_timeouts WHERE due_at <= ?)"), arguments: [now]) ?? false
     }
 
     /// Moves the timeouts due at `now` into the outbox, stamped with the firing time; returns how many.
@@ -140,16 +140,37 @@ enum SagaStore {
 
     // MARK: Header encoding
 
-    private struct StoredHeader: Codable {
+    /// Rows written before headers were stored in the wire's encoding hold a JSON array of these.
+    private struct JSONHeader: Codable {
         var name: String
         var value: Data
     }
 
-    private static func encode(_ headers: [RecordHeader]) throws -> Data {
-        try JSONEncoder().encode(headers.map { StoredHeader(name: $0.name, value: Data($0.value)) })
+    /// Headers as stored: a 0 byte, then the wire's encoding (a u32 count, then per header a
+    /// u16-length name and a u32-length value). Rows of earlier versions hold a JSON array,
+    /// which starts with "[", and are still read.
+    private static func encode(_ headers: [RecordHeader]) -> Data {
+        var writer = WireWriter(capacity: 5 + headers.reduce(0) { $0 + 6 + $1.name.utf8.count + $1.value.count })
+        writer.write(UInt8(0))
+        writer.write(array: headers) { writer, header in
+            writer.write(header.name)
+            writer.write(bytes: header.value)
+        }
+        return Data(writer.bytes)
     }
 
     private static func decode(_ data: Data) throws -> [RecordHeader] {
-        try JSONDecoder().decode([StoredHeader].self, from: data).map { RecordHeader(name: $0.name, value: Array($0.value)) }
+        guard data.first == 0 else {
+            return try JSONDecoder().decode([JSONHeader].self, from: data).map { RecordHeader(name: $0.name, value: Array($0.value)) }
+        }
+        return try data.withUnsafeBytes { buffer throws(WireError) in
+            var reader = WireReader(UnsafeRawBufferPointer(rebasing: buffer[1...]))
+            var headers: [RecordHeader] = []
+            for _ in 0..<(try reader.readCount(minimumElementSize: 6)) {
+                headers.append(RecordHeader(name: try reader.readString(), value: try reader.readBytes()))
+            }
+            try reader.expectEnd("the stored headers")
+            return headers
+        }
     }
 }

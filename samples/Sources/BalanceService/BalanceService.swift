@@ -27,7 +27,7 @@ public enum BalanceService {
                 );
                 """)
             for user in seed.users {
-                try db.execute(sql: "INSERT INTO users (id, name, balance) VALUES (?, ?, ?)", arguments: [user.id, user.name, user.balance])
+                try db.cachedStatement(sql: "INSERT INTO users (id, name, balance) VALUES (?, ?, ?)").execute(arguments: [user.id, user.name, user.balance])
             }
         }
         try migrator.migrate(database)
@@ -39,16 +39,16 @@ public enum BalanceService {
         participant.on(OrderCancelled.self) { event, context in
             let orderID = event.payload.orderID
             let db = context.db
-            guard let row = try Row.fetchOne(db, sql: "SELECT user_id, amount, state FROM payments WHERE order_id = ?", arguments: [orderID]) else {
-                try db.execute(sql: "INSERT INTO payments (order_id, user_id, amount, state) VALUES (?, ?, 0, 'cancelled')",
-                               arguments: [orderID, event.payload.userID])
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT user_id, amount, state FROM payments WHERE order_id = ?"), arguments: [orderID]) else {
+                try db.cachedStatement(sql: "INSERT INTO payments (order_id, user_id, amount, state) VALUES (?, ?, 0, 'cancelled')")
+                    .execute(arguments: [orderID, event.payload.userID])
                 return
             }
             guard row["state"] as String == "debited" else { return }
             let userID: String = row["user_id"]
             let amount: Int = row["amount"]
-            try db.execute(sql: "UPDATE users SET balance = balance + ? WHERE id = ?", arguments: [amount, userID])
-            try db.execute(sql: "UPDATE payments SET state = 'refunded' WHERE order_id = ?", arguments: [orderID])
+            try db.cachedStatement(sql: "UPDATE users SET balance = balance + ? WHERE id = ?").execute(arguments: [amount, userID])
+            try db.cachedStatement(sql: "UPDATE payments SET state = 'refunded' WHERE order_id = ?").execute(arguments: [orderID])
             try context.emit(PaymentRefunded(orderID: orderID, userID: userID, amount: amount), role: .compensation)
         }
     }
@@ -64,23 +64,23 @@ struct ChargeUser: SagaStep {
     func process(_ event: EventEnvelope<StockDecreased>, in context: SagaContext) throws -> StepOutcome<PaymentCompleted, PaymentFailed> {
         let order = event.payload
         let db = context.db
-        if let state = try String.fetchOne(db, sql: "SELECT state FROM payments WHERE order_id = ?", arguments: [order.orderID]) {
+        if let state = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM payments WHERE order_id = ?"), arguments: [order.orderID]) {
             return .failure(PaymentFailed(orderID: order.orderID, reason: "order already \(state)"))
         }
         func refuse(_ reason: String) throws -> StepOutcome<PaymentCompleted, PaymentFailed> {
-            try db.execute(sql: "INSERT INTO payments (order_id, user_id, amount, state) VALUES (?, ?, ?, 'refused')",
-                           arguments: [order.orderID, order.userID, order.total])
+            try db.cachedStatement(sql: "INSERT INTO payments (order_id, user_id, amount, state) VALUES (?, ?, ?, 'refused')")
+                .execute(arguments: [order.orderID, order.userID, order.total])
             return .failure(PaymentFailed(orderID: order.orderID, reason: reason))
         }
-        guard let balance = try Int.fetchOne(db, sql: "SELECT balance FROM users WHERE id = ?", arguments: [order.userID]) else {
+        guard let balance = try Int.fetchOne(db.cachedStatement(sql: "SELECT balance FROM users WHERE id = ?"), arguments: [order.userID]) else {
             return try refuse("unknown user \(order.userID)")
         }
         guard balance >= order.total else {
             return try refuse("insufficient balance: \(order.userID) has \(balance), the order costs \(order.total)")
         }
-        try db.execute(sql: "UPDATE users SET balance = balance - ? WHERE id = ?", arguments: [order.total, order.userID])
-        try db.execute(sql: "INSERT INTO payments (order_id, user_id, amount, state) VALUES (?, ?, ?, 'debited')",
-                       arguments: [order.orderID, order.userID, order.total])
+        try db.cachedStatement(sql: "UPDATE users SET balance = balance - ? WHERE id = ?").execute(arguments: [order.total, order.userID])
+        try db.cachedStatement(sql: "INSERT INTO payments (order_id, user_id, amount, state) VALUES (?, ?, ?, 'debited')")
+            .execute(arguments: [order.orderID, order.userID, order.total])
         return .success(PaymentCompleted(orderID: order.orderID, userID: order.userID, amount: order.total))
     }
 }

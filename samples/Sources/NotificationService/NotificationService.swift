@@ -54,10 +54,10 @@ public enum NotificationService {
     }
 
     private static func store(orderID: String, userID: String, outcome: String, text: String, _ db: Database) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT OR IGNORE INTO notifications (order_id, user_id, outcome, text, state, next_attempt_at)
             VALUES (?, ?, ?, ?, 'pending', 0)
-            """, arguments: [orderID, userID, outcome, text])
+            """).execute(arguments: [orderID, userID, outcome, text])
     }
 
     /// Delivers pending messages through `channel` until the task is cancelled: each message is
@@ -72,22 +72,22 @@ public enum NotificationService {
                     try Row.fetchAll(db, sql: """
                         SELECT order_id, user_id, text, attempts FROM notifications
                         WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 100
-                        """, arguments: [now])
+                        """, arguments: [now]).map { row -> (orderID: String, userID: String, text: String, attempts: Int) in
+                        (row["order_id"], row["user_id"], row["text"], row["attempts"])
+                    }
                 }
-                for row in due {
-                    let orderID: String = row["order_id"]
-                    let attempts: Int = row["attempts"]
+                for (orderID, userID, text, attempts) in due {
                     do {
-                        try channel.deliver(idempotencyKey: orderID, to: row["user_id"], text: row["text"])
+                        try channel.deliver(idempotencyKey: orderID, to: userID, text: text)
                         try await database.write { db in
-                            try db.execute(sql: "UPDATE notifications SET state = 'sent', attempts = ?, last_error = NULL WHERE order_id = ?",
-                                           arguments: [attempts + 1, orderID])
+                            try db.cachedStatement(sql: "UPDATE notifications SET state = 'sent', attempts = ?, last_error = NULL WHERE order_id = ?")
+                                .execute(arguments: [attempts + 1, orderID])
                         }
                     } catch let failure as ChannelFailure {
                         let retryAt = EventMetadata.now() + backoff.backoff(after: attempts + 1).wholeMilliseconds
                         try await database.write { db in
-                            try db.execute(sql: "UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE order_id = ?",
-                                           arguments: [attempts + 1, retryAt, failure.reason, orderID])
+                            try db.cachedStatement(sql: "UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE order_id = ?")
+                                .execute(arguments: [attempts + 1, retryAt, failure.reason, orderID])
                         }
                         logger.debug("delivery failed; will retry", metadata: ["order": "\(orderID)", "attempt": "\(attempts + 1)", "reason": "\(failure.reason)"])
                     }
@@ -142,10 +142,10 @@ public final class FlakyChannel: Sendable {
     public func deliver(idempotencyKey: String, to recipient: String, text: String) throws {
         if Double.random(in: 0..<1) < failureRate { throw ChannelFailure(reason: "channel unavailable (simulated)") }
         try database.write { db in
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO messages (idempotency_key, recipient, text, accepted_at, deliveries) VALUES (?, ?, ?, ?, 1)
                 ON CONFLICT(idempotency_key) DO UPDATE SET deliveries = deliveries + 1
-                """, arguments: [idempotencyKey, recipient, text, EventMetadata.now()])
+                """).execute(arguments: [idempotencyKey, recipient, text, EventMetadata.now()])
         }
         if Double.random(in: 0..<1) < lostAckRate { throw ChannelFailure(reason: "acknowledgement lost (simulated)") }
     }

@@ -108,11 +108,11 @@ public final class OrderService: Sendable {
 
     /// Moves a PENDING order to `state`; nil if it is unknown or already ended.
     private static func end(_ orderID: String, _ state: Order.State, reason: String?, _ context: SagaContext) throws -> Order? {
-        try context.db.execute(sql: "UPDATE orders SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = 'PENDING'",
-                               arguments: [state.rawValue, reason, EventMetadata.now(), orderID])
+        try context.db.cachedStatement(sql: "UPDATE orders SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = 'PENDING'")
+            .execute(arguments: [state.rawValue, reason, EventMetadata.now(), orderID])
         guard context.db.changesCount == 1 else { return nil }
         try context.cancelTimeout(PaymentTimedOut.self)
-        return try Row.fetchOne(context.db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [orderID]).map(Order.init(row:))
+        return try Row.fetchOne(context.db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [orderID]).map(Order.init(row:))
     }
 
     /// Stores a PENDING order and its `order-created` event in one transaction, with the payment
@@ -127,20 +127,20 @@ public final class OrderService: Sendable {
         let timeout = paymentTimeout
         return try await participant.transaction { context in
             let now = EventMetadata.now()
-            try context.db.execute(sql: """
+            try context.db.cachedStatement(sql: """
                 INSERT INTO orders (id, user_id, product_id, quantity, total, state, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?)
-                """, arguments: [id, userID, productID, quantity, created.total, now, now])
+                """).execute(arguments: [id, userID, productID, quantity, created.total, now, now])
             try context.emit(created, correlationID: id)
             try context.scheduleTimeout(PaymentTimedOut(orderID: id), after: timeout, correlationID: id)
-            return try Row.fetchOne(context.db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]).map(Order.init(row:))!
+            return try Row.fetchOne(context.db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [id]).map(Order.init(row:))!
         }
     }
 
     /// The order `id`, or nil.
     public func order(_ id: String) async throws -> Order? {
         try await participant.database.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM orders WHERE id = ?", arguments: [id]).map(Order.init(row:))
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [id]).map(Order.init(row:))
         }
     }
 
@@ -148,7 +148,7 @@ public final class OrderService: Sendable {
     public func orders(in state: Order.State?) async throws -> [Order] {
         try await participant.database.read { db in
             if let state {
-                return try Row.fetchAll(db, sql: "SELECT * FROM orders WHERE state = ? ORDER BY created_at, id", arguments: [state.rawValue])
+                return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM orders WHERE state = ? ORDER BY created_at, id"), arguments: [state.rawValue])
                     .map(Order.init(row:))
             }
             return try Row.fetchAll(db, sql: "SELECT * FROM orders ORDER BY created_at, id").map(Order.init(row:))

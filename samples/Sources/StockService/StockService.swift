@@ -29,7 +29,7 @@ public enum StockService {
                 );
                 """)
             for product in seed.products {
-                try db.execute(sql: "INSERT INTO products (id, name, quantity) VALUES (?, ?, ?)", arguments: [product.id, product.name, product.stock])
+                try db.cachedStatement(sql: "INSERT INTO products (id, name, quantity) VALUES (?, ?, ?)").execute(arguments: [product.id, product.name, product.stock])
             }
         }
         try migrator.migrate(database)
@@ -48,17 +48,17 @@ public enum StockService {
     /// Puts back the reservation of `orderID` if it holds one; records `state` for an order never
     /// seen (so a late `order-created` is refused). Returns the event to emit, if any.
     static func release(orderID: String, db: Database, markingUnknownAs state: String?) throws -> StockRestored? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT product_id, quantity, state FROM reservations WHERE order_id = ?", arguments: [orderID]) else {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT product_id, quantity, state FROM reservations WHERE order_id = ?"), arguments: [orderID]) else {
             if let state {
-                try db.execute(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, '', 0, ?)", arguments: [orderID, state])
+                try db.cachedStatement(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, '', 0, ?)").execute(arguments: [orderID, state])
             }
             return nil
         }
         guard row["state"] as String == "reserved" else { return nil }
         let productID: String = row["product_id"]
         let quantity: Int = row["quantity"]
-        try db.execute(sql: "UPDATE products SET quantity = quantity + ? WHERE id = ?", arguments: [quantity, productID])
-        try db.execute(sql: "UPDATE reservations SET state = 'released' WHERE order_id = ?", arguments: [orderID])
+        try db.cachedStatement(sql: "UPDATE products SET quantity = quantity + ? WHERE id = ?").execute(arguments: [quantity, productID])
+        try db.cachedStatement(sql: "UPDATE reservations SET state = 'released' WHERE order_id = ?").execute(arguments: [orderID])
         return StockRestored(orderID: orderID, productID: productID, quantity: quantity)
     }
 
@@ -73,25 +73,25 @@ struct ReserveStock: CompensableStep {
     func process(_ event: EventEnvelope<OrderCreated>, in context: SagaContext) throws -> StepOutcome<StockDecreased, StockFailed> {
         let order = event.payload
         let db = context.db
-        if let state = try String.fetchOne(db, sql: "SELECT state FROM reservations WHERE order_id = ?", arguments: [order.orderID]) {
+        if let state = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM reservations WHERE order_id = ?"), arguments: [order.orderID]) {
             // Only a cancellation that overtook this event can be here (the inbox stops redeliveries).
             return .failure(StockFailed(orderID: order.orderID, reason: "order already \(state)"))
         }
         func refuse(_ reason: String) throws -> StepOutcome<StockDecreased, StockFailed> {
-            try db.execute(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'refused')",
-                           arguments: [order.orderID, order.productID, order.quantity])
+            try db.cachedStatement(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'refused')")
+                .execute(arguments: [order.orderID, order.productID, order.quantity])
             return .failure(StockFailed(orderID: order.orderID, reason: reason))
         }
         guard order.quantity > 0 else { return try refuse("quantity must be positive") }
-        guard let available = try Int.fetchOne(db, sql: "SELECT quantity FROM products WHERE id = ?", arguments: [order.productID]) else {
+        guard let available = try Int.fetchOne(db.cachedStatement(sql: "SELECT quantity FROM products WHERE id = ?"), arguments: [order.productID]) else {
             return try refuse("unknown product \(order.productID)")
         }
         guard available >= order.quantity else {
             return try refuse("out of stock: \(available) \(order.productID) left, \(order.quantity) wanted")
         }
-        try db.execute(sql: "UPDATE products SET quantity = quantity - ? WHERE id = ?", arguments: [order.quantity, order.productID])
-        try db.execute(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'reserved')",
-                       arguments: [order.orderID, order.productID, order.quantity])
+        try db.cachedStatement(sql: "UPDATE products SET quantity = quantity - ? WHERE id = ?").execute(arguments: [order.quantity, order.productID])
+        try db.cachedStatement(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'reserved')")
+            .execute(arguments: [order.orderID, order.productID, order.quantity])
         return .success(StockDecreased(orderID: order.orderID, userID: order.userID, productID: order.productID,
                                        quantity: order.quantity, total: order.total))
     }
