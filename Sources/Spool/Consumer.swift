@@ -17,8 +17,9 @@ import SpoolWire
 /// Guarantees:
 /// - Records of one partition arrive in offset order; each partition is consumed by one member
 ///   of the group at a time (the broker hands a partition over only once its old owner released it).
-/// - A record counts as processed when the loop asks for the next one (and at ``commit()`` or
-///   ``close(countingLastRecord:)``, the last one returned counts too). With automatic commits (the default), the
+/// - A record counts as processed when the loop asks for the next one (records of
+///   ``Iterator/nextBatch(upTo:)``: when it asks for more; and at ``commit()`` or
+///   ``close(countingLastRecord:)``, the last ones returned count too). With automatic commits (the default), the
 ///   processed offsets are committed every ``ConsumerConfiguration/autoCommitInterval``, before a
 ///   revoked partition is released, and at ``close(countingLastRecord:)``; so delivery is at least once, and after a
 ///   crash only records past the last commit come again.

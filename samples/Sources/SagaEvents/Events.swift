@@ -1,6 +1,6 @@
 import Spool
 
-// The events of the order saga (DESIGN.md, "Samples: the saga"). Each is published to the topic
+// The events of the order saga (see README.md, "The order saga"). Each is published to the topic
 // named like its type; the correlation id of every event is the order id.
 //
 //   order  ──order-created──▶ stock ──stock-decreased──▶ balance ──payment-completed──▶ order ──order-completed──▶ notification

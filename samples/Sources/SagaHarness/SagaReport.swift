@@ -3,7 +3,7 @@ import GRDB
 import ServiceKit
 
 /// What the four databases hold after a run, and whether the saga's invariants hold
-/// (DESIGN.md: every order ends COMPLETED or CANCELLED; initial stock = stock + quantities of
+/// (every order ends COMPLETED or CANCELLED; initial stock = stock + quantities of
 /// COMPLETED orders; initial balance = balance + totals of COMPLETED orders; each ended order is
 /// notified once; and nothing is left in an outbox).
 public struct SagaReport: Sendable {

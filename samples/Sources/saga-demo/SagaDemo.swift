@@ -28,8 +28,11 @@ struct SagaDemo: AsyncParsableCommand {
     @Option(help: "How many orders to place.")
     var orders = 40
 
-    @Option(help: "How many orders are in flight at once.")
+    @Option(help: "How many orders are placed at once (POST requests in flight; the sagas they start overlap).")
     var concurrency = 4
+
+    @Flag(help: "Place each order only once the one before ended, so one saga runs at a time: POST → final state is then one order's own time (its three hops and the POST's commit). Overrides --concurrency.")
+    var oneAtATime = false
 
     @Option(help: "Random seed of the order mix.")
     var seed: UInt64 = 2026
@@ -68,7 +71,7 @@ struct SagaDemo: AsyncParsableCommand {
         do {
             try await client.waitUntilUp()
             let mix = OrderMix(count: orders, over: data, seed: seed)
-            print("placing \(orders) orders, \(concurrency) at a time …")
+            print(oneAtATime ? "placing \(orders) orders, each once the one before ended …" : "placing \(orders) orders, \(concurrency) at a time …")
             try await place(mix.requests, through: client)
             print("waiting for every saga to end …")
             let settled = try await waitUntilSettled(cluster)
@@ -83,6 +86,14 @@ struct SagaDemo: AsyncParsableCommand {
     }
 
     private func place(_ requests: [OrderMix.Request], through client: OrderClient) async throws {
+        if oneAtATime {
+            for request in requests {
+                let order = try await client.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity)
+                // The figure comes from the order's own timestamps: a 5 ms poll only spaces the orders out.
+                while try await client.order(order.id)?.state == "PENDING" { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            return
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, request) in requests.enumerated() {
                 if index >= concurrency { try await group.next() }
