@@ -1,6 +1,7 @@
 # Spool: the two commands of the README, and a few helpers.
 #   make run   installs what is missing, builds, and starts spoold on the embedded defaults
-#   make test  installs what is missing and runs every test (the broker's, then the samples')
+#   make test  installs what is missing and runs every test (the broker's, the Python client's
+#              conformance suite against a real spoold, then the samples')
 #   make demo  runs the order saga: spoold and the four sample services, a mix of orders, a report
 SWIFT ?= swift
 CONFIG ?= release
@@ -20,6 +21,7 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest  # every test uses Swift Testing
+	./scripts/python-conformance.sh .build/debug/spoold .build/debug/spool  # a client written from docs/protocol.md alone
 	cd samples && $(SWIFT) build --build-tests  # the samples' end-to-end test runs ../.build/debug/spoold
 	cd samples && $(SWIFT) test --skip-build --disable-xctest
 

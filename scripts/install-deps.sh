@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what Spool needs to build and test on Debian: libzmq3-dev (ZeroMQ with CURVE),
-# libsqlite3-dev (the saga kit and the samples, through GRDB) and pkg-config. Does nothing when
-# they are there already.
+# libsqlite3-dev (the saga kit and the samples, through GRDB), pkg-config, and python3-zmq (the
+# Python conformance client that `make test` runs). Does nothing when they are there already.
 set -euo pipefail
 
 missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if ! pkg-config --exists libzmq 2>/dev/null; then missing+=(libzmq3-dev); fi
 if ! pkg-config --exists sqlite3 2>/dev/null; then missing+=(libsqlite3-dev); fi
+if ! /usr/bin/python3 -c 'import zmq' >/dev/null 2>&1; then missing+=(python3-zmq); fi
 
 if ! command -v swift >/dev/null 2>&1; then
   echo "install-deps: the Swift toolchain (swift 6.x) is not on PATH; install it from swift.org first." >&2

@@ -70,7 +70,7 @@ public final class SpoolClient: Sendable {
         let target: Int32
         if let partition { target = partition } else { target = try await choosePartition(topic, key: first.key) }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        var builder = RecordBatchBuilder(firstTimestamp: first.timestamp ?? now)
+        var builder = RecordBatchBuilder()
         for record in records {
             builder.append(timestamp: record.timestamp ?? now, key: record.key, value: record.value, headers: record.headers)
         }
@@ -89,7 +89,8 @@ public final class SpoolClient: Sendable {
 
     /// The records of one partition from `start` on, as an `AsyncSequence` that waits for new
     /// records (long poll) and never ends by itself; break out of the loop or cancel the task
-    /// to stop. Survives broker restarts (retriable errors are retried with backoff).
+    /// to stop. Survives broker restarts (retriable errors are retried with backoff). Reading never
+    /// creates a topic: one that does not exist ends the loop with ``SpoolError/Code/unknownTopic``.
     public func records(from topic: String, partition: Int32 = 0, startingAt start: StartPosition = .earliest) -> RecordSequence {
         RecordSequence(client: self, topic: topic, partition: partition, start: start)
     }
@@ -135,7 +136,7 @@ public final class SpoolClient: Sendable {
 
     // MARK: Topics
 
-    /// Describes topics (all of them when `names` is empty). Unknown names are skipped.
+    /// Describes topics (all of them when `names` is empty). Unknown names are skipped, never created.
     public func topics(_ names: [String] = []) async throws(SpoolError) -> [TopicInfo] {
         let reply = try await call(.metadata, [MetadataRequest(topics: names).encoded()])
         let response = try decode(MetadataResponse.self, reply)
@@ -230,17 +231,21 @@ public final class SpoolClient: Sendable {
 
     /// The partition count of `topic`: from this client's one cache (shared by ``publish`` and
     /// every ``Producer`` of the client; filled by lookups and creations, cleared by deletions),
-    /// else from the broker: a metadata request, and for an unknown topic a lookup in partition
-    /// 0, which creates it where the broker auto-creates topics (and fails with "unknown topic"
-    /// where it does not).
+    /// else from the broker: a metadata request that creates the topic where the broker
+    /// auto-creates topics (what publishing to it would do), and fails with "unknown topic" where
+    /// it does not.
     func partitionCount(of topic: String) async throws(SpoolError) -> Int32 {
         if let count = partitionCounts.withLock({ $0[topic] }) { return count }
-        var info = try await topics([topic]).first
-        if info == nil {
-            _ = try await offset(of: topic, partition: 0, .latest)
-            info = try await topics([topic]).first
+        let reply = try await call(.metadata, [MetadataRequest(topics: [topic], allowAutoCreation: true).encoded()])
+        guard let described = try decode(MetadataResponse.self, reply).topics.first else {
+            throw SpoolError(.protocolViolation, "the metadata reply for '\(topic)' names no topic")
         }
-        let count = Int32(info?.partitions.count ?? 1)
+        switch described.errorCode {
+        case .none: break
+        case .unknownTopic: throw SpoolError(.unknownTopic, "topic '\(topic)' does not exist, and the broker does not create topics on use (auto.create.topics)")
+        default: throw SpoolError(SpoolError.Code(described.errorCode), "the broker cannot describe topic '\(topic)': \(described.errorCode)")
+        }
+        let count = Int32(described.partitions.count)
         partitionCounts.withLock { $0[topic] = count }
         return count
     }

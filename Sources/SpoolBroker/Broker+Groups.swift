@@ -22,7 +22,8 @@ extension Broker {
     func joinGroup(_ request: JoinGroupRequest, now: Int64) throws(WireError) -> JoinGroupResponse {
         try checkGroupName(request.group)
         try GroupCoordinator.check(request)
-        for topic in request.topics { _ = try partition(try TopicName(topic), 0) }  // exists, or auto-created
+        // Joining declares what the member consumes: a missing topic is auto-created (where that is on).
+        for topic in request.topics { _ = try partition(try TopicName(topic), 0, creating: true) }
         let assignment = groups.join(request, now: now)
         logger.info("member joined a group", metadata: [
             "group": "\(request.group)", "member": "\(assignment.memberID)", "generation": "\(assignment.generation)",
@@ -54,7 +55,7 @@ extension Broker {
     func commitOffsets(client: ClientID, header: FrameHeader, _ request: CommitOffsetsRequest, now: Int64) throws(WireError) {
         try checkGroupName(request.group)
         for committed in request.offsets {
-            _ = try partition(try TopicName(committed.partition.topic), committed.partition.partition)
+            _ = try partition(try TopicName(committed.partition.topic), committed.partition.partition, creating: false)
             guard committed.offset >= 0 else {
                 throw WireError(.invalidRequest, "cannot commit offset \(committed.offset) for \(committed.partition); offsets start at 0")
             }

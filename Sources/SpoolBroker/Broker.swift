@@ -117,8 +117,10 @@ public final class Broker {
             logger.debug("dropped a message with an unreadable header", metadata: ["error": "\(error)"])
             return []
         }
-        guard !header.isReply else { return [] }
         do throws(WireError) {
+            guard !header.isReply, header.errorCode == .none else {
+                throw WireError(.malformedRequest, "a request's header must not carry " + (header.isReply ? "the reply flag" : "an error code (\(header.errorCode))"))
+            }
             guard header.version == FrameHeader.currentVersion else {
                 throw WireError(.unsupportedVersion, "protocol version \(header.version) is not supported; this broker speaks \(FrameHeader.currentVersion)")
             }
@@ -140,7 +142,8 @@ public final class Broker {
                 try authorize(.consume, [request.topic])
                 return [reply(client, header, try listOffsets(request))]
             case .metadata:
-                return [reply(client, header, metadata(try decode(body[0]) { try MetadataRequest.decode($0) }))]
+                let request = try decode(body[0]) { try MetadataRequest.decode($0) }
+                return [reply(client, header, metadata(request, identity: identity))]
             case .createTopic:
                 let request = try decode(body[0]) { try CreateTopicRequest.decode($0) }
                 try authorize(.admin, [request.name])
@@ -426,18 +429,17 @@ public final class Broker {
     // MARK: Operations
 
     private func produce<Frame: RequestFrame>(client: ClientID, header: FrameHeader, request: ProduceRequest, batch: Frame, now: Int64) throws(WireError) -> [BrokerAction] {
-        let state = try partition(try TopicName(request.topic), request.partition)
+        let name = try TopicName(request.topic)
+        if topics[name] == nil {
+            // A batch the broker refuses creates nothing.
+            _ = try decode(batch) { bytes throws(WireError) in try checkProduced(bytes) }
+        }
+        let state = try partition(name, request.partition, creating: true)
         if state.offlineReason != nil { cutBackToLastGoodSync(state) }
         if let reason = state.offlineReason { throw WireError(.storageError, "partition \(state.key) is offline: \(reason)") }
         if state.policy == .always { try checkWaiting(client) }
         let outcome: ProduceOutcome = try decode(batch) { bytes throws(WireError) in
-            guard bytes.count <= configuration.maxBatchBytes else {
-                throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
-            }
-            let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes)
-            guard batchHeader.recordCount <= configuration.maxRecordsPerBatch else {
-                throw WireError(.recordTooLarge, "batch holds \(batchHeader.recordCount) records; the limit is \(configuration.maxRecordsPerBatch) (max.records.per.batch)")
-            }
+            let batchHeader = try checkProduced(bytes)
             switch state.producers.verdict(for: batchHeader) {
             case .append:
                 break
@@ -490,8 +492,21 @@ public final class Broker {
         }
     }
 
+    /// Checks a produced batch against the broker's limits and its own header (structure,
+    /// checksum, and every header field the records can confirm, timestamps included).
+    private func checkProduced(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> RecordBatch.Header {
+        guard bytes.count <= configuration.maxBatchBytes else {
+            throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
+        }
+        let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes, checkingTimestamps: true)
+        guard batchHeader.recordCount <= configuration.maxRecordsPerBatch else {
+            throw WireError(.recordTooLarge, "batch holds \(batchHeader.recordCount) records; the limit is \(configuration.maxRecordsPerBatch) (max.records.per.batch)")
+        }
+        return batchHeader
+    }
+
     private func fetch(client: ClientID, header: FrameHeader, request: FetchRequest, now: Int64) throws(WireError) -> [BrokerAction] {
-        let state = try partition(try TopicName(request.topic), request.partition)
+        let state = try partition(try TopicName(request.topic), request.partition, creating: false)
         let wait = Int64(min(Int(request.maxWaitMilliseconds), configuration.maxFetchWaitMilliseconds))
         let fetch = ParkedFetch(client: client, header: header, request: request, key: state.key, deadline: now + wait)
         if wait == 0 || isShutDown { return [answer(fetch)] }
@@ -535,7 +550,7 @@ public final class Broker {
     }
 
     private func listOffsets(_ request: ListOffsetsRequest) throws(WireError) -> ListOffsetsResponse {
-        let state = try partition(try TopicName(request.topic), request.partition)
+        let state = try partition(try TopicName(request.topic), request.partition, creating: false)
         let offset: Int64
         switch request.spec {
         case .earliest: offset = state.log.logStartOffset
@@ -550,11 +565,18 @@ public final class Broker {
         return ListOffsetsResponse(partition: request.partition, offset: offset)
     }
 
-    private func metadata(_ request: MetadataRequest) -> MetadataResponse {
+    /// Describes the named topics (all without names); with ``MetadataRequest/allowAutoCreation``
+    /// creates the missing ones the client may produce to, where auto-creation is on.
+    private func metadata(_ request: MetadataRequest, identity: String?) -> MetadataResponse {
         let names = request.topics.isEmpty ? topics.keys.sorted().map(\.rawValue) : request.topics
         let described = names.map { name -> MetadataResponse.Topic in
             do throws(WireError) {
-                guard let partitions = topics[try TopicName(name)] else {
+                let topic = try TopicName(name)
+                if topics[topic] == nil, request.allowAutoCreation {
+                    try authorize(identity, .produce, [name], opCode: .metadata)
+                    try createIfAllowed(topic, creating: true)
+                }
+                guard let partitions = topics[topic] else {
                     return MetadataResponse.Topic(name: name, errorCode: .unknownTopic, partitions: [])
                 }
                 return MetadataResponse.Topic(name: name, partitions: partitions.map {
@@ -622,18 +644,24 @@ public final class Broker {
 
     // MARK: Topics and partitions
 
-    /// The partition's state, creating the topic first if it is unknown and auto-creation is on.
-    func partition(_ name: TopicName, _ partition: Int32) throws(WireError) -> PartitionState {
-        if topics[name] == nil {
-            guard configuration.autoCreateTopics else {
-                throw WireError(.unknownTopic, "topic '\(name)' does not exist")
-            }
-            try create(name, TopicMetadata(partitions: configuration.defaultPartitions))
-        }
+    /// The partition's state. An unknown topic is created first when `creating` (a produce, a
+    /// group join) and auto-creation is on; otherwise it is ``ErrorCode/unknownTopic``, so a
+    /// reader's typo leaves nothing behind.
+    func partition(_ name: TopicName, _ partition: Int32, creating: Bool) throws(WireError) -> PartitionState {
+        if topics[name] == nil { try createIfAllowed(name, creating: creating) }
         guard let partitions = topics[name], partitions.indices.contains(Int(partition)) else {
             throw WireError(.unknownPartition, "topic '\(name)' has no partition \(partition) (it has \(topics[name]?.count ?? 0))")
         }
         return partitions[Int(partition)]
+    }
+
+    /// Creates `name` with the default settings when `creating` and auto-creation is on; else
+    /// throws ``ErrorCode/unknownTopic``.
+    private func createIfAllowed(_ name: TopicName, creating: Bool) throws(WireError) {
+        guard creating, configuration.autoCreateTopics else {
+            throw WireError(.unknownTopic, "topic '\(name)' does not exist" + (creating ? " (auto.create.topics is off)" : ""))
+        }
+        try create(name, TopicMetadata(partitions: configuration.defaultPartitions))
     }
 
     private func create(_ name: TopicName, _ metadata: TopicMetadata) throws(WireError) {

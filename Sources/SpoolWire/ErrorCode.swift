@@ -52,6 +52,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let staleGeneration = ErrorCode(rawValue: 19)
     /// An administrative change to a group (an offset reset) while it has live members.
     public static let groupNotEmpty = ErrorCode(rawValue: 20)
+    /// A record batch's header disagrees with its records (attributes, last offset delta,
+    /// first or max timestamp, record count); details `field` is the header field's byte
+    /// offset. The batch is refused, never rewritten.
+    public static let inconsistentBatch = ErrorCode(rawValue: 21)
 
     /// A stable lower-case name, used in messages and logs.
     public var name: String {
@@ -77,6 +81,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .unknownMember: "unknown member"
         case .staleGeneration: "stale generation"
         case .groupNotEmpty: "group not empty"
+        case .inconsistentBatch: "inconsistent batch"
         default: "error \(rawValue)"
         }
     }

@@ -224,17 +224,25 @@ public struct MetadataRequest: WireMessage, Hashable {
     public static let opCode = OpCode.metadata
     /// Topics to describe; empty for all.
     public var topics: [String]
+    /// Create the named topics that do not exist, where the broker auto-creates topics and the
+    /// client may produce to them (what a producer asks before its first record); false never creates.
+    public var allowAutoCreation: Bool
 
-    public init(topics: [String] = []) { self.topics = topics }
+    public init(topics: [String] = [], allowAutoCreation: Bool = false) {
+        self.topics = topics
+        self.allowAutoCreation = allowAutoCreation
+    }
 
     public func encode(into writer: inout WireWriter) {
         writer.write(array: topics) { $0.write($1) }
+        writer.write(allowAutoCreation)
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         let count = try reader.readCount(minimumElementSize: 2)
         topics = []
         for _ in 0..<count { topics.append(try reader.readString()) }
+        allowAutoCreation = try reader.readBool()
     }
 }
 

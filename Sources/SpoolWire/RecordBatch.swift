@@ -1,8 +1,9 @@
 import CSpoolChecksum
 
 /// The record-batch format, version 1. The bytes on the wire are the bytes on disk: the broker
-/// validates a batch, stamps `baseOffset`, and appends it unchanged. The checksum starts after
-/// the checksum field, so stamping needs no re-checksum.
+/// validates a batch, stamps `baseOffset`, and appends it unchanged. The checksum covers bytes
+/// 17 to the end (from `attributes` on), so stamping needs no re-checksum. `docs/protocol.md`
+/// specifies the format for implementers of other clients.
 ///
 /// ```
 /// offset size field            meaning
@@ -12,8 +13,8 @@ import CSpoolChecksum
 /// 13     4   crc               u32, CRC-32C of bytes [17, end)
 /// 17     2   attributes        u16, bits 0-2 compression (0 = none; v1 accepts only 0), rest 0
 /// 19     4   lastOffsetDelta   u32, recordCount - 1 (offsets inside a batch are dense)
-/// 23     8   firstTimestamp    i64, ms since the epoch
-/// 31     8   maxTimestamp      i64, ms since the epoch
+/// 23     8   firstTimestamp    i64, ms since the epoch: the first record's timestamp
+/// 31     8   maxTimestamp      i64, ms since the epoch: the largest record timestamp
 /// 39     8   producerID        i64, -1 without idempotence
 /// 47     2   producerEpoch     i16, -1 without idempotence
 /// 49     4   baseSequence      i32, -1 without idempotence
@@ -118,27 +119,35 @@ public enum RecordBatch {
         return spool_crc32c(0, bytes.baseAddress! + checksumStart, bytes.count - checksumStart)
     }
 
-    /// Checks that `bytes` is exactly one whole, well-formed batch: header, checksum, and every
-    /// record's structure (lengths in bounds, dense offset deltas, count as announced, no record
-    /// over `maxRecordBytes`). Returns its header. Never traps on hostile input.
+    /// Checks one whole batch and returns its header: the length, the checksum (before anything
+    /// else is trusted), then every record's structure, then the header fields the records can
+    /// confirm: `attributes` 0, `recordCount` and `lastOffsetDelta` against the records found
+    /// (``ErrorCode/inconsistentBatch``, details `field` = the field's byte offset) and, with
+    /// `checkingTimestamps` (what a broker asks of a produced batch), `firstTimestamp` equal to
+    /// the first record's and `maxTimestamp` to the largest: time lookups rely on them. Stored
+    /// batches of earlier versions may differ there, so readers of a log leave it off. Other
+    /// failures are ``ErrorCode/corruptBatch``; a record over `maxRecordBytes` is
+    /// ``ErrorCode/recordTooLarge``. Never traps on hostile input.
     @discardableResult
-    public static func validate(_ bytes: UnsafeRawBufferPointer, maxRecordBytes: Int = .max) throws(WireError) -> Header {
+    public static func validate(_ bytes: UnsafeRawBufferPointer, maxRecordBytes: Int = .max,
+                                checkingTimestamps: Bool = false) throws(WireError) -> Header {
         let header = try readHeader(bytes)
         guard header.totalSize == bytes.count else {
             throw WireError.corrupt("batch length says \(header.totalSize) bytes, frame has \(bytes.count)")
-        }
-        guard header.attributes == 0 else {
-            throw WireError.corrupt("batch attributes \(header.attributes) are not supported (no compression in v1)")
         }
         let actual = computeChecksum(bytes)
         guard actual == header.crc else {
             throw WireError.corrupt("checksum mismatch (stored \(hex(header.crc)), computed \(hex(actual)))")
         }
-        guard header.recordCount >= 1, header.lastOffsetDelta == header.recordCount - 1 else {
-            throw WireError.corrupt("record count \(header.recordCount) disagrees with last offset delta \(header.lastOffsetDelta)")
+        guard header.attributes == 0 else {
+            throw inconsistent(.attributes, "attributes \(header.attributes) say the records are compressed; v1 has no compression")
         }
         var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[headerSize...]), errorCode: .corruptBatch)
-        for index in 0..<Int64(header.recordCount) {
+        var count: Int64 = 0
+        var firstDelta: Int64 = 0
+        var largest = Int64.min
+        while !reader.isAtEnd {
+            let index = count
             let length = try reader.readVarint()
             guard length <= UInt64(reader.remaining) else {
                 throw WireError.corrupt("record \(index) length \(length) exceeds the batch")
@@ -148,7 +157,9 @@ public enum RecordBatch {
             }
             var record = WireReader(try reader.readRaw(count: Int(length)), errorCode: .corruptBatch)
             _ = try record.read(UInt8.self)
-            _ = try record.readZigZag()
+            let timestampDelta = try record.readZigZag()
+            if index == 0 { firstDelta = timestampDelta }
+            largest = max(largest, header.firstTimestamp &+ timestampDelta)
             guard try record.readZigZag() == index else {
                 throw WireError.corrupt("record \(index) has a non-dense offset delta")
             }
@@ -165,9 +176,39 @@ public enum RecordBatch {
                 _ = try record.readRaw(count: try checkedLength(try record.readZigZag()))
             }
             try record.expectEnd("record \(index)")
+            count += 1
         }
-        try reader.expectEnd("the last record")
+        guard count >= 1 else { throw WireError.corrupt("a batch needs at least one record") }
+        guard Int64(header.recordCount) == count else {
+            throw inconsistent(.recordCount, "recordCount says \(header.recordCount) records, the batch holds \(count)")
+        }
+        guard Int64(header.lastOffsetDelta) == count - 1 else {
+            throw inconsistent(.lastOffsetDelta, "lastOffsetDelta is \(header.lastOffsetDelta); \(count) records end at delta \(count - 1)")
+        }
+        if checkingTimestamps {
+            guard firstDelta == 0 else {
+                throw inconsistent(.firstTimestamp, "firstTimestamp \(header.firstTimestamp) is not the first record's timestamp "
+                                   + "\(header.firstTimestamp &+ firstDelta)")
+            }
+            guard header.maxTimestamp == largest else {
+                throw inconsistent(.maxTimestamp, "maxTimestamp \(header.maxTimestamp) is not the largest record timestamp \(largest)")
+            }
+        }
         return header
+    }
+
+    /// The header fields ``validate(_:maxRecordBytes:checkingTimestamps:)`` checks against the
+    /// records, by byte offset (the `field` detail of ``ErrorCode/inconsistentBatch``).
+    public enum CheckedField: Int64, Sendable {
+        case attributes = 17
+        case lastOffsetDelta = 19
+        case firstTimestamp = 23
+        case maxTimestamp = 31
+        case recordCount = 53
+    }
+
+    private static func inconsistent(_ field: CheckedField, _ message: String) -> WireError {
+        WireError(.inconsistentBatch, "the batch header disagrees with its records: \(message)", details: ["field": field.rawValue])
     }
 
     /// Decodes every record of one whole batch, with absolute offsets. Call ``validate(_:maxRecordBytes:)``

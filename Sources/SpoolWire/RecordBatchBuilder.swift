@@ -5,8 +5,9 @@
 /// creating a new one.
 public struct RecordBatchBuilder: Sendable {
     private var writer: WireWriter
-    private let firstTimestamp: Int64
-    private var maxTimestamp: Int64
+    /// The first record's timestamp, which the others are stored relative to.
+    private var firstTimestamp: Int64 = 0
+    private var maxTimestamp = Int64.min
     /// Number of records appended.
     public private(set) var count = 0
 
@@ -17,10 +18,10 @@ public struct RecordBatchBuilder: Sendable {
     /// Sequence of the first record; -1 when unused.
     public var baseSequence: Int32 = -1
 
-    /// Starts a batch whose timestamps are stored relative to `firstTimestamp` (ms since the epoch).
-    public init(firstTimestamp: Int64, capacity: Int = 16 * 1024) {
-        self.firstTimestamp = firstTimestamp
-        self.maxTimestamp = firstTimestamp
+    /// Starts an empty batch with room for `capacity` bytes. The first record's timestamp becomes
+    /// the batch's `firstTimestamp`, the largest its `maxTimestamp`, so the header always agrees
+    /// with the records (as a broker checks).
+    public init(capacity: Int = 16 * 1024) {
         writer = WireWriter(capacity: max(capacity, RecordBatch.headerSize))
         writer.writeRaw(repeatElement(0, count: RecordBatch.headerSize))
     }
@@ -30,6 +31,7 @@ public struct RecordBatchBuilder: Sendable {
 
     /// Appends one record; its offset delta is its position in the batch.
     public mutating func append(timestamp: Int64, key: [UInt8]?, value: [UInt8], headers: [RecordHeader] = []) {
+        if count == 0 { firstTimestamp = timestamp }
         let timestampDelta = timestamp &- firstTimestamp
         let offsetDelta = Int64(count)
         let length = Self.recordLength(timestampDelta: timestampDelta, offsetDelta: offsetDelta, key: key, value: value, headers: headers)

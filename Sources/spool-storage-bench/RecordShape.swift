@@ -29,7 +29,7 @@ struct RecordShape: Sendable {
 
     /// One batch encoded as the broker receives and stores it (base offset 0).
     func encodedBatch(timestamp: Int64) -> [UInt8] {
-        var builder = RecordBatchBuilder(firstTimestamp: timestamp, capacity: 2 * batchPayloadBytes)  // values plus framing
+        var builder = RecordBatchBuilder(capacity: 2 * batchPayloadBytes)  // values plus framing
         for _ in 0..<recordsPerBatch {
             builder.append(timestamp: timestamp, key: nil, value: value)
         }

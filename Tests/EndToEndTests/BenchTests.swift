@@ -28,7 +28,7 @@ extension EndToEndTests {
             try #require(rows.first == Self.columns, "CSV header: \(rows.first ?? [])")
             let records = rows.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(Self.columns, $0)) }
             #expect(rows.dropFirst().allSatisfy { $0.count == Self.columns.count }, "rows with a wrong number of fields: \(rows)")
-            #expect(records.map { $0["section"] ?? "" } == ["produce", "consume", "latency", "request", "raw", "rtt", "disk"], "\(result.stdoutText)")
+            #expect(records.map { $0["section"] ?? "" } == ["produce", "consume", "latency", "request", "raw", "rtt", "disk", "wakeup"], "\(result.stdoutText)")
 
             func positive(_ row: [String: String]?, _ column: String, sourceLocation: SourceLocation = #_sourceLocation) {
                 let value = row?[column].flatMap(Double.init)
@@ -45,11 +45,13 @@ extension EndToEndTests {
             #expect(bySection["produce"]?["records"] == "2000" && bySection["consume"]?["records"] == "2000" && bySection["raw"]?["records"] == "2000")
             #expect(bySection["latency"]?["records"] == "500")
             #expect(bySection["request"]?["records"] == "200" && bySection["rtt"]?["records"] == "200" && bySection["disk"]?["records"] == "50")
-            for section in ["latency", "request", "rtt", "disk"] {
+            for column in ["runs", "records", "seconds", "records_per_second"] { positive(bySection["wakeup"], column) }
+            #expect(bySection["wakeup"]?["records"] == "200", "one hand-off per round trip asked for")
+            for section in ["latency", "request", "rtt", "disk", "wakeup"] {
                 for column in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] { positive(bySection[section], column) }
             }
             positive(bySection["produce"], "vs_raw")
-            for goal in ["produce throughput is", "end-to-end p50 is", "durable request/response is"] {
+            for goal in ["produce throughput is", "end-to-end p50 is", "durable request/response is", "Budget: request p50"] {
                 #expect(result.stderr.contains(goal), "the goal lines are missing: \(result.stderr)")
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).allSatisfy { !$0.hasPrefix(".spool-bench-disk") },
@@ -79,8 +81,9 @@ extension EndToEndTests {
 
         @Test(.timeLimit(.minutes(4)), arguments: [
             (["produce"], ["produce"]), (["consume"], ["produce", "consume"]),
-            (["e2e", "--latency-count", "300", "--round-trips", "100", "--syncs", "20"], ["latency", "rtt", "disk"]),
-            (["request", "--round-trips", "100", "--syncs", "20"], ["request", "rtt", "disk"]),
+            (["e2e", "--latency-count", "300", "--round-trips", "100", "--syncs", "20"], ["latency", "rtt", "disk", "wakeup"]),
+            (["request", "--round-trips", "100", "--syncs", "20"], ["request", "rtt", "disk", "wakeup"]),
+            (["wakeup", "--round-trips", "100"], ["wakeup"]),
         ])
         func eachSubcommandRunsItsOwnSections(arguments: [String], sections: [String]) async throws {
             let directory = try TemporaryDirectory(prefix: "spool-e2e-bench-sub")

@@ -12,7 +12,7 @@ import Testing
 @Suite struct DiskFaultTests {
     /// A batch of `count` records from producer `id`, starting at `sequence`.
     private static func batch(producer id: Int64, sequence: Int32, count: Int = 3) -> ([UInt8], [Record]) {
-        var builder = RecordBatchBuilder(firstTimestamp: 1_700_000_000_000)
+        var builder = RecordBatchBuilder()
         builder.producerID = id
         builder.producerEpoch = 0
         builder.baseSequence = sequence

@@ -84,6 +84,7 @@ import Testing
     @Test(.timeLimit(.minutes(1)))
     func answersAParkedFetchOnlyOnceTheSyncCompletes() throws {
         let h = try Harness(fsync: .always)
+        try h.createTopic("orders")
         let (fetchID, parked) = try h.request(FetchRequest(topic: "orders", partition: 0, offset: 0, maxWaitMilliseconds: 1000))
         #expect(parked.isEmpty, "nothing to read: the fetch parks")
         #expect(h.broker.nextDeadline == h.now + 1000)

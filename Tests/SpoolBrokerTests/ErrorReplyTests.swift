@@ -57,10 +57,10 @@ import Testing
     }
 
     @Test func rejectsBatchesOverMaxBatchBytes() throws {
-        var builder = RecordBatchBuilder(firstTimestamp: 0)
+        var builder = RecordBatchBuilder()
         builder.append(timestamp: 0, key: nil, value: [UInt8](repeating: 1, count: 500))
         let atLimit = builder.finish()
-        var bigger = RecordBatchBuilder(firstTimestamp: 0)
+        var bigger = RecordBatchBuilder()
         bigger.append(timestamp: 0, key: nil, value: [UInt8](repeating: 1, count: 501))
         let overLimit = bigger.finish()
         #expect(overLimit.count == atLimit.count + 1)
@@ -74,12 +74,12 @@ import Testing
 
     @Test func rejectsRecordsOverMaxRecordBytes() throws {
         let h = try Harness { $0.maxRecordBytes = 100 }
-        var builder = RecordBatchBuilder(firstTimestamp: 0)
+        var builder = RecordBatchBuilder()
         builder.append(timestamp: 0, key: nil, value: [1])
         builder.append(timestamp: 0, key: nil, value: [UInt8](repeating: 2, count: 200))
         let error = try h.expectError(ProduceRequest(topic: "orders", partition: 0), batch: builder.finish(), code: .recordTooLarge)
         #expect(error.message.contains("record 1"))
-        #expect(try h.latestOffset("orders") == 0)
+        try h.expectError(ListOffsetsRequest(topic: "orders", partition: 0, spec: .latest), code: .unknownTopic)  // nothing created
     }
 
     @Test func rejectsCorruptBatchesAndLeavesTheLogUnchanged() throws {
@@ -193,7 +193,6 @@ import Testing
             [FrameHeader(opCode: .metadata, correlationID: 1).encoded() + [0], body],
             [badMagic, body],
             [h.rng.bytes(16), body],
-            [FrameHeader(opCode: .metadata, isReply: true, correlationID: 1).encoded(), body],  // a reply is not a request
         ]
         for frames in garbage where frames.first?.first != 0x53 || frames.first?.count != 16 || frames.first?[3] == 1 {
             #expect(try h.send(frames).isEmpty, "\(frames.map { $0.count })")
@@ -201,6 +200,17 @@ import Testing
         let (batch, records) = h.randomBatch()
         #expect(try h.produce("orders", batch).baseOffset == 0)
         #expect(try h.fetchAll("orders") == numbered(records, from: 0))
+    }
+
+    @Test func aRequestHeaderWithTheReplyFlagOrAnErrorCodeIsAnsweredMalformed() throws {
+        let h = try Harness()
+        let body = MetadataRequest().encoded()
+        for header in [FrameHeader(opCode: .metadata, isReply: true, correlationID: 7),
+                       FrameHeader(opCode: .metadata, errorCode: .unknownTopic, correlationID: 8)] {
+            let error = try h.expectError([header.encoded(), body], id: header.correlationID, opCode: .metadata, code: .malformedRequest)
+            #expect(error.message.contains(header.isReply ? "reply flag" : "error code"))
+        }
+        _ = try h.call(MetadataRequest(), MetadataResponse.self)  // and the connection keeps working
     }
 
     @Test func hostileRequestsNeverCrashTheBroker() throws {

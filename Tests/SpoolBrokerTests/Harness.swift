@@ -192,6 +192,11 @@ final class Harness {
 
     // MARK: Operations
 
+    /// Creates `topic` with `partitions` partitions (a fetch or an offset lookup never creates one).
+    func createTopic(_ topic: String, partitions: Int32 = 1) throws {
+        _ = try call(CreateTopicRequest(name: topic, partitions: partitions), CreateTopicResponse.self)
+    }
+
     /// Produces `batch` and returns its acknowledgement. Under `fsync: always` it runs the sync
     /// work (by reporting the work's end offset as synced) to get the acknowledgement.
     @discardableResult
@@ -245,7 +250,7 @@ final class Harness {
 
     /// A batch of 1...`maxRecords` random records with timestamps around `timestamp`, and the records.
     func randomBatch(maxRecords: Int = 5, maxValue: Int = 200, timestamp: Int64 = 1_700_000_000_000) -> ([UInt8], [Record]) {
-        var builder = RecordBatchBuilder(firstTimestamp: timestamp)
+        var builder = RecordBatchBuilder()
         var records: [Record] = []
         for _ in 0..<rng.int(1...maxRecords) {
             let key: [UInt8]? = rng.int(0...2) == 0 ? nil : rng.bytes(rng.int(0...16))

@@ -9,7 +9,7 @@ import Testing
 @Suite struct IdempotentProduceTests {
     /// A batch of `count` records from producer `id`, starting at `sequence`.
     private static func batch(producer id: Int64, sequence: Int32, count: Int = 2, epoch: Int16 = 0) -> [UInt8] {
-        var builder = RecordBatchBuilder(firstTimestamp: 1_700_000_000_000)
+        var builder = RecordBatchBuilder()
         builder.producerID = id
         builder.producerEpoch = epoch
         builder.baseSequence = sequence

@@ -6,6 +6,7 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct LongPollTests {
     @Test func answersAParkedFetchWhenDataArrivesAndAnEmptyOneAtItsDeadline() throws {
         let h = try Harness(fsync: .never)
+        try h.createTopic("orders", partitions: 2)
         let start = h.now
         let (firstID, parked) = try h.request(FetchRequest(topic: "orders", partition: 0, offset: 0, maxWaitMilliseconds: 1000))
         #expect(parked.isEmpty)
@@ -44,7 +45,7 @@ import Testing
 
     @Test func reportsTheEarliestDeadlineOfSeveralParkedFetches() throws {
         let h = try Harness(fsync: .never)
-        _ = try h.call(CreateTopicRequest(name: "orders", partitions: 2), CreateTopicResponse.self)
+        try h.createTopic("orders", partitions: 2)
         var deadlines: [UInt64: Int64] = [:]
         for (index, wait) in [UInt32(900), 300, 600].enumerated() {
             let (id, replies) = try h.request(FetchRequest(topic: "orders", partition: Int32(index % 2), offset: 0, maxWaitMilliseconds: wait))
@@ -70,6 +71,7 @@ import Testing
 
     @Test func capsTheWaitAtTheBrokersMaximum() throws {
         let h = try Harness(fsync: .never) { $0.maxFetchWaitMilliseconds = 300 }
+        try h.createTopic("orders")
         let (_, replies) = try h.request(FetchRequest(topic: "orders", partition: 0, offset: 0, maxWaitMilliseconds: .max))
         #expect(replies.isEmpty)
         #expect(h.broker.nextDeadline == h.now + 300)
@@ -78,6 +80,7 @@ import Testing
 
     @Test func waitsForMinBytesBeforeAnsweringEarly() throws {
         let h = try Harness(fsync: .never)
+        try h.createTopic("orders", partitions: 2)
         let (id, parked) = try h.request(FetchRequest(topic: "orders", partition: 0, offset: 0, maxWaitMilliseconds: 1000, minBytes: 4000))
         #expect(parked.isEmpty)
         let (small, smallRecords) = h.randomBatch(maxRecords: 1, maxValue: 100)
@@ -85,7 +88,7 @@ import Testing
                                 ProduceRequest(topic: "orders", partition: 0).encoded(), small])
         #expect(first.map(\.header.correlationID) == [1], "only the ack: \(small.count) bytes are below minBytes")
 
-        var builder = RecordBatchBuilder(firstTimestamp: 1)
+        var builder = RecordBatchBuilder()
         builder.append(timestamp: 1, key: nil, value: [UInt8](repeating: 0x42, count: 4000))
         let big = builder.finish()
         let second = try h.send([FrameHeader(opCode: .produce, correlationID: 2).encoded(),
@@ -99,7 +102,7 @@ import Testing
 
     @Test func doesNotWakeFetchesOfOtherPartitions() throws {
         let h = try Harness(fsync: .never)
-        _ = try h.call(CreateTopicRequest(name: "orders", partitions: 2), CreateTopicResponse.self)
+        try h.createTopic("orders", partitions: 2)
         let (id, parked) = try h.request(FetchRequest(topic: "orders", partition: 1, offset: 0, maxWaitMilliseconds: 1000))
         #expect(parked.isEmpty)
         let (produceID, replies) = try h.request(ProduceRequest(topic: "orders", partition: 0), batch: h.randomBatch().0)
@@ -110,6 +113,7 @@ import Testing
 
     @Test func answersParkedFetchesAtShutdown() throws {
         let h = try Harness(fsync: .never)
+        try h.createTopic("orders", partitions: 2)
         let (id, parked) = try h.request(FetchRequest(topic: "orders", partition: 0, offset: 0, maxWaitMilliseconds: 1000))
         #expect(parked.isEmpty)
         let replies = try h.shutDown()

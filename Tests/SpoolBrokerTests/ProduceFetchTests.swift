@@ -116,11 +116,15 @@ import Testing
 
     @Test func autoCreatesTopicsWithTheDefaultPartitionCount() throws {
         let h = try Harness { $0.defaultPartitions = 4 }
-        // A fetch creates the topic too.
+        // Reading never creates a topic: a typo leaves nothing behind.
+        try h.expectError(FetchRequest(topic: "fresh", partition: 3, offset: 0), code: .unknownTopic)
+        try h.expectError(ListOffsetsRequest(topic: "fresh", partition: 0, spec: .earliest), code: .unknownTopic)
+        #expect(try h.call(MetadataRequest(topics: ["fresh"]), MetadataResponse.self).topics.first?.errorCode == .unknownTopic)
+        // A producer's metadata request may create it, as its first record would.
+        let metadata = try h.call(MetadataRequest(topics: ["fresh"], allowAutoCreation: true), MetadataResponse.self)
+        #expect(metadata.topics.first?.partitions.count == 4)
         let (response, _) = try h.fetch("fresh", 3, from: 0)
         #expect(response == FetchResponse(partition: 3, logStartOffset: 0, logEndOffset: 0))
-        let metadata = try h.call(MetadataRequest(topics: ["fresh"]), MetadataResponse.self)
-        #expect(metadata.topics.first?.partitions.count == 4)
         try h.expectError(ProduceRequest(topic: "fresh", partition: 4), batch: h.randomBatch().0, code: .unknownPartition)
     }
 }

@@ -234,7 +234,7 @@ extension Harness {
 
 /// A batch of 1...5 small random records and the records.
 private func randomBatch(_ rng: inout SeededGenerator) -> ([UInt8], [Record]) {
-    var builder = RecordBatchBuilder(firstTimestamp: 1_700_000_000_000)
+    var builder = RecordBatchBuilder()
     var records: [Record] = []
     for number in 0..<rng.int(1...5) {
         let record = Record(timestamp: 1_700_000_000_000 + Int64(number), key: rng.bytes(rng.int(0...8)), value: rng.bytes(rng.int(0...100)))

@@ -32,16 +32,16 @@ import Testing
 
     @Test func listsEarliestLatestAndOffsetsByTimestamp() throws {
         let h = try Harness()
-        var builder = RecordBatchBuilder(firstTimestamp: 1000)
+        var builder = RecordBatchBuilder()
         builder.append(timestamp: 1000, key: nil, value: [1])
         builder.append(timestamp: 1001, key: nil, value: [2])
         try h.produce("orders", builder.finish())  // offsets 0, 1
-        builder = RecordBatchBuilder(firstTimestamp: 2000)
+        builder = RecordBatchBuilder()
         builder.append(timestamp: 2000, key: nil, value: [3])
         builder.append(timestamp: 2005, key: nil, value: [4])
         builder.append(timestamp: 2010, key: nil, value: [5])
         try h.produce("orders", builder.finish())  // offsets 2, 3, 4
-        builder = RecordBatchBuilder(firstTimestamp: 3000)
+        builder = RecordBatchBuilder()
         builder.append(timestamp: 3000, key: nil, value: [6])
         try h.produce("orders", builder.finish())  // offset 5
 
@@ -64,10 +64,10 @@ import Testing
 
     @Test func listsOnlySyncedOffsetsUnderFsyncAlways() throws {
         let h = try Harness(fsync: .always)
-        var builder = RecordBatchBuilder(firstTimestamp: 1000)
+        var builder = RecordBatchBuilder()
         builder.append(timestamp: 1000, key: nil, value: [1])
         try h.produce("orders", builder.finish())  // synced by the harness
-        builder = RecordBatchBuilder(firstTimestamp: 2000)
+        builder = RecordBatchBuilder()
         builder.append(timestamp: 2000, key: nil, value: [2])
         let (_, replies) = try h.request(ProduceRequest(topic: "orders", partition: 0), batch: builder.finish())
         #expect(replies.isEmpty)

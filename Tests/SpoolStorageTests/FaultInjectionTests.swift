@@ -84,7 +84,7 @@ import Testing
             let log = try openLog(directory, segmentBytes: 1 << 20, indexIntervalBytes: 1 << 20, io: faults.io)
             var model = LogModel()
             for number in 0..<3 { try append(makeBatch(timestamp: Int64(number), using: &rng), to: log, model: &model) }
-            var builder = RecordBatchBuilder(firstTimestamp: 9)
+            var builder = RecordBatchBuilder()
             builder.append(timestamp: 9, key: nil, value: rng.bytes(1000))
             let large = builder.finish()
             faults.failWrite(number: 1, partialBytes: 200)

@@ -280,7 +280,7 @@ enum StorageFuzzTargets {
     }
 
     static let appendedBatch: [UInt8] = {
-        var builder = RecordBatchBuilder(firstTimestamp: 1_700_000_000_000)
+        var builder = RecordBatchBuilder()
         builder.append(timestamp: 1_700_000_000_000, key: Array("k".utf8), value: Array("appended after recovery".utf8))
         return builder.finish()
     }()
@@ -569,7 +569,7 @@ enum StorageFuzzTargets {
         for number in 0..<14 {
             var batch = makeBatch(timestamp: 1_700_000_000_000 + Int64(number) * 10, maxValueBytes: 60, using: &rng)
             if number == 5 {
-                var builder = RecordBatchBuilder(firstTimestamp: 1_700_000_000_100)
+                var builder = RecordBatchBuilder()
                 builder.producerID = 99
                 builder.producerEpoch = 0
                 builder.baseSequence = 0

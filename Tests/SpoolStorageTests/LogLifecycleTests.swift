@@ -10,7 +10,7 @@ import Testing
 @Suite struct LogLifecycleTests {
     /// A batch whose records carry the given timestamps, in that order (they need not ascend).
     private func batch(timestamps: [Int64], using rng: inout SeededGenerator) -> [UInt8] {
-        var builder = RecordBatchBuilder(firstTimestamp: timestamps[0])
+        var builder = RecordBatchBuilder()
         for timestamp in timestamps { builder.append(timestamp: timestamp, key: nil, value: rng.bytes(Int.random(in: 0...200, using: &rng))) }
         return builder.finish()
     }

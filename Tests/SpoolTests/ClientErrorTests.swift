@@ -133,6 +133,7 @@ import Testing
     func closedClientFailsEveryCallAsClientClosed(transport: InProcessBroker.Transport) async throws {
         try await withBroker(transport) { broker in
             let client = try await broker.makeClient(configuration: ClientConfiguration(fetchMaxWait: .seconds(20)))
+            try await client.createTopic("closing")
             // A long poll waiting when the client closes fails too.
             let waiting = Task { try await client.fetch(from: "closing", offset: 0, maxWait: .seconds(20)) }
             try await Task.sleep(for: .milliseconds(200))

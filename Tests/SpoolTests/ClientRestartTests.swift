@@ -19,6 +19,7 @@ import Testing
         let rounds = 3, perRound = 100
         let total = rounds * perRound
         let collected = RecordCollector()
+        try await consumerClient.createTopic(topic)  // reading never creates a topic
         let consumer = Task {
             for try await record in consumerClient.records(from: topic, startingAt: .earliest) {
                 collected.append(record)

@@ -276,7 +276,7 @@ import Testing
         var generator = SeededGenerator(seed: 7)
         for _ in 0..<200 {
             let record = generator.record()
-            var builder = RecordBatchBuilder(firstTimestamp: 5)
+            var builder = RecordBatchBuilder()
             builder.append(timestamp: 5, key: record.key, value: record.value, headers: record.headers)
             #expect(RecordSize.loneBatch(key: record.key, value: record.value, headers: record.headers) == builder.finish().count)
             #expect(RecordSize.upperBound(key: record.key, value: record.value, headers: record.headers) >= builder.byteCount - RecordBatch.headerSize)

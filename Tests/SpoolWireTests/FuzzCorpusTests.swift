@@ -133,17 +133,17 @@ enum WireFuzzTargets {
 
     // MARK: record-batch
 
-    /// Any bytes as one batch (the produce path): `validate` either throws a batch error or
-    /// accepts, and then `records(in:)` must decode exactly `recordCount` records with dense
+    /// Any bytes as one batch (the produce path, timestamps checked): `validate` either throws a
+    /// batch error or accepts, and then `records(in:)` must decode exactly `recordCount` records with dense
     /// offsets; re-building them with `RecordBatchBuilder` gives a batch that validates and
     /// decodes to the same records; a record limit of 0 bytes refuses it. `records(in:)` must not
     /// trap on bytes `validate` refused either.
     static func recordBatch(_ data: UnsafeRawBufferPointer) throws {
         let header: RecordBatch.Header
         do throws(WireError) {
-            header = try RecordBatch.validate(data)
+            header = try RecordBatch.validate(data, checkingTimestamps: true)
         } catch {
-            try require([.corruptBatch, .unsupportedVersion].contains(error.code) && !error.message.isEmpty,
+            try require([.corruptBatch, .inconsistentBatch, .unsupportedVersion].contains(error.code) && !error.message.isEmpty,
                         "validate: unexpected error \(error)")
             _ = try? RecordBatch.records(in: data)
             return
@@ -160,7 +160,7 @@ enum WireFuzzTargets {
             try require(record.offset == header.baseOffset &+ Int64(index), "record \(index) has offset \(record.offset)")
         }
 
-        var builder = RecordBatchBuilder(firstTimestamp: header.firstTimestamp)
+        var builder = RecordBatchBuilder()
         builder.producerID = header.producerID
         builder.producerEpoch = header.producerEpoch
         builder.baseSequence = header.baseSequence
@@ -172,6 +172,9 @@ enum WireFuzzTargets {
             return try RecordBatch.records(in: bytes)
         }
         try require(rebuiltRecords == records, "the re-built batch decodes to other records")
+        let rebuiltHeader = try decodeExactly(rebuilt) { bytes throws(WireError) in try RecordBatch.validate(bytes, checkingTimestamps: true) }
+        try require(rebuiltHeader.firstTimestamp == header.firstTimestamp && rebuiltHeader.maxTimestamp == header.maxTimestamp,
+                    "an accepted batch's timestamps differ from those the builder writes for its records")
 
         switch Result(catching: { () throws(WireError) in try RecordBatch.validate(data, maxRecordBytes: 0) }) {
         case .success:
@@ -269,11 +272,11 @@ enum WireFuzzTargets {
 
     static func seedBatches() -> [(String, [UInt8])] {
         var batches: [(String, [UInt8])] = [("seed-golden", GoldenBatchTests.goldenBatch)]
-        var single = RecordBatchBuilder(firstTimestamp: 1_700_000_000_000)
+        var single = RecordBatchBuilder()
         single.append(timestamp: 1_700_000_000_000, key: nil, value: [])
         batches.append(("seed-one-empty-record", single.finish()))
 
-        var idempotent = RecordBatchBuilder(firstTimestamp: 5)
+        var idempotent = RecordBatchBuilder()
         idempotent.producerID = 0x1234_5678_9ABC
         idempotent.producerEpoch = 3
         idempotent.baseSequence = 41
@@ -286,7 +289,7 @@ enum WireFuzzTargets {
         batches.append(("seed-idempotent-stamped", stamped))
 
         var rng = SeededGenerator(seed: 7)
-        var mixed = RecordBatchBuilder(firstTimestamp: 1_000)
+        var mixed = RecordBatchBuilder()
         for number in 0..<12 {
             let key: [UInt8]? = number % 3 == 0 ? nil : rng.bytes(rng.int(0...8))
             let headers = (0..<(number % 3)).map { RecordHeader(name: ["h", "trace-id", "ключ"][$0], value: rng.bytes(rng.int(0...4))) }
@@ -294,10 +297,19 @@ enum WireFuzzTargets {
         }
         batches.append(("seed-twelve-mixed-records", mixed.finish()))
 
-        var headers = RecordBatchBuilder(firstTimestamp: -1)
+        var headers = RecordBatchBuilder()
         headers.append(timestamp: .min, key: Array(repeating: 0x41, count: 200), value: Array(repeating: 0x42, count: 300),
                        headers: (0..<5).map { RecordHeader(name: "h\($0)", value: [UInt8($0)]) })
         batches.append(("seed-long-key-value-headers", headers.finish()))
+
+        // The header says the batch ends at 1,000 ms; its second record is at 2,000 (refused as inconsistent).
+        var lying = RecordBatchBuilder()
+        lying.append(timestamp: 1_000, key: nil, value: [1])
+        lying.append(timestamp: 2_000, key: nil, value: [2])
+        var bytes = lying.finish()
+        withUnsafeBytes(of: Int64(1_000).littleEndian) { bytes.replaceSubrange(31..<39, with: $0) }
+        withUnsafeBytes(of: referenceCRC32C(bytes[17...]).littleEndian) { bytes.replaceSubrange(13..<17, with: $0) }
+        batches.append(("seed-max-timestamp-too-low", bytes))
         return batches
     }
 }

@@ -4,16 +4,16 @@ import SpoolWire
 import Testing
 
 @Suite struct GoldenBatchTests {
-    /// Two records: a keyed one with a header, five ms after the first timestamp, and an unkeyed
-    /// one two ms before it. Every byte below is derived from the layout comment in RecordBatch.swift.
+    /// Two records: a keyed one with a header at 1005 ms (the batch's first timestamp, and its
+    /// largest), and an unkeyed one seven ms before it. Every byte below is derived from the layout comment in RecordBatch.swift.
     static let goldenBatch = hexBytes("""
         00 00 00 00 00 00 00 00   #  0 baseOffset 0 (producers send 0)
         43 00 00 00               #  8 batchLength 67 = 79 total - 12
         01                        # 12 magic 1
-        8c e5 e8 22               # 13 crc 0x22E8E58C, CRC-32C of bytes [17, 79)
+        be 09 5a 16               # 13 crc 0x165A09BE, CRC-32C of bytes [17, 79)
         00 00                     # 17 attributes: no compression
         01 00 00 00               # 19 lastOffsetDelta = 2 records - 1
-        e8 03 00 00 00 00 00 00   # 23 firstTimestamp 1000
+        ed 03 00 00 00 00 00 00   # 23 firstTimestamp 1005 (record 0)
         ed 03 00 00 00 00 00 00   # 31 maxTimestamp 1005
         ff ff ff ff ff ff ff ff   # 39 producerID -1
         ff ff                     # 47 producerEpoch -1
@@ -22,7 +22,7 @@ import Testing
                                   # 57 record 0
         0d                        #    length 13
         00                        #    attributes
-        0a                        #    timestampDelta +5, zig-zag 10
+        00                        #    timestampDelta 0 (the first record)
         00                        #    offsetDelta 0
         02 6b                     #    keyLength 1 (zig-zag 2), "k"
         04 68 69                  #    valueLength 2 (zig-zag 4), "hi"
@@ -32,7 +32,7 @@ import Testing
                                   # 71 record 1
         07                        #    length 7
         00                        #    attributes
-        03                        #    timestampDelta -2, zig-zag 3
+        0d                        #    timestampDelta -7, zig-zag 13
         02                        #    offsetDelta 1, zig-zag 2
         01                        #    keyLength -1 (no key), zig-zag 1
         02 78                     #    valueLength 1, "x"
@@ -41,7 +41,7 @@ import Testing
         """)
 
     static func buildGoldenBatch() -> [UInt8] {
-        var builder = RecordBatchBuilder(firstTimestamp: 1000)
+        var builder = RecordBatchBuilder()
         builder.append(timestamp: 1005, key: Array("k".utf8), value: Array("hi".utf8), headers: [RecordHeader(name: "h", value: [1])])
         builder.append(timestamp: 998, key: nil, value: Array("x".utf8))
         return builder.finish()
@@ -55,17 +55,17 @@ import Testing
 
     @Test func checksumsTheGoldenBatchWithCRC32C() throws {
         let bytes = Self.goldenBatch
-        #expect(referenceCRC32C(bytes[17...]) == 0x22E8_E58C, "the literal's crc was derived with CRC-32C")
+        #expect(referenceCRC32C(bytes[17...]) == 0x165A_09BE, "the literal's crc was derived with CRC-32C")
         try bytes.withUnsafeBytes { buffer in
-            #expect(RecordBatch.computeChecksum(buffer) == 0x22E8_E58C)
+            #expect(RecordBatch.computeChecksum(buffer) == 0x165A_09BE)
             let header = try RecordBatch.validate(buffer)
             #expect(header.baseOffset == 0)
             #expect(header.batchLength == 67)
             #expect(header.magic == 1)
-            #expect(header.crc == 0x22E8_E58C)
+            #expect(header.crc == 0x165A_09BE)
             #expect(header.attributes == 0)
             #expect(header.lastOffsetDelta == 1)
-            #expect(header.firstTimestamp == 1000)
+            #expect(header.firstTimestamp == 1005)
             #expect(header.maxTimestamp == 1005)
             #expect(header.producerID == -1)
             #expect(header.producerEpoch == -1)

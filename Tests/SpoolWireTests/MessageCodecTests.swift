@@ -26,6 +26,7 @@ import Testing
         var writer = WireWriter()
         writer.write(UInt32(100_000))
         writer.writeRaw(repeatElement(0, count: 200_000))
+        writer.write(false)
         let request = try MetadataRequest.decode(writer.bytes)
         #expect(request.topics.count == 100_000)
         #expect(request.topics.allSatisfy { $0.isEmpty })
@@ -34,6 +35,7 @@ import Testing
         var over = WireWriter()
         over.write(UInt32(100_001))
         over.writeRaw(repeatElement(0, count: 200_002))
+        over.write(false)
         let error = wireError { () throws(WireError) in try MetadataRequest.decode(over.bytes) }
         #expect(error?.code == .malformedRequest)
         #expect(error?.message.contains("100001") == true)
@@ -72,7 +74,8 @@ import Testing
         #expect(ListOffsetsRequest(topic: "t", partition: 0, spec: .latest).encoded()
                 == hexBytes("0100 74 00000000 ffffffffffffffff"))
         // Arrays: u32 LE count then the elements.
-        #expect(MetadataRequest(topics: ["a", ""]).encoded() == hexBytes("02000000 0100 61 0000"))
+        #expect(MetadataRequest(topics: ["a", ""]).encoded() == hexBytes("02000000 0100 61 0000 00"))
+        #expect(MetadataRequest(topics: ["a"], allowAutoCreation: true).encoded() == hexBytes("01000000 0100 61 01"))
         let metadata = MetadataResponse(brokerVersion: "v", topics: [
             .init(name: "t", partitions: [.init(partition: 2, logStartOffset: 1, logEndOffset: 0x0102)]),
             .init(name: "u", errorCode: .unknownTopic, partitions: []),

@@ -109,6 +109,7 @@ enum MessageSamples {
     static let metadata: [MessageSample] = [
         .message(MetadataRequest(), "all topics"),
         .message(MetadataRequest(topics: ["orders"]), "one topic"),
+        .message(MetadataRequest(topics: ["orders"], allowAutoCreation: true), "one topic, created if missing (a producer)"),
         .message(MetadataRequest(topics: ["", unicode, "a.b-c_D9", long]), "edge names"),
         .message(MetadataRequest(topics: (0..<50).map { "topic-\($0)" }), "fifty topics"),
         .message(MetadataResponse(brokerVersion: "", topics: []), "empty"),
@@ -208,6 +209,7 @@ enum MessageSamples {
     static let errors: [MessageSample] = [
         .error(ErrorResponse(message: ""), "empty"),
         .error(ErrorResponse(message: "offset 9 is outside orders/0", details: ["earliest": 0, "latest": .max]), "details"),
+        .error(ErrorResponse(message: "the batch header disagrees with its records: maxTimestamp 1000 is not the largest record timestamp 2000", details: ["field": 31]), "inconsistent batch"),
         .error(ErrorResponse(message: unicode, details: ["": .min, unicode: -1, "z": 0, "a": 1]), "unicode and edge details"),
         .error(ErrorResponse(WireError(.recordTooLarge, "record 3 is 2000000 bytes")), "from a WireError"),
     ]

@@ -24,7 +24,8 @@ import Testing
             #expect(header.recordCount == UInt32(expected.count))
             #expect(header.lastOffset == base + Int64(expected.count) - 1)
             #expect(header.firstTimestamp == first)
-            #expect(header.maxTimestamp == max(first, expected.map(\.timestamp).max()!))
+            #expect(header.maxTimestamp == expected.map(\.timestamp).max()!)
+            #expect(throws: Never.self) { try stamped.withUnsafeBytes { try RecordBatch.validate($0, checkingTimestamps: true) } }
             #expect(header.producerID == identity.id)
             #expect(header.producerEpoch == identity.epoch)
             #expect(header.baseSequence == identity.sequence)
@@ -38,7 +39,7 @@ import Testing
     }
 
     @Test func reportsItsSizeWhileBuilding() {
-        var builder = RecordBatchBuilder(firstTimestamp: 5, capacity: 0)
+        var builder = RecordBatchBuilder(capacity: 0)
         #expect(builder.byteCount == RecordBatch.headerSize)
         #expect(builder.count == 0)
         builder.append(Record(offset: 99, timestamp: 5, key: [], value: []))
@@ -83,7 +84,7 @@ import Testing
     }
 
     @Test func enforcesMaxRecordBytes() throws {
-        var builder = RecordBatchBuilder(firstTimestamp: 0)
+        var builder = RecordBatchBuilder()
         let sizes = [10, 1000, 10]
         for size in sizes { builder.append(timestamp: 0, key: nil, value: [UInt8](repeating: 7, count: size)) }
         let bytes = builder.finish()
@@ -119,14 +120,35 @@ import Testing
     @Test func acceptsAForgedBatchEqualToABuiltOne() throws {
         // The forging helper itself, checked against the builder, so the broken cases above differ
         // from a valid batch only in what they break.
-        var builder = RecordBatchBuilder(firstTimestamp: 100)
+        var builder = RecordBatchBuilder()
         builder.append(timestamp: 101, key: [1], value: [2, 3], headers: [RecordHeader(name: "n", value: [4])])
         builder.append(timestamp: 99, key: nil, value: [])
         let forged = ForgedBatch.batch(records: [
-            ForgedBatch.record(timestampDelta: 1, offsetDelta: 0, key: [1], value: [2, 3], headers: [(Array("n".utf8), [4])]),
-            ForgedBatch.record(timestampDelta: -1, offsetDelta: 1, key: nil, value: []),
-        ], recordCount: 2, firstTimestamp: 100, maxTimestamp: 101)
+            ForgedBatch.record(timestampDelta: 0, offsetDelta: 0, key: [1], value: [2, 3], headers: [(Array("n".utf8), [4])]),
+            ForgedBatch.record(timestampDelta: -2, offsetDelta: 1, key: nil, value: []),
+        ], recordCount: 2, firstTimestamp: 101, maxTimestamp: 101)
         #expect(hexString(forged) == hexString(builder.finish()))
+    }
+
+    /// A header whose timestamps disagree with its records (a lookup by time would skip records)
+    /// is refused where a broker checks a produced batch, naming the field; a reader of a stored
+    /// log, whose older batches may differ there, still reads it.
+    @Test(arguments: [
+        (deltas: [Int64(1), -1], first: Int64(100), max: Int64(101), field: RecordBatch.CheckedField.firstTimestamp),
+        (deltas: [0, 5], first: 100, max: 100, field: .maxTimestamp),
+        (deltas: [0, 5], first: 100, max: 200, field: .maxTimestamp),
+    ])
+    func aHeaderWhoseTimestampsDisagreeIsRefusedNamingTheField(deltas: [Int64], first: Int64, max: Int64, field: RecordBatch.CheckedField) throws {
+        let bytes = ForgedBatch.batch(records: deltas.enumerated().map { index, delta in
+            ForgedBatch.record(timestampDelta: delta, offsetDelta: Int64(index), key: nil, value: [1])
+        }, recordCount: UInt32(deltas.count), firstTimestamp: first, maxTimestamp: max)
+        let error = wireError { () throws(WireError) in
+            try withExactBytes(bytes) { buffer throws(WireError) in try RecordBatch.validate(buffer, checkingTimestamps: true) }
+        }
+        #expect(error?.code == .inconsistentBatch)
+        #expect(error?.details["field"] == field.rawValue)
+        #expect(error?.message.contains(field == .maxTimestamp ? "maxTimestamp \(max)" : "firstTimestamp \(first)") == true, "\(String(describing: error))")
+        try withExactBytes(bytes) { buffer throws(WireError) in _ = try RecordBatch.validate(buffer) }
     }
 
     // MARK: Hostile input
@@ -243,7 +265,7 @@ func fixChecksum(_ bytes: inout [UInt8]) {
 /// A random batch of 1...`maxRecords` records: keys nil, empty or bytes; values empty, small or
 /// (rarely) 100 KiB; headers with repeated, empty and unicode names; timestamps before and after the
 /// first one, sometimes at the extremes of Int64. Returns the batch, the records (offset 0), the
-/// first timestamp and the idempotence fields.
+/// first record's timestamp (the batch's first timestamp) and the idempotence fields.
 func randomBatch(using rng: inout SeededGenerator, maxValue: Int = 300, maxRecords: Int = 20)
     -> ([UInt8], [Record], Int64, (id: Int64, epoch: Int16, sequence: Int32)) {
     let first: Int64 = switch rng.int(0...5) {
@@ -253,7 +275,7 @@ func randomBatch(using rng: inout SeededGenerator, maxValue: Int = 300, maxRecor
     case 3: Int64.random(in: .min ... .max, using: &rng)
     default: 1_700_000_000_000 + Int64.random(in: -1_000_000...1_000_000, using: &rng)
     }
-    var builder = RecordBatchBuilder(firstTimestamp: first, capacity: rng.int(0...2048))
+    var builder = RecordBatchBuilder(capacity: rng.int(0...2048))
     var identity: (id: Int64, epoch: Int16, sequence: Int32) = (-1, -1, -1)
     if rng.bool() {
         identity = (Int64.random(in: 0 ... .max, using: &rng), Int16.random(in: 0 ... .max, using: &rng),
@@ -287,7 +309,7 @@ func randomBatch(using rng: inout SeededGenerator, maxValue: Int = 300, maxRecor
     }
     let bytes = builder.finish()
     #expect(builder.byteCount == bytes.count)
-    return (bytes, records, first, identity)
+    return (bytes, records, records[0].timestamp, identity)
 }
 
 /// A batch with a correct checksum that breaks one structural rule, and the error it must cause.
@@ -351,18 +373,18 @@ struct ForgedBatch: Sendable, CustomTestStringConvertible {
 
     static let cases: [ForgedBatch] = [
         ForgedBatch(testDescription: "zero records", bytes: batch(records: [], recordCount: 0),
-                    expected: .corruptBatch, messagePart: "record count 0"),
+                    expected: .corruptBatch, messagePart: "at least one record"),
         ForgedBatch(testDescription: "count disagrees with last offset delta",
                     bytes: batch(records: [r(0), r(1)], recordCount: 2, lastOffsetDelta: 0),
-                    expected: .corruptBatch, messagePart: "disagrees"),
+                    expected: .inconsistentBatch, messagePart: "lastOffsetDelta is 0; 2 records"),
         ForgedBatch(testDescription: "fewer records than counted", bytes: batch(records: [r(0), r(1)], recordCount: 3),
-                    expected: .corruptBatch, messagePart: "truncated varint"),
+                    expected: .inconsistentBatch, messagePart: "recordCount says 3 records, the batch holds 2"),
         ForgedBatch(testDescription: "more records than counted", bytes: batch(records: [r(0), r(1)], recordCount: 1),
-                    expected: .corruptBatch, messagePart: "after the last record"),
+                    expected: .inconsistentBatch, messagePart: "recordCount says 1 records, the batch holds 2"),
         ForgedBatch(testDescription: "4 billion records counted", bytes: batch(records: [r(0)], recordCount: .max),
-                    expected: .corruptBatch, messagePart: "truncated varint"),
+                    expected: .inconsistentBatch, messagePart: "recordCount says 4294967295"),
         ForgedBatch(testDescription: "compression attribute", bytes: batch(records: [r(0)], recordCount: 1, attributes: 1),
-                    expected: .corruptBatch, messagePart: "attributes 1"),
+                    expected: .inconsistentBatch, messagePart: "attributes 1"),
         ForgedBatch(testDescription: "magic 2", bytes: batch(records: [r(0)], recordCount: 1, magic: 2),
                     expected: .unsupportedVersion, messagePart: "magic 2"),
         ForgedBatch(testDescription: "batch length shorter than its header",

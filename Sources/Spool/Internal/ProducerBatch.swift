@@ -42,7 +42,7 @@ enum BatchOutcome: Sendable {
 
     private static let refusals: Set<SpoolError.Code> = [
         .recordTooLarge, .invalidTopicName, .unknownTopic, .unknownPartition, .notAuthorized, .invalidRequest,
-        SpoolError.Code(ErrorCode.corruptBatch), SpoolError.Code(ErrorCode.malformedRequest),
+        SpoolError.Code(ErrorCode.corruptBatch), SpoolError.Code(ErrorCode.inconsistentBatch), SpoolError.Code(ErrorCode.malformedRequest),
         SpoolError.Code(ErrorCode.unsupportedVersion), SpoolError.Code(ErrorCode.unsupportedOperation),
     ]
 
@@ -86,11 +86,11 @@ struct ProducerBatch: Sendable {
     /// The answer to the last attempt, kept until the batches before it are settled.
     var outcome: BatchOutcome?
 
-    init(id: UInt64, slot: Int, createdAt: UInt64, firstTimestamp: Int64, capacity: Int) {
+    init(id: UInt64, slot: Int, createdAt: UInt64, capacity: Int) {
         self.id = id
         self.slot = slot
         self.createdAt = createdAt
-        builder = RecordBatchBuilder(firstTimestamp: firstTimestamp, capacity: capacity)
+        builder = RecordBatchBuilder(capacity: capacity)
     }
 
     /// Stamps idempotence fields and finishes the batch into `bytes`.

@@ -316,7 +316,7 @@ struct ProducerState {
                 }
             }
             if case .noRoom = step {
-                openBatch(slot: slot, firstTimestamp: timestamp, actions: &actions)
+                openBatch(slot: slot, actions: &actions)
                 step = Self.appendToOpenBatch(&partitions[slot], timestamp: timestamp, key: key, value: value, headers: headers, size: .min,
                                               waiter: waiter, batchBytes: batchBytes, bufferedBytes: &bufferedBytes)
             }
@@ -346,12 +346,11 @@ struct ProducerState {
         return after >= batchBytes ? .appendedAndFull : .appended
     }
 
-    private mutating func openBatch(slot: Int, firstTimestamp: Int64, actions: inout ProducerActions) {
+    private mutating func openBatch(slot: Int, actions: inout ProducerActions) {
         let now = MonotonicClock.now()
         let id = nextBatchID
         nextBatchID += 1
-        partitions[slot].open = ProducerBatch(id: id, slot: slot, createdAt: now, firstTimestamp: firstTimestamp,
-                                              capacity: min(configuration.batchBytes, 16 * 1024))
+        partitions[slot].open = ProducerBatch(id: id, slot: slot, createdAt: now, capacity: min(configuration.batchBytes, 16 * 1024))
         if !partitions[slot].isActive {
             partitions[slot].isActive = true
             active.append(slot)

@@ -24,7 +24,7 @@ func withTemporaryDirectory<Result>(_ body: (String) async throws -> Result) asy
 
 /// A batch of 1–5 random records (random keys, values up to `maxValueBytes`, sometimes a header).
 func makeBatch(timestamp: Int64, maxValueBytes: Int = 300, using rng: inout SeededGenerator) -> [UInt8] {
-    var builder = RecordBatchBuilder(firstTimestamp: timestamp)
+    var builder = RecordBatchBuilder()
     for number in 0..<Int.random(in: 1...5, using: &rng) {
         let key = Bool.random(using: &rng) ? rng.bytes(Int.random(in: 0...16, using: &rng)) : nil
         let headers = Bool.random(using: &rng) ? [RecordHeader(name: "trace", value: rng.bytes(4))] : []
