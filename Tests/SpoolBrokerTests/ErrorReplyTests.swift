@@ -240,3 +240,38 @@ func hexBytes(_ text: String) -> [UInt8] {
     let digits = Array(text.filter { !$0.isWhitespace })
     return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(digits[$0...$0 + 1]), radix: 16)! }
 }
+
+/// The broker checks what a batch's header says against its records, so that nothing built on
+/// the header (lookups by time, retention by age) can be misled by a client.
+@Suite struct StrictBatchTests {
+    /// A batch with `timestamps` whose header's maxTimestamp is overwritten with `maxTimestamp`.
+    static func batch(_ timestamps: [Int64], maxTimestamp: Int64) -> [UInt8] {
+        var builder = RecordBatchBuilder()
+        for (index, timestamp) in timestamps.enumerated() { builder.append(timestamp: timestamp, key: nil, value: [UInt8(index)]) }
+        var bytes = builder.finish()
+        withUnsafeBytes(of: maxTimestamp.littleEndian) { bytes.replaceSubrange(31..<39, with: $0) }
+        let crc = bytes.withUnsafeBytes { RecordBatch.computeChecksum($0) }
+        withUnsafeBytes(of: crc.littleEndian) { bytes.replaceSubrange(13..<17, with: $0) }
+        return bytes
+    }
+
+    /// The bug a client written from the spec found: a header whose maxTimestamp is below its
+    /// records' made a lookup by time skip them (`spool tail --from-time`).
+    @Test func aBatchWhoseHeaderLiesAboutItsTimestampsIsRefusedAndLookupsByTimeStayRight() throws {
+        let h = try Harness()
+        try h.produce("orders", Self.batch([1_000, 1_100], maxTimestamp: 1_100))
+        let error = try h.expectError(ProduceRequest(topic: "orders", partition: 0), batch: Self.batch([2_000, 3_000], maxTimestamp: 2_000),
+                                      code: .inconsistentBatch)
+        #expect(error.details["field"] == RecordBatch.CheckedField.maxTimestamp.rawValue)
+        #expect(error.message.contains("maxTimestamp 2000 is not the largest record timestamp 3000"))
+        try h.produce("orders", Self.batch([2_000, 3_000], maxTimestamp: 3_000))
+        #expect(try h.latestOffset("orders") == 4, "the refused batch took no offsets")
+        for (time, first) in [(Int64(0), Int64(0)), (1_050, 1), (1_101, 2), (2_500, 3), (3_000, 3), (3_001, 4)] {
+            let found = try h.call(ListOffsetsRequest(topic: "orders", partition: 0, spec: .timestamp(time)), ListOffsetsResponse.self).offset
+            #expect(found == first, "the first record at or after \(time) ms")
+        }
+        // A refused batch to a topic that does not exist creates nothing.
+        try h.expectError(ProduceRequest(topic: "fresh", partition: 0), batch: Self.batch([5, 9], maxTimestamp: 5), code: .inconsistentBatch)
+        #expect(try h.call(MetadataRequest(topics: ["fresh"]), MetadataResponse.self).topics.first?.errorCode == .unknownTopic)
+    }
+}
