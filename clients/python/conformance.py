@@ -724,26 +724,25 @@ def _(ctx):
 
 # Strict rules (§7) ----------------------------------------------------------------------------
 
-@check("strict-request-with-reply-flag")
-def _(ctx):
+def expect_malformed_header(ctx, **header_fields):
+    """A request whose header carries `header_fields` (the reply flag, an error code) is refused."""
     c = ctx.client()
     topic = ctx.name()
     c.create_topic(topic, 1)
     corr = c.next_id()
-    reply = raw_request(c, FrameHeader(OP_LIST_OFFSETS, corr, flags=0x01),
+    reply = raw_request(c, FrameHeader(OP_LIST_OFFSETS, corr, **header_fields),
                         [list_offsets_body(topic, 0, LATEST)])
     expect_error_reply(reply, "malformedRequest", corr, OP_LIST_OFFSETS)
+
+
+@check("strict-request-with-reply-flag")
+def _(ctx):
+    expect_malformed_header(ctx, flags=0x01)
 
 
 @check("strict-request-with-error-code")
 def _(ctx):
-    c = ctx.client()
-    topic = ctx.name()
-    c.create_topic(topic, 1)
-    corr = c.next_id()
-    reply = raw_request(c, FrameHeader(OP_LIST_OFFSETS, corr, error_code=7),
-                        [list_offsets_body(topic, 0, LATEST)])
-    expect_error_reply(reply, "malformedRequest", corr, OP_LIST_OFFSETS)
+    expect_malformed_header(ctx, error_code=7)
 
 
 @check("strict-fetch-does-not-create")
