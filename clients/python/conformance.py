@@ -170,6 +170,15 @@ def topic_exists(client, topic):
 
 # Offline: the worked examples ------------------------------------------------------------------
 
+def expect_still_waiting(client, corr, seconds, failure):
+    """The request `corr` (a long poll) gets no reply within `seconds`."""
+    try:
+        client.receive(corr, timeout=seconds, give_up=False)
+        raise CheckFailed(failure)
+    except Timeout:
+        pass
+
+
 @check("spec-worked-examples")
 def _(ctx):
     expect_equal(crc32c(b"123456789"), 0xE3069283, "CRC-32C check value")
@@ -276,11 +285,7 @@ def _(ctx):
     writer.produce(topic, 0, [rec(b"first")])
     started = time.monotonic()
     corr = reader.send_fetch(topic, 0, 1, max_wait_ms=10_000)
-    try:
-        reader.receive(corr, timeout=0.5, give_up=False)
-        raise CheckFailed("a fetch at the end was answered before any record arrived")
-    except Timeout:
-        pass
+    expect_still_waiting(reader, corr, 0.5, "a fetch at the end was answered before any record arrived")
     writer.produce(topic, 0, [rec(b"second", b"k")])
     f = reader.receive_fetch(corr, timeout=10)
     waited = time.monotonic() - started
@@ -419,11 +424,7 @@ def _(ctx):
     c.create_topic(topic, 2)
     c.produce(topic, 1, [rec(b"a"), rec(b"b")])
     corr = waiter.send_fetch(topic, 1, 2, max_wait_ms=10_000)
-    try:
-        waiter.receive(corr, timeout=0.3, give_up=False)
-        raise CheckFailed("a fetch at the end was answered before the topic was deleted")
-    except Timeout:
-        pass
+    expect_still_waiting(waiter, corr, 0.3, "a fetch at the end was answered before the topic was deleted")
     expect_equal(c.delete_topic(topic), (topic, 2), "deleteTopic reply")
     expect_error("unknownTopic", waiter.receive_fetch, corr, 5)
     expect_error("unknownTopic", c.describe_topic, topic)
