@@ -38,6 +38,21 @@ public final class SagaContext {
         return envelope.metadata
     }
 
+    /// Emits `reply` as the answer to the command being handled, and keeps it so that the same
+    /// command delivered again gets the same reply (``repeatReply()``).
+    func reply<R: SpoolEvent>(_ reply: R) throws {
+        guard let command = trigger else { throw SpoolError(.invalidArgument, "a reply needs a command to answer") }
+        try emit(reply)
+        try SagaStore.keepLastOutboxRowAsReply(db, commandID: command.eventID)
+    }
+
+    /// Emits again the reply kept for the command being handled (delivered again); false if none is kept.
+    func repeatReply() throws -> Bool {
+        guard let command = trigger, try SagaStore.repeatReply(db, commandID: command.eventID) else { return false }
+        emittedCount += 1
+        return true
+    }
+
     /// Asks for `event` to be emitted (role ``EventRole/timeout``) after `delay`, unless
     /// ``cancelTimeout(_:correlationID:)`` cancels it first. One timeout per event type and saga:
     /// scheduling again replaces the earlier one. The timeout is a database row of this

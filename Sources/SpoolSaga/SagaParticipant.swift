@@ -52,10 +52,12 @@ public final class SagaParticipant: Sendable {
     /// Wakes the running relay (nil while not running).
     private let doorbell = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
-    /// A handler as stored: the topic to consume and the type-erased call.
+    /// A handler as stored: the topic to consume, the type-erased call, and what a redelivered
+    /// record (already in the inbox) does: nothing, or, for a command, its reply again.
     private struct Registration: Sendable {
         var topic: String
         var handle: @Sendable (EventMetadata, [UInt8], SagaContext) throws -> Void
+        var redelivered: (@Sendable (SagaContext) throws -> Void)?
     }
 
     /// Creates the kit's tables in `database` if needed (`spool_inbox`, `spool_outbox`,
@@ -83,7 +85,12 @@ public final class SagaParticipant: Sendable {
     /// transaction described in ``SagaParticipant``. One handler per event type; register
     /// before ``run()``.
     public func on<E: SpoolEvent>(_ type: E.Type, _ handler: @escaping @Sendable (EventEnvelope<E>, SagaContext) throws -> Void) {
-        let registration = Registration(topic: E.topic) { metadata, value, context in
+        register(E.self, redelivered: nil, handler)
+    }
+
+    private func register<E: SpoolEvent>(_ type: E.Type, redelivered: (@Sendable (SagaContext) throws -> Void)?,
+                                         _ handler: @escaping @Sendable (EventEnvelope<E>, SagaContext) throws -> Void) {
+        let registration = Registration(topic: E.topic, handle: { metadata, value, context in
             let envelope: EventEnvelope<E>
             do throws(SpoolError) {
                 envelope = try EventEnvelope<E>(metadata: metadata, value: value)
@@ -91,10 +98,23 @@ public final class SagaParticipant: Sendable {
                 throw PermanentFailure(error.message)
             }
             try handler(envelope, context)
-        }
+        }, redelivered: redelivered)
         registrations.withLock { registrations in
             precondition(registrations[E.eventType] == nil, "\(name): a second handler for '\(E.eventType)'")
             registrations[E.eventType] = registration
+        }
+    }
+
+    /// Handles commands of type `C` (consumed from `C.topic`): `handler` runs in the local
+    /// transaction described in ``SagaParticipant`` and returns the reply, which is emitted in
+    /// the same transaction (to `C.Reply.topic`) and kept with the inbox entry. A command
+    /// delivered again (same event id: an orchestrator resending after a timeout or a crash) has
+    /// no second effect and gets the same reply again, the same bytes and event id, so the
+    /// orchestrator's inbox drops it if it had it already. Kept replies are forgotten with the
+    /// inbox (``SagaConfiguration/inboxRetention``). Register before ``run()``.
+    public func handle<C: SagaCommand>(_ type: C.Type, _ handler: @escaping @Sendable (EventEnvelope<C>, SagaContext) throws -> C.Reply) {
+        register(C.self, redelivered: { context in _ = try context.repeatReply() }) { command, context in
+            try context.reply(try handler(command, context))
         }
     }
 
@@ -245,14 +265,15 @@ public final class SagaParticipant: Sendable {
                     }
                     do {
                         try db.inSavepoint {
+                            let context = SagaContext(db: db, trigger: metadata, service: name)
                             if try SagaStore.recordHandled(db, metadata, origin: origin) {
-                                let context = SagaContext(db: db, trigger: metadata, service: name)
                                 try registration.handle(metadata, record.value, context)
                                 fresh += 1
-                                emitted += context.emittedCount
                             } else {
+                                try registration.redelivered?(context)
                                 duplicates += 1
                             }
+                            emitted += context.emittedCount
                             return .commit
                         }
                     } catch {
@@ -310,10 +331,10 @@ public final class SagaParticipant: Sendable {
             attempt += 1
             do {
                 let (fresh, emitted) = try await database.write { [name] db in
-                    guard try SagaStore.recordHandled(db, metadata, origin: origin) else { return (false, 0) }
                     let context = SagaContext(db: db, trigger: metadata, service: name)
-                    try registration.handle(metadata, record.value, context)
-                    return (true, context.emittedCount)
+                    let fresh = try SagaStore.recordHandled(db, metadata, origin: origin)
+                    try fresh ? registration.handle(metadata, record.value, context) : registration.redelivered?(context)
+                    return (fresh, context.emittedCount)
                 }
                 if emitted > 0 { ringRelay() }
                 counters.withLock { fresh ? ($0.handled += 1) : ($0.duplicates += 1) }

@@ -152,6 +152,39 @@ import Testing
         await broker.stop()
     }
 
+    @Test func aCommandHasItsEffectOnceAndARepeatedCommandGetsTheSameReplyAgain() async throws {
+        let directory = try TemporaryDirectory()
+        let broker = try InProcessBroker()
+        let client = try await broker.makeClient()
+        let database = try makeShelfDatabase(in: directory, stock: 10)
+        let participant = try SagaParticipant(name: "shelf", client: client, database: database, configuration: quickRetries)
+        participant.handle(TakeItems.self) { command, context in
+            try context.db.execute(sql: "UPDATE shelf SET quantity = quantity - ? WHERE item = 'apple'", arguments: [command.payload.quantity])
+            return ItemsTaken(left: try Int.fetchOne(context.db, sql: "SELECT quantity FROM shelf") ?? -1)
+        }
+        let running = RunningParticipant(participant)
+        let first = try EventEnvelope(TakeItems(quantity: 3), correlationID: "saga-1", source: "orchestrator").record()
+        try await publish(first, to: TakeItems.topic, on: client)
+        #expect(await eventually { (try? await client.allRecords(of: ItemsTaken.topic).count) == 1 })
+        try await publish(first, to: TakeItems.topic, on: client)  // resent: the orchestrator saw no reply in time
+        #expect(await eventually { (try? await client.allRecords(of: ItemsTaken.topic).count) == 2 })
+        try await publish(try EventEnvelope(TakeItems(quantity: 2), correlationID: "saga-2", source: "orchestrator").record(),
+                          to: TakeItems.topic, on: client)
+        #expect(await eventually { (try? await client.allRecords(of: ItemsTaken.topic).count) == 3 })
+
+        #expect(try await database.read { db in try Int.fetchOne(db, sql: "SELECT quantity FROM shelf") } == 5, "each command took once")
+        let replies = try await client.allRecords(of: ItemsTaken.topic)
+        #expect(replies[0].value == replies[1].value && replies[0].headers == replies[1].headers, "the same reply, byte for byte")
+        let taken = try await client.events(ItemsTaken.self)
+        #expect(taken.map(\.payload.left) == [7, 7, 5])
+        #expect(taken[0].metadata.causationID == first.headers.text(of: EventHeaderName.eventID))
+        #expect(taken.map(\.metadata.correlationID) == ["saga-1", "saga-1", "saga-2"])
+        #expect(participant.statistics.handled == 2 && participant.statistics.duplicates == 1)
+        try await running.stop()
+        client.close()
+        await broker.stop()
+    }
+
     @Test func aDecodeFailureIsDeadLetteredAtOnce() async throws {
         let directory = try TemporaryDirectory()
         let broker = try InProcessBroker()

@@ -133,3 +133,18 @@ final class CommitCounter: TransactionObserver, Sendable {
     }
     func databaseDidRollback(_ db: Database) { state.withLock { $0.inboxChanged = false } }
 }
+
+/// An orchestrator's command to the shelf: take `quantity` apples.
+struct TakeItems: SagaCommand {
+    typealias Reply = ItemsTaken
+    static let eventType = "take-items"
+    static let topic = "shelf.commands"
+    var quantity: Int
+}
+
+/// The shelf's reply to ``TakeItems``, on the orchestrator's reply topic.
+struct ItemsTaken: SpoolEvent {
+    static let eventType = "items-taken"
+    static let topic = "orchestrator.replies"
+    var left: Int
+}

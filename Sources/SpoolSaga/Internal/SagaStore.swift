@@ -48,6 +48,21 @@ enum SagaStore {
                 CREATE INDEX spool_timeouts_due ON spool_timeouts(due_at);
                 """)
         }
+        migrator.registerMigration("spool-saga-v2-replies") { db in
+            try db.execute(sql: """
+                CREATE TABLE spool_replies (
+                    command_id TEXT PRIMARY KEY NOT NULL,
+                    event_id TEXT NOT NULL,
+                    topic TEXT NOT NULL,
+                    key BLOB,
+                    value BLOB NOT NULL,
+                    headers BLOB NOT NULL,
+                    timestamp INTEGER NOT NULL,
+                    handled_at INTEGER NOT NULL
+                );
+                CREATE INDEX spool_replies_handled ON spool_replies(handled_at);
+                """)
+        }
         try migrator.migrate(writer)
     }
 
@@ -99,6 +114,27 @@ enum SagaStore {
     static func prune(_ db: Database, sentBefore: Int64, handledBefore: Int64) throws {
         try db.execute(sql: "DELETE FROM spool_outbox WHERE sent_at IS NOT NULL AND sent_at < ?", arguments: [sentBefore])
         try db.execute(sql: "DELETE FROM spool_inbox WHERE handled_at < ?", arguments: [handledBefore])
+        try db.execute(sql: "DELETE FROM spool_replies WHERE handled_at < ?", arguments: [handledBefore])
+    }
+
+    // MARK: Replies to commands
+
+    /// Keeps the outbox row just inserted as the reply to `commandID`, for a repeated command.
+    static func keepLastOutboxRowAsReply(_ db: Database, commandID: String) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO spool_replies (command_id, event_id, topic, key, value, headers, timestamp, handled_at)
+            SELECT ?, event_id, topic, key, value, headers, timestamp, ? FROM spool_outbox WHERE id = ?
+            """).execute(arguments: [commandID, EventMetadata.now(), db.lastInsertedRowID])
+    }
+
+    /// Puts the reply kept for `commandID` into the outbox again, the same bytes and event id;
+    /// false if none is kept (the command was handled before replies were kept, or too long ago).
+    static func repeatReply(_ db: Database, commandID: String) throws -> Bool {
+        try db.cachedStatement(sql: """
+            INSERT INTO spool_outbox (event_id, topic, key, value, headers, timestamp)
+            SELECT event_id, topic, key, value, headers, timestamp FROM spool_replies WHERE command_id = ?
+            """).execute(arguments: [commandID])
+        return db.changesCount == 1
     }
 
     // MARK: Timeouts
