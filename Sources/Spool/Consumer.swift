@@ -120,11 +120,9 @@ public final class Consumer: AsyncSequence, Sendable {
 
     /// Commits every processed record (the last one returned included) and returns once stored.
     public func commit() async throws(SpoolError) {
-        perform(state.withLock { state in
-            var actions = ConsumerActions()
+        transition { state, actions in
             state.markLastDeliveredProcessed(actions: &actions)
-            return actions
-        })
+        }
         try await commitProcessed(nil)
     }
 
@@ -143,13 +141,11 @@ public final class Consumer: AsyncSequence, Sendable {
         guard let task else { return }
         task.cancel()
         await task.value
-        let (actions, memberID) = state.withLock { state in
-            var actions = ConsumerActions()
+        let memberID = transition { state, actions in
             if countingLastRecord { state.markLastDeliveredProcessed(actions: &actions) }
             state.stopFetching(Set(state.partitions.keys), actions: &actions)
-            return (actions, state.memberID)
+            return state.memberID
         }
-        perform(actions)
         if configuration.autoCommit {
             await commitWithRetries()
         }
@@ -166,11 +162,9 @@ public final class Consumer: AsyncSequence, Sendable {
 
     /// Ends iteration and fetching, and the events stream.
     private func stopAll() {
-        perform(state.withLock { state in
-            var actions = ConsumerActions()
+        transition { state, actions in
             state.stopAll(actions: &actions)
-            return actions
-        })
+        }
         eventSink.finish()
     }
 
@@ -211,11 +205,9 @@ public final class Consumer: AsyncSequence, Sendable {
 
     private func nextRecords(upTo limit: Int) async throws -> ArraySlice<SpoolRecord>? {
         while true {
-            let (outcome, actions) = state.withLock { state in
-                var actions = ConsumerActions()
-                return (state.takeRecords(upTo: limit, maxBuffered: configuration.maxBufferedRecords, actions: &actions), actions)
+            let outcome = transition { state, actions in
+                state.takeRecords(upTo: limit, maxBuffered: configuration.maxBufferedRecords, actions: &actions)
             }
-            perform(actions)
             switch outcome {
             case .records(let records):
                 return records
@@ -306,12 +298,10 @@ public final class Consumer: AsyncSequence, Sendable {
         var started: [TopicPartition] = []
         for entry in committed where added.contains(entry.partition) {
             let start = entry.offset >= 0 ? entry.offset : try await resetPosition(entry.partition)
-            perform(state.withLock { state in
-                var actions = ConsumerActions()
+            transition { state, actions in
                 state.start(entry.partition, at: start, committed: entry.offset >= 0 ? entry.offset : nil,
                             maxBuffered: configuration.maxBufferedRecords, actions: &actions)
-                return actions
-            })
+            }
             started.append(entry.partition)
         }
         logger.info("partitions assigned", metadata: ["group": "\(group)", "partitions": "\(started.sorted())"])
@@ -320,11 +310,9 @@ public final class Consumer: AsyncSequence, Sendable {
     }
 
     private func revoke(_ partitions: Set<TopicPartition>) async {
-        perform(state.withLock { state in
-            var actions = ConsumerActions()
+        transition { state, actions in
             state.stopFetching(partitions, actions: &actions)
-            return actions
-        })
+        }
         // Let the handler finish a record of these partitions (it counts as processed when it
         // asks for the next, which wakes this wait), for at most half the session timeout, and
         // not while the consumer closes.
@@ -358,15 +346,13 @@ public final class Consumer: AsyncSequence, Sendable {
 
     /// Drops every partition without committing: the session must have expired on the broker.
     private func loseAll() {
-        let (lost, actions) = state.withLock { state in
-            var actions = ConsumerActions()
+        let lost = transition { state, actions in
             let lost = state.partitions.keys.sorted()
             state.stopFetching(Set(lost), actions: &actions)
             state.partitions = [:]
-            return (lost, actions)
+            return lost
         }
         guard !lost.isEmpty else { return }
-        perform(actions)
         logger.warning("partitions lost: no heartbeat got through within the session timeout", metadata: ["group": "\(group)"])
         eventSink.yield(.lost(lost))
     }
@@ -380,14 +366,23 @@ public final class Consumer: AsyncSequence, Sendable {
     }
 
     private func fail(_ error: SpoolError) {
-        perform(state.withLock { state in
-            var actions = ConsumerActions()
+        transition { state, actions in
             state.fail(error, actions: &actions)
-            return actions
-        })
+        }
     }
 
     // MARK: Fetching
+
+    /// Runs one transition of the state under its lock, then does what it returned.
+    @discardableResult
+    private func transition<Result: Sendable>(_ body: (inout ConsumerState, inout ConsumerActions) -> Result) -> Result {
+        let (result, actions) = state.withLock { state in
+            var actions = ConsumerActions()
+            return (body(&state, &actions), actions)
+        }
+        perform(actions)
+        return result
+    }
 
     /// Does what a transition of the state returned: sends and cancels fetches, wakes waiters,
     /// schedules retries, logs. Fetch replies are handled on the connection's I/O thread, in the
@@ -403,11 +398,9 @@ public final class Consumer: AsyncSequence, Sendable {
         for retry in actions.retries {
             Task { [self] in
                 try? await Task.sleep(for: retry.after)
-                perform(state.withLock { state in
-                    var actions = ConsumerActions()
+                transition { state, actions in
                     state.retryDue(retry.partition, epoch: retry.epoch, actions: &actions)
-                    return actions
-                })
+                }
             }
         }
         for order in actions.fetches { send(order) }
@@ -423,23 +416,19 @@ public final class Consumer: AsyncSequence, Sendable {
                     try client.fetchResult(reply, topic: partition.topic, partition: partition.partition, offset: order.offset).records
                 }
             }
-            perform(state.withLock { state in
-                var actions = ConsumerActions()
+            transition { state, actions in
                 switch result {
                 case .success(let records):
-                    state.fetched(partition, epoch: order.epoch, records: records, maxBuffered: configuration.maxBufferedRecords, actions: &actions)
+                    state.fetched(order, records: records, maxBuffered: configuration.maxBufferedRecords, actions: &actions)
                 case .failure(let error):
-                    state.fetchFailed(partition, epoch: order.epoch, error: error, reset: configuration.autoOffsetReset, actions: &actions)
+                    state.fetchFailed(order, error: error, reset: configuration.autoOffsetReset, actions: &actions)
                 }
-                return actions
-            })
+            }
         }
         if let closed {
-            perform(state.withLock { state in
-                var actions = ConsumerActions()
-                state.fetchFailed(partition, epoch: order.epoch, error: closed, reset: configuration.autoOffsetReset, actions: &actions)
-                return actions
-            })
+            transition { state, actions in
+                state.fetchFailed(order, error: closed, reset: configuration.autoOffsetReset, actions: &actions)
+            }
         }
     }
 }

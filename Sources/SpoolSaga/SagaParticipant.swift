@@ -265,15 +265,9 @@ public final class SagaParticipant: Sendable {
                     }
                     do {
                         try db.inSavepoint {
-                            let context = SagaContext(db: db, trigger: metadata, service: name)
-                            if try SagaStore.recordHandled(db, metadata, origin: origin) {
-                                try registration.handle(metadata, record.value, context)
-                                fresh += 1
-                            } else {
-                                try registration.redelivered?(context)
-                                duplicates += 1
-                            }
-                            emitted += context.emittedCount
+                            let (isFresh, emittedHere) = try Self.apply(record, metadata, registration, origin: origin, in: db, service: name)
+                            if isFresh { fresh += 1 } else { duplicates += 1 }
+                            emitted += emittedHere
                             return .commit
                         }
                     } catch {
@@ -290,6 +284,17 @@ public final class SagaParticipant: Sendable {
         } catch {
             return (0, error)  // the transaction failed as a whole: nothing of it was applied
         }
+    }
+
+    /// One record's part of a local transaction: its inbox entry, then its handler, or for a
+    /// record the inbox has already what a redelivery does (nothing, or a command's reply
+    /// again). Returns whether it was new, and how many events it emitted.
+    private static func apply(_ record: SpoolRecord, _ metadata: EventMetadata, _ registration: Registration, origin: String,
+                              in db: Database, service: String) throws -> (fresh: Bool, emitted: Int) {
+        let context = SagaContext(db: db, trigger: metadata, service: service)
+        let fresh = try SagaStore.recordHandled(db, metadata, origin: origin)
+        try fresh ? registration.handle(metadata, record.value, context) : registration.redelivered?(context)
+        return (fresh, context.emittedCount)
     }
 
     /// Handles one record: inbox check, handler, retries, dead letter; `failedOnce` is the error
@@ -331,10 +336,7 @@ public final class SagaParticipant: Sendable {
             attempt += 1
             do {
                 let (fresh, emitted) = try await database.write { [name] db in
-                    let context = SagaContext(db: db, trigger: metadata, service: name)
-                    let fresh = try SagaStore.recordHandled(db, metadata, origin: origin)
-                    try fresh ? registration.handle(metadata, record.value, context) : registration.redelivered?(context)
-                    return (fresh, context.emittedCount)
+                    try Self.apply(record, metadata, registration, origin: origin, in: db, service: name)
                 }
                 if emitted > 0 { ringRelay() }
                 counters.withLock { fresh ? ($0.handled += 1) : ($0.duplicates += 1) }

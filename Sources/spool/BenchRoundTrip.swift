@@ -113,8 +113,8 @@ struct DiskBench: Sendable {
 /// request pays beyond the transport and the disk (the broker's loop and flusher, the client's
 /// I/O thread and the waiting task each sleep until woken). A thread blocks in `read` on an
 /// eventfd; every millisecond (longer than a virtual CPU's idle polling, so it really sleeps)
-/// this one writes the time into it, and the woken thread records now minus that time in an
-/// HdrHistogram: one hand-off, `count` times.
+/// this one notes the time and writes to it, and the woken thread records now minus that time
+/// in an HdrHistogram: one hand-off, `count` times.
 struct WakeupBench: Sendable {
     let count: Int
 
@@ -124,22 +124,31 @@ struct WakeupBench: Sendable {
         defer { close(descriptor) }
         let count = count
         let result = Mutex<Histogram<UInt64>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let sentAt = Atomic<UInt64>(0)
         let sleeper = Thread {
+            // The eventfd counts the writes; a read returns (and resets) their sum, so writes that
+            // pile up while the sleeper is late are counted, not lost, and it never waits for one
+            // that already came.
             var histogram = nanosecondHistogram()
-            var sent: UInt64 = 0
-            for _ in 0..<count where read(descriptor, &sent, 8) == 8 {
-                histogram.record(monotonicNanoseconds() - sent)
+            var woken = 0
+            var writes: UInt64 = 0
+            while woken < count, read(descriptor, &writes, 8) == 8 {
+                histogram.record(monotonicNanoseconds() - sentAt.load(ordering: .acquiring))
+                woken += Int(writes)
             }
             result.withLock { $0 = histogram }
+            done.signal()
         }
         sleeper.start()
         let start = monotonicNanoseconds()
         for _ in 0..<count {
             usleep(1000)
-            var now = monotonicNanoseconds()
-            guard write(descriptor, &now, 8) == 8 else { throw BenchFailure("wakeup: write to an eventfd failed: \(String(cString: strerror(errno)))") }
+            sentAt.store(monotonicNanoseconds(), ordering: .releasing)
+            var one: UInt64 = 1
+            guard write(descriptor, &one, 8) == 8 else { throw BenchFailure("wakeup: write to an eventfd failed: \(String(cString: strerror(errno)))") }
         }
-        while result.withLock({ $0 == nil }) { usleep(1000) }
+        done.wait()
         let seconds = Double(monotonicNanoseconds() - start) / 1e9
         return LatencyRun(latency: LatencyFigures(nanoseconds: result.withLock { $0! }),
                           sending: Throughput(bytes: 0, records: count, seconds: seconds), senderLateP99: 0)

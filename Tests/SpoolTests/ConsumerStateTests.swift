@@ -39,7 +39,7 @@ import Testing
         #expect(state.partitions[Self.p0]?.phase == .inFlight(requestID: first.requestID))
 
         var actions = ConsumerActions()
-        state.fetched(Self.p0, epoch: first.epoch, records: Self.records(Self.p0, 5...7), maxBuffered: 100, actions: &actions)
+        state.fetched(first, records: Self.records(Self.p0, 5...7), maxBuffered: 100, actions: &actions)
         #expect(state.bufferedCount == 3)
         let second = try #require(actions.fetches.first)
         #expect(actions.fetches.count == 1, "one fetch out per partition")
@@ -47,14 +47,18 @@ import Testing
 
         // An empty reply (the long poll ended) fetches again from the same offset.
         actions = ConsumerActions()
-        state.fetched(Self.p0, epoch: second.epoch, records: [], maxBuffered: 100, actions: &actions)
+        state.fetched(second, records: [], maxBuffered: 100, actions: &actions)
         #expect(actions.fetches.map(\.offset) == [8])
 
-        // A second reply for a fetch that is no longer out changes nothing.
+        // A second reply for a fetch that is no longer out changes nothing; the one out sends the next.
+        let third = try #require(actions.fetches.first)
         actions = ConsumerActions()
-        state.fetched(Self.p0, epoch: second.epoch, records: [], maxBuffered: 100, actions: &actions)
-        state.fetched(Self.p0, epoch: second.epoch, records: [], maxBuffered: 100, actions: &actions)
-        #expect(actions.fetches.count == 2, "each reply of the partition's single fetch out sends the next")
+        state.fetched(second, records: Self.records(Self.p0, 8...9), maxBuffered: 100, actions: &actions)
+        state.fetchFailed(second, error: SpoolError(.unknownTopic, "late"), reset: .earliest, actions: &actions)
+        #expect(actions.fetches.isEmpty && actions.failure == nil && state.bufferedCount == 3)
+        state.fetched(third, records: [], maxBuffered: 100, actions: &actions)
+        state.fetched(third, records: [], maxBuffered: 100, actions: &actions)
+        #expect(actions.fetches.count == 1, "each reply of the partition's single fetch out sends the next")
 
         #expect(Self.take(&state).0?.offset == 5)
         #expect(Self.take(&state).0?.offset == 6)
@@ -65,7 +69,7 @@ import Testing
         var state = Self.makeState()
         let order = try Self.start(&state, Self.p0, at: 0)
         var actions = ConsumerActions()
-        state.fetched(Self.p0, epoch: order.epoch, records: Self.records(Self.p0, 0...4), maxBuffered: 100, actions: &actions)
+        state.fetched(order, records: Self.records(Self.p0, 0...4), maxBuffered: 100, actions: &actions)
         guard case .records(let first) = state.takeRecords(upTo: 3, maxBuffered: 100, actions: &actions) else {
             Issue.record("expected records")
             return
@@ -84,7 +88,7 @@ import Testing
         var state = Self.makeState()
         let order = try Self.start(&state, Self.p0, at: 0, maxBuffered: 3)
         var actions = ConsumerActions()
-        state.fetched(Self.p0, epoch: order.epoch, records: Self.records(Self.p0, 0...4), maxBuffered: 3, actions: &actions)
+        state.fetched(order, records: Self.records(Self.p0, 0...4), maxBuffered: 3, actions: &actions)
         #expect(state.bufferedCount == 3, "only what fits is taken")
         #expect(actions.fetches.isEmpty)
         #expect(state.partitions[Self.p0]?.phase == .waitingForRoom)
@@ -105,12 +109,12 @@ import Testing
         let old = try Self.start(&state, Self.p0, at: 0)
         let other = try Self.start(&state, Self.p1, at: 0)
         var actions = ConsumerActions()
-        state.fetched(Self.p1, epoch: other.epoch, records: Self.records(Self.p1, 0...1), maxBuffered: 100, actions: &actions)
+        state.fetched(other, records: Self.records(Self.p1, 0...1), maxBuffered: 100, actions: &actions)
 
         actions = ConsumerActions()
         state.stopFetching([Self.p0], actions: &actions)
         #expect(actions.cancellations == [old.requestID])
-        state.fetched(Self.p0, epoch: old.epoch, records: Self.records(Self.p0, 0...9), maxBuffered: 100, actions: &actions)
+        state.fetched(old, records: Self.records(Self.p0, 0...9), maxBuffered: 100, actions: &actions)
         #expect(state.bufferedCount == 2, "a reply after the revocation is dropped")
         #expect(actions.fetches.isEmpty)
 
@@ -118,9 +122,9 @@ import Testing
         let new = try Self.start(&state, Self.p0, at: 4)
         #expect(new.epoch != old.epoch)
         actions = ConsumerActions()
-        state.fetched(Self.p0, epoch: old.epoch, records: Self.records(Self.p0, 0...9), maxBuffered: 100, actions: &actions)
+        state.fetched(old, records: Self.records(Self.p0, 0...9), maxBuffered: 100, actions: &actions)
         #expect(state.bufferedCount == 2)
-        state.fetched(Self.p0, epoch: new.epoch, records: Self.records(Self.p0, 4...4), maxBuffered: 100, actions: &actions)
+        state.fetched(new, records: Self.records(Self.p0, 4...4), maxBuffered: 100, actions: &actions)
         #expect(state.bufferedCount == 3)
     }
 
@@ -128,7 +132,7 @@ import Testing
         var state = Self.makeState()
         var order = try Self.start(&state, Self.p0, at: 7)
         var actions = ConsumerActions()
-        state.fetchFailed(Self.p0, epoch: order.epoch, error: SpoolError(.connectionLost, "lost"), reset: .earliest, actions: &actions)
+        state.fetchFailed(order, error: SpoolError(.connectionLost, "lost"), reset: .earliest, actions: &actions)
         #expect(actions.fetches.isEmpty)
         #expect(actions.retries.map(\.after) == [.milliseconds(50)])
         #expect(state.partitions[Self.p0]?.phase == .backingOff)
@@ -139,7 +143,7 @@ import Testing
         order = try #require(actions.fetches.first)
         #expect(order.offset == 7)
         actions = ConsumerActions()
-        state.fetchFailed(Self.p0, epoch: order.epoch, error: SpoolError(.timedOut, "slow"), reset: .earliest, actions: &actions)
+        state.fetchFailed(order, error: SpoolError(.timedOut, "slow"), reset: .earliest, actions: &actions)
         #expect(actions.retries.map(\.after) == [.milliseconds(100)])
         actions = ConsumerActions()
         state.retryDue(Self.p0, epoch: order.epoch, actions: &actions)
@@ -149,7 +153,7 @@ import Testing
         // Out of range moves to the reset position the broker named.
         order = try #require(actions.fetches.first)
         actions = ConsumerActions()
-        state.fetchFailed(Self.p0, epoch: order.epoch, error: SpoolError(.offsetOutOfRange, "gone", details: ["earliest": 20, "latest": 30]),
+        state.fetchFailed(order, error: SpoolError(.offsetOutOfRange, "gone", details: ["earliest": 20, "latest": 30]),
                           reset: .earliest, actions: &actions)
         #expect(actions.fetches.map(\.offset) == [20])
         #expect(actions.resets.map(\.to) == [20])
@@ -157,7 +161,7 @@ import Testing
         // A failure no retry can mend fails the consumer: the reader gets it.
         order = try #require(actions.fetches.first)
         actions = ConsumerActions()
-        state.fetchFailed(Self.p0, epoch: order.epoch, error: SpoolError(.unknownTopic, "no topic t"), reset: .earliest, actions: &actions)
+        state.fetchFailed(order, error: SpoolError(.unknownTopic, "no topic t"), reset: .earliest, actions: &actions)
         #expect(actions.failure?.code == .unknownTopic)
         var takeActions = ConsumerActions()
         guard case .failed(let error) = state.takeRecords(upTo: 1, maxBuffered: 100, actions: &takeActions) else {
@@ -172,10 +176,10 @@ import Testing
         let p0 = try Self.start(&state, Self.p0, at: 0)
         let p1 = try Self.start(&state, Self.p1, at: 0)
         var actions = ConsumerActions()
-        state.fetchFailed(Self.p1, epoch: p1.epoch, error: SpoolError(.cancelled, "cancelled"), reset: .earliest, actions: &actions)
+        state.fetchFailed(p1, error: SpoolError(.cancelled, "cancelled"), reset: .earliest, actions: &actions)
         #expect(actions.fetches.isEmpty && actions.retries.isEmpty && actions.failure == nil)
         #expect(state.partitions[Self.p1]?.phase == .stopped)
-        state.fetchFailed(Self.p0, epoch: p0.epoch, error: SpoolError(.offsetOutOfRange, "gone", details: ["earliest": 3, "latest": 9]),
+        state.fetchFailed(p0, error: SpoolError(.offsetOutOfRange, "gone", details: ["earliest": 3, "latest": 9]),
                           reset: .error, actions: &actions)
         #expect(actions.failure?.code == .offsetOutOfRange)
     }
@@ -189,7 +193,7 @@ import Testing
                 let result = state.park(reader)
                 #expect(result)
             }
-            state.fetched(Self.p0, epoch: order.epoch, records: Self.records(Self.p0, 0...0), maxBuffered: 100, actions: &fetchActions)
+            state.fetched(order, records: Self.records(Self.p0, 0...0), maxBuffered: 100, actions: &fetchActions)
             #expect(fetchActions.wakeups.count == 1, "the records wake the reader")
             for wakeup in fetchActions.wakeups { wakeup.resume() }
         }

@@ -1,8 +1,8 @@
 import SpoolWire
 
-/// A fetch for the consumer to send: `partition` from `offset`, tagged with the partition's
-/// epoch (a reply for an earlier assignment is dropped) and the request's correlation id (so a
-/// revocation can cancel it).
+/// A fetch for the consumer to send: `partition` from `offset`, with the request's correlation
+/// id (only the reply to the partition's fetch out counts, and a revocation can cancel it) and
+/// the partition's epoch (a retry scheduled for an earlier assignment is dropped).
 struct FetchOrder: Equatable {
     let partition: TopicPartition
     let offset: Int64
@@ -25,7 +25,7 @@ enum FetchPhase: Equatable {
 
 /// Where a ``Consumer`` stands on one partition it owns.
 struct PartitionProgress {
-    /// Records fetched under another epoch (for an earlier assignment) are dropped.
+    /// Counts assignments: a retry scheduled under another epoch (an earlier assignment) is dropped.
     let epoch: Int
     /// The offset the next fetch starts at.
     var position: Int64
@@ -73,7 +73,7 @@ enum TakeOutcome {
 /// here sleeps, polls or sends.
 ///
 /// Invariants: a partition has at most one fetch out; records of a partition enter the buffer
-/// in offset order, only under the partition's current epoch; the buffer never holds more than
+/// in offset order, only from the reply to the partition's fetch out; the buffer never holds more than
 /// `maxBuffered` records; a partition paused for room is resumed by the take that makes room.
 struct ConsumerState {
     var memberID = ""
@@ -112,10 +112,17 @@ struct ConsumerState {
         if bufferedCount < maxBuffered { sendFetch(partition, actions: &actions) }
     }
 
-    /// A fetch of `partition` under `epoch` returned `records`: buffers those that fit (the rest
-    /// is fetched again later), wakes the reader, and fetches on, or pauses while the buffer is full.
-    mutating func fetched(_ partition: TopicPartition, epoch: Int, records: [SpoolRecord], maxBuffered: Int, actions: inout ConsumerActions) {
-        guard !isStopped, partitions[partition]?.epoch == epoch, case .inFlight = partitions[partition]!.phase else { return }
+    /// True while `order` is the fetch out for its partition: a reply to any other (of an earlier
+    /// assignment, or cancelled) changes nothing.
+    private func isOut(_ order: FetchOrder) -> Bool {
+        !isStopped && partitions[order.partition]?.phase == .inFlight(requestID: order.requestID)
+    }
+
+    /// Fetch `order` returned `records`: buffers those that fit (the rest is fetched again
+    /// later), wakes the reader, and fetches on, or pauses while the buffer is full.
+    mutating func fetched(_ order: FetchOrder, records: [SpoolRecord], maxBuffered: Int, actions: inout ConsumerActions) {
+        guard isOut(order) else { return }
+        let partition = order.partition
         partitions[partition]!.backoff.reset()
         let taken = min(records.count, max(maxBuffered - bufferedCount, 0))
         if taken > 0 {
@@ -130,12 +137,12 @@ struct ConsumerState {
         }
     }
 
-    /// A fetch of `partition` under `epoch` failed: a cancelled or closed one stops the
-    /// partition, an out-of-range one moves to the reset position (when `reset` allows one), a
-    /// retriable one backs off, any other fails the consumer.
-    mutating func fetchFailed(_ partition: TopicPartition, epoch: Int, error: SpoolError, reset: ConsumerConfiguration.OffsetReset,
-                              actions: inout ConsumerActions) {
-        guard !isStopped, partitions[partition]?.epoch == epoch, case .inFlight = partitions[partition]!.phase else { return }
+    /// Fetch `order` failed: a cancelled or closed one stops the partition, an out-of-range one
+    /// moves to the reset position (when `reset` allows one), a retriable one backs off, any
+    /// other fails the consumer.
+    mutating func fetchFailed(_ order: FetchOrder, error: SpoolError, reset: ConsumerConfiguration.OffsetReset, actions: inout ConsumerActions) {
+        guard isOut(order) else { return }
+        let partition = order.partition
         if error.code == .cancelled || error.code == .clientClosed {
             partitions[partition]!.phase = .stopped
         } else if error.code == .offsetOutOfRange, reset != .error,
@@ -145,7 +152,7 @@ struct ConsumerState {
             sendFetch(partition, actions: &actions)
         } else if error.isRetriable {
             partitions[partition]!.phase = .backingOff
-            actions.retries.append((partition, epoch, partitions[partition]!.backoff.next()))
+            actions.retries.append((partition, order.epoch, partitions[partition]!.backoff.next()))
         } else {
             fail(error, actions: &actions)
         }

@@ -108,7 +108,6 @@ struct ProducerActions {
     var logs: [ProducerLog] = []
 
     var isEmpty: Bool { published.isEmpty && buffered.isEmpty && flushed.isEmpty && loopWakeup == nil && logs.isEmpty }
-
 }
 
 /// Something worth a log line, written outside the lock.

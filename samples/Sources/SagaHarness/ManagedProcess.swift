@@ -33,7 +33,7 @@ public final class ManagedProcess: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw HarnessError("\(name): no executable at \(executable) (build it first)")
         }
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         guard let log = FileHandle(forWritingAtPath: logPath) else { throw HarnessError("\(name): cannot open the log \(logPath)") }
         log.seekToEndOfFile()
         let process = Process()
