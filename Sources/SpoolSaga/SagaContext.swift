@@ -32,7 +32,15 @@ public final class SagaContext {
     /// Throws ``SpoolError/Code/invalidArgument`` with no saga to belong to, or if it does not encode.
     @discardableResult
     public func emit<E: SpoolEvent>(_ event: E, role: EventRole = .success, correlationID: String? = nil) throws -> EventMetadata {
-        let envelope = try envelope(event, correlationID: correlationID)
+        try emit(event, role: role, correlationID: correlationID, eventID: nil)
+    }
+
+    /// ``emit(_:role:correlationID:)`` with the event id `eventID` when given: a command sent
+    /// again is the same event, so its receiver's inbox knows it.
+    @discardableResult
+    func emit<E: SpoolEvent>(_ event: E, role: EventRole = .success, correlationID: String?, eventID: String?) throws -> EventMetadata {
+        var envelope = try envelope(event, correlationID: correlationID)
+        if let eventID { envelope.metadata.eventID = eventID }
         try SagaStore.insertOutbox(db, record: try envelope.record(), topic: E.topic, role: role, eventID: envelope.metadata.eventID)
         emittedCount += 1
         return envelope.metadata

@@ -99,9 +99,19 @@ public final class SagaParticipant: Sendable {
             }
             try handler(envelope, context)
         }, redelivered: redelivered)
+        add(registration, for: E.eventType)
+    }
+
+    /// Handles records of event type `eventType` on `topic` with `handle`, which decodes the
+    /// payload itself: for parts of the kit that dispatch on more than the type (the orchestrator's replies).
+    func on(eventType: String, topic: String, _ handle: @escaping @Sendable (EventMetadata, [UInt8], SagaContext) throws -> Void) {
+        add(Registration(topic: topic, handle: handle, redelivered: nil), for: eventType)
+    }
+
+    private func add(_ registration: Registration, for eventType: String) {
         registrations.withLock { registrations in
-            precondition(registrations[E.eventType] == nil, "\(name): a second handler for '\(E.eventType)'")
-            registrations[E.eventType] = registration
+            precondition(registrations[eventType] == nil, "\(name): a second handler for '\(eventType)'")
+            registrations[eventType] = registration
         }
     }
 
@@ -391,8 +401,10 @@ public final class SagaParticipant: Sendable {
                     try await database.write { db in try SagaStore.prune(db, sentBefore: sent, handledBefore: handled) }
                     lastPrune = .now
                 }
-            } catch {
+            } catch where !Task.isCancelled {
                 logger.warning("outbox relay failed; retrying at the next poll", metadata: ["error": "\(error)"])
+            } catch {
+                return  // stopping: the rows stay in the outbox for the next run
             }
         }
     }

@@ -17,7 +17,7 @@ public struct CurveKeyPair: Sendable, Hashable {
         var publicKey = [CChar](repeating: 0, count: 41)
         var secretKey = [CChar](repeating: 0, count: 41)
         try Call.zmq("zmq_curve_keypair") { zmq_curve_keypair(&publicKey, &secretKey) }
-        return CurveKeyPair(checkedPublicKey: String(cString: publicKey), secretKey: String(cString: secretKey))
+        return CurveKeyPair(checkedPublicKey: text(publicKey), secretKey: text(secretKey))
     }
 
     /// The pair whose secret key is `secretKey`; the public key is derived from it. Throws
@@ -28,7 +28,7 @@ public struct CurveKeyPair: Sendable, Hashable {
         }
         var publicKey = [CChar](repeating: 0, count: 41)
         try Call.zmq("zmq_curve_public") { zmq_curve_public(&publicKey, secretKey) }
-        self.init(checkedPublicKey: String(cString: publicKey), secretKey: secretKey)
+        self.init(checkedPublicKey: Self.text(publicKey), secretKey: secretKey)
     }
 
     private init(checkedPublicKey: String, secretKey: String) {
@@ -48,7 +48,12 @@ public struct CurveKeyPair: Sendable, Hashable {
         guard binaryKey.count == 32 else { return nil }
         var text = [CChar](repeating: 0, count: 41)
         guard zmq_z85_encode(&text, binaryKey, 32) != nil else { return nil }
-        return String(cString: text)
+        return CurveKeyPair.text(text)
+    }
+
+    /// The text before the terminating NUL of a C buffer libzmq filled (Z85 is ASCII).
+    private static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     // MARK: Key files

@@ -5,8 +5,8 @@ import Spool
 /// `spool saga`: tools for sagas built on the event envelope.
 struct Saga: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Follow sagas across topics.",
-        subcommands: [Trace.self]
+        abstract: "Follow sagas across topics; list, show, retry and compensate orchestrated and supervised sagas.",
+        subcommands: [Trace.self, List.self, Show.self, Retry.self, Compensate.self]
     )
 
     /// `spool saga trace`: one saga's events across topics, as a timeline.
@@ -151,18 +151,7 @@ struct SagaScan {
     }
 
     private func scan(topic: String, partition: Int32, key: [UInt8]) async throws(SpoolError) -> [SagaStep] {
-        var offset = try await client.offset(of: topic, partition: partition, since.map { .timestamp($0) } ?? .earliest)
-        let end = try await client.offset(of: topic, partition: partition, .latest)
-        var steps: [SagaStep] = []
-        while offset < end {
-            let (records, _) = try await client.fetch(from: topic, partition: partition, offset: offset)
-            guard let last = records.last else { break }
-            for record in records where record.offset < end && record.key == key {
-                steps.append(Self.step(record))
-            }
-            offset = last.offset + 1
-        }
-        return steps
+        try await client.records(of: topic, partition: partition, from: since.map { .timestamp($0) } ?? .earliest, key: key).map(Self.step)
     }
 
     private static func step(_ record: SpoolRecord) -> SagaStep {

@@ -10,6 +10,8 @@ import SpoolWire
 /// - `spool_outbox`: events to publish, in insertion order; `sent_at` is set once the broker
 ///   acknowledged them, and sent rows are deleted after the retention.
 /// - `spool_timeouts`: events to emit at `due_at` (ms since the epoch), one per saga and type.
+/// - `spool_replies`: the reply emitted for each handled command, sent again for a repeated one.
+/// - `spool_sagas` and `spool_saga_history`: an orchestrator's instances (``SagaInstances``).
 enum SagaStore {
     /// Creates the tables (idempotent; versioned through GRDB's migrator, next to the service's own migrations).
     static func migrate(_ writer: any DatabaseWriter) throws {
@@ -61,6 +63,38 @@ enum SagaStore {
                     handled_at INTEGER NOT NULL
                 );
                 CREATE INDEX spool_replies_handled ON spool_replies(handled_at);
+                """)
+        }
+        migrator.registerMigration("spool-saga-v3-orchestrator") { db in
+            try db.execute(sql: """
+                CREATE TABLE spool_sagas (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    definition TEXT NOT NULL,
+                    version INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    undoing INTEGER NOT NULL,
+                    step INTEGER NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    command_id TEXT,
+                    data BLOB NOT NULL,
+                    deadline INTEGER,
+                    reason TEXT,
+                    completed_steps TEXT NOT NULL,
+                    compensated_steps TEXT NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL
+                );
+                CREATE INDEX spool_sagas_deadline ON spool_sagas(deadline) WHERE deadline IS NOT NULL;
+                CREATE INDEX spool_sagas_state ON spool_sagas(state);
+                CREATE TABLE spool_saga_history (
+                    saga_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    time INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    step TEXT,
+                    change TEXT NOT NULL,
+                    PRIMARY KEY (saga_id, seq)
+                );
                 """)
         }
         try migrator.migrate(writer)

@@ -1,0 +1,258 @@
+import ArgumentParser
+import Foundation
+import Spool
+
+extension Saga {
+    /// `spool saga list`: the latest state of every orchestrated or supervised saga.
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List orchestrated and supervised sagas with their latest state.",
+            discussion: """
+                Reads \(SagaStateChanged.topic), where orchestrators and supervisors publish every \
+                change of their sagas keyed by saga id, and prints the latest change of each saga, \
+                oldest first: saga id, definition and version, state, step, attempt, time of the \
+                change, and the reason when it is compensating, compensated or parked.
+
+                Examples:
+                  spool saga list
+                  spool saga list --state parked
+                  spool saga list --state running,compensating --format json
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Option(help: ArgumentHelp("Only sagas in these states, comma-separated: \(SagaState.allCases.map(\.rawValue).joined(separator: ", ")).",
+                                   valueName: "a,b"))
+        var state: String?
+
+        @Option(help: "Output: text (tab-separated columns) or json (one object per saga).")
+        var format: SagaStateFormat = .text
+
+        func validate() throws {
+            _ = try states()
+        }
+
+        func run() async throws {
+            let client = try await connection.connect()
+            defer { client.close() }
+            try await reportingErrors {
+                let wanted = try states()
+                var latest: [String: SagaStateChange] = [:]
+                for change in try await SagaStateLog(client: client).changes() { latest[change.event.sagaID] = change }
+                let shown = latest.values.filter { wanted?.contains($0.event.state) ?? true }.sorted { ($0.time, $0.event.sagaID) < ($1.time, $1.event.sagaID) }
+                switch format {
+                case .text:
+                    if !shown.isEmpty { print(["SAGA", "DEFINITION", "STATE", "STEP", "ATTEMPT", "CHANGED", "REASON"].joined(separator: "\t")) }
+                    for change in shown {
+                        let event = change.event
+                        print([event.sagaID, "\(event.saga) v\(event.version)", event.state.rawValue, event.step ?? "-", String(event.attempt),
+                               EventMetadata.formatTime(change.time), event.reason ?? "-"].joined(separator: "\t"))
+                    }
+                case .json:
+                    for change in shown { printJSONLine(change.json) }
+                }
+            }
+        }
+
+        private func states() throws -> Set<SagaState>? {
+            guard let state else { return nil }
+            return Set(try state.split(separator: ",").map { name in
+                let name = name.trimmingCharacters(in: .whitespaces)
+                guard let state = SagaState(rawValue: name) else {
+                    throw ValidationError("unknown saga state '\(name)'; one of \(SagaState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return state
+            })
+        }
+    }
+
+    /// `spool saga show`: one saga's state and every change of it.
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show one orchestrated or supervised saga: its state, steps, deadline and history.",
+            discussion: """
+                Reads the saga's changes from \(SagaStateChanged.topic) (only the partition its id \
+                keys to). Prints the state, the current step and attempt, when the awaited reply \
+                is overdue, the reason, the steps done and undone, then one line per change: time, \
+                gap since the previous change, state, step and what happened. Exit 1 when the saga \
+                has no published state. `spool saga trace ID` shows the same saga's events on every topic.
+
+                Example:
+                  spool saga show order-42
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Argument(help: "The saga's id (its correlation id).")
+        var sagaID: String
+
+        @Option(help: "Output: text, or json (one object per change).")
+        var format: SagaStateFormat = .text
+
+        func run() async throws {
+            let client = try await connection.connect()
+            defer { client.close() }
+            try await reportingErrors {
+                let changes = try await SagaStateLog(client: client).changes(of: sagaID)
+                guard let last = changes.last else { throw SpoolError(.invalidArgument, "no state of saga '\(sagaID)' in \(SagaStateChanged.topic)") }
+                guard format == .text else {
+                    for change in changes { printJSONLine(change.json) }
+                    return
+                }
+                let event = last.event
+                print("saga \(event.sagaID) (\(event.saga) v\(event.version)): \(event.state.rawValue)")
+                if let step = event.step { print("step: \(step), attempt \(event.attempt)") }
+                if let deadline = event.deadline {
+                    let left = deadline - EventMetadata.now()
+                    print("reply due: \(EventMetadata.formatTime(deadline)) (\(left >= 0 ? "in \(left / 1000)s" : "overdue by \(-left / 1000)s"))")
+                }
+                if let reason = event.reason { print("reason: \(reason)") }
+                print("done: \(event.completedSteps.isEmpty ? "-" : event.completedSteps.joined(separator: ", "))")
+                print("undone: \(event.compensatedSteps.isEmpty ? "-" : event.compensatedSteps.joined(separator: ", "))")
+                print("history:")
+                var previous = changes[0].time
+                for change in changes {
+                    print(["  " + EventMetadata.formatTime(change.time), SagaTimeline.gap(change.time - previous), change.event.state.rawValue,
+                           change.event.step ?? "-", change.event.change].joined(separator: "\t"))
+                    previous = change.time
+                }
+            }
+        }
+    }
+
+    /// `spool saga retry` and `spool saga compensate`: a person's decision, sent as an event.
+    struct Decide: ParsableArguments {
+        @OptionGroup var connection: ConnectionOptions
+
+        @Argument(help: "The saga's id (its correlation id).")
+        var sagaID: String
+
+        @Option(help: ArgumentHelp("Who decides, for the saga's history (default: $USER).", valueName: "name"))
+        var by: String?
+
+        /// Publishes `action` for the saga after checking its latest published state allows it.
+        func send(_ action: SagaControl.Action) async throws {
+            let client = try await connection.connect()
+            defer { client.close() }
+            try await reportingErrors {
+                guard let state = try await SagaStateLog(client: client).changes(of: sagaID).last?.event.state else {
+                    throw SpoolError(.invalidArgument, "no state of saga '\(sagaID)' in \(SagaStateChanged.topic): nothing runs it")
+                }
+                let allowed: Set<SagaState> = action == .retry ? [.parked] : [.running, .parked]
+                guard allowed.contains(state) else {
+                    throw SpoolError(.invalidArgument, "saga '\(sagaID)' is \(state.rawValue); \(action.rawValue) applies to a saga that is "
+                                         + allowed.map(\.rawValue).sorted().joined(separator: " or "))
+                }
+                let requestedBy = by ?? ProcessInfo.processInfo.environment["USER"] ?? "spool"
+                let envelope = EventEnvelope(SagaControl(sagaID: sagaID, action: action, requestedBy: requestedBy), correlationID: sagaID,
+                                             source: "spool")
+                let record = try envelope.record()
+                try await client.publish(to: SagaControl.topic, key: record.key, value: record.value, headers: record.headers)
+                print("asked for \(action.rawValue) of saga \(sagaID) (\(state.rawValue)); follow it with: spool saga show \(sagaID)")
+            }
+        }
+    }
+
+    /// `spool saga retry`.
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask the owner of a parked saga to send its step's command again.",
+            discussion: """
+                Publishes a \(SagaControl.eventType) event to \(SagaControl.topic); the orchestrator \
+                or supervisor that owns the saga sends the parked step's command (or its undo) \
+                again with fresh attempts. Refused unless the saga's latest state is parked. \
+                Nothing in a database is edited by hand.
+                """
+        )
+
+        @OptionGroup var decision: Decide
+
+        func run() async throws { try await decision.send(.retry) }
+    }
+
+    /// `spool saga compensate`.
+    struct Compensate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask the owner of a running or parked saga to undo what it did.",
+            discussion: """
+                Publishes a \(SagaControl.eventType) event to \(SagaControl.topic); the owner undoes \
+                the saga's steps, newest first, and ends it compensated. Refused unless the saga's \
+                latest state is running or parked.
+                """
+        )
+
+        @OptionGroup var decision: Decide
+
+        func run() async throws { try await decision.send(.compensate) }
+    }
+}
+
+/// How `spool saga list` and `show` print.
+enum SagaStateFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+/// One published change of a saga, with the time it was published.
+struct SagaStateChange {
+    var time: Int64
+    var event: SagaStateChanged
+
+    /// The change as one JSON object: the event's fields and its time.
+    var json: [String: Any] {
+        var object: [String: Any] = ["time": EventMetadata.formatTime(time), "timeMilliseconds": time, "sagaID": event.sagaID,
+                                     "saga": event.saga, "version": event.version, "state": event.state.rawValue, "attempt": event.attempt,
+                                     "change": event.change, "completedSteps": event.completedSteps,
+                                     "compensatedSteps": event.compensatedSteps]
+        object["step"] = event.step
+        object["deadline"] = event.deadline
+        object["reason"] = event.reason
+        return object
+    }
+}
+
+/// Prints `object` as one line of JSON, keys sorted.
+private func printJSONLine(_ object: [String: Any]) {
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// The saga states topic, read back.
+struct SagaStateLog {
+    let client: SpoolClient
+
+    /// Every change published for `sagaID` (or for every saga when nil), in order of publication
+    /// per saga; empty when the topic does not exist yet. Records that are not state changes are skipped.
+    func changes(of sagaID: String? = nil) async throws(SpoolError) -> [SagaStateChange] {
+        guard let topic = try await client.topics([]).first(where: { $0.name == SagaStateChanged.topic }) else { return [] }
+        let key = sagaID.map { Array($0.utf8) }
+        let partitions = key.map { [Partitioner.partition(forKey: $0, partitionCount: Int32(topic.partitions.count))] }
+            ?? topic.partitions.map(\.partition)
+        var changes: [SagaStateChange] = []
+        for partition in partitions {
+            for record in try await client.records(of: topic.name, partition: partition, from: .earliest, key: key) {
+                guard let envelope = try? EventEnvelope<SagaStateChanged>(record: record) else { continue }
+                changes.append(SagaStateChange(time: envelope.metadata.time, event: envelope.payload))
+            }
+        }
+        return changes
+    }
+}
+
+extension SpoolClient {
+    /// The records of one partition from `start` to the end it had when called, only those with
+    /// `key` when given.
+    func records(of topic: String, partition: Int32, from start: OffsetSpec, key: [UInt8]?) async throws(SpoolError) -> [SpoolRecord] {
+        var next = try await offset(of: topic, partition: partition, start)
+        let end = try await offset(of: topic, partition: partition, .latest)
+        var records: [SpoolRecord] = []
+        while next < end {
+            let (batch, _) = try await fetch(from: topic, partition: partition, offset: next)
+            guard let last = batch.last else { break }
+            records += batch.filter { $0.offset < end && (key == nil || $0.key == key) }
+            next = last.offset + 1
+        }
+        return records
+    }
+}
