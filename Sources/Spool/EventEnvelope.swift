@@ -73,6 +73,8 @@ public enum DeadLetterHeaderName {
     public static let origin = "spool-dlq-origin"
     /// When it was dead-lettered: ISO 8601 UTC.
     public static let time = "spool-dlq-time"
+    /// What every dead-letter header's name starts with: the original headers are the others.
+    public static let prefix = "spool-dlq-"
 }
 
 /// Everything about an event except its payload, as carried in record headers.

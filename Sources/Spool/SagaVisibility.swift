@@ -92,3 +92,41 @@ public struct SagaControl: SpoolEvent {
         self.requestedBy = requestedBy
     }
 }
+
+/// A supervisor's rule table, published to `spool.saga-rules` (keyed by the supervisor's name)
+/// each time it starts: what `spool saga rules` prints.
+public struct SagaRules: SpoolEvent {
+    public static let eventType = "spool-saga-rules"
+    public static let topic = "spool.saga-rules"
+
+    /// One rule: whose failure, which failure, what is done about it.
+    public struct Rule: Codable, Sendable, Hashable {
+        /// The service that fails.
+        public var service: String
+        /// The event and how it failed: "payment-failed failed", "order-paid dead-lettered".
+        public var failure: String
+        /// The answer: "compensate: cancel-coupon, cancel-delivery", "retry 3 times, backoff 1000 ms", "escalate".
+        public var action: String
+
+        /// A rule; see the properties.
+        public init(service: String, failure: String, action: String) {
+            self.service = service
+            self.failure = failure
+            self.action = action
+        }
+    }
+
+    /// The supervisor (its service name).
+    public var supervisor: String
+    /// The saga flow it supervises, as its sagas' states name it.
+    public var flow: String
+    /// The rules, in the order they are tried.
+    public var rules: [Rule]
+
+    /// A rule table; see the properties.
+    public init(supervisor: String, flow: String, rules: [Rule]) {
+        self.supervisor = supervisor
+        self.flow = flow
+        self.rules = rules
+    }
+}

@@ -348,16 +348,23 @@ final class OrchestratorEngine: Sendable {
     /// Stores `row`, appends `change` to its history and publishes it as a ``SagaStateChanged``.
     private func save(_ row: InstanceRow, names: [String]?, change: String, in context: SagaContext) throws {
         try SagaInstances.update(context.db, row)
-        let step = names.map { $0[row.step] }
-        try SagaInstances.appendHistory(context.db, sagaID: row.id, state: row.state, step: step, change: change, time: EventMetadata.now())
-        let event = SagaStateChanged(sagaID: row.id, saga: row.definition, version: row.version, state: row.state, step: step,
-                                     attempt: row.attempt, deadline: row.deadline, change: change, reason: row.reason,
-                                     completedSteps: row.completedSteps, compensatedSteps: row.compensatedSteps)
-        let role: EventRole = switch row.state {
+        try context.recordChange(SagaStateChanged(sagaID: row.id, saga: row.definition, version: row.version, state: row.state,
+                                                  step: names.map { $0[row.step] }, attempt: row.attempt, deadline: row.deadline, change: change,
+                                                  reason: row.reason, completedSteps: row.completedSteps, compensatedSteps: row.compensatedSteps))
+    }
+}
+
+extension SagaContext {
+    /// Appends `change` to its saga's history and publishes it to `spool.saga-states` (role
+    /// failure while compensating or parked, compensation once compensated), in this transaction.
+    func recordChange(_ change: SagaStateChanged) throws {
+        try SagaInstances.appendHistory(db, sagaID: change.sagaID, state: change.state, step: change.step, change: change.change,
+                                        time: EventMetadata.now())
+        let role: EventRole = switch change.state {
         case .compensating, .parked: .failure
         case .compensated: .compensation
         case .running, .completed: .success
         }
-        try context.emit(event, role: role, correlationID: row.id)
+        try emit(change, role: role, correlationID: change.sagaID)
     }
 }

@@ -17,10 +17,13 @@ public final class SagaContext {
     public let service: String
     /// How many events this transaction emitted so far.
     public private(set) var emittedCount = 0
+    /// The record of the event being handled (its topic and headers, for the kit's own handlers).
+    let triggerRecord: SpoolRecord?
 
-    init(db: Database, trigger: EventMetadata?, service: String) {
+    init(db: Database, trigger: EventMetadata?, triggerRecord: SpoolRecord? = nil, service: String) {
         self.db = db
         self.trigger = trigger
+        self.triggerRecord = triggerRecord
         self.service = service
     }
 

@@ -47,7 +47,7 @@ public final class SagaParticipant: Sendable {
     public let configuration: SagaConfiguration
 
     private let logger: Logger
-    private let registrations = Mutex<[String: Registration]>([:])
+    private let registrations = Mutex<[Subscription: Registration]>([:])
     private let counters = Mutex(SagaStatistics())
     /// Wakes the running relay (nil while not running).
     private let doorbell = Mutex<AsyncStream<Void>.Continuation?>(nil)
@@ -55,9 +55,17 @@ public final class SagaParticipant: Sendable {
     /// A handler as stored: the topic to consume, the type-erased call, and what a redelivered
     /// record (already in the inbox) does: nothing, or, for a command, its reply again.
     private struct Registration: Sendable {
-        var topic: String
         var handle: @Sendable (EventMetadata, [UInt8], SagaContext) throws -> Void
         var redelivered: (@Sendable (SagaContext) throws -> Void)?
+        /// The inbox entry of a record, when it is not the event id (a dead letter's, which
+        /// may come again for the same event).
+        var inboxID: (@Sendable (SpoolRecord, EventMetadata) -> String)?
+    }
+
+    /// What a handler is registered for: an event type on one topic.
+    private struct Subscription: Hashable, Sendable {
+        var eventType: String
+        var topic: String
     }
 
     /// Creates the kit's tables in `database` if needed (`spool_inbox`, `spool_outbox`,
@@ -90,7 +98,7 @@ public final class SagaParticipant: Sendable {
 
     private func register<E: SpoolEvent>(_ type: E.Type, redelivered: (@Sendable (SagaContext) throws -> Void)?,
                                          _ handler: @escaping @Sendable (EventEnvelope<E>, SagaContext) throws -> Void) {
-        let registration = Registration(topic: E.topic, handle: { metadata, value, context in
+        let registration = Registration(handle: { metadata, value, context in
             let envelope: EventEnvelope<E>
             do throws(SpoolError) {
                 envelope = try EventEnvelope<E>(metadata: metadata, value: value)
@@ -99,19 +107,22 @@ public final class SagaParticipant: Sendable {
             }
             try handler(envelope, context)
         }, redelivered: redelivered)
-        add(registration, for: E.eventType)
+        add(registration, for: Subscription(eventType: E.eventType, topic: E.topic))
     }
 
     /// Handles records of event type `eventType` on `topic` with `handle`, which decodes the
-    /// payload itself: for parts of the kit that dispatch on more than the type (the orchestrator's replies).
-    func on(eventType: String, topic: String, _ handle: @escaping @Sendable (EventMetadata, [UInt8], SagaContext) throws -> Void) {
-        add(Registration(topic: topic, handle: handle, redelivered: nil), for: eventType)
+    /// payload itself: for parts of the kit that dispatch on more than the type (the
+    /// orchestrator's replies, the supervisor's reports). `inboxID` names a record's inbox entry
+    /// when the event id does not (default: the event id).
+    func on(eventType: String, topic: String, inboxID: (@Sendable (SpoolRecord, EventMetadata) -> String)? = nil,
+            _ handle: @escaping @Sendable (EventMetadata, [UInt8], SagaContext) throws -> Void) {
+        add(Registration(handle: handle, redelivered: nil, inboxID: inboxID), for: Subscription(eventType: eventType, topic: topic))
     }
 
-    private func add(_ registration: Registration, for eventType: String) {
+    private func add(_ registration: Registration, for subscription: Subscription) {
         registrations.withLock { registrations in
-            precondition(registrations[eventType] == nil, "\(name): a second handler for '\(eventType)'")
-            registrations[eventType] = registration
+            precondition(registrations[subscription] == nil, "\(name): a second handler for '\(subscription.eventType)' on \(subscription.topic)")
+            registrations[subscription] = registration
         }
     }
 
@@ -178,7 +189,7 @@ public final class SagaParticipant: Sendable {
     /// ``SpoolError``, after the same orderly stop. Run it once at a time.
     public func run() async throws {
         let producer = try Producer(client: client, configuration: configuration.producer, logger: logger)
-        let topics = registrations.withLock { Set($0.values.map(\.topic)) }.sorted()
+        let topics = registrations.withLock { Set($0.keys.map(\.topic)) }.sorted()
         let consumer = try topics.isEmpty ? nil
             : Consumer(client: client, group: name, topics: topics, configuration: configuration.consumer, logger: logger)
         let (bell, ringer) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -268,7 +279,7 @@ public final class SagaParticipant: Sendable {
                 for record in records {
                     guard let metadata = try? EventMetadata(headers: record.headers) else { break }
                     let origin = "\(record.topic)/\(record.partition)@\(record.offset)"
-                    guard let registration = handlers[metadata.eventType], registration.topic == record.topic else {
+                    guard let registration = handlers[Subscription(eventType: metadata.eventType, topic: record.topic)] else {
                         logger.debug("no handler for this event type here; skipped", metadata: ["event": "\(metadata.eventType)", "at": "\(origin)"])
                         applied += 1
                         continue
@@ -301,8 +312,9 @@ public final class SagaParticipant: Sendable {
     /// again). Returns whether it was new, and how many events it emitted.
     private static func apply(_ record: SpoolRecord, _ metadata: EventMetadata, _ registration: Registration, origin: String,
                               in db: Database, service: String) throws -> (fresh: Bool, emitted: Int) {
-        let context = SagaContext(db: db, trigger: metadata, service: service)
-        let fresh = try SagaStore.recordHandled(db, metadata, origin: origin)
+        let context = SagaContext(db: db, trigger: metadata, triggerRecord: record, service: service)
+        let fresh = try SagaStore.recordHandled(db, id: registration.inboxID?(record, metadata) ?? metadata.eventID, type: metadata.eventType,
+                                                origin: origin)
         try fresh ? registration.handle(metadata, record.value, context) : registration.redelivered?(context)
         return (fresh, context.emittedCount)
     }
@@ -322,7 +334,7 @@ public final class SagaParticipant: Sendable {
         } catch {
             return await deadLetter(record, origin: origin, reason: error.message, attempts: 1, producer: producer)
         }
-        guard let registration = registrations.withLock({ $0[metadata.eventType] }), registration.topic == record.topic else {
+        guard let registration = registrations.withLock({ $0[Subscription(eventType: metadata.eventType, topic: record.topic)] }) else {
             logger.debug("no handler for this event type here; skipped", metadata: ["event": "\(metadata.eventType)", "at": "\(origin)"])
             return true
         }
@@ -361,7 +373,7 @@ public final class SagaParticipant: Sendable {
     /// is unreachable (a dead letter must not be lost). False if cancelled first.
     private func deadLetter(_ record: SpoolRecord, origin: String, reason: String, attempts: Int, producer: Producer) async -> Bool {
         let line = reason.split(whereSeparator: \.isNewline).joined(separator: " ")
-        let headers = record.headers.filter { !$0.name.hasPrefix("spool-dlq-") } + [
+        let headers = record.headers.filter { !$0.name.hasPrefix(DeadLetterHeaderName.prefix) } + [
             RecordHeader(name: DeadLetterHeaderName.error, string: line),
             RecordHeader(name: DeadLetterHeaderName.attempts, string: String(attempts)),
             RecordHeader(name: DeadLetterHeaderName.group, string: name),

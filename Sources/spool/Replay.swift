@@ -45,9 +45,6 @@ struct Replay: AsyncParsableCommand {
     @Option(help: ArgumentHelp("At most this many records per second (e.g. 500 or 500/s).", valueName: "N/s"))
     var rate: RateArgument?
 
-    /// The header-name prefix of the saga kit's dead-letter headers, which a copy leaves out.
-    static let deadLetterPrefix = "spool-dlq-"
-
     func validate() throws {
         guard read.hasStart else {
             throw ValidationError("replay needs a start: --from beginning|OFFSET|TIME|AGE (or --from-beginning, --offset N, --last N, --since AGE, --from-time TIME)")
@@ -99,7 +96,7 @@ struct Replay: AsyncParsableCommand {
             for record in batch where !Task.isCancelled {
                 await pacer?.wait()
                 try await producer.enqueue(to: to, key: record.key, value: record.value,
-                                           headers: record.headers.filter { !$0.name.hasPrefix(deadLetterPrefix) },
+                                           headers: record.headers.filter { !$0.name.hasPrefix(DeadLetterHeaderName.prefix) },
                                            timestamp: record.timestamp)
                 done += 1
             }

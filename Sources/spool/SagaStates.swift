@@ -189,6 +189,56 @@ extension Saga {
     }
 }
 
+extension Saga {
+    /// `spool saga rules`: the supervisors' rule tables.
+    struct Rules: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the rule table of each supervisor: which failure gets which answer.",
+            discussion: """
+                Reads \(SagaRules.topic), where each supervisor publishes its rules when it starts, \
+                and prints the latest table of each (or of --supervisor): a header line, then one \
+                line per rule, in the order they are tried: the service, the failure (an event it \
+                emitted as failed, or one its handler dead-lettered) and the answer (compensate \
+                with commands, retry with attempts and backoff, or escalate to a person).
+                Exit 1 when no supervisor has published rules.
+
+                Example:
+                  spool saga rules --supervisor order-supervisor
+                """
+        )
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Option(help: ArgumentHelp("Only this supervisor's rules.", valueName: "name"))
+        var supervisor: String?
+
+        func run() async throws {
+            let client = try await connection.connect()
+            defer { client.close() }
+            try await reportingErrors {
+                var latest: [String: EventEnvelope<SagaRules>] = [:]
+                if let topic = try await client.topics([]).first(where: { $0.name == SagaRules.topic }) {
+                    for partition in topic.partitions.map(\.partition) {
+                        for record in try await client.records(of: topic.name, partition: partition, from: .earliest, key: supervisor.map { Array($0.utf8) }) {
+                            guard let table = try? EventEnvelope<SagaRules>(record: record) else { continue }
+                            latest[table.payload.supervisor] = table
+                        }
+                    }
+                }
+                guard !latest.isEmpty else {
+                    throw SpoolError(.invalidArgument, supervisor.map { "supervisor '\($0)' has published no rules" } ?? "no supervisor has published rules")
+                }
+                for (index, table) in latest.values.sorted(by: { $0.payload.supervisor < $1.payload.supervisor }).enumerated() {
+                    if index > 0 { print("") }
+                    print("supervisor \(table.payload.supervisor) (flow \(table.payload.flow)), rules of \(EventMetadata.formatTime(table.metadata.time))")
+                    print(["SERVICE", "FAILURE", "ACTION"].joined(separator: "\t"))
+                    for rule in table.payload.rules { print([rule.service, rule.failure, rule.action].joined(separator: "\t")) }
+                }
+            }
+        }
+    }
+}
+
 /// How `spool saga list` and `show` print.
 enum SagaStateFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json

@@ -5,8 +5,8 @@ import Spool
 /// `spool saga`: tools for sagas built on the event envelope.
 struct Saga: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Follow sagas across topics; list, show, retry and compensate orchestrated and supervised sagas.",
-        subcommands: [Trace.self, List.self, Show.self, Retry.self, Compensate.self]
+        abstract: "Follow sagas across topics; list, show, retry and compensate orchestrated and supervised sagas; print supervisor rules.",
+        subcommands: [Trace.self, List.self, Show.self, Retry.self, Compensate.self, Rules.self]
     )
 
     /// `spool saga trace`: one saga's events across topics, as a timeline.
@@ -214,8 +214,8 @@ enum SagaTimeline {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var previous = steps[0].time
         for step in steps {
-            let deadLetter = Dictionary(uniqueKeysWithValues: step.record.headers.filter { $0.name.hasPrefix(Replay.deadLetterPrefix) }
-                .map { (String($0.name.dropFirst(Replay.deadLetterPrefix.count)), String(decoding: $0.value, as: UTF8.self)) })
+            let deadLetter = Dictionary(uniqueKeysWithValues: step.record.headers.filter { $0.name.hasPrefix(DeadLetterHeaderName.prefix) }
+                .map { (String($0.name.dropFirst(DeadLetterHeaderName.prefix.count)), String(decoding: $0.value, as: UTF8.self)) })
             let line = JSONStep(time: EventMetadata.formatTime(step.time), timeMilliseconds: step.time, gapMilliseconds: step.time - previous,
                                 topic: step.record.topic, partition: step.record.partition, offset: step.record.offset,
                                 eventType: step.metadata?.eventType, eventID: step.metadata?.eventID, causationID: step.metadata?.causationID,

@@ -129,5 +129,68 @@ extension EndToEndTests {
             try await carrierTask.value
             try await running.value
         }
+
+        struct CourierRequested: SpoolEvent {
+            static let eventType = "courier-requested"
+        }
+
+        struct CourierCancelled: SpoolEvent {
+            static let eventType = "courier-cancelled"
+        }
+
+        struct Refused: SpoolEvent {
+            static let eventType = "card-refused"
+        }
+
+        @Test(.timeLimit(.minutes(4)))
+        func rulesPrintsTheSupervisorsTableAndAPersonCompensatesAnEscalatedSaga() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-supervisor")
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            defer { daemon.cleanUp() }
+            let broker = ["--broker", daemon.endpoint]
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            let configuration = SagaConfiguration(pollInterval: .milliseconds(50), consumer: ConsumerConfiguration(sessionTimeout: .seconds(2)))
+            let courier = try SagaParticipant(name: "courier", client: client,
+                                              database: try DatabasePool(path: directory.appending("courier.sqlite")), configuration: configuration)
+            courier.on(CourierRequested.self) { _, _ in throw PermanentFailure("no courier on duty") }
+            let supervisor = Supervisor(participant: try SagaParticipant(name: "order-supervisor", client: client,
+                                                                         database: try DatabasePool(path: directory.appending("supervisor.sqlite")),
+                                                                         configuration: configuration),
+                                        flow: "order", rules: [
+                .failed(Refused.self, from: "balance", .compensate([.send { _ in CourierCancelled() }])),
+                .deadLettered(CourierRequested.self, by: "courier", .escalate(compensation: [.send { _ in CourierCancelled() }])),
+            ])
+            let services = [Task { try await courier.run() }, Task { try await supervisor.run() }]
+            var request = try EventEnvelope(CourierRequested(), correlationID: "order-7", source: "order").record()
+            request.headers.append(RecordHeader(name: EventHeaderName.role, string: EventRole.success.rawValue))
+            try await client.publish(to: CourierRequested.topic, records: [request])
+            #expect(await eventually { (try? await supervisor.saga("order-7"))?.state == .parked })
+
+            let rules = try await runSpool(["saga", "rules"] + broker)
+            #expect(rules.termination == .exited(0), "\(rules)")
+            #expect(rules.stdoutLines.first?.hasPrefix("supervisor order-supervisor (flow order), rules of ") == true, "\(rules.stdoutText)")
+            #expect(Array(rules.stdoutLines.dropFirst()) == [
+                "SERVICE\tFAILURE\tACTION",
+                "balance\tcard-refused failed\tcompensate: courier-cancelled",
+                "courier\tcourier-requested dead-lettered\tescalate; on request compensate: courier-cancelled",
+            ], "\(rules.stdoutText)")
+            let none = try await runSpool(["saga", "rules", "--supervisor", "nobody"] + broker)
+            #expect(none.termination == .exited(1) && none.stderr.contains("supervisor 'nobody' has published no rules"), "\(none)")
+
+            #expect(await eventually {
+                let list = try? await runSpool(["saga", "list", "--state", "parked"] + broker)
+                return list?.stdoutLines.dropFirst().map { $0.split(separator: "\t").prefix(4).joined(separator: " ") }
+                    == ["order-7 order v1 parked courier: courier-requested"]
+            })
+            let compensate = try await runSpool(["saga", "compensate", "order-7", "--by", "bob"] + broker)
+            #expect(compensate.termination == .exited(0), "\(compensate)")
+            #expect(await eventually { (try? await supervisor.saga("order-7"))?.state == .compensated })
+            #expect(await eventually { (try? await client.offset(of: CourierCancelled.topic, partition: 0, .latest)) == 1 })
+            let trace = try await runSpool(["saga", "trace", "order-7"] + broker)
+            #expect(trace.stdoutText.contains("courier-cancelled") && trace.stdoutText.contains(SagaStateChanged.topic), "\(trace.stdoutText)")
+            for service in services { service.cancel() }
+            for service in services { try await service.value }
+        }
     }
 }

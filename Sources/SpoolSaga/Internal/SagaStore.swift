@@ -12,6 +12,8 @@ import SpoolWire
 /// - `spool_timeouts`: events to emit at `due_at` (ms since the epoch), one per saga and type.
 /// - `spool_replies`: the reply emitted for each handled command, sent again for a repeated one.
 /// - `spool_sagas` and `spool_saga_history`: an orchestrator's instances (``SagaInstances``).
+/// - `spool_supervised`: a supervisor's sagas, the last failure of each and the record to
+///   retry (``SupervisedSagas``); their history is in `spool_saga_history` too.
 enum SagaStore {
     /// Creates the tables (idempotent; versioned through GRDB's migrator, next to the service's own migrations).
     static func migrate(_ writer: any DatabaseWriter) throws {
@@ -95,6 +97,24 @@ enum SagaStore {
                     change TEXT NOT NULL,
                     PRIMARY KEY (saga_id, seq)
                 );
+                CREATE TABLE spool_supervised (
+                    saga_id TEXT PRIMARY KEY NOT NULL,
+                    flow TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    service TEXT NOT NULL,
+                    event_type TEXT NOT NULL,
+                    dead_letter INTEGER NOT NULL,
+                    event_id TEXT NOT NULL,
+                    attempt INTEGER NOT NULL,
+                    reason TEXT,
+                    compensations TEXT NOT NULL,
+                    record_topic TEXT NOT NULL,
+                    record_key BLOB,
+                    record_value BLOB NOT NULL,
+                    record_headers BLOB NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL
+                );
                 """)
         }
         try migrator.migrate(writer)
@@ -102,10 +122,10 @@ enum SagaStore {
 
     // MARK: Inbox
 
-    /// Records `eventID` as handled; false if it was already (a redelivery).
-    static func recordHandled(_ db: Database, _ metadata: EventMetadata, origin: String) throws -> Bool {
+    /// Records inbox entry `id` (an event id) as handled; false if it was already (a redelivery).
+    static func recordHandled(_ db: Database, id: String, type: String, origin: String) throws -> Bool {
         try db.cachedStatement(sql: "INSERT OR IGNORE INTO spool_inbox (event_id, event_type, origin, handled_at) VALUES (?, ?, ?, ?)")
-            .execute(arguments: [metadata.eventID, metadata.eventType, origin, EventMetadata.now()])
+            .execute(arguments: [id, type, origin, EventMetadata.now()])
         return db.changesCount == 1
     }
 
@@ -173,9 +193,11 @@ enum SagaStore {
 
     // MARK: Timeouts
 
+    /// Schedules `record` for `topic` at `due`, replacing the one of the same saga and type;
+    /// `role` (default timeout) is added to its headers.
     static func scheduleTimeout(_ db: Database, record: OutgoingRecord, topic: String, eventID: String, correlationID: String,
-                                eventType: String, due: Int64) throws {
-        let headers = record.headers + [RecordHeader(name: EventHeaderName.role, string: EventRole.timeout.rawValue)]
+                                eventType: String, due: Int64, role: EventRole? = .timeout) throws {
+        let headers = record.headers + (role.map { [RecordHeader(name: EventHeaderName.role, string: $0.rawValue)] } ?? [])
         try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO spool_timeouts (correlation_id, event_type, event_id, topic, key, value, headers, due_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -219,7 +241,7 @@ enum SagaStore {
     /// Headers as stored: a 0 byte, then the wire's encoding (a u32 count, then per header a
     /// u16-length name and a u32-length value). Rows of earlier versions hold a JSON array,
     /// which starts with "[", and are still read.
-    private static func encode(_ headers: [RecordHeader]) -> Data {
+    static func encode(_ headers: [RecordHeader]) -> Data {
         var writer = WireWriter(capacity: 5 + headers.reduce(0) { $0 + 6 + $1.name.utf8.count + $1.value.count })
         writer.write(UInt8(0))
         writer.write(array: headers) { writer, header in
@@ -229,7 +251,7 @@ enum SagaStore {
         return Data(writer.bytes)
     }
 
-    private static func decode(_ data: Data) throws -> [RecordHeader] {
+    static func decode(_ data: Data) throws -> [RecordHeader] {
         guard data.first == 0 else {
             return try JSONDecoder().decode([JSONHeader].self, from: data).map { RecordHeader(name: $0.name, value: Array($0.value)) }
         }
