@@ -3,8 +3,10 @@
 #   make test  installs what is missing and runs every test (the broker's, the Python client's
 #              conformance suite against a real spoold, then the samples')
 #   make demo  runs the order saga: spoold and the four sample services, a mix of orders, a report
+#              (MODE=orchestration runs it through the order service's orchestrator; default choreography)
 SWIFT ?= swift
 CONFIG ?= release
+MODE ?= choreography
 BIN := .build/$(CONFIG)
 
 .PHONY: run test demo build deps clean
@@ -28,7 +30,7 @@ test: deps
 demo: deps
 	$(SWIFT) build -c $(CONFIG) --product spoold
 	cd samples && $(SWIFT) build -c $(CONFIG)
-	cd samples && .build/$(CONFIG)/saga-demo --spoold ../$(BIN)/spoold
+	cd samples && .build/$(CONFIG)/saga-demo --spoold ../$(BIN)/spoold --mode $(MODE)
 
 deps:
 	@./scripts/install-deps.sh

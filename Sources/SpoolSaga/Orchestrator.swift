@@ -323,7 +323,7 @@ final class OrchestratorEngine: Sendable {
         row.state = state
         row.commandID = nil
         row.deadline = nil
-        try saga.end(sagaID: row.id, data: row.data, state: state, in: context)
+        try saga.end(sagaID: row.id, data: row.data, state: state, reason: row.reason, in: context)
         try save(row, names: saga.stepNames, change: "\(change); \(state.rawValue)", in: context)
         counters.withLock { state == .completed ? ($0.completed += 1) : ($0.compensated += 1) }
     }

@@ -21,7 +21,7 @@ public enum StepVerdict: Sendable, Hashable {
 ///         .compensated { ReleaseStock(orderID: $0.orderID) },
 ///     .init("debit", send: { Debit(orderID: $0.orderID, amount: $0.amount) },
 ///           onReply: { reply, data in data.paid = reply.amount; return .success }),
-/// ], onEnd: { sagaID, data, state, context in /* mark the order COMPLETED or CANCELLED */ })
+/// ], onEnd: { outcome, context in /* mark the order COMPLETED or CANCELLED, with outcome.reason */ })
 /// ```
 ///
 /// Commands are built from the data alone (`send` and the compensation must be pure functions of
@@ -35,12 +35,12 @@ public struct SagaDefinition<SagaData: Codable & Sendable>: Sendable {
     /// The steps, in order.
     public let steps: [Step]
     /// Runs in the transaction that ends an instance (``SagaState/completed`` or
-    /// ``SagaState/compensated``), with its id and final data: where the service records the outcome.
-    public let onEnd: (@Sendable (_ sagaID: String, SagaData, SagaState, SagaContext) throws -> Void)?
+    /// ``SagaState/compensated``): where the service records the outcome.
+    public let onEnd: (@Sendable (SagaOutcome<SagaData>, SagaContext) throws -> Void)?
 
     /// A definition; `name` follows the topic-name rules. There must be at least one step.
     public init(name: String, version: Int = 1, steps: [Step],
-                onEnd: (@Sendable (_ sagaID: String, SagaData, SagaState, SagaContext) throws -> Void)? = nil) {
+                onEnd: (@Sendable (SagaOutcome<SagaData>, SagaContext) throws -> Void)? = nil) {
         precondition(!steps.isEmpty, "saga '\(name)' has no step")
         precondition(Set(steps.map(\.name)).count == steps.count, "saga '\(name)' has two steps of the same name")
         self.name = name
@@ -119,6 +119,19 @@ public struct SagaDefinition<SagaData: Codable & Sendable>: Sendable {
     }
 }
 
+/// How an instance ended, as ``SagaDefinition/onEnd`` receives it.
+public struct SagaOutcome<SagaData: Sendable>: Sendable {
+    /// The saga id.
+    public var sagaID: String
+    /// The data as the replies left it.
+    public var data: SagaData
+    /// ``SagaState/completed`` or ``SagaState/compensated``.
+    public var state: SagaState
+    /// Why it was compensated ("charge failed: …", "dispatch did not answer (3 attempts)",
+    /// "compensate requested by ops"); nil when completed.
+    public var reason: String?
+}
+
 /// What the ``Orchestrator`` needs of a definition, its data type erased: the data travels as
 /// the JSON stored in the instance's row.
 protocol OrchestratedSaga: Sendable {
@@ -136,7 +149,7 @@ protocol OrchestratedSaga: Sendable {
     func send(step: Int, undo: Bool, data: Data, sagaID: String, eventID: String?, in context: SagaContext) throws -> String
     /// What the reply to step `step`'s command says, and the data it leaves.
     func judge(step: Int, reply: EventMetadata, value: [UInt8], data: Data) throws -> (StepVerdict, Data)
-    func end(sagaID: String, data: Data, state: SagaState, in context: SagaContext) throws
+    func end(sagaID: String, data: Data, state: SagaState, reason: String?, in context: SagaContext) throws
 }
 
 extension SagaDefinition: OrchestratedSaga {
@@ -163,8 +176,8 @@ extension SagaDefinition: OrchestratedSaga {
         return (verdict, try Self.encode(sagaData))
     }
 
-    func end(sagaID: String, data: Data, state: SagaState, in context: SagaContext) throws {
-        try onEnd?(sagaID, try Self.decode(data), state, context)
+    func end(sagaID: String, data: Data, state: SagaState, reason: String?, in context: SagaContext) throws {
+        try onEnd?(SagaOutcome(sagaID: sagaID, data: try Self.decode(data), state: state, reason: reason), context)
     }
 
     static func encode(_ data: SagaData) throws -> Data {

@@ -65,18 +65,20 @@ struct Purchase: Codable, Sendable {
 }
 
 /// The purchase saga; its outcome is written to the orchestrator's `outcomes` table by `onEnd`.
-func purchaseSaga(timeout: Duration = .seconds(30), attempts: Int = 3) -> SagaDefinition<Purchase> {
+/// The dispatch's timeout and attempts can be short (for a courier that never answers); the other
+/// steps wait long enough for a loaded machine.
+func purchaseSaga(dispatchTimeout: Duration = .seconds(30), dispatchAttempts: Int = 3) -> SagaDefinition<Purchase> {
     SagaDefinition(name: "purchase", steps: [
-        .init("take-items", timeout: timeout, attempts: attempts, send: { TakeItems(quantity: $0.quantity) },
+        .init("take-items", timeout: .seconds(30), send: { TakeItems(quantity: $0.quantity) },
               onReply: { reply, data in data.left = reply.left; return .success })
             .compensated { ReturnItems(quantity: $0.quantity) },
-        .init("charge", timeout: timeout, attempts: attempts, send: { Charge(amount: $0.amount) },
+        .init("charge", timeout: .seconds(30), send: { Charge(amount: $0.amount) },
               onReply: { reply, _ in reply.refusal.map { .failure(reason: $0) } ?? .success }),
-        .init("dispatch", timeout: timeout, attempts: attempts, send: { _ in Dispatch() }, onReply: { _, _ in .success })
+        .init("dispatch", timeout: dispatchTimeout, attempts: dispatchAttempts, send: { _ in Dispatch() }, onReply: { _, _ in .success })
             .compensated { _ in CancelDispatch() },
-    ], onEnd: { sagaID, data, state, context in
-        try context.db.execute(sql: "INSERT INTO outcomes (saga, state, left_after) VALUES (?, ?, ?)",
-                               arguments: [sagaID, state.rawValue, data.left])
+    ], onEnd: { outcome, context in
+        try context.db.execute(sql: "INSERT INTO outcomes (saga, state, left_after, reason) VALUES (?, ?, ?, ?)",
+                               arguments: [outcome.sagaID, outcome.state.rawValue, outcome.data.left, outcome.reason])
     })
 }
 
@@ -110,7 +112,7 @@ final class PurchaseWorld: Sendable {
     func makeOrchestrator(_ definition: SagaDefinition<Purchase>) throws -> Orchestrator {
         let database = try DatabasePool(path: directory.appending("orchestrator.sqlite"))
         try database.write { db in
-            try db.execute(sql: "CREATE TABLE IF NOT EXISTS outcomes (saga TEXT PRIMARY KEY, state TEXT NOT NULL, left_after INTEGER)")
+            try db.execute(sql: "CREATE TABLE IF NOT EXISTS outcomes (saga TEXT PRIMARY KEY, state TEXT NOT NULL, left_after INTEGER, reason TEXT)")
         }
         let orchestrator = Orchestrator(participant: try SagaParticipant(name: "orchestrator", client: client, database: database,
                                                                           configuration: quickRetries))
@@ -272,6 +274,10 @@ struct RunningOrchestrator {
         #expect(instance.completedSteps == ["take-items"])
         #expect(instance.compensatedSteps == ["take-items"], "the refused charge did nothing to undo; dispatch never ran")
         #expect(instance.reason == "charge failed: balance 10 is short of 40")
+        let outcome = try await running.orchestrator.participant.database.read { db in
+            try String.fetchOne(db, sql: "SELECT reason FROM outcomes WHERE saga = 'p-2'")
+        }
+        #expect(outcome == "charge failed: balance 10 is short of 40", "onEnd saw why")
         #expect(try await world.shelfQuantity() == 10, "the items went back")
         #expect(try await world.balance() == 10)
         #expect(try await world.delivery("p-2") == nil, "nothing was sent to the courier")
@@ -287,7 +293,7 @@ struct RunningOrchestrator {
         let world = try await PurchaseWorld()
         try world.startShelf()
         try world.startWallet()  // no courier yet: dispatch and its undo go unanswered
-        let saga = purchaseSaga(timeout: .milliseconds(300), attempts: 2)
+        let saga = purchaseSaga(dispatchTimeout: .milliseconds(300), dispatchAttempts: 2)
         let running = RunningOrchestrator(try world.makeOrchestrator(saga))
         try await running.orchestrator.start(saga, id: "p-3", data: Purchase(quantity: 2, amount: 30))
 
@@ -297,7 +303,7 @@ struct RunningOrchestrator {
         #expect(instance.reason == "undoing dispatch did not answer (2 attempts)")
         #expect(instance.completedSteps == ["take-items", "charge"])
         let commands = try await world.client.allRecords(of: Dispatch.topic).compactMap { try EventMetadata(headers: $0.headers) }
-        #expect(commands.map(\.eventType) == ["dispatch", "dispatch", "cancel-dispatch", "cancel-dispatch"])
+        try #require(commands.map(\.eventType) == ["dispatch", "dispatch", "cancel-dispatch", "cancel-dispatch"])
         #expect(commands[0].eventID == commands[1].eventID && commands[2].eventID == commands[3].eventID,
                 "a command sent again is the same event, so the participant's inbox knows it")
         #expect(instance.history.contains { $0.change == "dispatch timed out; undoing dispatch" })

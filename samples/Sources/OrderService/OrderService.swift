@@ -39,11 +39,18 @@ public struct Order: Codable, Sendable, Equatable {
     }
 }
 
-/// The order service: places orders (PENDING + `order-created`, in one local transaction) and
-/// ends them: COMPLETED on `payment-completed`, CANCELLED with the reason on `stock-failed`,
-/// `payment-failed`, or when no payment outcome arrived within the payment timeout (a saga
-/// timeout event). The end emits `order-completed` or `order-cancelled`; an order that already
-/// ended ignores later outcomes (the cancellation makes stock and balance undo what they did).
+/// The order service: places orders (PENDING) and ends them COMPLETED or CANCELLED with the
+/// reason, emitting `order-completed` or `order-cancelled`; an order that already ended ignores
+/// later outcomes.
+///
+/// - Choreography: placing stores the order and its `order-created` in one local transaction;
+///   `payment-completed` completes it; `stock-failed`, `payment-failed`, or no payment outcome
+///   within the payment timeout (a saga timeout event) cancel it, and the cancellation makes
+///   stock and balance undo what they did.
+/// - Orchestration: placing stores the order and starts a `place-order` saga instance in the
+///   same transaction; its orchestrator sends `reserve-stock`, then `charge`, and on a refusal or
+///   a step that never answers the undo commands of the steps done (`release-stock`, `refund`),
+///   newest first; the instance's end completes or cancels the order.
 public final class OrderService: Sendable {
     /// The service's name: consumer group and event source.
     public static let name = "order"
@@ -52,14 +59,27 @@ public final class OrderService: Sendable {
     public let participant: SagaParticipant
     /// Prices by product id (from the seed).
     public let prices: [String: Int]
-    /// How long an order waits for its payment outcome before it is cancelled.
+    /// How long an order waits for its payment outcome before it is cancelled (choreography).
     public let paymentTimeout: Duration
+    /// The orchestrator of the `place-order` sagas (orchestration); nil in the choreography.
+    public let orchestrator: Orchestrator?
+    private let placeOrder: SagaDefinition<PlaceOrder>
 
-    /// A service on `participant` selling the seed's products.
-    public init(participant: SagaParticipant, seed: Seed, paymentTimeout: Duration = .seconds(30)) {
+    /// A service on `participant` selling the seed's products, running the saga as `mode` says.
+    /// In the orchestration each step waits `stepTimeout` for its reply, three times, before it
+    /// counts as failed.
+    public init(participant: SagaParticipant, seed: Seed, paymentTimeout: Duration = .seconds(30), mode: SagaMode = .choreography,
+                stepTimeout: Duration = .seconds(10)) {
         self.participant = participant
         self.prices = Dictionary(uniqueKeysWithValues: seed.products.map { ($0.id, $0.price) })
         self.paymentTimeout = paymentTimeout
+        self.orchestrator = mode == .orchestration ? Orchestrator(participant: participant) : nil
+        self.placeOrder = PlaceOrder.definition(stepTimeout: stepTimeout)
+    }
+
+    /// What runs the service's saga side: the orchestrator, or the participant alone.
+    public var sagaService: ParticipantService {
+        orchestrator.map(ParticipantService.init) ?? ParticipantService(participant)
     }
 
     /// Creates the orders table.
@@ -84,11 +104,11 @@ public final class OrderService: Sendable {
         try migrator.migrate(database)
     }
 
-    /// Registers the handlers of the saga's outcomes.
+    /// Registers the handlers of the saga's outcomes (choreography) or the saga definition (orchestration).
     public func register() {
+        if let orchestrator { return orchestrator.register(placeOrder) }
         participant.on(PaymentCompleted.self) { event, context in
-            guard let order = try Self.end(event.payload.orderID, .completed, reason: nil, context) else { return }
-            try context.emit(OrderCompleted(orderID: order.id, userID: order.userId, total: order.total))
+            try Self.complete(event.payload.orderID, context)
         }
         participant.on(StockFailed.self) { event, context in
             try Self.cancel(event.payload.orderID, reason: "stock: \(event.payload.reason)", context)
@@ -101,9 +121,14 @@ public final class OrderService: Sendable {
         }
     }
 
-    private static func cancel(_ orderID: String, reason: String, _ context: SagaContext) throws {
+    static func complete(_ orderID: String, _ context: SagaContext) throws {
+        guard let order = try end(orderID, .completed, reason: nil, context) else { return }
+        try context.emit(OrderCompleted(orderID: order.id, userID: order.userId, total: order.total), correlationID: order.id)
+    }
+
+    static func cancel(_ orderID: String, reason: String, _ context: SagaContext) throws {
         guard let order = try end(orderID, .cancelled, reason: reason, context) else { return }
-        try context.emit(OrderCancelled(orderID: order.id, userID: order.userId, reason: reason), role: .failure)
+        try context.emit(OrderCancelled(orderID: order.id, userID: order.userId, reason: reason), role: .failure, correlationID: order.id)
     }
 
     /// Moves a PENDING order to `state`; nil if it is unknown or already ended.
@@ -111,13 +136,13 @@ public final class OrderService: Sendable {
         try context.db.cachedStatement(sql: "UPDATE orders SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = 'PENDING'")
             .execute(arguments: [state.rawValue, reason, EventMetadata.now(), orderID])
         guard context.db.changesCount == 1 else { return nil }
-        try context.cancelTimeout(PaymentTimedOut.self)
+        try context.cancelTimeout(PaymentTimedOut.self, correlationID: orderID)
         return try Row.fetchOne(context.db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [orderID]).map(Order.init(row:))
     }
 
-    /// Stores a PENDING order and its `order-created` event in one transaction, with the payment
-    /// timeout. Throws ``ServiceError`` for an unknown product, an empty user or a quantity
-    /// outside 1…1000.
+    /// Stores a PENDING order and, in one transaction with it, its `order-created` event and the
+    /// payment timeout (choreography) or its saga instance and first command (orchestration).
+    /// Throws ``ServiceError`` for an unknown product, an empty user or a quantity outside 1…1000.
     public func place(userID: String, productID: String, quantity: Int) async throws -> Order {
         guard !userID.isEmpty else { throw ServiceError("userId must not be empty") }
         guard let price = prices[productID] else { throw ServiceError("unknown product '\(productID)'") }
@@ -125,14 +150,23 @@ public final class OrderService: Sendable {
         let id = "o-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
         let created = OrderCreated(orderID: id, userID: userID, productID: productID, quantity: quantity, total: price * quantity)
         let timeout = paymentTimeout
+        let start = orchestrator.map { orchestrator in
+            { [placeOrder] (context: SagaContext) throws in
+                try orchestrator.start(placeOrder, id: id, data: PlaceOrder(order: created), in: context)
+            }
+        }
         return try await participant.transaction { context in
             let now = EventMetadata.now()
             try context.db.cachedStatement(sql: """
                 INSERT INTO orders (id, user_id, product_id, quantity, total, state, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?)
                 """).execute(arguments: [id, userID, productID, quantity, created.total, now, now])
-            try context.emit(created, correlationID: id)
-            try context.scheduleTimeout(PaymentTimedOut(orderID: id), after: timeout, correlationID: id)
+            if let start {
+                try start(context)
+            } else {
+                try context.emit(created, correlationID: id)
+                try context.scheduleTimeout(PaymentTimedOut(orderID: id), after: timeout, correlationID: id)
+            }
             return try Row.fetchOne(context.db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [id]).map(Order.init(row:))!
         }
     }

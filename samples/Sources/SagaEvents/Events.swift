@@ -145,3 +145,124 @@ public struct PaymentTimedOut: SpoolEvent, Equatable {
 
     public init(orderID: String) { self.orderID = orderID }
 }
+
+// Orchestration (`--mode orchestration`): the order service's orchestrator sends commands to
+// `stock.commands` and `balance.commands`, one step at a time, and the replies come back on
+// `order.replies`; on a refusal or a step that never answers it sends the undo commands of the
+// steps done, newest first. The order service then emits `order-completed` or `order-cancelled`
+// as in the choreography, for the notification service.
+//
+//   order ──reserve-stock──▶ stock ──stock-reservation──▶ order ──charge──▶ balance ──charge-result──▶ order
+//   undo:  release-stock ──▶ stock ──stock-released──▶ order;   refund ──▶ balance ──refund-result──▶ order
+
+/// Reserve an order's items.
+public struct ReserveStockCommand: SagaCommand, Equatable {
+    public typealias Reply = StockReservation
+    public static let eventType = "reserve-stock"
+    public static let topic = "stock.commands"
+    public var orderID: String
+    public var productID: String
+    public var quantity: Int
+
+    public init(orderID: String, productID: String, quantity: Int) {
+        self.orderID = orderID
+        self.productID = productID
+        self.quantity = quantity
+    }
+}
+
+/// Stock's answer to ``ReserveStockCommand``: reserved, or refused with the reason.
+public struct StockReservation: SpoolEvent, Equatable {
+    public static let eventType = "stock-reservation"
+    public static let topic = "order.replies"
+    public var orderID: String
+    /// Why nothing was reserved; nil when the items are reserved.
+    public var refusal: String?
+
+    public init(orderID: String, refusal: String?) {
+        self.orderID = orderID
+        self.refusal = refusal
+    }
+}
+
+/// Put back what an order reserved (or make sure it is never reserved, if the reservation has not arrived yet).
+public struct ReleaseStockCommand: SagaCommand, Equatable {
+    public typealias Reply = StockReleased
+    public static let eventType = "release-stock"
+    public static let topic = "stock.commands"
+    public var orderID: String
+
+    public init(orderID: String) { self.orderID = orderID }
+}
+
+/// Stock's answer to ``ReleaseStockCommand``.
+public struct StockReleased: SpoolEvent, Equatable {
+    public static let eventType = "stock-released"
+    public static let topic = "order.replies"
+    public var orderID: String
+    /// Units put back (0 when nothing was reserved).
+    public var quantity: Int
+
+    public init(orderID: String, quantity: Int) {
+        self.orderID = orderID
+        self.quantity = quantity
+    }
+}
+
+/// Debit an order's total from its user.
+public struct ChargeCommand: SagaCommand, Equatable {
+    public typealias Reply = ChargeResult
+    public static let eventType = "charge"
+    public static let topic = "balance.commands"
+    public var orderID: String
+    public var userID: String
+    public var amount: Int
+
+    public init(orderID: String, userID: String, amount: Int) {
+        self.orderID = orderID
+        self.userID = userID
+        self.amount = amount
+    }
+}
+
+/// Balance's answer to ``ChargeCommand``: debited, or refused with the reason.
+public struct ChargeResult: SpoolEvent, Equatable {
+    public static let eventType = "charge-result"
+    public static let topic = "order.replies"
+    public var orderID: String
+    /// Why nothing was debited; nil when the user was debited.
+    public var refusal: String?
+
+    public init(orderID: String, refusal: String?) {
+        self.orderID = orderID
+        self.refusal = refusal
+    }
+}
+
+/// Give back what an order debited (or make sure it is never debited, if the charge has not arrived yet).
+public struct RefundCommand: SagaCommand, Equatable {
+    public typealias Reply = RefundResult
+    public static let eventType = "refund"
+    public static let topic = "balance.commands"
+    public var orderID: String
+    public var userID: String
+
+    public init(orderID: String, userID: String) {
+        self.orderID = orderID
+        self.userID = userID
+    }
+}
+
+/// Balance's answer to ``RefundCommand``.
+public struct RefundResult: SpoolEvent, Equatable {
+    public static let eventType = "refund-result"
+    public static let topic = "order.replies"
+    public var orderID: String
+    /// Points given back (0 when nothing was debited).
+    public var amount: Int
+
+    public init(orderID: String, amount: Int) {
+        self.orderID = orderID
+        self.amount = amount
+    }
+}

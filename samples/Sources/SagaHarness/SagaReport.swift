@@ -34,6 +34,8 @@ public struct SagaReport: Sendable {
     public var unsentOutbox: [String: Int]
     /// Pending saga timeouts per service.
     public var pendingTimeouts: [String: Int]
+    /// Orchestrated sagas parked for a person, by id, with the reason (orchestration only).
+    public var parkedSagas: [String: String]
 
     /// Reads the databases of `cluster` (read-only; the services may still run).
     public static func read(_ cluster: SagaCluster) throws -> SagaReport {
@@ -69,6 +71,12 @@ public struct SagaReport: Sendable {
                 }
             }
         }
+        let parked = try open(cluster.databasePath(.order)).read { db in
+            guard try db.tableExists("spool_sagas") else { return [String: String]() }
+            return Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, reason FROM spool_sagas WHERE state = 'parked'").map {
+                ($0["id"] as String, ($0["reason"] as String?) ?? "")
+            })
+        }
         var unsent: [String: Int] = [:]
         var timeouts: [String: Int] = [:]
         for component in SagaCluster.Component.allCases where component != .broker {
@@ -78,7 +86,8 @@ public struct SagaReport: Sendable {
             }
         }
         return SagaReport(orders: orders, stock: stock, balances: balances, channelMessages: channel, notificationOutcomes: outcomes,
-                          pendingNotifications: pending, unsentOutbox: unsent, pendingTimeouts: timeouts)
+                          pendingNotifications: pending, unsentOutbox: unsent, pendingTimeouts: timeouts,
+                          parkedSagas: parked)
     }
 
     /// Whether every order ended, every ended order was notified, and every outbox is empty.
@@ -91,7 +100,7 @@ public struct SagaReport: Sendable {
     public func violations(seed: Seed) -> [String] {
         var problems: [String] = []
         for order in orders where order.state != "COMPLETED" && order.state != "CANCELLED" {
-            problems.append("order \(order.id) is \(order.state)")
+            problems.append("order \(order.id) is \(order.state)" + (parkedSagas[order.id].map { ", its saga parked: \($0)" } ?? ""))
         }
         let completed = orders.filter { $0.state == "COMPLETED" }
         for product in seed.products {

@@ -6,6 +6,14 @@ import ServiceLifecycle
 import Spool
 import SpoolSaga
 
+/// How the services run the order saga.
+public enum SagaMode: String, ExpressibleByArgument, CaseIterable, Sendable {
+    /// Each service reacts to the events of the one before it (the default).
+    case choreography
+    /// The order service's orchestrator sends each step's command and waits for its reply.
+    case orchestration
+}
+
 /// The options every sample service takes.
 public struct ServiceOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Broker endpoint (default: $SPOOL_BROKER or tcp://127.0.0.1:7070).", valueName: "endpoint"))
@@ -22,6 +30,9 @@ public struct ServiceOptions: ParsableArguments {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     public var logLevel: String = "info"
+
+    @Option(help: "How the saga runs: choreography (events) or orchestration (the order service's commands); every service of a run takes the same.")
+    public var mode: SagaMode = .choreography
 
     public init() {}
 
@@ -68,15 +79,17 @@ public func connectPatiently(to endpoint: String, logger: Logger) async -> Spool
     return nil
 }
 
-/// Runs a ``SagaParticipant`` as a ServiceLifecycle service: graceful shutdown (SIGTERM/SIGINT)
-/// stops it after the record in hand.
+/// Runs a ``SagaParticipant`` (or the ``Orchestrator`` on one) as a ServiceLifecycle service:
+/// graceful shutdown (SIGTERM/SIGINT) stops it after the record in hand.
 public struct ParticipantService: Service {
-    let participant: SagaParticipant
+    let body: @Sendable () async throws -> Void
 
-    public init(_ participant: SagaParticipant) { self.participant = participant }
+    public init(_ participant: SagaParticipant) { body = participant.run }
+
+    public init(_ orchestrator: Orchestrator) { body = orchestrator.run }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown { try await participant.run() }
+        try await cancelWhenGracefulShutdown { try await body() }
     }
 }
 
@@ -108,6 +121,8 @@ public struct ServiceContext: Sendable {
     public var seed: Seed
     /// The service's logger.
     public var logger: Logger
+    /// How the saga runs (every service of a run takes the same).
+    public var mode: SagaMode
 }
 
 /// Opens the database of service `name` (creating its tables with `prepare` from the seed),
@@ -129,5 +144,5 @@ public func startService(_ name: String, options: ServiceOptions,
     let configuration = SagaConfiguration(consumer: ConsumerConfiguration(sessionTimeout: .milliseconds(options.sessionTimeoutMs)))
     let participant = try SagaParticipant(name: name, client: client, database: database, configuration: configuration, logger: logger)
     logger.info("\(name) service ready", metadata: ["db": "\(path)", "broker": "\(options.endpoint)"])
-    return ServiceContext(database: database, participant: participant, seed: seed, logger: logger)
+    return ServiceContext(database: database, participant: participant, seed: seed, logger: logger, mode: options.mode)
 }

@@ -5,12 +5,14 @@ import ServiceKit
 import Spool
 import SpoolSaga
 
-/// The stock service: products and quantities. Reserves an order's items on `order-created`
-/// (→ `stock-decreased`, or `stock-failed`), and puts them back when the saga fails after it:
-/// on `payment-failed` (its compensation) and on `order-cancelled` (the order gave up, e.g. a
-/// payment timeout). Each order's reservation is a row (`reserved`, `released`, `refused`, or
-/// `cancelled` when the cancellation arrived first), so every decision is made once and an
-/// order cancelled before its `order-created` arrived is refused, not reserved.
+/// The stock service: products and quantities. In the choreography it reserves an order's items
+/// on `order-created` (→ `stock-decreased`, or `stock-failed`), and puts them back when the saga
+/// fails after it: on `payment-failed` (its compensation) and on `order-cancelled` (the order
+/// gave up, e.g. a payment timeout). In the orchestration it does the same on the commands
+/// `reserve-stock` and `release-stock`, answering each. Each order's reservation is a row
+/// (`reserved`, `released`, `refused`, or `cancelled` when the cancellation arrived first), so
+/// every decision is made once and an order cancelled before its reservation arrived is
+/// refused, not reserved.
 public enum StockService {
     /// The service's name: consumer group and event source.
     public static let name = "stock"
@@ -35,14 +37,54 @@ public enum StockService {
         try migrator.migrate(database)
     }
 
-    /// Registers the step and the cancellation handler on `participant`.
-    public static func register(on participant: SagaParticipant) {
-        participant.add(ReserveStock())
-        participant.on(OrderCancelled.self) { event, context in
-            if let restored = try release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: "cancelled") {
-                try context.emit(restored, role: .compensation)
+    /// Registers the handlers of `mode` on `participant`: the step and the cancellation handler
+    /// (choreography), or the two command handlers (orchestration).
+    public static func register(on participant: SagaParticipant, mode: SagaMode = .choreography) {
+        switch mode {
+        case .choreography:
+            participant.add(ReserveStock())
+            participant.on(OrderCancelled.self) { event, context in
+                if let restored = try release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: "cancelled") {
+                    try context.emit(restored, role: .compensation)
+                }
+            }
+        case .orchestration:
+            participant.handle(ReserveStockCommand.self) { command, context in
+                let order = command.payload
+                return StockReservation(orderID: order.orderID,
+                                        refusal: try reserve(orderID: order.orderID, productID: order.productID, quantity: order.quantity, db: context.db))
+            }
+            participant.handle(ReleaseStockCommand.self) { command, context in
+                let orderID = command.payload.orderID
+                let restored = try release(orderID: orderID, db: context.db, markingUnknownAs: "cancelled")
+                return StockReleased(orderID: orderID, quantity: restored?.quantity ?? 0)
             }
         }
+    }
+
+    /// Reserves `quantity` of `productID` for `orderID`, recording the decision; returns why not
+    /// (an order already decided or cancelled, an unknown product, not enough), or nil when reserved.
+    static func reserve(orderID: String, productID: String, quantity: Int, db: Database) throws -> String? {
+        if let state = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM reservations WHERE order_id = ?"), arguments: [orderID]) {
+            // Only a cancellation that overtook the request can be here (the inbox stops redeliveries).
+            return "order already \(state)"
+        }
+        func refuse(_ reason: String) throws -> String {
+            try db.cachedStatement(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'refused')")
+                .execute(arguments: [orderID, productID, quantity])
+            return reason
+        }
+        guard quantity > 0 else { return try refuse("quantity must be positive") }
+        guard let available = try Int.fetchOne(db.cachedStatement(sql: "SELECT quantity FROM products WHERE id = ?"), arguments: [productID]) else {
+            return try refuse("unknown product \(productID)")
+        }
+        guard available >= quantity else {
+            return try refuse("out of stock: \(available) \(productID) left, \(quantity) wanted")
+        }
+        try db.cachedStatement(sql: "UPDATE products SET quantity = quantity - ? WHERE id = ?").execute(arguments: [quantity, productID])
+        try db.cachedStatement(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'reserved')")
+            .execute(arguments: [orderID, productID, quantity])
+        return nil
     }
 
     /// Puts back the reservation of `orderID` if it holds one; records `state` for an order never
@@ -72,26 +114,9 @@ public enum StockService {
 struct ReserveStock: CompensableStep {
     func process(_ event: EventEnvelope<OrderCreated>, in context: SagaContext) throws -> StepOutcome<StockDecreased, StockFailed> {
         let order = event.payload
-        let db = context.db
-        if let state = try String.fetchOne(db.cachedStatement(sql: "SELECT state FROM reservations WHERE order_id = ?"), arguments: [order.orderID]) {
-            // Only a cancellation that overtook this event can be here (the inbox stops redeliveries).
-            return .failure(StockFailed(orderID: order.orderID, reason: "order already \(state)"))
+        if let refusal = try StockService.reserve(orderID: order.orderID, productID: order.productID, quantity: order.quantity, db: context.db) {
+            return .failure(StockFailed(orderID: order.orderID, reason: refusal))
         }
-        func refuse(_ reason: String) throws -> StepOutcome<StockDecreased, StockFailed> {
-            try db.cachedStatement(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'refused')")
-                .execute(arguments: [order.orderID, order.productID, order.quantity])
-            return .failure(StockFailed(orderID: order.orderID, reason: reason))
-        }
-        guard order.quantity > 0 else { return try refuse("quantity must be positive") }
-        guard let available = try Int.fetchOne(db.cachedStatement(sql: "SELECT quantity FROM products WHERE id = ?"), arguments: [order.productID]) else {
-            return try refuse("unknown product \(order.productID)")
-        }
-        guard available >= order.quantity else {
-            return try refuse("out of stock: \(available) \(order.productID) left, \(order.quantity) wanted")
-        }
-        try db.cachedStatement(sql: "UPDATE products SET quantity = quantity - ? WHERE id = ?").execute(arguments: [order.quantity, order.productID])
-        try db.cachedStatement(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'reserved')")
-            .execute(arguments: [order.orderID, order.productID, order.quantity])
         return .success(StockDecreased(orderID: order.orderID, userID: order.userID, productID: order.productID,
                                        quantity: order.quantity, total: order.total))
     }

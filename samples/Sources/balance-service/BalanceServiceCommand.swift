@@ -7,7 +7,7 @@ import ServiceKit
 struct BalanceServiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "balance-service",
-        abstract: "The balance service of the saga sample: debits the user on stock-decreased, refunds a cancelled order.",
+        abstract: "The balance service of the saga sample: debits the user (stock-decreased, or the charge command), refunds a cancelled order.",
         discussion: "Example:\n  balance-service --broker tcp://127.0.0.1:7070 --db balance.sqlite"
     )
 
@@ -15,7 +15,7 @@ struct BalanceServiceCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let service = try await startService(BalanceService.name, options: options, prepare: BalanceService.prepare) else { return }
-        BalanceService.register(on: service.participant)
+        BalanceService.register(on: service.participant, mode: service.mode)
         try await runUntilSignalled([ParticipantService(service.participant)], logger: service.logger)
     }
 }

@@ -34,6 +34,9 @@ struct SagaDemo: AsyncParsableCommand {
     @Flag(help: "Place each order only once the one before ended, so one saga runs at a time: POST → final state is then one order's own time (its three hops and the POST's commit). Overrides --concurrency.")
     var oneAtATime = false
 
+    @Option(help: "How the services run the saga: choreography (events) or orchestration (the order service's commands).")
+    var mode: SagaMode = .choreography
+
     @Option(help: "Random seed of the order mix.")
     var seed: UInt64 = 2026
 
@@ -58,14 +61,14 @@ struct SagaDemo: AsyncParsableCommand {
         let serviceDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
         let spooldPath = URL(fileURLWithPath: spoold).standardizedFileURL.path
         let data = try Seed.load(from: nil).scaled(by: scale)
-        var serviceArguments: [String] = []
+        var serviceArguments = ["--mode", mode.rawValue]
         if scale > 1 {
             try data.write(to: "\(directory)/seed.json")
-            serviceArguments = ["--seed", "seed.json"]
+            serviceArguments += ["--seed", "seed.json"]
         }
         let cluster = SagaCluster(.init(spoold: spooldPath, serviceDirectory: serviceDirectory, directory: directory,
                                         serviceArguments: serviceArguments))
-        print("saga-demo: broker and services in \(directory) (logs: *.log there)")
+        print("saga-demo: broker and services in \(directory) (logs: *.log there), the saga by \(mode.rawValue)")
         try cluster.startAll()
         let client = OrderClient(baseURL: cluster.orderURL)
         do {

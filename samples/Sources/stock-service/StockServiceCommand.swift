@@ -7,7 +7,7 @@ import StockService
 struct StockServiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stock-service",
-        abstract: "The stock service of the saga sample: reserves stock on order-created, restores it when the order fails later.",
+        abstract: "The stock service of the saga sample: reserves stock (order-created, or the reserve-stock command), restores it when the order fails later.",
         discussion: "Example:\n  stock-service --broker tcp://127.0.0.1:7070 --db stock.sqlite"
     )
 
@@ -15,7 +15,7 @@ struct StockServiceCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let service = try await startService(StockService.name, options: options, prepare: StockService.prepare) else { return }
-        StockService.register(on: service.participant)
+        StockService.register(on: service.participant, mode: service.mode)
         try await runUntilSignalled([ParticipantService(service.participant)], logger: service.logger)
     }
 }

@@ -45,4 +45,23 @@ import Testing
         #expect(try await balance(service, "ada") == 400)
         try await service.stop()
     }
+
+    @Test func inTheOrchestrationCommandsChargeAndRefundOnceAndARefundThatOvertakesItsChargeWins() async throws {
+        let service = try await ServiceUnderTest(BalanceService.name, prepare: BalanceService.prepare) { participant, _ in
+            BalanceService.register(on: participant, mode: .orchestration)
+        }
+        try await service.publish(ChargeCommand(orderID: "o1", userID: "bob", amount: 120), saga: "o1")
+        try await service.publish(ChargeCommand(orderID: "o2", userID: "bob", amount: 36), saga: "o2")
+        try await service.publish(RefundCommand(orderID: "o3", userID: "ada"), saga: "o3")
+        try await service.publish(ChargeCommand(orderID: "o3", userID: "ada", amount: 4), saga: "o3")
+        let charges = try await service.waitForEvents(ChargeResult.self, count: 3)
+        #expect(charges.map(\.payload) == [ChargeResult(orderID: "o1", refusal: nil),
+                                           ChargeResult(orderID: "o2", refusal: "insufficient balance: bob has 30, the order costs 36"),
+                                           ChargeResult(orderID: "o3", refusal: "order already cancelled")])
+        try await service.publish(RefundCommand(orderID: "o1", userID: "bob"), saga: "o1")
+        let refunds = try await service.waitForEvents(RefundResult.self, count: 2)
+        #expect(refunds.map(\.payload) == [RefundResult(orderID: "o3", amount: 0), RefundResult(orderID: "o1", amount: 120)])
+        #expect(try await balance(service, "bob") == 150 && balance(service, "ada") == 400)
+        try await service.stop()
+    }
 }

@@ -89,4 +89,47 @@ import Testing
         _ = try? await server.value
         try await service.stop()
     }
+
+    @Test func inTheOrchestrationAnOrderIsASagaInstanceWhoseStepsAreCommandsAndWhoseEndIsTheOrders() async throws {
+        let box = Box()
+        let service = try await ServiceUnderTest(OrderService.name, prepare: OrderService.prepare) { participant, seed in
+            let orders = OrderService(participant: participant, seed: seed, mode: .orchestration, stepTimeout: .seconds(30))
+            orders.register()
+            box.orders = orders
+        }
+        let orders = try #require(box.orders)
+        let orchestrator = try #require(orders.orchestrator)
+        // The service's own task runs the participant; the orchestrator's deadline watcher is not needed here.
+        let completed = try await orders.place(userID: "ada", productID: "coffee", quantity: 2)
+        let refused = try await orders.place(userID: "farid", productID: "coffee", quantity: 3)
+        let reserves = try await service.waitForEvents(ReserveStockCommand.self, count: 2)
+        #expect(reserves.map(\.payload) == [ReserveStockCommand(orderID: completed.id, productID: "coffee", quantity: 2),
+                                            ReserveStockCommand(orderID: refused.id, productID: "coffee", quantity: 3)])
+        #expect(try await service.events(OrderCreated.self).isEmpty, "no choreography event")
+
+        // Stock and balance answer as they would.
+        for reserve in reserves {
+            try await service.publish(EventEnvelope(StockReservation(orderID: reserve.payload.orderID, refusal: nil),
+                                                    correlationID: reserve.metadata.correlationID, causationID: reserve.metadata.eventID, source: "stock"))
+        }
+        let charges = try await service.waitForEvents(ChargeCommand.self, count: 2)
+        #expect(charges.map(\.payload.amount) == [24, 36])
+        try await service.publish(EventEnvelope(ChargeResult(orderID: completed.id, refusal: nil), correlationID: completed.id,
+                                                causationID: charges[0].metadata.eventID, source: "balance"))
+        try await service.publish(EventEnvelope(ChargeResult(orderID: refused.id, refusal: "insufficient balance: farid has 30, the order costs 36"),
+                                                correlationID: refused.id, causationID: charges[1].metadata.eventID, source: "balance"))
+        // The refused charge undoes the reservation; its answer ends the order.
+        let releases = try await service.waitForEvents(ReleaseStockCommand.self, count: 1)
+        #expect(releases.map(\.payload) == [ReleaseStockCommand(orderID: refused.id)])
+        try await service.publish(EventEnvelope(StockReleased(orderID: refused.id, quantity: 3), correlationID: refused.id,
+                                                causationID: releases[0].metadata.eventID, source: "stock"))
+        #expect(try await service.waitForEvents(OrderCompleted.self, count: 1).map(\.payload.orderID) == [completed.id])
+        let cancelled = try await service.waitForEvents(OrderCancelled.self, count: 1)
+        #expect(cancelled.map(\.payload.reason) == ["payment: insufficient balance: farid has 30, the order costs 36"])
+        #expect(try await orders.order(completed.id)?.state == .completed)
+        #expect(try await orders.order(refused.id)?.state == .cancelled)
+        #expect(try await orchestrator.instance(refused.id)?.compensatedSteps == ["reserve-stock"])
+        #expect(try await service.events(RefundCommand.self).isEmpty, "the refused charge had nothing to refund")
+        try await service.stop()
+    }
 }

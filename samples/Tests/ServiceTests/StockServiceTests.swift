@@ -67,4 +67,28 @@ import Testing
         #expect(try await service.events(StockRestored.self).isEmpty)
         try await service.stop()
     }
+
+    @Test func inTheOrchestrationCommandsReserveAndReleaseOnceAndAReleaseThatOvertakesItsReserveWins() async throws {
+        let service = try await ServiceUnderTest(StockService.name, prepare: StockService.prepare) { participant, _ in
+            StockService.register(on: participant, mode: .orchestration)
+        }
+        try await service.publish(ReserveStockCommand(orderID: "o1", productID: "dates", quantity: 10), saga: "o1")
+        try await service.publish(ReserveStockCommand(orderID: "o2", productID: "dates", quantity: 6), saga: "o2")
+        // The undo arrives before the command it undoes (sent, unanswered in time, undone).
+        try await service.publish(ReleaseStockCommand(orderID: "o3"), saga: "o3")
+        try await service.publish(ReserveStockCommand(orderID: "o3", productID: "apple", quantity: 1), saga: "o3")
+        let reservations = try await service.waitForEvents(StockReservation.self, count: 3)
+        #expect(reservations.map(\.payload) == [StockReservation(orderID: "o1", refusal: nil),
+                                                StockReservation(orderID: "o2", refusal: "out of stock: 5 dates left, 6 wanted"),
+                                                StockReservation(orderID: "o3", refusal: "order already cancelled")])
+        let release = EventEnvelope(ReleaseStockCommand(orderID: "o1"), correlationID: "o1", source: "order")
+        try await service.publish(release)
+        try await service.publish(release)  // sent again after a timeout: the same reply, nothing put back twice
+        let released = try await service.waitForEvents(StockReleased.self, count: 3)
+        #expect(released.map(\.payload) == [StockReleased(orderID: "o3", quantity: 0), StockReleased(orderID: "o1", quantity: 10),
+                                            StockReleased(orderID: "o1", quantity: 10)])
+        #expect(released[1].metadata.eventID == released[2].metadata.eventID)
+        #expect(try await stock(service, "dates") == 15 && stock(service, "apple") == 120)
+        try await service.stop()
+    }
 }

@@ -43,12 +43,13 @@ final class ServiceUnderTest: Sendable {
         try await client.publish(to: E.topic, key: record.key, value: record.value, headers: record.headers)
     }
 
-    /// The events of type `E` published so far, with their records' headers.
+    /// The events of type `E` published so far, with their records (a topic may carry other
+    /// types too: a command topic, a reply topic).
     func events<E: SpoolEvent>(_ type: E.Type) async throws -> [(event: EventEnvelope<E>, record: SpoolRecord)] {
         guard let info = try await client.topics().first(where: { $0.name == E.topic }) else { return [] }
         var records: [SpoolRecord] = []
         for partition in info.partitions { records += try await client.readToEnd(of: E.topic, partition: partition.partition) }
-        return try records.map { (try EventEnvelope<E>(record: $0), $0) }
+        return try records.filter { try EventMetadata(headers: $0.headers)?.eventType == E.eventType }.map { (try EventEnvelope<E>(record: $0), $0) }
     }
 
     /// Waits until `count` events of type `E` exist (or 20 s pass), then returns them.
