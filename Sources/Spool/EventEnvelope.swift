@@ -26,6 +26,17 @@ extension SpoolEvent {
     public static var schemaVersion: Int { 1 }
 }
 
+/// A request to one participant of an orchestrated saga, answered with one ``Reply``. Commands
+/// of a participant share its command topic (override ``SpoolEvent/topic``, for example
+/// `stock.commands`); the reply goes to `Reply.topic`, the orchestrator's reply topic. The saga
+/// kit's `SagaParticipant.handle` gives each command its effect once and its reply every time it
+/// is delivered. Declared here, next to ``SpoolEvent``, so that a module of event definitions
+/// shared by services needs only `Spool`.
+public protocol SagaCommand: SpoolEvent {
+    /// The answer, published to the orchestrator's reply topic.
+    associatedtype Reply: SpoolEvent
+}
+
 /// The record-header names of the event envelope. The payload is the record's value (JSON); the
 /// key is the correlation id, so one saga's events keep their order within each topic.
 public enum EventHeaderName {

@@ -28,16 +28,6 @@ public protocol SagaStep: Sendable {
     func process(_ event: EventEnvelope<Trigger>, in context: SagaContext) throws -> StepOutcome<Success, Failure>
 }
 
-/// A request to one participant of an orchestrated saga, answered with one ``Reply``. Commands
-/// of a participant share its command topic (override ``SpoolEvent/topic``, for example
-/// `stock.commands`); the reply goes to `Reply.topic`, the orchestrator's reply topic.
-/// ``SagaParticipant/handle(_:_:)`` gives each command its effect once and its reply every time
-/// it is delivered.
-public protocol SagaCommand: SpoolEvent {
-    /// The answer, published to the orchestrator's reply topic.
-    associatedtype Reply: SpoolEvent
-}
-
 /// A step that can be undone: when `Compensation` arrives (a later step failed),
 /// ``compensate(_:in:)`` undoes the local effect of ``SagaStep/process(_:in:)``.
 public protocol CompensableStep: SagaStep {

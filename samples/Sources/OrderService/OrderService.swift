@@ -63,7 +63,7 @@ public final class OrderService: Sendable {
     public let paymentTimeout: Duration
     /// The orchestrator of the `place-order` sagas (orchestration); nil in the choreography.
     public let orchestrator: Orchestrator?
-    private let placeOrder: SagaDefinition<PlaceOrder>
+    private let placeOrder: SagaDefinition<PlaceOrderSaga>
 
     /// A service on `participant` selling the seed's products, running the saga as `mode` says.
     /// In the orchestration each step waits `stepTimeout` for its reply, three times, before it
@@ -74,7 +74,7 @@ public final class OrderService: Sendable {
         self.prices = Dictionary(uniqueKeysWithValues: seed.products.map { ($0.id, $0.price) })
         self.paymentTimeout = paymentTimeout
         self.orchestrator = mode == .orchestration ? Orchestrator(participant: participant) : nil
-        self.placeOrder = PlaceOrder.definition(stepTimeout: stepTimeout)
+        self.placeOrder = PlaceOrderSaga.definition(stepTimeout: stepTimeout)
     }
 
     /// What runs the service's saga side: the orchestrator, or the participant alone.
@@ -150,19 +150,15 @@ public final class OrderService: Sendable {
         let id = "o-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
         let created = OrderCreated(orderID: id, userID: userID, productID: productID, quantity: quantity, total: price * quantity)
         let timeout = paymentTimeout
-        let start = orchestrator.map { orchestrator in
-            { [placeOrder] (context: SagaContext) throws in
-                try orchestrator.start(placeOrder, id: id, data: PlaceOrder(order: created), in: context)
-            }
-        }
+        let (orchestrator, placeOrder) = (self.orchestrator, self.placeOrder)
         return try await participant.transaction { context in
             let now = EventMetadata.now()
             try context.db.cachedStatement(sql: """
                 INSERT INTO orders (id, user_id, product_id, quantity, total, state, created_at, updated_at)
                 VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?)
                 """).execute(arguments: [id, userID, productID, quantity, created.total, now, now])
-            if let start {
-                try start(context)
+            if let orchestrator {
+                try orchestrator.start(placeOrder, id: id, data: PlaceOrderSaga(order: created), in: context)
             } else {
                 try context.emit(created, correlationID: id)
                 try context.scheduleTimeout(PaymentTimedOut(orderID: id), after: timeout, correlationID: id)

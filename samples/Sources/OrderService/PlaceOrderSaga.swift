@@ -4,7 +4,7 @@ import Spool
 import SpoolSaga
 
 /// The data of an orchestrated `place-order` saga: the order, and why it failed once a reply said so.
-struct PlaceOrder: Codable, Sendable {
+struct PlaceOrderSaga: Codable, Sendable {
     var orderID: String
     var userID: String
     var productID: String
@@ -23,7 +23,7 @@ struct PlaceOrder: Codable, Sendable {
 
     /// Reserve the stock (undone by releasing it), then charge the user (undone by a refund, in
     /// case the charge was done but its reply lost); the end completes or cancels the order.
-    static func definition(stepTimeout: Duration) -> SagaDefinition<PlaceOrder> {
+    static func definition(stepTimeout: Duration) -> SagaDefinition<PlaceOrderSaga> {
         SagaDefinition(name: "place-order", steps: [
             .init("reserve-stock", timeout: stepTimeout,
                   send: { ReserveStockCommand(orderID: $0.orderID, productID: $0.productID, quantity: $0.quantity) },
@@ -43,7 +43,7 @@ struct PlaceOrder: Codable, Sendable {
         })
     }
 
-    private static func verdict(_ refusal: String?, _ step: String, _ data: inout PlaceOrder) -> StepVerdict {
+    private static func verdict(_ refusal: String?, _ step: String, _ data: inout PlaceOrderSaga) -> StepVerdict {
         guard let refusal else { return .success }
         data.failure = "\(step): \(refusal)"
         return .failure(reason: refusal)
