@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
-// The order saga on Spool: four services (order, stock, balance, notification), each with its own
-// SQLite database, a demo that runs them, and their tests. Its own package so that the HTTP
+// The order saga on Spool: four services (order, stock, balance, notification) and a supervisor,
+// each with its own SQLite database, a demo that runs them, and their tests. Its own package so that the HTTP
 // server (Hummingbird) and SQLite (GRDB) stay out of the SDK users' builds.
 import PackageDescription
 
@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "stock-service", targets: ["stock-service"]),
         .executable(name: "balance-service", targets: ["balance-service"]),
         .executable(name: "notification-service", targets: ["notification-service"]),
+        .executable(name: "supervisor-service", targets: ["supervisor-service"]),
         .executable(name: "saga-demo", targets: ["saga-demo"]),
     ],
     dependencies: [
@@ -40,6 +41,8 @@ let package = Package(
         .target(name: "StockService", dependencies: ["SagaEvents", "ServiceKit"]),
         .target(name: "BalanceService", dependencies: ["SagaEvents", "ServiceKit"]),
         .target(name: "NotificationService", dependencies: ["SagaEvents", "ServiceKit"]),
+        // The supervisor's rule table (`--mode supervised`).
+        .target(name: "OrderSupervisor", dependencies: ["SagaEvents", "ServiceKit"]),
         // Starts processes, places orders, reads the four databases and checks the invariants.
         .target(
             name: "SagaHarness",
@@ -49,6 +52,7 @@ let package = Package(
         .executableTarget(name: "stock-service", dependencies: ["StockService", "ServiceKit"]),
         .executableTarget(name: "balance-service", dependencies: ["BalanceService", "ServiceKit"]),
         .executableTarget(name: "notification-service", dependencies: ["NotificationService", "ServiceKit"]),
+        .executableTarget(name: "supervisor-service", dependencies: ["OrderSupervisor", "ServiceKit"]),
         .executableTarget(
             name: "saga-demo",
             dependencies: ["SagaHarness", .product(name: "SpoolTesting", package: "spool"),
@@ -57,7 +61,7 @@ let package = Package(
         .testTarget(
             name: "ServiceTests",
             dependencies: [
-                "OrderService", "StockService", "BalanceService", "NotificationService", "SagaEvents",
+                "OrderService", "StockService", "BalanceService", "NotificationService", "OrderSupervisor", "SagaEvents",
                 "SagaHarness", .product(name: "SpoolTesting", package: "spool"), .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),

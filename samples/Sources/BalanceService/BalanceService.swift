@@ -36,10 +36,10 @@ public enum BalanceService {
     }
 
     /// Registers the handlers of `mode` on `participant`: the payment step and the refund on
-    /// cancellation (choreography), or the two command handlers (orchestration).
+    /// cancellation (choreography and supervised), or the two command handlers (orchestration).
     public static func register(on participant: SagaParticipant, mode: SagaMode = .choreography) {
         switch mode {
-        case .choreography:
+        case .choreography, .supervised:
             participant.add(ChargeUser())
             participant.on(OrderCancelled.self) { event, context in
                 if let refunded = try refund(orderID: event.payload.orderID, userID: event.payload.userID, db: context.db) {

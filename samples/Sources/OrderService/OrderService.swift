@@ -47,6 +47,8 @@ public struct Order: Codable, Sendable, Equatable {
 ///   `payment-completed` completes it; `stock-failed`, `payment-failed`, or no payment outcome
 ///   within the payment timeout (a saga timeout event) cancel it, and the cancellation makes
 ///   stock and balance undo what they did.
+/// - Supervised: as the choreography, but a `stock-failed` or `payment-failed` is the
+///   supervisor's to answer; its `cancel-order` cancels the order with the supervisor's reason.
 /// - Orchestration: placing stores the order and starts a `place-order` saga instance in the
 ///   same transaction; its orchestrator sends `reserve-stock`, then `charge`, and on a refusal or
 ///   a step that never answers the undo commands of the steps done (`release-stock`, `refund`),
@@ -64,6 +66,8 @@ public final class OrderService: Sendable {
     /// The orchestrator of the `place-order` sagas (orchestration); nil in the choreography.
     public let orchestrator: Orchestrator?
     private let placeOrder: SagaDefinition<PlaceOrderSaga>
+    /// Supervised: failures are the supervisor's to answer (`cancel-order`), not the service's.
+    private let supervised: Bool
 
     /// A service on `participant` selling the seed's products, running the saga as `mode` says.
     /// In the orchestration each step waits `stepTimeout` for its reply, three times, before it
@@ -75,6 +79,7 @@ public final class OrderService: Sendable {
         self.paymentTimeout = paymentTimeout
         self.orchestrator = mode == .orchestration ? Orchestrator(participant: participant) : nil
         self.placeOrder = PlaceOrderSaga.definition(stepTimeout: stepTimeout)
+        self.supervised = mode == .supervised
     }
 
     /// What runs the service's saga side: the orchestrator, or the participant alone.
@@ -110,11 +115,17 @@ public final class OrderService: Sendable {
         participant.on(PaymentCompleted.self) { event, context in
             try Self.complete(event.payload.orderID, context)
         }
-        participant.on(StockFailed.self) { event, context in
-            try Self.cancel(event.payload.orderID, reason: "stock: \(event.payload.reason)", context)
-        }
-        participant.on(PaymentFailed.self) { event, context in
-            try Self.cancel(event.payload.orderID, reason: "payment: \(event.payload.reason)", context)
+        if supervised {
+            participant.on(CancelOrder.self) { event, context in
+                try Self.cancel(event.payload.orderID, reason: event.payload.reason, context)
+            }
+        } else {
+            participant.on(StockFailed.self) { event, context in
+                try Self.cancel(event.payload.orderID, reason: "stock: \(event.payload.reason)", context)
+            }
+            participant.on(PaymentFailed.self) { event, context in
+                try Self.cancel(event.payload.orderID, reason: "payment: \(event.payload.reason)", context)
+            }
         }
         participant.on(PaymentTimedOut.self) { [paymentTimeout] event, context in
             try Self.cancel(event.payload.orderID, reason: "timeout: no payment outcome within \(paymentTimeout)", context)

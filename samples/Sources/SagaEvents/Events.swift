@@ -266,3 +266,27 @@ public struct RefundResult: SpoolEvent, Equatable {
         self.amount = amount
     }
 }
+
+// Supervision (`--mode supervised`): the choreography's forward steps, but no service reacts to
+// another's failure; the supervisor answers each failure report with the rule declared for it,
+// sending these commands (and publishing dead-lettered events again for the service that failed).
+
+/// The supervisor's command to end an order CANCELLED with the reason.
+public struct CancelOrder: SpoolEvent, Equatable {
+    public static let eventType = "cancel-order"
+    public var orderID: String
+    public var reason: String
+
+    public init(orderID: String, reason: String) {
+        self.orderID = orderID
+        self.reason = reason
+    }
+}
+
+/// The supervisor's command to put back what an order reserved.
+public struct RestoreStock: SpoolEvent, Equatable {
+    public static let eventType = "restore-stock"
+    public var orderID: String
+
+    public init(orderID: String) { self.orderID = orderID }
+}

@@ -1,18 +1,20 @@
 import Foundation
+import ServiceKit
 
-/// The broker and the four services of the saga sample as real processes in one working
-/// directory, each with its log file there.
+/// The broker and the services of the saga sample as real processes in one working
+/// directory, each with its log file there: the four services, and the supervisor when the
+/// saga runs supervised.
 public final class SagaCluster: Sendable {
-    /// One of the five processes.
+    /// One of the processes.
     public enum Component: String, CaseIterable, Sendable {
-        case broker, order, stock, balance, notification
+        case broker, order, stock, balance, notification, supervisor
     }
 
     /// Where the executables are and how to start them.
     public struct Setup: Sendable {
         /// The spoold executable.
         public var spoold: String
-        /// The directory of the four service executables.
+        /// The directory of the service executables.
         public var serviceDirectory: String
         /// The working directory: databases, broker data, logs.
         public var directory: String
@@ -26,9 +28,12 @@ public final class SagaCluster: Sendable {
         public var serviceArguments: [String]
         /// Arguments added to one service's.
         public var componentArguments: [Component: [String]]
+        /// How the services run the saga (every service gets `--mode`).
+        public var mode: SagaMode
 
         public init(spoold: String, serviceDirectory: String, directory: String, brokerPort: Int? = nil, httpPort: Int = 8080,
-                    brokerArguments: [String] = [], serviceArguments: [String] = [], componentArguments: [Component: [String]] = [:]) {
+                    brokerArguments: [String] = [], serviceArguments: [String] = [], componentArguments: [Component: [String]] = [:],
+                    mode: SagaMode = .choreography) {
             self.spoold = spoold
             self.serviceDirectory = serviceDirectory
             self.directory = directory
@@ -37,16 +42,20 @@ public final class SagaCluster: Sendable {
             self.brokerArguments = brokerArguments
             self.serviceArguments = serviceArguments
             self.componentArguments = componentArguments
+            self.mode = mode
         }
     }
 
     public let setup: Setup
+    /// The processes of this run, broker first: the supervisor only when the saga runs supervised.
+    public let components: [Component]
     private let processes: [Component: ManagedProcess]
 
     public init(_ setup: Setup) {
         self.setup = setup
+        components = Component.allCases.filter { $0 != .supervisor || setup.mode == .supervised }
         var processes: [Component: ManagedProcess] = [:]
-        for component in Component.allCases {
+        for component in components {
             let executable: String
             var arguments: [String]
             switch component {
@@ -58,7 +67,7 @@ public final class SagaCluster: Sendable {
                 executable = "\(setup.serviceDirectory)/\(component.rawValue)-service"
                 arguments = setup.brokerPort.map { ["--broker", "tcp://127.0.0.1:\($0)"] } ?? []
                 if component == .order, setup.brokerPort != nil { arguments += ["--http-port", "\(setup.httpPort)"] }
-                arguments += setup.serviceArguments
+                arguments += ["--mode", setup.mode.rawValue] + setup.serviceArguments
             }
             arguments += setup.componentArguments[component] ?? []
             processes[component] = ManagedProcess(name: component.rawValue, executable: executable, arguments: arguments,
@@ -82,9 +91,9 @@ public final class SagaCluster: Sendable {
     /// The notification channel's file.
     public var channelPath: String { "\(setup.directory)/notification-channel.sqlite" }
 
-    /// Starts the broker, then the four services.
+    /// Starts the broker, then the services.
     public func startAll() throws {
-        for component in Component.allCases { try process(component).start() }
+        for component in components { try process(component).start() }
     }
 
     /// Stops the services (SIGTERM, gracefully), then the broker; returns the components that
@@ -92,7 +101,7 @@ public final class SagaCluster: Sendable {
     @discardableResult
     public func stopAll() async -> [Component] {
         var stuck: [Component] = []
-        for component in Component.allCases.reversed() where !(await process(component).stop()) {
+        for component in components.reversed() where !(await process(component).stop()) {
             stuck.append(component)
             await process(component).crash()
         }

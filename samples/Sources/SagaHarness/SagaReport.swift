@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import ServiceKit
 
-/// What the four databases hold after a run, and whether the saga's invariants hold
+/// What the services' databases hold after a run, and whether the saga's invariants hold
 /// (every order ends COMPLETED or CANCELLED; initial stock = stock + quantities of
 /// COMPLETED orders; initial balance = balance + totals of COMPLETED orders; each ended order is
 /// notified once; and nothing is left in an outbox).
@@ -34,7 +34,7 @@ public struct SagaReport: Sendable {
     public var unsentOutbox: [String: Int]
     /// Pending saga timeouts per service.
     public var pendingTimeouts: [String: Int]
-    /// Orchestrated sagas parked for a person, by id, with the reason (orchestration only).
+    /// Sagas an orchestrator or the supervisor parked for a person, by id, with the reason.
     public var parkedSagas: [String: String]
 
     /// Reads the databases of `cluster` (read-only; the services may still run).
@@ -71,18 +71,19 @@ public struct SagaReport: Sendable {
                 }
             }
         }
-        let parked = try open(cluster.databasePath(.order)).read { db in
-            guard try db.tableExists("spool_sagas") else { return [String: String]() }
-            return Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, reason FROM spool_sagas WHERE state = 'parked'").map {
-                ($0["id"] as String, ($0["reason"] as String?) ?? "")
-            })
-        }
+        var parked: [String: String] = [:]
         var unsent: [String: Int] = [:]
         var timeouts: [String: Int] = [:]
-        for component in SagaCluster.Component.allCases where component != .broker {
+        for component in cluster.components where component != .broker {
             try open(cluster.databasePath(component)).read { db in
                 unsent[component.rawValue] = try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_outbox WHERE sent_at IS NULL") ?? 0
                 timeouts[component.rawValue] = try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_timeouts") ?? 0
+                // An orchestrator's or a supervisor's sagas waiting for a person.
+                for (table, id) in [("spool_sagas", "id"), ("spool_supervised", "saga_id")] where try db.tableExists(table) {
+                    for row in try Row.fetchAll(db, sql: "SELECT \(id) AS id, reason FROM \(table) WHERE state = 'parked'") {
+                        parked[row["id"]] = (row["reason"] as String?) ?? ""
+                    }
+                }
             }
         }
         return SagaReport(orders: orders, stock: stock, balances: balances, channelMessages: channel, notificationOutcomes: outcomes,

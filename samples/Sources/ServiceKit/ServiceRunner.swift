@@ -12,6 +12,8 @@ public enum SagaMode: String, ExpressibleByArgument, CaseIterable, Sendable {
     case choreography
     /// The order service's orchestrator sends each step's command and waits for its reply.
     case orchestration
+    /// The choreography's forward steps; a supervisor answers failures with declared rules.
+    case supervised
 }
 
 /// The options every sample service takes.
@@ -31,7 +33,7 @@ public struct ServiceOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     public var logLevel: String = "info"
 
-    @Option(help: "How the saga runs: choreography (events) or orchestration (the order service's commands); every service of a run takes the same.")
+    @Option(help: "How the saga runs: choreography (events), orchestration (the order service's commands) or supervised (events, and a supervisor answers failures); every service of a run takes the same.")
     public var mode: SagaMode = .choreography
 
     public init() {}
@@ -87,6 +89,8 @@ public struct ParticipantService: Service {
     public init(_ participant: SagaParticipant) { body = participant.run }
 
     public init(_ orchestrator: Orchestrator) { body = orchestrator.run }
+
+    public init(_ supervisor: Supervisor) { body = supervisor.run }
 
     public func run() async throws {
         try await cancelWhenGracefulShutdown { try await body() }

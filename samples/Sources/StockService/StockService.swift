@@ -38,11 +38,21 @@ public enum StockService {
     }
 
     /// Registers the handlers of `mode` on `participant`: the step and the cancellation handler
-    /// (choreography), or the two command handlers (orchestration).
+    /// (choreography; supervised, where the supervisor's `restore-stock` replaces the reaction to
+    /// `payment-failed`), or the two command handlers (orchestration).
     public static func register(on participant: SagaParticipant, mode: SagaMode = .choreography) {
         switch mode {
-        case .choreography:
-            participant.add(ReserveStock())
+        case .choreography, .supervised:
+            if mode == .choreography {
+                participant.add(ReserveStock())
+            } else {
+                participant.add(ReserveStock.ForwardOnly())
+                participant.on(RestoreStock.self) { event, context in
+                    if let restored = try release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: "cancelled") {
+                        try context.emit(restored, role: .compensation)
+                    }
+                }
+            }
             participant.on(OrderCancelled.self) { event, context in
                 if let restored = try release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: "cancelled") {
                     try context.emit(restored, role: .compensation)
@@ -123,5 +133,12 @@ struct ReserveStock: CompensableStep {
 
     func compensate(_ event: EventEnvelope<PaymentFailed>, in context: SagaContext) throws -> StockRestored? {
         try StockService.release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: nil)
+    }
+
+    /// The reservation without its own compensation (supervised: the supervisor decides it).
+    struct ForwardOnly: SagaStep {
+        func process(_ event: EventEnvelope<OrderCreated>, in context: SagaContext) throws -> StepOutcome<StockDecreased, StockFailed> {
+            try ReserveStock().process(event, in: context)
+        }
     }
 }

@@ -9,7 +9,7 @@ import SpoolTesting
 struct SagaDemo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "saga-demo",
-        abstract: "Start spoold and the four services, place a mix of orders, wait for every saga to end, report, stop.",
+        abstract: "Start spoold and the services, place a mix of orders, wait for every saga to end, report, stop.",
         discussion: """
             Everything runs on its embedded defaults (broker tcp://127.0.0.1:7070, order API on \
             http://127.0.0.1:8080, databases and logs in --dir), so those ports must be free.
@@ -34,7 +34,7 @@ struct SagaDemo: AsyncParsableCommand {
     @Flag(help: "Place each order only once the one before ended, so one saga runs at a time: POST → final state is then one order's own time (its three hops and the POST's commit). Overrides --concurrency.")
     var oneAtATime = false
 
-    @Option(help: "How the services run the saga: choreography (events) or orchestration (the order service's commands).")
+    @Option(help: "How the services run the saga: choreography (events), orchestration (the order service's commands) or supervised (events, and a supervisor answers failures).")
     var mode: SagaMode = .choreography
 
     @Option(help: "Random seed of the order mix.")
@@ -61,13 +61,13 @@ struct SagaDemo: AsyncParsableCommand {
         let serviceDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
         let spooldPath = URL(fileURLWithPath: spoold).standardizedFileURL.path
         let data = try Seed.load(from: nil).scaled(by: scale)
-        var serviceArguments = ["--mode", mode.rawValue]
+        var serviceArguments: [String] = []
         if scale > 1 {
             try data.write(to: "\(directory)/seed.json")
-            serviceArguments += ["--seed", "seed.json"]
+            serviceArguments = ["--seed", "seed.json"]
         }
         let cluster = SagaCluster(.init(spoold: spooldPath, serviceDirectory: serviceDirectory, directory: directory,
-                                        serviceArguments: serviceArguments))
+                                        serviceArguments: serviceArguments, mode: mode))
         print("saga-demo: broker and services in \(directory) (logs: *.log there), the saga by \(mode.rawValue)")
         try cluster.startAll()
         let client = OrderClient(baseURL: cluster.orderURL)

@@ -29,10 +29,10 @@ final class ServiceUnderTest: Sendable {
         task = Task { [participant] in try await participant.run() }
     }
 
-    /// Publishes `event` of saga `saga` as another service would; returns its metadata.
+    /// Publishes `event` of saga `saga` as service `source` would; returns its metadata.
     @discardableResult
-    func publish<E: SpoolEvent>(_ event: E, saga: String) async throws -> EventMetadata {
-        let envelope = EventEnvelope(event, correlationID: saga, source: "test")
+    func publish<E: SpoolEvent>(_ event: E, saga: String, source: String = "test") async throws -> EventMetadata {
+        let envelope = EventEnvelope(event, correlationID: saga, source: source)
         try await publish(envelope)
         return envelope.metadata
     }

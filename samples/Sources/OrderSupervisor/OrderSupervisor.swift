@@ -1,0 +1,39 @@
+import SagaEvents
+import Spool
+import SpoolSaga
+
+/// The supervisor of the order saga (`--mode supervised`): its rule table, one line per failure.
+///
+/// | service | failure | answer |
+/// |---|---|---|
+/// | stock | `stock-failed` | cancel the order |
+/// | balance | `payment-failed` | restore the stock, cancel the order |
+/// | stock, balance, order, notification | their input dead-lettered | publish it again for them (3 times, from 500 ms doubling), then escalate |
+public enum OrderSupervisor {
+    /// The service's name: consumer group and event source.
+    public static let name = "supervisor"
+
+    /// The rules, in the order they are tried.
+    public static let rules: [SupervisorRule] = [
+        .failed(StockFailed.self, from: "stock", .compensate([
+            .send { report in CancelOrder(orderID: report.sagaID, reason: "stock: \(try report.payload(as: StockFailed.self).reason)") },
+        ])),
+        .failed(PaymentFailed.self, from: "balance", .compensate([
+            .send { report in RestoreStock(orderID: report.sagaID) },
+            .send { report in CancelOrder(orderID: report.sagaID, reason: "payment: \(try report.payload(as: PaymentFailed.self).reason)") },
+        ])),
+        .deadLettered(OrderCreated.self, by: "stock", retryThenEscalate),
+        .deadLettered(StockDecreased.self, by: "balance", retryThenEscalate),
+        .deadLettered(PaymentCompleted.self, by: "order", retryThenEscalate),
+        .deadLettered(OrderCompleted.self, by: "notification", retryThenEscalate),
+        .deadLettered(OrderCancelled.self, by: "notification", retryThenEscalate),
+    ]
+
+    /// A handler that gave up gets three more tries, then a person decides.
+    static let retryThenEscalate = SupervisorRule.Action.retry(attempts: 3, backoff: .milliseconds(500))
+
+    /// The supervisor on `participant`.
+    public static func make(on participant: SagaParticipant) -> Supervisor {
+        Supervisor(participant: participant, flow: "order", rules: rules)
+    }
+}
