@@ -103,7 +103,7 @@ public struct SagaRules: SpoolEvent {
     public struct Rule: Codable, Sendable, Hashable {
         /// The service that fails.
         public var service: String
-        /// The event and how it failed: "payment-failed failed", "order-paid dead-lettered".
+        /// The failure: a failure event ("event payment-failed") or a dead letter ("order-paid dead-lettered").
         public var failure: String
         /// The answer: "compensate: cancel-coupon, cancel-delivery", "retry 3 times, backoff 1000 ms", "escalate".
         public var action: String

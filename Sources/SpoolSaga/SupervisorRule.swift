@@ -120,6 +120,6 @@ public struct SupervisorRule: Sendable {
 
     /// The line of the published rule table.
     var published: SagaRules.Rule {
-        SagaRules.Rule(service: service, failure: "\(eventType) \(isDeadLetter ? "dead-lettered" : "failed")", action: action.summary)
+        SagaRules.Rule(service: service, failure: isDeadLetter ? "\(eventType) dead-lettered" : "event \(eventType)", action: action.summary)
     }
 }

@@ -158,12 +158,12 @@ extension Saga {
     /// `spool saga retry`.
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Ask the owner of a parked saga to send its step's command again.",
+            abstract: "Ask the owner of a parked saga to try its failed step again.",
             discussion: """
-                Publishes a \(SagaControl.eventType) event to \(SagaControl.topic); the orchestrator \
-                or supervisor that owns the saga sends the parked step's command (or its undo) \
-                again with fresh attempts. Refused unless the saga's latest state is parked. \
-                Nothing in a database is edited by hand.
+                Publishes a \(SagaControl.eventType) event to \(SagaControl.topic). An orchestrator \
+                sends the parked step's command (or its undo) again with fresh attempts; a \
+                supervisor publishes the dead-lettered event again for the service that failed. \
+                Refused unless the saga's latest state is parked. Nothing in a database is edited by hand.
                 """
         )
 

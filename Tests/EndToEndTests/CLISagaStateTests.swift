@@ -172,7 +172,7 @@ extension EndToEndTests {
             #expect(rules.stdoutLines.first?.hasPrefix("supervisor order-supervisor (flow order), rules of ") == true, "\(rules.stdoutText)")
             #expect(Array(rules.stdoutLines.dropFirst()) == [
                 "SERVICE\tFAILURE\tACTION",
-                "balance\tcard-refused failed\tcompensate: courier-cancelled",
+                "balance\tevent card-refused\tcompensate: courier-cancelled",
                 "courier\tcourier-requested dead-lettered\tescalate; on request compensate: courier-cancelled",
             ], "\(rules.stdoutText)")
             let none = try await runSpool(["saga", "rules", "--supervisor", "nobody"] + broker)

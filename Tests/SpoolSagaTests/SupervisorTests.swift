@@ -147,7 +147,7 @@ final class SupervisedWorld: Sendable {
         let rules = try #require(try await world.client.events(SagaRules.self).last)
         #expect(rules.payload.supervisor == "order-supervisor" && rules.payload.flow == "order")
         #expect(rules.payload.rules == [
-            SagaRules.Rule(service: "balance", failure: "payment-refused failed", action: "compensate: cancel-coupon, cancel-delivery"),
+            SagaRules.Rule(service: "balance", failure: "event payment-refused", action: "compensate: cancel-coupon, cancel-delivery"),
             SagaRules.Rule(service: "shipper", failure: "ship-order dead-lettered", action: "retry 2 times, backoff 100 ms"),
             SagaRules.Rule(service: "delivery", failure: "request-rider dead-lettered", action: "escalate; on request compensate: cancel-delivery"),
         ])
