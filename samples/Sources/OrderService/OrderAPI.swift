@@ -10,11 +10,14 @@ public struct PlaceOrder: Codable, Sendable {
     public var userId: String
     public var productId: String
     public var quantity: Int
+    /// A coupon code, optional.
+    public var coupon: String?
 
-    public init(userId: String, productId: String, quantity: Int) {
+    public init(userId: String, productId: String, quantity: Int, coupon: String? = nil) {
         self.userId = userId
         self.productId = productId
         self.quantity = quantity
+        self.coupon = coupon
     }
 }
 
@@ -25,7 +28,7 @@ public struct OrderList: Codable, Sendable, ResponseEncodable {
 
 extension OrderService {
     /// The HTTP API:
-    /// - `POST /orders` `{"userId","productId","quantity"}` → 201 with the PENDING order (and a
+    /// - `POST /orders` `{"userId","productId","quantity","coupon"?}` → 201 with the PENDING order (and a
     ///   `Location` header), 400 with the reason for a bad request;
     /// - `GET /orders/{id}` → 200 with state and reason, 404 if unknown;
     /// - `GET /orders?state=PENDING|COMPLETED|CANCELLED` → 200 `{"orders":[…]}`, oldest first;
@@ -37,10 +40,10 @@ extension OrderService {
             do {
                 body = try await request.decode(as: PlaceOrder.self, context: context)
             } catch {
-                throw HTTPError(.badRequest, message: "expected {\"userId\": string, \"productId\": string, \"quantity\": integer}")
+                throw HTTPError(.badRequest, message: "expected {\"userId\": string, \"productId\": string, \"quantity\": integer, \"coupon\": string (optional)}")
             }
             do {
-                let order = try await self.place(userID: body.userId, productID: body.productId, quantity: body.quantity)
+                let order = try await self.place(userID: body.userId, productID: body.productId, quantity: body.quantity, coupon: body.coupon)
                 return EditedResponse(status: .created, headers: [.location: "/orders/\(order.id)"], response: order)
             } catch let error as ServiceError {
                 throw HTTPError(.badRequest, message: error.description)

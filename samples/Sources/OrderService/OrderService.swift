@@ -21,6 +21,8 @@ public struct Order: Codable, Sendable, Equatable {
     public var state: State
     /// Why the order was cancelled; nil otherwise.
     public var reason: String?
+    /// The coupon code it is paid with, if any.
+    public var coupon: String?
     /// ISO 8601 UTC, milliseconds.
     public var createdAt: String
     /// When the state last changed.
@@ -34,6 +36,7 @@ public struct Order: Codable, Sendable, Equatable {
         total = row["total"]
         state = State(rawValue: row["state"]) ?? .pending
         reason = row["reason"]
+        coupon = row["coupon"]
         createdAt = EventMetadata.formatTime(row["created_at"])
         updatedAt = EventMetadata.formatTime(row["updated_at"])
     }
@@ -106,6 +109,9 @@ public final class OrderService: Sendable {
                 CREATE INDEX orders_state ON orders(state);
                 """)
         }
+        migrator.registerMigration("order-v2-coupons") { db in
+            try db.execute(sql: "ALTER TABLE orders ADD COLUMN coupon TEXT")
+        }
         try migrator.migrate(database)
     }
 
@@ -153,21 +159,24 @@ public final class OrderService: Sendable {
 
     /// Stores a PENDING order and, in one transaction with it, its `order-created` event and the
     /// payment timeout (choreography) or its saga instance and first command (orchestration).
-    /// Throws ``ServiceError`` for an unknown product, an empty user or a quantity outside 1…1000.
-    public func place(userID: String, productID: String, quantity: Int) async throws -> Order {
+    /// `coupon` is passed on to the balance service, which applies it or refuses the payment.
+    /// Throws ``ServiceError`` for an unknown product, an empty user or coupon, or a quantity
+    /// outside 1…1000.
+    public func place(userID: String, productID: String, quantity: Int, coupon: String? = nil) async throws -> Order {
         guard !userID.isEmpty else { throw ServiceError("userId must not be empty") }
+        guard coupon?.isEmpty != true else { throw ServiceError("coupon must not be empty (leave it out for none)") }
         guard let price = prices[productID] else { throw ServiceError("unknown product '\(productID)'") }
         guard (1...1000).contains(quantity) else { throw ServiceError("quantity must be 1…1000, not \(quantity)") }
         let id = "o-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
-        let created = OrderCreated(orderID: id, userID: userID, productID: productID, quantity: quantity, total: price * quantity)
+        let created = OrderCreated(orderID: id, userID: userID, productID: productID, quantity: quantity, total: price * quantity, coupon: coupon)
         let timeout = paymentTimeout
         let (orchestrator, placeOrder) = (self.orchestrator, self.placeOrder)
         return try await participant.transaction { context in
             let now = EventMetadata.now()
             try context.db.cachedStatement(sql: """
-                INSERT INTO orders (id, user_id, product_id, quantity, total, state, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?)
-                """).execute(arguments: [id, userID, productID, quantity, created.total, now, now])
+                INSERT INTO orders (id, user_id, product_id, quantity, total, state, created_at, updated_at, coupon)
+                VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?, ?)
+                """).execute(arguments: [id, userID, productID, quantity, created.total, now, now, coupon])
             if let orchestrator {
                 try orchestrator.start(placeOrder, id: id, data: PlaceOrderSaga(order: created), in: context)
             } else {

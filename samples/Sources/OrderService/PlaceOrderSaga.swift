@@ -10,6 +10,7 @@ struct PlaceOrderSaga: Codable, Sendable {
     var productID: String
     var quantity: Int
     var total: Int
+    var coupon: String?
     /// The refusal that failed the saga ("stock: …", "payment: …"); nil while none did.
     var failure: String?
 
@@ -19,6 +20,7 @@ struct PlaceOrderSaga: Codable, Sendable {
         productID = order.productID
         quantity = order.quantity
         total = order.total
+        coupon = order.coupon
     }
 
     /// Reserve the stock (undone by releasing it), then charge the user (undone by a refund, in
@@ -30,7 +32,7 @@ struct PlaceOrderSaga: Codable, Sendable {
                   onReply: { reply, data in verdict(reply.refusal, "stock", &data) })
                 .compensated { ReleaseStockCommand(orderID: $0.orderID) },
             .init("charge", timeout: stepTimeout,
-                  send: { ChargeCommand(orderID: $0.orderID, userID: $0.userID, amount: $0.total) },
+                  send: { ChargeCommand(orderID: $0.orderID, userID: $0.userID, amount: $0.total, coupon: $0.coupon) },
                   onReply: { reply, data in verdict(reply.refusal, "payment", &data) })
                 .compensated { RefundCommand(orderID: $0.orderID, userID: $0.userID) },
         ], onEnd: { outcome, context in

@@ -16,13 +16,16 @@ public struct OrderCreated: SpoolEvent, Equatable {
     public var quantity: Int
     /// Price × quantity, in points.
     public var total: Int
+    /// A coupon code the order is paid with, if any (the balance service applies it).
+    public var coupon: String?
 
-    public init(orderID: String, userID: String, productID: String, quantity: Int, total: Int) {
+    public init(orderID: String, userID: String, productID: String, quantity: Int, total: Int, coupon: String? = nil) {
         self.orderID = orderID
         self.userID = userID
         self.productID = productID
         self.quantity = quantity
         self.total = total
+        self.coupon = coupon
     }
 }
 
@@ -34,13 +37,16 @@ public struct StockDecreased: SpoolEvent, Equatable {
     public var productID: String
     public var quantity: Int
     public var total: Int
+    /// The order's coupon code, passed on to the balance service.
+    public var coupon: String?
 
-    public init(orderID: String, userID: String, productID: String, quantity: Int, total: Int) {
+    public init(orderID: String, userID: String, productID: String, quantity: Int, total: Int, coupon: String? = nil) {
         self.orderID = orderID
         self.userID = userID
         self.productID = productID
         self.quantity = quantity
         self.total = total
+        self.coupon = coupon
     }
 }
 
@@ -61,6 +67,7 @@ public struct PaymentCompleted: SpoolEvent, Equatable {
     public static let eventType = "payment-completed"
     public var orderID: String
     public var userID: String
+    /// Points debited: the total less the coupon's discount.
     public var amount: Int
 
     public init(orderID: String, userID: String, amount: Int) {
@@ -209,7 +216,7 @@ public struct StockReleased: SpoolEvent, Equatable {
     }
 }
 
-/// Debit an order's total from its user.
+/// Debit an order's total (less its coupon's discount) from its user.
 public struct ChargeCommand: SagaCommand, Equatable {
     public typealias Reply = ChargeResult
     public static let eventType = "charge"
@@ -217,11 +224,14 @@ public struct ChargeCommand: SagaCommand, Equatable {
     public var orderID: String
     public var userID: String
     public var amount: Int
+    /// The order's coupon code, if any.
+    public var coupon: String?
 
-    public init(orderID: String, userID: String, amount: Int) {
+    public init(orderID: String, userID: String, amount: Int, coupon: String? = nil) {
         self.orderID = orderID
         self.userID = userID
         self.amount = amount
+        self.coupon = coupon
     }
 }
 
@@ -239,7 +249,8 @@ public struct ChargeResult: SpoolEvent, Equatable {
     }
 }
 
-/// Give back what an order debited (or make sure it is never debited, if the charge has not arrived yet).
+/// Give back what an order debited and release its coupon (or make sure it is never debited, if
+/// the charge has not arrived yet).
 public struct RefundCommand: SagaCommand, Equatable {
     public typealias Reply = RefundResult
     public static let eventType = "refund"

@@ -14,6 +14,7 @@ public struct OrderClient: Sendable {
         public var total: Int
         public var state: String
         public var reason: String?
+        public var coupon: String?
     }
 
     private struct OrderList: Codable { var orders: [Order] }
@@ -31,11 +32,13 @@ public struct OrderClient: Sendable {
 
     /// Places an order; returns it (PENDING) or throws with the status and body of a refusal, or
     /// the transport error (service down).
-    public func place(userID: String, productID: String, quantity: Int) async throws -> Order {
+    public func place(userID: String, productID: String, quantity: Int, coupon: String? = nil) async throws -> Order {
         var request = URLRequest(url: baseURL.appendingPathComponent("orders"))
         request.httpMethod = "POST"
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = try JSONSerialization.data(withJSONObject: ["userId": userID, "productId": productID, "quantity": quantity])
+        var body: [String: Any] = ["userId": userID, "productId": productID, "quantity": quantity]
+        body["coupon"] = coupon
+        request.httpBody = try JSONSerialization.data(withJSONObject: body)
         let (data, response) = try await session.data(for: request)
         guard (response as? HTTPURLResponse)?.statusCode == 201 else {
             throw HarnessError("POST /orders: HTTP \((response as? HTTPURLResponse)?.statusCode ?? 0): \(String(decoding: data, as: UTF8.self))")
@@ -45,11 +48,12 @@ public struct OrderClient: Sendable {
 
     /// Places an order, retrying every 200 ms while the service cannot be reached (it may be
     /// restarting), up to `timeout`. A refusal (HTTP 4xx) is thrown at once.
-    public func placePatiently(userID: String, productID: String, quantity: Int, timeout: Duration = .seconds(60)) async throws -> Order {
+    public func placePatiently(userID: String, productID: String, quantity: Int, coupon: String? = nil,
+                               timeout: Duration = .seconds(60)) async throws -> Order {
         let deadline = ContinuousClock.now + timeout
         while true {
             do {
-                return try await place(userID: userID, productID: productID, quantity: quantity)
+                return try await place(userID: userID, productID: productID, quantity: quantity, coupon: coupon)
             } catch let error as HarnessError {
                 throw error
             } catch {

@@ -2,15 +2,17 @@ import Foundation
 import ServiceKit
 import SpoolTesting
 
-/// A reproducible stream of orders over the seed: random users, products and quantities, plus
-/// (first) a few orders chosen to run out of stock and to lack balance, so that a run shows every
-/// ending.
+/// A reproducible stream of orders over the seed: random users, products and quantities, about
+/// one order in five with a coupon (so that, with few coupons, some are wanted by two orders or
+/// more), plus (first) a few orders chosen to run out of stock and to lack balance, so that a run
+/// shows every ending.
 public struct OrderMix: Sendable {
     /// One order to place.
     public struct Request: Sendable {
         public var userID: String
         public var productID: String
         public var quantity: Int
+        public var coupon: String?
     }
 
     public let requests: [Request]
@@ -29,7 +31,9 @@ public struct OrderMix: Sendable {
         while requests.count < count {
             let user = data.users[Int(generator.next() % UInt64(data.users.count))]
             let product = data.products[Int(generator.next() % UInt64(data.products.count))]
-            requests.append(Request(userID: user.id, productID: product.id, quantity: Int(generator.next() % 6) + 1))
+            let quantity = Int(generator.next() % 6) + 1
+            let coupon = !data.coupons.isEmpty && generator.next() % 5 == 0 ? data.coupons[Int(generator.next() % UInt64(data.coupons.count))].code : nil
+            requests.append(Request(userID: user.id, productID: product.id, quantity: quantity, coupon: coupon))
         }
         self.requests = Array(requests.prefix(count))
     }

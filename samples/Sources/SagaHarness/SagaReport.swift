@@ -4,8 +4,10 @@ import ServiceKit
 
 /// What the services' databases hold after a run, and whether the saga's invariants hold
 /// (every order ends COMPLETED or CANCELLED; initial stock = stock + quantities of
-/// COMPLETED orders; initial balance = balance + totals of COMPLETED orders; each ended order is
-/// notified once; and nothing is left in an outbox).
+/// COMPLETED orders; initial balance = balance + what was debited, and exactly the COMPLETED
+/// orders are debited, each its total less its coupon's discount; no coupon is used by two
+/// orders, and a CANCELLED order's coupon is free again; each ended order is notified once; and
+/// nothing is left in an outbox).
 public struct SagaReport: Sendable {
     /// One order's row.
     public struct OrderRow: Sendable {
@@ -16,6 +18,7 @@ public struct SagaReport: Sendable {
         public var total: Int
         public var state: String
         public var reason: String?
+        public var coupon: String?
         /// Milliseconds from creation to the last state change.
         public var duration: Int64
         public var createdAt: Int64
@@ -25,6 +28,10 @@ public struct SagaReport: Sendable {
     public var orders: [OrderRow]
     public var stock: [String: Int]
     public var balances: [String: Int]
+    /// The balance service's debited payments: order id → (user, amount, coupon).
+    public var debited: [String: (userID: String, amount: Int, coupon: String?)]
+    /// Coupons in use: code → order id.
+    public var couponUses: [String: String]
     /// Order id → (recipient messages accepted by the channel, deliveries that reached it).
     public var channelMessages: [String: (text: String, deliveries: Int)]
     /// Notification rows by order id → outcome, and how many are still pending.
@@ -48,15 +55,20 @@ public struct SagaReport: Sendable {
         let orders = try open(cluster.databasePath(.order)).read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM orders ORDER BY created_at, id").map { row in
                 OrderRow(id: row["id"], userID: row["user_id"], productID: row["product_id"], quantity: row["quantity"], total: row["total"],
-                         state: row["state"], reason: row["reason"], duration: (row["updated_at"] as Int64) - (row["created_at"] as Int64),
+                         state: row["state"], reason: row["reason"], coupon: row["coupon"],
+                         duration: (row["updated_at"] as Int64) - (row["created_at"] as Int64),
                          createdAt: row["created_at"], updatedAt: row["updated_at"])
             }
         }
         let stock = try open(cluster.databasePath(.stock)).read { db in
             Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, quantity FROM products").map { ($0["id"] as String, $0["quantity"] as Int) })
         }
-        let balances = try open(cluster.databasePath(.balance)).read { db in
-            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, balance FROM users").map { ($0["id"] as String, $0["balance"] as Int) })
+        let (balances, debited, couponUses) = try open(cluster.databasePath(.balance)).read { db in
+            (Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, balance FROM users").map { ($0["id"] as String, $0["balance"] as Int) }),
+             Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT order_id, user_id, amount, coupon FROM payments WHERE state = 'debited'").map {
+                 ($0["order_id"] as String, (userID: $0["user_id"] as String, amount: $0["amount"] as Int, coupon: $0["coupon"] as String?))
+             }),
+             Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT code, order_id FROM coupon_uses").map { ($0["code"] as String, $0["order_id"] as String) }))
         }
         let notifications = try open(cluster.databasePath(.notification))
         let (outcomes, pending) = try notifications.read { db in
@@ -86,7 +98,7 @@ public struct SagaReport: Sendable {
                 }
             }
         }
-        return SagaReport(orders: orders, stock: stock, balances: balances, channelMessages: channel, notificationOutcomes: outcomes,
+        return SagaReport(orders: orders, stock: stock, balances: balances, debited: debited, couponUses: couponUses, channelMessages: channel, notificationOutcomes: outcomes,
                           pendingNotifications: pending, unsentOutbox: unsent, pendingTimeouts: timeouts,
                           parkedSagas: parked)
     }
@@ -112,11 +124,35 @@ public struct SagaReport: Sendable {
             }
         }
         for user in seed.users {
-            let spent = completed.filter { $0.userID == user.id }.map(\.total).reduce(0, +)
+            let spent = debited.values.filter { $0.userID == user.id }.map(\.amount).reduce(0, +)
             let left = balances[user.id] ?? 0
             if user.balance != left + spent {
-                problems.append("balance of \(user.id): initial \(user.balance) ≠ \(left) left + \(spent) in completed orders")
+                problems.append("balance of \(user.id): initial \(user.balance) ≠ \(left) left + \(spent) debited")
             }
+        }
+        let discounts = Dictionary(uniqueKeysWithValues: seed.coupons.map { ($0.code, $0.discount) })
+        for order in completed {
+            guard let payment = debited[order.id] else {
+                problems.append("order \(order.id) is COMPLETED but was never debited")
+                continue
+            }
+            let price = Swift.max(0, order.total - (order.coupon.flatMap { discounts[$0] } ?? 0))
+            if payment.amount != price || payment.coupon != order.coupon {
+                problems.append("order \(order.id) was debited \(payment.amount) with coupon \(payment.coupon ?? "-"), not \(price) with \(order.coupon ?? "-")")
+            }
+            if let coupon = order.coupon, couponUses[coupon] != order.id {
+                problems.append("order \(order.id) used coupon \(coupon), which is not recorded as its use")
+            }
+        }
+        let completedIDs = Set(completed.map(\.id))
+        for (orderID, _) in debited where !completedIDs.contains(orderID) {
+            problems.append("order \(orderID) is debited but not COMPLETED")
+        }
+        for (code, orderID) in couponUses where !completedIDs.contains(orderID) {
+            problems.append("coupon \(code) is held by order \(orderID), which is not COMPLETED")
+        }
+        for (code, users) in Dictionary(grouping: debited.values.compactMap(\.coupon), by: { $0 }) where users.count > 1 {
+            problems.append("coupon \(code) was used by \(users.count) orders")
         }
         for order in orders where order.state != "PENDING" {
             if channelMessages[order.id] == nil { problems.append("order \(order.id) (\(order.state)) was never notified") }

@@ -1,7 +1,8 @@
 import Foundation
 
-/// The starting data of the saga: products with prices and stock, users with balances. Each
-/// service loads its part into its empty database at first start; the invariants compare with it.
+/// The starting data of the saga: products with prices and stock, users with balances, coupons
+/// with their discounts. Each service loads its part into its empty database at first start; the
+/// invariants compare with it.
 public struct Seed: Codable, Sendable, Equatable {
     /// A product for sale.
     public struct Product: Codable, Sendable, Equatable {
@@ -21,14 +22,36 @@ public struct Seed: Codable, Sendable, Equatable {
         public var balance: Int
     }
 
+    /// A discount code, good for one order in all (whoever uses it first).
+    public struct Coupon: Codable, Sendable, Equatable {
+        public var code: String
+        /// Points off the order's total (never below 0).
+        public var discount: Int
+    }
+
     public var products: [Product]
     public var users: [User]
+    /// The coupons (none in a seed file that has no `coupons`).
+    public var coupons: [Coupon]
+
+    public init(products: [Product], users: [User], coupons: [Coupon] = []) {
+        self.products = products
+        self.users = users
+        self.coupons = coupons
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        products = try container.decode([Product].self, forKey: .products)
+        users = try container.decode([User].self, forKey: .users)
+        coupons = try container.decodeIfPresent([Coupon].self, forKey: .coupons) ?? []
+    }
 
     /// This seed with every product's stock and every user's balance multiplied by `factor`
     /// (for runs with many orders).
     public func scaled(by factor: Int) -> Seed {
         Seed(products: products.map { var product = $0; product.stock *= factor; return product },
-             users: users.map { var user = $0; user.balance *= factor; return user })
+             users: users.map { var user = $0; user.balance *= factor; return user }, coupons: coupons)
     }
 
     /// Writes the seed as JSON to `path`.

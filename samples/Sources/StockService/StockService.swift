@@ -128,7 +128,7 @@ struct ReserveStock: CompensableStep {
             return .failure(StockFailed(orderID: order.orderID, reason: refusal))
         }
         return .success(StockDecreased(orderID: order.orderID, userID: order.userID, productID: order.productID,
-                                       quantity: order.quantity, total: order.total))
+                                       quantity: order.quantity, total: order.total, coupon: order.coupon))
     }
 
     func compensate(_ event: EventEnvelope<PaymentFailed>, in context: SagaContext) throws -> StockRestored? {

@@ -91,7 +91,8 @@ struct SagaDemo: AsyncParsableCommand {
     private func place(_ requests: [OrderMix.Request], through client: OrderClient) async throws {
         if oneAtATime {
             for request in requests {
-                let order = try await client.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity)
+                let order = try await client.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity,
+                                                            coupon: request.coupon)
                 // The figure comes from the order's own timestamps: a 5 ms poll only spaces the orders out.
                 while try await client.order(order.id)?.state == "PENDING" { try await Task.sleep(for: .milliseconds(5)) }
             }
@@ -101,7 +102,8 @@ struct SagaDemo: AsyncParsableCommand {
             for (index, request) in requests.enumerated() {
                 if index >= concurrency { try await group.next() }
                 group.addTask {
-                    _ = try await client.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity)
+                    _ = try await client.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity,
+                                                        coupon: request.coupon)
                 }
             }
             try await group.waitForAll()
@@ -133,7 +135,10 @@ struct SagaDemo: AsyncParsableCommand {
         let balanceNow = report.balances.values.reduce(0, +), balanceThen = seed.users.map(\.balance).reduce(0, +)
         let completed = report.orders.filter { $0.state == "COMPLETED" }
         lines.append("stock:   \(stockThen) at start = \(stockNow) in stock + \(completed.map(\.quantity).reduce(0, +)) sold")
-        lines.append("balance: \(balanceThen) at start = \(balanceNow) left + \(completed.map(\.total).reduce(0, +)) spent")
+        lines.append("balance: \(balanceThen) at start = \(balanceNow) left + \(report.debited.values.map(\.amount).reduce(0, +)) spent")
+        let wanted = report.orders.filter { $0.coupon != nil }
+        lines.append("coupons: \(wanted.count) orders came with one; \(report.couponUses.count) of \(seed.coupons.count) coupons used, each once; "
+                     + "\(wanted.filter { $0.reason?.contains("already used") == true }.count) refused as already used")
         let deliveries = report.channelMessages.values.map(\.deliveries).reduce(0, +)
         lines.append("notifications: \(report.channelMessages.count) messages for \(report.orders.count) orders (\(deliveries) deliveries reached the channel; the repeats were absorbed by the idempotency key)")
         if let latency = report.latency, let throughput = report.throughput {

@@ -77,7 +77,8 @@ enum Executables {
                 let share = mix.requests[worker...].striding(by: 4)
                 group.addTask {
                     for request in share {
-                        _ = try await orders.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity)
+                        _ = try await orders.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity,
+                                                                 coupon: request.coupon)
                         try await Task.sleep(for: .milliseconds(300))
                     }
                     return share.count
@@ -115,6 +116,8 @@ enum Executables {
         #expect(violations.isEmpty, "\(violations.prefix(20).joined(separator: "\n"))")
         #expect(killed.count >= 5, "the chaos must have struck")
         #expect(Set(report.orders.map(\.state)) == ["COMPLETED", "CANCELLED"], "both endings occur")
+        #expect(!report.couponUses.isEmpty, "coupons were used")
+        #expect(report.orders.contains { $0.reason?.contains("already used") == true }, "a coupon was wanted by a second order, and refused")
 
         // Dead letters: only the poison, with its reason (possibly twice: dead-lettering is at least
         // once). Supervised, the supervisor reads the dead letters (their topics exist, empty) and

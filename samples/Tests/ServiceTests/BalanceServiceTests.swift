@@ -65,4 +65,29 @@ import Testing
         #expect(try await balance(service, "ada") == 400)
         try await service.stop()
     }
+
+    @Test func aCouponIsUsedByOneOrderAtMostAndIsFreeAgainAfterARefund() async throws {
+        let service = try await start()
+        try await service.publish(StockDecreased(orderID: "o1", userID: "bob", productID: "coffee", quantity: 3, total: 36, coupon: "VIP20"), saga: "o1")
+        try await service.publish(StockDecreased(orderID: "o2", userID: "ada", productID: "coffee", quantity: 1, total: 12, coupon: "VIP20"), saga: "o2")
+        try await service.publish(StockDecreased(orderID: "o3", userID: "ada", productID: "coffee", quantity: 1, total: 12, coupon: "NOPE"), saga: "o3")
+        try await service.publish(StockDecreased(orderID: "o4", userID: "ada", productID: "apple", quantity: 1, total: 3, coupon: "LUCKY10"), saga: "o4")
+        let completed = try await service.waitForEvents(PaymentCompleted.self, count: 2)
+        #expect(completed.map(\.payload) == [PaymentCompleted(orderID: "o1", userID: "bob", amount: 16),
+                                             PaymentCompleted(orderID: "o4", userID: "ada", amount: 0)], "the discount, never below 0")
+        let failed = try await service.waitForEvents(PaymentFailed.self, count: 2)
+        #expect(failed.map(\.payload.reason) == ["coupon VIP20 already used", "unknown coupon NOPE"])
+        #expect(try await balance(service, "ada") == 400, "a refused order debits nothing")
+
+        // o1 is cancelled: refunded, and its coupon is free for another order.
+        try await service.publish(OrderCancelled(orderID: "o1", userID: "bob", reason: "timeout"), saga: "o1")
+        #expect(try await service.waitForEvents(PaymentRefunded.self, count: 1).map(\.payload.amount) == [16])
+        try await service.publish(StockDecreased(orderID: "o5", userID: "ada", productID: "coffee", quantity: 2, total: 24, coupon: "VIP20"), saga: "o5")
+        #expect(try await service.waitForEvents(PaymentCompleted.self, count: 3).last?.payload.amount == 4)
+        #expect(try await balance(service, "bob") == 150)
+        #expect(try await balance(service, "ada") == 396)
+        let uses = try await service.database.read { db in try String.fetchAll(db, sql: "SELECT order_id FROM coupon_uses WHERE code = 'VIP20'") }
+        #expect(uses == ["o5"])
+        try await service.stop()
+    }
 }
