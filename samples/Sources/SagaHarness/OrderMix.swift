@@ -3,8 +3,8 @@ import ServiceKit
 import SpoolTesting
 
 /// A reproducible stream of orders over the seed: random users, products and quantities, about
-/// one order in five with a coupon (so that, with few coupons, some are wanted by two orders or
-/// more), plus (first) a few orders chosen to run out of stock and to lack balance, so that a run
+/// one order in ten with a coupon drawn from the seed's (so that some are wanted by two orders
+/// or more), plus (first) a few orders chosen to run out of stock and to lack balance, so that a run
 /// shows every ending.
 public struct OrderMix: Sendable {
     /// One order to place.
@@ -32,7 +32,7 @@ public struct OrderMix: Sendable {
             let user = data.users[Int(generator.next() % UInt64(data.users.count))]
             let product = data.products[Int(generator.next() % UInt64(data.products.count))]
             let quantity = Int(generator.next() % 6) + 1
-            let coupon = !data.coupons.isEmpty && generator.next() % 5 == 0 ? data.coupons[Int(generator.next() % UInt64(data.coupons.count))].code : nil
+            let coupon = !data.coupons.isEmpty && generator.next() % 10 == 0 ? data.coupons[Int(generator.next() % UInt64(data.coupons.count))].code : nil
             requests.append(Request(userID: user.id, productID: product.id, quantity: quantity, coupon: coupon))
         }
         self.requests = Array(requests.prefix(count))

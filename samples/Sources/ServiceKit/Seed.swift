@@ -47,11 +47,14 @@ public struct Seed: Codable, Sendable, Equatable {
         coupons = try container.decodeIfPresent([Coupon].self, forKey: .coupons) ?? []
     }
 
-    /// This seed with every product's stock and every user's balance multiplied by `factor`
-    /// (for runs with many orders).
+    /// This seed with every product's stock and every user's balance multiplied by `factor`,
+    /// and `factor` coupons for each (`VIP20`, `VIP20-2`, …) (for runs with many orders).
     public func scaled(by factor: Int) -> Seed {
         Seed(products: products.map { var product = $0; product.stock *= factor; return product },
-             users: users.map { var user = $0; user.balance *= factor; return user }, coupons: coupons)
+             users: users.map { var user = $0; user.balance *= factor; return user },
+             coupons: coupons + (1..<Swift.max(1, factor)).flatMap { copy in
+                 coupons.map { Coupon(code: "\($0.code)-\(copy + 1)", discount: $0.discount) }
+             })
     }
 
     /// Writes the seed as JSON to `path`.
