@@ -58,6 +58,16 @@ enum Executables {
             mode: mode
         ))
         try cluster.startAll()
+        do {
+            try await run(cluster, mode: mode, seed: seed)
+        } catch {
+            await cluster.stopAll()  // a failure must not leave the processes running
+            throw error
+        }
+    }
+
+    /// Orders, chaos and the checks, on the started `cluster`.
+    private func run(_ cluster: SagaCluster, mode: SagaMode, seed: Seed) async throws {
         let orders = OrderClient(baseURL: cluster.orderURL)
         try await orders.waitUntilUp()
 
@@ -69,6 +79,7 @@ enum Executables {
 
         let chaos = Chaos(cluster: cluster, seed: 7)
         let chaosTask = Task { try await chaos.run() }
+        defer { chaos.stop() }
 
         // 500 orders, four at a time, paced so that the chaos meets them (about 40 s).
         let mix = OrderMix(count: 500, over: seed, seed: 42)
