@@ -37,7 +37,7 @@ public struct SagaStateChanged: SpoolEvent {
     public var attempt: Int
     /// When the current step times out (ms since the epoch), if a reply is awaited.
     public var deadline: Int64?
-    /// What happened, in a few words ("reserve-stock succeeded", "credit timed out (attempt 2 of 3)").
+    /// What happened, in a few words ("reserve-stock succeeded", "charge timed out; sent again (attempt 2 of 3)").
     public var change: String
     /// Why the saga is compensating or parked, if it is.
     public var reason: String?

@@ -52,8 +52,8 @@ public final class SagaParticipant: Sendable {
     /// Wakes the running relay (nil while not running).
     private let doorbell = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
-    /// A handler as stored: the topic to consume, the type-erased call, and what a redelivered
-    /// record (already in the inbox) does: nothing, or, for a command, its reply again.
+    /// A handler as stored (under its ``Subscription``): the type-erased call, and what a
+    /// redelivered record (already in the inbox) does: nothing, or, for a command, its reply again.
     private struct Registration: Sendable {
         var handle: @Sendable (EventMetadata, [UInt8], SagaContext) throws -> Void
         var redelivered: (@Sendable (SagaContext) throws -> Void)?

@@ -172,21 +172,25 @@ final class SupervisorEngine: Sendable {
             row.attempt = 0
             try retry(&row, after: .zero, change: asked, in: context)
         case .compensate where row.state == .parked || row.state == .running:
-            let rule = rules.first { $0.service == row.service && $0.eventType == row.eventType && $0.isDeadLetter == row.isDeadLetter }
-            let commands = rule?.action.compensation ?? []
+            // The rule and the commands are those of the last report, whose event the row keeps.
+            let report = try Self.lastReport(of: row)
+            let commands = rules.first { $0.matches(report) }?.action.compensation ?? []
             guard !commands.isEmpty else { return try save(row, change: "\(asked): ignored, no compensation is declared for it", in: context) }
-            // The commands are built from the last report, whose event the row keeps.
-            guard let metadata = try EventMetadata(headers: row.failed.record.headers) else {
-                throw PermanentFailure("saga \(row.sagaID): the stored failure is not an event")
-            }
-            let report = FailureReport(sagaID: row.sagaID, service: row.service, eventType: row.eventType, isDeadLetter: row.isDeadLetter,
-                                       error: nil, metadata: metadata, value: row.failed.record.value)
             row.reason = asked
             try compensate(&row, commands, report: report, change: asked, in: context)
         default:
             try save(row, change: "\(asked): ignored, the saga is \(row.state.rawValue)\(!row.isDeadLetter && request.action == .retry ? " and its failure is not a dead letter" : "")",
                      in: context)
         }
+    }
+
+    /// The report `row` last answered, rebuilt from the event it keeps (without a dead letter's error).
+    private static func lastReport(of row: SupervisedRow) throws -> FailureReport {
+        guard let metadata = try EventMetadata(headers: row.failed.record.headers) else {
+            throw PermanentFailure("saga \(row.sagaID): the stored failure is not an event")
+        }
+        return FailureReport(sagaID: row.sagaID, service: row.service, eventType: row.eventType, isDeadLetter: row.isDeadLetter, error: nil,
+                             metadata: metadata, value: row.failed.record.value)
     }
 
     // MARK: Transitions

@@ -50,7 +50,7 @@ extension Saga {
                                EventMetadata.formatTime(change.time), event.reason ?? "-"].joined(separator: "\t"))
                     }
                 case .json:
-                    for change in shown { printJSONLine(change.json) }
+                    for change in shown { printJSONLine(change) }
                 }
             }
         }
@@ -98,7 +98,7 @@ extension Saga {
                 let changes = try await SagaStateLog(client: client).changes(of: sagaID)
                 guard let last = changes.last else { throw SpoolError(.invalidArgument, "no state of saga '\(sagaID)' in \(SagaStateChanged.topic)") }
                 guard format == .text else {
-                    for change in changes { printJSONLine(change.json) }
+                    for change in changes { printJSONLine(change) }
                     return
                 }
                 let event = last.event
@@ -244,28 +244,28 @@ enum SagaStateFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
 }
 
-/// One published change of a saga, with the time it was published.
-struct SagaStateChange {
+/// One published change of a saga, with the time it was published; as JSON, the event's fields
+/// plus `time` (ISO 8601) and `timeMilliseconds`.
+struct SagaStateChange: Encodable {
     var time: Int64
     var event: SagaStateChanged
 
-    /// The change as one JSON object: the event's fields and its time.
-    var json: [String: Any] {
-        var object: [String: Any] = ["time": EventMetadata.formatTime(time), "timeMilliseconds": time, "sagaID": event.sagaID,
-                                     "saga": event.saga, "version": event.version, "state": event.state.rawValue, "attempt": event.attempt,
-                                     "change": event.change, "completedSteps": event.completedSteps,
-                                     "compensatedSteps": event.compensatedSteps]
-        object["step"] = event.step
-        object["deadline"] = event.deadline
-        object["reason"] = event.reason
-        return object
+    private enum TimeKeys: String, CodingKey { case time, timeMilliseconds }
+
+    func encode(to encoder: any Encoder) throws {
+        try event.encode(to: encoder)
+        var container = encoder.container(keyedBy: TimeKeys.self)
+        try container.encode(EventMetadata.formatTime(time), forKey: .time)
+        try container.encode(time, forKey: .timeMilliseconds)
     }
 }
 
-/// Prints `object` as one line of JSON, keys sorted.
-private func printJSONLine(_ object: [String: Any]) {
-    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-    print(String(decoding: data, as: UTF8.self))
+/// Prints `value` as one line of JSON, keys sorted (strings, numbers and arrays of them: it
+/// cannot fail to encode).
+func printJSONLine(_ value: some Encodable) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self))
 }
 
 /// The saga states topic, read back.

@@ -210,8 +210,6 @@ enum SagaTimeline {
 
     /// One JSON object per step (JSON Lines), keys sorted.
     static func printJSON(_ steps: [SagaStep]) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var previous = steps[0].time
         for step in steps {
             let deadLetter = Dictionary(uniqueKeysWithValues: step.record.headers.filter { $0.name.hasPrefix(DeadLetterHeaderName.prefix) }
@@ -221,8 +219,7 @@ enum SagaTimeline {
                                 eventType: step.metadata?.eventType, eventID: step.metadata?.eventID, causationID: step.metadata?.causationID,
                                 source: step.metadata?.source, role: step.role, deadLetter: deadLetter.isEmpty ? nil : deadLetter,
                                 problem: step.problem)
-            // Encoding strings, numbers and a string dictionary cannot fail.
-            print(String(decoding: (try? encoder.encode(line)) ?? Data(), as: UTF8.self))
+            printJSONLine(line)
             previous = step.time
         }
     }

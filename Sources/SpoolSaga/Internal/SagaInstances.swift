@@ -53,11 +53,8 @@ enum SagaInstances {
 
     static func load(_ db: Database, id: String) throws -> InstanceRow? {
         guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM spool_sagas WHERE id = ?"), arguments: [id]) else { return nil }
-        let state: String = row["state"]
-        guard let parsed = SagaState(rawValue: state) else {
-            throw SpoolError(.invalidArgument, "saga \(id): unknown state '\(state)' in spool_sagas")
-        }
-        return InstanceRow(id: row["id"], definition: row["definition"], version: row["version"], state: parsed, undoing: row["undoing"],
+        return InstanceRow(id: row["id"], definition: row["definition"], version: row["version"],
+                           state: try state(row["state"], of: id, in: "spool_sagas"), undoing: row["undoing"],
                            step: row["step"], attempt: row["attempt"], commandID: row["command_id"], data: row["data"],
                            deadline: row["deadline"], reason: row["reason"], completedSteps: try strings(row["completed_steps"]),
                            compensatedSteps: try strings(row["compensated_steps"]), startedAt: row["started_at"])
@@ -79,16 +76,23 @@ enum SagaInstances {
     static func history(_ db: Database, sagaID: String) throws -> [SagaInstance.Change] {
         try Row.fetchAll(db, sql: "SELECT time, state, step, change FROM spool_saga_history WHERE saga_id = ? ORDER BY seq",
                          arguments: [sagaID]).map { row in
-            let state: String = row["state"]
-            return SagaInstance.Change(time: row["time"], state: SagaState(rawValue: state) ?? .parked, step: row["step"], change: row["change"])
+            SagaInstance.Change(time: row["time"], state: try state(row["state"], of: sagaID, in: "spool_saga_history"), step: row["step"],
+                                change: row["change"])
         }
     }
 
-    private static func json(_ names: [String]) throws -> String {
+    /// A stored state; throws for one this version does not know.
+    static func state(_ text: String, of sagaID: String, in table: String) throws -> SagaState {
+        guard let state = SagaState(rawValue: text) else { throw SpoolError(.invalidArgument, "saga \(sagaID): unknown state '\(text)' in \(table)") }
+        return state
+    }
+
+    /// Step or command names as stored: a JSON array.
+    static func json(_ names: [String]) throws -> String {
         String(decoding: try JSONEncoder().encode(names), as: UTF8.self)
     }
 
-    private static func strings(_ text: String) throws -> [String] {
+    static func strings(_ text: String) throws -> [String] {
         try JSONDecoder().decode([String].self, from: Data(text.utf8))
     }
 }

@@ -87,7 +87,6 @@ enum SagaStore {
                     updated_at INTEGER NOT NULL
                 );
                 CREATE INDEX spool_sagas_deadline ON spool_sagas(deadline) WHERE deadline IS NOT NULL;
-                CREATE INDEX spool_sagas_state ON spool_sagas(state);
                 CREATE TABLE spool_saga_history (
                     saga_id TEXT NOT NULL,
                     seq INTEGER NOT NULL,

@@ -34,7 +34,7 @@ enum SupervisedSagas {
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [
                 row.sagaID, row.flow, row.state.rawValue, row.service, row.eventType, row.isDeadLetter, row.eventID, row.attempt, row.reason,
-                String(decoding: try JSONEncoder().encode(row.compensations), as: UTF8.self), row.failed.topic,
+                try SagaInstances.json(row.compensations), row.failed.topic,
                 row.failed.record.key.map { Data($0) }, Data(row.failed.record.value), SagaStore.encode(row.failed.record.headers),
                 row.startedAt, EventMetadata.now(),
             ])
@@ -44,18 +44,13 @@ enum SupervisedSagas {
         guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM spool_supervised WHERE saga_id = ?"), arguments: [sagaID]) else {
             return nil
         }
-        let state: String = row["state"]
-        guard let parsed = SagaState(rawValue: state) else {
-            throw SpoolError(.invalidArgument, "saga \(sagaID): unknown state '\(state)' in spool_supervised")
-        }
         let key: Data? = row["record_key"]
         let value: Data = row["record_value"]
         let headers: Data = row["record_headers"]
         let failed = OutgoingRecord(key: key.map { Array($0) }, value: Array(value), headers: try SagaStore.decode(headers))
-        let compensations: String = row["compensations"]
-        return SupervisedRow(sagaID: sagaID, flow: row["flow"], state: parsed, service: row["service"], eventType: row["event_type"],
-                             isDeadLetter: row["dead_letter"], eventID: row["event_id"], attempt: row["attempt"], reason: row["reason"],
-                             compensations: try JSONDecoder().decode([String].self, from: Data(compensations.utf8)), failed: (row["record_topic"], failed),
-                             startedAt: row["started_at"])
+        return SupervisedRow(sagaID: sagaID, flow: row["flow"], state: try SagaInstances.state(row["state"], of: sagaID, in: "spool_supervised"),
+                             service: row["service"], eventType: row["event_type"], isDeadLetter: row["dead_letter"], eventID: row["event_id"],
+                             attempt: row["attempt"], reason: row["reason"], compensations: try SagaInstances.strings(row["compensations"]),
+                             failed: (row["record_topic"], failed), startedAt: row["started_at"])
     }
 }

@@ -47,17 +47,9 @@ public enum StockService {
                 participant.add(ReserveStock())
             } else {
                 participant.add(ReserveStock.ForwardOnly())
-                participant.on(RestoreStock.self) { event, context in
-                    if let restored = try release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: "cancelled") {
-                        try context.emit(restored, role: .compensation)
-                    }
-                }
+                participant.on(RestoreStock.self) { event, context in try restore(event.payload.orderID, context) }
             }
-            participant.on(OrderCancelled.self) { event, context in
-                if let restored = try release(orderID: event.payload.orderID, db: context.db, markingUnknownAs: "cancelled") {
-                    try context.emit(restored, role: .compensation)
-                }
-            }
+            participant.on(OrderCancelled.self) { event, context in try restore(event.payload.orderID, context) }
         case .orchestration:
             participant.handle(ReserveStockCommand.self) { command, context in
                 let order = command.payload
@@ -95,6 +87,13 @@ public enum StockService {
         try db.cachedStatement(sql: "INSERT INTO reservations (order_id, product_id, quantity, state) VALUES (?, ?, ?, 'reserved')")
             .execute(arguments: [orderID, productID, quantity])
         return nil
+    }
+
+    /// Puts back what `orderID` reserved, emitting `stock-restored`, or makes sure it is never reserved.
+    private static func restore(_ orderID: String, _ context: SagaContext) throws {
+        if let restored = try release(orderID: orderID, db: context.db, markingUnknownAs: "cancelled") {
+            try context.emit(restored, role: .compensation)
+        }
     }
 
     /// Puts back the reservation of `orderID` if it holds one; records `state` for an order never
