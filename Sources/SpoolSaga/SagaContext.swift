@@ -44,6 +44,11 @@ public final class SagaContext {
     func emit<E: SpoolEvent>(_ event: E, role: EventRole = .success, correlationID: String?, eventID: String?) throws -> EventMetadata {
         var envelope = try envelope(event, correlationID: correlationID)
         if let eventID { envelope.metadata.eventID = eventID }
+        return try insert(envelope, role: role)
+    }
+
+    @discardableResult
+    private func insert<E: SpoolEvent>(_ envelope: EventEnvelope<E>, role: EventRole) throws -> EventMetadata {
         try SagaStore.insertOutbox(db, record: try envelope.record(), topic: E.topic, role: role, eventID: envelope.metadata.eventID)
         emittedCount += 1
         return envelope.metadata
@@ -55,6 +60,19 @@ public final class SagaContext {
         guard let command = trigger else { throw SpoolError(.invalidArgument, "a reply needs a command to answer") }
         try emit(reply)
         try SagaStore.keepLastOutboxRowAsReply(db, commandID: command.eventID)
+    }
+
+    /// Emits `reply` as the answer to the command with event id `commandID` of saga
+    /// `correlationID`, one that a ``SagaParticipant/accept(_:_:)`` handler left unanswered, and
+    /// keeps it so that the command delivered again gets it again. Throws if that command has a
+    /// reply already (a command is answered once), or for an event that does not encode.
+    public func reply<R: SpoolEvent>(_ reply: R, toCommand commandID: String, correlationID: String) throws {
+        try insert(EventEnvelope(reply, correlationID: correlationID, causationID: commandID, source: service), role: .success)
+        do {
+            try SagaStore.keepLastOutboxRowAsReply(db, commandID: commandID)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw SpoolError(.invalidArgument, "command \(commandID) of saga \(correlationID) has a reply already")
+        }
     }
 
     /// Emits again the reply kept for the command being handled (delivered again); false if none is kept.

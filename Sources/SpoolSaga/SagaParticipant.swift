@@ -139,6 +139,19 @@ public final class SagaParticipant: Sendable {
         }
     }
 
+    /// Handles commands of type `C` whose reply may come later, after work that must not run
+    /// inside a transaction (a call to an external system): `handler` runs like ``handle(_:_:)``'s
+    /// and returns the reply to send now, or nil to send it later with
+    /// ``SagaContext/reply(_:toCommand:correlationID:)`` from a ``transaction(_:)`` of this
+    /// participant. Either way the command is answered once and its reply kept: the same command
+    /// delivered again gets that reply again, or nothing while it has none yet (the orchestrator
+    /// waits, resending on its timeout). Register before ``run()``.
+    public func accept<C: SagaCommand>(_ type: C.Type, _ handler: @escaping @Sendable (EventEnvelope<C>, SagaContext) throws -> C.Reply?) {
+        register(C.self, redelivered: { context in _ = try context.repeatReply() }) { command, context in
+            if let reply = try handler(command, context) { try context.reply(reply) }
+        }
+    }
+
     /// Runs `step` on its trigger and emits its success or failure event.
     public func add<Step: SagaStep>(_ step: Step) {
         registerProcess(step)

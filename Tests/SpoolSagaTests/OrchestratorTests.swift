@@ -104,7 +104,7 @@ final class PurchaseWorld: Sendable {
         }
         courierDatabase = try DatabasePool(path: directory.appending("courier.sqlite"))
         try await courierDatabase.write { db in
-            try db.execute(sql: "CREATE TABLE deliveries (saga TEXT PRIMARY KEY, cancelled INTEGER NOT NULL)")
+            try db.execute(sql: "CREATE TABLE deliveries (saga TEXT PRIMARY KEY, cancelled INTEGER NOT NULL, command_id TEXT)")
         }
     }
 
@@ -145,18 +145,22 @@ final class PurchaseWorld: Sendable {
     }
 
     /// The courier: a cancellation recorded before its dispatch keeps the late dispatch from
-    /// happening (the undo may overtake the command it undoes).
-    func startCourier() throws {
+    /// happening (the undo may overtake the command it undoes). `answeringLater`: a dispatch is
+    /// accepted and recorded with its command id, and answered later by the test.
+    @discardableResult
+    func startCourier(answeringLater: Bool = false) throws -> SagaParticipant {
         let courier = try SagaParticipant(name: "courier", client: client, database: courierDatabase, configuration: quickRetries)
-        courier.handle(Dispatch.self) { command, context in
-            try context.db.execute(sql: "INSERT OR IGNORE INTO deliveries VALUES (?, 0)", arguments: [command.metadata.correlationID])
-            return Dispatched()
+        courier.accept(Dispatch.self) { command, context in
+            try context.db.execute(sql: "INSERT OR IGNORE INTO deliveries (saga, cancelled, command_id) VALUES (?, 0, ?)",
+                                   arguments: [command.metadata.correlationID, command.metadata.eventID])
+            return answeringLater ? nil : Dispatched()
         }
         courier.handle(CancelDispatch.self) { command, context in
-            try context.db.execute(sql: "INSERT OR REPLACE INTO deliveries VALUES (?, 1)", arguments: [command.metadata.correlationID])
+            try context.db.execute(sql: "INSERT OR REPLACE INTO deliveries (saga, cancelled) VALUES (?, 1)", arguments: [command.metadata.correlationID])
             return DispatchCancelled()
         }
         start(courier)
+        return courier
     }
 
     func start(_ participant: SagaParticipant) {
@@ -257,6 +261,42 @@ struct RunningOrchestrator {
         let records = try await world.client.allRecords(of: SagaStateChanged.topic)
         #expect(records.allSatisfy { $0.key == Array("p-1".utf8) })
         #expect(running.orchestrator.statistics.started == 1 && running.orchestrator.statistics.completed == 1)
+        try await running.stop()
+        try await world.shutdown()
+    }
+
+    @Test func anAcceptedCommandIsAnsweredLaterOnceAndTheSameCommandAgainGetsThatReply() async throws {
+        let world = try await PurchaseWorld()
+        try world.startShelf()
+        try world.startWallet()
+        let courier = try world.startCourier(answeringLater: true)
+        let running = RunningOrchestrator(try world.makeOrchestrator(purchaseSaga()))
+        try await running.orchestrator.start(purchaseSaga(), id: "p-9", data: Purchase(quantity: 1, amount: 10))
+
+        // Accepted (its row is committed) and not answered: the saga waits at the dispatch.
+        #expect(await eventually { (try? await world.delivery("p-9")) == false })
+        #expect(await running.reaches("p-9", .running, step: "dispatch"))
+        let commandID = try #require(try await world.courierDatabase.read { db in
+            try String.fetchOne(db, sql: "SELECT command_id FROM deliveries WHERE saga = 'p-9'")
+        })
+        try await courier.transaction { context in try context.reply(Dispatched(), toCommand: commandID, correlationID: "p-9") }
+        #expect(await running.reaches("p-9", .completed))
+        await #expect(throws: SpoolError.self, "a command is answered once") {
+            try await courier.transaction { context in try context.reply(Dispatched(), toCommand: commandID, correlationID: "p-9") }
+        }
+
+        // The same command delivered again gets the kept reply again: same event id, nothing else happens.
+        let command = try #require(try await world.client.allRecords(of: Dispatch.topic).first)
+        try await world.client.publish(to: Dispatch.topic, key: command.key, value: command.value, headers: command.headers)
+        func dispatchedIDs() async throws -> [String] {
+            try await world.client.allRecords(of: Dispatched.topic).compactMap { try EventMetadata(headers: $0.headers) }
+                .filter { $0.eventType == Dispatched.eventType }.map(\.eventID)
+        }
+        #expect(await eventually { (try? await dispatchedIDs().count) == 2 })
+        let ids = try await dispatchedIDs()
+        #expect(Set(ids).count == 1, "the repeat is the same reply")
+        #expect(try EventMetadata(headers: try #require(try await world.client.allRecords(of: Dispatched.topic).last).headers)?.causationID == commandID)
+        #expect(try await world.courierDatabase.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries") } == 1)
         try await running.stop()
         try await world.shutdown()
     }
