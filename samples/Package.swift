@@ -1,5 +1,5 @@
 // swift-tools-version:6.0
-// The order saga on Spool: four services (order, stock, balance, notification) and a supervisor,
+// The order saga on Spool: five services (order, stock, balance, delivery, notification) and a supervisor,
 // each with its own SQLite database, a demo that runs them, and their tests. Its own package so that the HTTP
 // server (Hummingbird) and SQLite (GRDB) stay out of the SDK users' builds.
 import PackageDescription
@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "order-service", targets: ["order-service"]),
         .executable(name: "stock-service", targets: ["stock-service"]),
         .executable(name: "balance-service", targets: ["balance-service"]),
+        .executable(name: "delivery-service", targets: ["delivery-service"]),
         .executable(name: "notification-service", targets: ["notification-service"]),
         .executable(name: "supervisor-service", targets: ["supervisor-service"]),
         .executable(name: "saga-demo", targets: ["saga-demo"]),
@@ -40,6 +41,7 @@ let package = Package(
         .target(name: "OrderService", dependencies: ["SagaEvents", "ServiceKit", .product(name: "Hummingbird", package: "hummingbird")]),
         .target(name: "StockService", dependencies: ["SagaEvents", "ServiceKit"]),
         .target(name: "BalanceService", dependencies: ["SagaEvents", "ServiceKit"]),
+        .target(name: "DeliveryService", dependencies: ["SagaEvents", "ServiceKit"]),
         .target(name: "NotificationService", dependencies: ["SagaEvents", "ServiceKit"]),
         // The supervisor's rule table (`--mode supervised`).
         .target(name: "OrderSupervisor", dependencies: ["SagaEvents", "ServiceKit"]),
@@ -51,6 +53,7 @@ let package = Package(
         .executableTarget(name: "order-service", dependencies: ["OrderService", "ServiceKit"]),
         .executableTarget(name: "stock-service", dependencies: ["StockService", "ServiceKit"]),
         .executableTarget(name: "balance-service", dependencies: ["BalanceService", "ServiceKit"]),
+        .executableTarget(name: "delivery-service", dependencies: ["DeliveryService", "ServiceKit"]),
         .executableTarget(name: "notification-service", dependencies: ["NotificationService", "ServiceKit"]),
         .executableTarget(name: "supervisor-service", dependencies: ["OrderSupervisor", "ServiceKit"]),
         .executableTarget(
@@ -61,7 +64,7 @@ let package = Package(
         .testTarget(
             name: "ServiceTests",
             dependencies: [
-                "OrderService", "StockService", "BalanceService", "NotificationService", "OrderSupervisor", "SagaEvents",
+                "OrderService", "StockService", "BalanceService", "DeliveryService", "NotificationService", "OrderSupervisor", "SagaEvents",
                 "SagaHarness", .product(name: "SpoolTesting", package: "spool"), .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),

@@ -83,7 +83,7 @@ public enum NotificationService {
                             try db.cachedStatement(sql: "UPDATE notifications SET state = 'sent', attempts = ?, last_error = NULL WHERE order_id = ?")
                                 .execute(arguments: [attempts + 1, orderID])
                         }
-                    } catch let failure as ChannelFailure {
+                    } catch let failure as ExternalFailure {
                         let retryAt = EventMetadata.now() + backoff.backoff(after: attempts + 1).wholeMilliseconds
                         try await database.write { db in
                             try db.cachedStatement(sql: "UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE order_id = ?")
@@ -92,6 +92,8 @@ public enum NotificationService {
                         logger.debug("delivery failed; will retry", metadata: ["order": "\(orderID)", "attempt": "\(attempts + 1)", "reason": "\(failure.reason)"])
                     }
                 }
+            } catch is CancellationError {
+                return
             } catch {
                 logger.warning("courier pass failed; retrying", metadata: ["error": "\(error)"])
             }
@@ -100,53 +102,33 @@ public enum NotificationService {
     }
 }
 
-/// A delivery the channel refused or whose acknowledgement was lost.
-public struct ChannelFailure: Error, Sendable {
-    /// What went wrong (simulated).
-    public var reason: String
-}
-
-/// The stand-in for an external messaging provider: an SQLite file of the messages it accepted,
-/// one per idempotency key (`deliveries` counts how many deliveries reached it). It fails a
-/// share of attempts before accepting (`failureRate`: "unavailable") and loses the
-/// acknowledgement of a share after accepting (`lostAckRate`: the message is in, the sender is
-/// told it failed and tries again).
+/// The stand-in for an external messaging provider (a ``FlakyExternalSystem``): the messages it
+/// accepted, one per idempotency key (`deliveries` counts how many deliveries reached it).
 public final class FlakyChannel: Sendable {
-    /// The channel's own database.
-    public let database: DatabaseQueue
-    /// Share of attempts refused before accepting, 0…1.
-    public let failureRate: Double
-    /// Share of accepted attempts whose acknowledgement is lost, 0…1.
-    public let lostAckRate: Double
+    /// The provider: its file and how it fails.
+    public let system: FlakyExternalSystem
 
     /// Opens (creating if needed) the channel's file at `path`.
     public init(path: String, failureRate: Double, lostAckRate: Double) throws {
-        database = try DatabaseQueue(path: path)
-        self.failureRate = failureRate
-        self.lostAckRate = lostAckRate
-        try database.write { db in
-            try db.execute(sql: """
-                CREATE TABLE IF NOT EXISTS messages (
-                    idempotency_key TEXT PRIMARY KEY NOT NULL,
-                    recipient TEXT NOT NULL,
-                    text TEXT NOT NULL,
-                    accepted_at INTEGER NOT NULL,
-                    deliveries INTEGER NOT NULL
-                )
-                """)
-        }
+        system = try FlakyExternalSystem(path: path, failureRate: failureRate, lostAckRate: lostAckRate, schema: """
+            CREATE TABLE IF NOT EXISTS messages (
+                idempotency_key TEXT PRIMARY KEY NOT NULL,
+                recipient TEXT NOT NULL,
+                text TEXT NOT NULL,
+                accepted_at INTEGER NOT NULL,
+                deliveries INTEGER NOT NULL
+            )
+            """)
     }
 
     /// Sends `text` to `recipient`; a key already accepted is not sent twice (its `deliveries` grows).
-    /// Throws ``ChannelFailure`` as configured.
+    /// Throws ``ExternalFailure`` as configured.
     public func deliver(idempotencyKey: String, to recipient: String, text: String) throws {
-        if Double.random(in: 0..<1) < failureRate { throw ChannelFailure(reason: "channel unavailable (simulated)") }
-        try database.write { db in
+        try system.call { db in
             try db.cachedStatement(sql: """
                 INSERT INTO messages (idempotency_key, recipient, text, accepted_at, deliveries) VALUES (?, ?, ?, ?, 1)
                 ON CONFLICT(idempotency_key) DO UPDATE SET deliveries = deliveries + 1
                 """).execute(arguments: [idempotencyKey, recipient, text, EventMetadata.now()])
         }
-        if Double.random(in: 0..<1) < lostAckRate { throw ChannelFailure(reason: "acknowledgement lost (simulated)") }
     }
 }

@@ -47,15 +47,17 @@ public struct Order: Codable, Sendable, Equatable {
 /// later outcomes.
 ///
 /// - Choreography: placing stores the order and its `order-created` in one local transaction;
-///   `payment-completed` completes it; `stock-failed`, `payment-failed`, or no payment outcome
-///   within the payment timeout (a saga timeout event) cancel it, and the cancellation makes
-///   stock and balance undo what they did.
-/// - Supervised: as the choreography, but a `stock-failed` or `payment-failed` is the
-///   supervisor's to answer; its `cancel-order` cancels the order with the supervisor's reason.
+///   `delivery-scheduled` completes it; `stock-failed`, `payment-failed`, `delivery-failed`, or
+///   no outcome within the order timeout (a saga timeout event) cancel it, and the cancellation
+///   makes stock, balance and delivery undo what they did.
+/// - Supervised: as the choreography, but a failure is the supervisor's to answer, and there is
+///   no order timeout (what no rule settles is parked for a person); the supervisor's
+///   `cancel-order` cancels the order with its reason.
 /// - Orchestration: placing stores the order and starts a `place-order` saga instance in the
-///   same transaction; its orchestrator sends `reserve-stock`, then `charge`, and on a refusal or
-///   a step that never answers the undo commands of the steps done (`release-stock`, `refund`),
-///   newest first; the instance's end completes or cancels the order.
+///   same transaction; its orchestrator sends `reserve-stock`, `charge`, then `register-delivery`,
+///   and on a refusal or a step that never answers the undo commands of the steps done
+///   (`cancel-delivery`, `refund`, `release-stock`), newest first; the instance's end completes
+///   or cancels the order.
 public final class OrderService: Sendable {
     /// The service's name: consumer group and event source.
     public static let name = "order"
@@ -64,25 +66,25 @@ public final class OrderService: Sendable {
     public let participant: SagaParticipant
     /// Prices by product id (from the seed).
     public let prices: [String: Int]
-    /// How long an order waits for its payment outcome before it is cancelled (choreography).
-    public let paymentTimeout: Duration
+    /// How long an order waits for its payment and delivery before it is cancelled (choreography).
+    public let orderTimeout: Duration
     /// The orchestrator of the `place-order` sagas (orchestration); nil in the choreography.
     public let orchestrator: Orchestrator?
     private let placeOrder: SagaDefinition<PlaceOrderSaga>
-    /// Supervised: failures are the supervisor's to answer (`cancel-order`), not the service's.
-    private let supervised: Bool
+    /// How the saga runs.
+    private let mode: SagaMode
 
     /// A service on `participant` selling the seed's products, running the saga as `mode` says.
     /// In the orchestration each step waits `stepTimeout` for its reply, three times, before it
     /// counts as failed.
-    public init(participant: SagaParticipant, seed: Seed, paymentTimeout: Duration = .seconds(30), mode: SagaMode = .choreography,
+    public init(participant: SagaParticipant, seed: Seed, orderTimeout: Duration = .seconds(30), mode: SagaMode = .choreography,
                 stepTimeout: Duration = .seconds(10)) {
         self.participant = participant
         self.prices = Dictionary(uniqueKeysWithValues: seed.products.map { ($0.id, $0.price) })
-        self.paymentTimeout = paymentTimeout
+        self.orderTimeout = orderTimeout
         self.orchestrator = mode == .orchestration ? Orchestrator(participant: participant) : nil
         self.placeOrder = PlaceOrderSaga.definition(stepTimeout: stepTimeout)
-        self.supervised = mode == .supervised
+        self.mode = mode
     }
 
     /// What runs the service's saga side: the orchestrator, or the participant alone.
@@ -118,23 +120,26 @@ public final class OrderService: Sendable {
     /// Registers the handlers of the saga's outcomes (choreography) or the saga definition (orchestration).
     public func register() {
         if let orchestrator { return orchestrator.register(placeOrder) }
-        participant.on(PaymentCompleted.self) { event, context in
+        participant.on(DeliveryScheduled.self) { event, context in
             try Self.complete(event.payload.orderID, context)
         }
-        if supervised {
+        if mode == .supervised {
             participant.on(CancelOrder.self) { event, context in
                 try Self.cancel(event.payload.orderID, reason: event.payload.reason, context)
             }
-        } else {
-            participant.on(StockFailed.self) { event, context in
-                try Self.cancel(event.payload.orderID, reason: "stock: \(event.payload.reason)", context)
-            }
-            participant.on(PaymentFailed.self) { event, context in
-                try Self.cancel(event.payload.orderID, reason: "payment: \(event.payload.reason)", context)
-            }
+            return
         }
-        participant.on(PaymentTimedOut.self) { [paymentTimeout] event, context in
-            try Self.cancel(event.payload.orderID, reason: "timeout: no payment outcome within \(paymentTimeout)", context)
+        participant.on(StockFailed.self) { event, context in
+            try Self.cancel(event.payload.orderID, reason: "stock: \(event.payload.reason)", context)
+        }
+        participant.on(PaymentFailed.self) { event, context in
+            try Self.cancel(event.payload.orderID, reason: "payment: \(event.payload.reason)", context)
+        }
+        participant.on(DeliveryFailed.self) { event, context in
+            try Self.cancel(event.payload.orderID, reason: "delivery: \(event.payload.reason)", context)
+        }
+        participant.on(OrderTimedOut.self) { [orderTimeout] event, context in
+            try Self.cancel(event.payload.orderID, reason: "timeout: no payment and delivery within \(orderTimeout)", context)
         }
     }
 
@@ -153,12 +158,12 @@ public final class OrderService: Sendable {
         try context.db.cachedStatement(sql: "UPDATE orders SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = 'PENDING'")
             .execute(arguments: [state.rawValue, reason, EventMetadata.now(), orderID])
         guard context.db.changesCount == 1 else { return nil }
-        try context.cancelTimeout(PaymentTimedOut.self, correlationID: orderID)
+        try context.cancelTimeout(OrderTimedOut.self, correlationID: orderID)
         return try Row.fetchOne(context.db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [orderID]).map(Order.init(row:))
     }
 
-    /// Stores a PENDING order and, in one transaction with it, its `order-created` event and the
-    /// payment timeout (choreography) or its saga instance and first command (orchestration).
+    /// Stores a PENDING order and, in one transaction with it, its `order-created` event (and,
+    /// in the choreography, the order timeout) or its saga instance and first command (orchestration).
     /// `coupon` is passed on to the balance service, which applies it or refuses the payment.
     /// Throws ``ServiceError`` for an unknown product, an empty user or coupon, or a quantity
     /// outside 1…1000.
@@ -169,7 +174,7 @@ public final class OrderService: Sendable {
         guard (1...1000).contains(quantity) else { throw ServiceError("quantity must be 1…1000, not \(quantity)") }
         let id = "o-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
         let created = OrderCreated(orderID: id, userID: userID, productID: productID, quantity: quantity, total: price * quantity, coupon: coupon)
-        let timeout = paymentTimeout
+        let timeout = mode == .choreography ? orderTimeout : nil
         let (orchestrator, placeOrder) = (self.orchestrator, self.placeOrder)
         return try await participant.transaction { context in
             let now = EventMetadata.now()
@@ -181,7 +186,7 @@ public final class OrderService: Sendable {
                 try orchestrator.start(placeOrder, id: id, data: PlaceOrderSaga(order: created), in: context)
             } else {
                 try context.emit(created, correlationID: id)
-                try context.scheduleTimeout(PaymentTimedOut(orderID: id), after: timeout, correlationID: id)
+                if let timeout { try context.scheduleTimeout(OrderTimedOut(orderID: id), after: timeout, correlationID: id) }
             }
             return try Row.fetchOne(context.db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [id]).map(Order.init(row:))!
         }

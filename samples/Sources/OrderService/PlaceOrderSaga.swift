@@ -11,7 +11,7 @@ struct PlaceOrderSaga: Codable, Sendable {
     var quantity: Int
     var total: Int
     var coupon: String?
-    /// The refusal that failed the saga ("stock: …", "payment: …"); nil while none did.
+    /// The refusal that failed the saga ("stock: …", "payment: …", "delivery: …"); nil while none did.
     var failure: String?
 
     init(order: OrderCreated) {
@@ -23,8 +23,11 @@ struct PlaceOrderSaga: Codable, Sendable {
         coupon = order.coupon
     }
 
-    /// Reserve the stock (undone by releasing it), then charge the user (undone by a refund, in
-    /// case the charge was done but its reply lost); the end completes or cancels the order.
+    /// Reserve the stock (undone by releasing it), charge the user (undone by a refund, in case
+    /// the charge was done but its reply lost), then register a rider (undone by cancelling the
+    /// delivery, in case a registration got through); the end completes or cancels the order.
+    /// The delivery answers once a rider is registered or it gave up, after its own retries: its
+    /// step waits as long as those may take.
     static func definition(stepTimeout: Duration) -> SagaDefinition<PlaceOrderSaga> {
         SagaDefinition(name: "place-order", steps: [
             .init("reserve-stock", timeout: stepTimeout,
@@ -35,6 +38,10 @@ struct PlaceOrderSaga: Codable, Sendable {
                   send: { ChargeCommand(orderID: $0.orderID, userID: $0.userID, amount: $0.total, coupon: $0.coupon) },
                   onReply: { reply, data in verdict(reply.refusal, "payment", &data) })
                 .compensated { RefundCommand(orderID: $0.orderID, userID: $0.userID) },
+            .init("register-delivery", timeout: stepTimeout,
+                  send: { RegisterDeliveryCommand(orderID: $0.orderID, userID: $0.userID) },
+                  onReply: { reply, data in verdict(reply.refusal, "delivery", &data) })
+                .compensated { CancelDeliveryCommand(orderID: $0.orderID) },
         ], onEnd: { outcome, context in
             if outcome.state == .completed {
                 try OrderService.complete(outcome.sagaID, context)

@@ -3,9 +3,9 @@ import Spool
 // The events of the order saga (see README.md, "The order saga"). Each is published to the topic
 // named like its type; the correlation id of every event is the order id.
 //
-//   order  ──order-created──▶ stock ──stock-decreased──▶ balance ──payment-completed──▶ order ──order-completed──▶ notification
-//                              └──stock-failed──▶ order      └──payment-failed──▶ stock (restores) + order
-//   order (cancelled: stock/payment failed, or payment timed out) ──order-cancelled──▶ stock, balance (undo if done), notification
+//   order ──order-created──▶ stock ──stock-decreased──▶ balance ──payment-completed──▶ delivery ──delivery-scheduled──▶ order ──order-completed──▶ notification
+//                             └──stock-failed──▶ order    └──payment-failed──▶ stock (restores) + order    └──delivery-failed──▶ order
+//   order (cancelled: stock, payment or delivery failed, or the order timed out) ──order-cancelled──▶ stock, balance, delivery (undo if done), notification
 
 /// An order was placed (PENDING); starts the saga.
 public struct OrderCreated: SpoolEvent, Equatable {
@@ -145,9 +145,44 @@ public struct OrderCancelled: SpoolEvent, Equatable {
     }
 }
 
-/// The order service's own timeout: no payment outcome in time.
-public struct PaymentTimedOut: SpoolEvent, Equatable {
-    public static let eventType = "payment-timed-out"
+/// A rider is registered for a paid order: the delivery is scheduled (the order completes).
+public struct DeliveryScheduled: SpoolEvent, Equatable {
+    public static let eventType = "delivery-scheduled"
+    public var orderID: String
+    public var userID: String
+    /// The rider the dispatch registered.
+    public var riderID: String
+
+    public init(orderID: String, userID: String, riderID: String) {
+        self.orderID = orderID
+        self.userID = userID
+        self.riderID = riderID
+    }
+}
+
+/// The delivery service gave up registering a rider for a paid order (after its retries).
+public struct DeliveryFailed: SpoolEvent, Equatable {
+    public static let eventType = "delivery-failed"
+    public var orderID: String
+    public var reason: String
+
+    public init(orderID: String, reason: String) {
+        self.orderID = orderID
+        self.reason = reason
+    }
+}
+
+/// A cancelled order's delivery was cancelled and its rider matching withdrawn (a compensation).
+public struct DeliveryCancelled: SpoolEvent, Equatable {
+    public static let eventType = "delivery-cancelled"
+    public var orderID: String
+
+    public init(orderID: String) { self.orderID = orderID }
+}
+
+/// The order service's own timeout (choreography): no outcome of the payment and the delivery in time.
+public struct OrderTimedOut: SpoolEvent, Equatable {
+    public static let eventType = "order-timed-out"
     public var orderID: String
 
     public init(orderID: String) { self.orderID = orderID }
@@ -160,7 +195,9 @@ public struct PaymentTimedOut: SpoolEvent, Equatable {
 // as in the choreography, for the notification service.
 //
 //   order ──reserve-stock──▶ stock ──stock-reservation──▶ order ──charge──▶ balance ──charge-result──▶ order
-//   undo:  release-stock ──▶ stock ──stock-released──▶ order;   refund ──▶ balance ──refund-result──▶ order
+//         ──register-delivery──▶ delivery ──delivery-registration (once a rider is registered, or given up)──▶ order
+//   undo:  release-stock ──▶ stock ──stock-released──▶ order;   refund ──▶ balance ──refund-result──▶ order;
+//          cancel-delivery ──▶ delivery ──delivery-cancellation──▶ order
 
 /// Reserve an order's items.
 public struct ReserveStockCommand: SagaCommand, Equatable {
@@ -276,6 +313,58 @@ public struct RefundResult: SpoolEvent, Equatable {
         self.orderID = orderID
         self.amount = amount
     }
+}
+
+/// Register a rider for a paid order. Answered once the dispatch registered one, or once the
+/// delivery service gave up (a refusal): not in the transaction that accepts it.
+public struct RegisterDeliveryCommand: SagaCommand, Equatable {
+    public typealias Reply = DeliveryRegistration
+    public static let eventType = "register-delivery"
+    public static let topic = "delivery.commands"
+    public var orderID: String
+    public var userID: String
+
+    public init(orderID: String, userID: String) {
+        self.orderID = orderID
+        self.userID = userID
+    }
+}
+
+/// Delivery's answer to ``RegisterDeliveryCommand``: the rider, or why there is none.
+public struct DeliveryRegistration: SpoolEvent, Equatable {
+    public static let eventType = "delivery-registration"
+    public static let topic = "order.replies"
+    public var orderID: String
+    /// The registered rider; nil when refused.
+    public var riderID: String?
+    /// Why no rider is registered; nil when one is.
+    public var refusal: String?
+
+    public init(orderID: String, riderID: String?, refusal: String?) {
+        self.orderID = orderID
+        self.riderID = riderID
+        self.refusal = refusal
+    }
+}
+
+/// Cancel an order's delivery and withdraw its rider matching (or make sure it is never
+/// registered, if the registration has not arrived yet).
+public struct CancelDeliveryCommand: SagaCommand, Equatable {
+    public typealias Reply = DeliveryCancellation
+    public static let eventType = "cancel-delivery"
+    public static let topic = "delivery.commands"
+    public var orderID: String
+
+    public init(orderID: String) { self.orderID = orderID }
+}
+
+/// Delivery's answer to ``CancelDeliveryCommand``.
+public struct DeliveryCancellation: SpoolEvent, Equatable {
+    public static let eventType = "delivery-cancellation"
+    public static let topic = "order.replies"
+    public var orderID: String
+
+    public init(orderID: String) { self.orderID = orderID }
 }
 
 // Supervision (`--mode supervised`): the choreography's forward steps, but no service reacts to

@@ -2,12 +2,12 @@ import Foundation
 import ServiceKit
 
 /// The broker and the services of the saga sample as real processes in one working
-/// directory, each with its log file there: the four services, and the supervisor when the
+/// directory, each with its log file there: the five services, and the supervisor when the
 /// saga runs supervised.
 public final class SagaCluster: Sendable {
     /// One of the processes.
     public enum Component: String, CaseIterable, Sendable {
-        case broker, order, stock, balance, notification, supervisor
+        case broker, order, stock, balance, delivery, notification, supervisor
     }
 
     /// Where the executables are and how to start them.
@@ -90,6 +90,9 @@ public final class SagaCluster: Sendable {
 
     /// The notification channel's file.
     public var channelPath: String { "\(setup.directory)/notification-channel.sqlite" }
+
+    /// The rider dispatch's file.
+    public var dispatchPath: String { "\(setup.directory)/delivery-dispatch.sqlite" }
 
     /// Starts the broker, then the services.
     public func startAll() throws {

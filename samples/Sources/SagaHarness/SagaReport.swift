@@ -6,8 +6,9 @@ import ServiceKit
 /// (every order ends COMPLETED or CANCELLED; initial stock = stock + quantities of
 /// COMPLETED orders; initial balance = balance + what was debited, and exactly the COMPLETED
 /// orders are debited, each its total less its coupon's discount; no coupon is used by two
-/// orders, and a CANCELLED order's coupon is free again; each ended order is notified once; and
-/// nothing is left in an outbox).
+/// orders, and a CANCELLED order's coupon is free again; each COMPLETED order has exactly one
+/// active rider registration at the dispatch and each CANCELLED one none; each ended order is
+/// notified once; and nothing is left in an outbox).
 public struct SagaReport: Sendable {
     /// One order's row.
     public struct OrderRow: Sendable {
@@ -32,6 +33,12 @@ public struct SagaReport: Sendable {
     public var debited: [String: (userID: String, amount: Int, coupon: String?)]
     /// Coupons in use: code → order id.
     public var couponUses: [String: String]
+    /// The delivery service's deliveries: order id → state (registering, scheduled, failed, cancelled).
+    public var deliveries: [String: String]
+    /// Deliveries whose registration the dispatch may still hold, to be withdrawn.
+    public var owedWithdrawals: Int
+    /// The rider dispatch's registrations: order id → (rider, active or withdrawn).
+    public var registrations: [String: (rider: String, state: String)]
     /// Order id → (recipient messages accepted by the channel, deliveries that reached it).
     public var channelMessages: [String: (text: String, deliveries: Int)]
     /// Notification rows by order id → outcome, and how many are still pending.
@@ -75,6 +82,18 @@ public struct SagaReport: Sendable {
             (Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT order_id, outcome FROM notifications").map { ($0["order_id"] as String, $0["outcome"] as String) }),
              try Int.fetchOne(db, sql: "SELECT count(*) FROM notifications WHERE state = 'pending'") ?? 0)
         }
+        let (deliveries, owed) = try open(cluster.databasePath(.delivery)).read { db in
+            (Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT order_id, state FROM deliveries").map { ($0["order_id"] as String, $0["state"] as String) }),
+             try Int.fetchOne(db, sql: "SELECT count(*) FROM deliveries WHERE withdrawal_owed = 1") ?? 0)
+        }
+        var registrations: [String: (rider: String, state: String)] = [:]
+        if FileManager.default.fileExists(atPath: cluster.dispatchPath) {
+            try open(cluster.dispatchPath).read { db in
+                for row in try Row.fetchAll(db, sql: "SELECT order_id, rider_id, state FROM registrations") {
+                    registrations[row["order_id"]] = (row["rider_id"], row["state"])
+                }
+            }
+        }
         var channel: [String: (text: String, deliveries: Int)] = [:]
         if FileManager.default.fileExists(atPath: cluster.channelPath) {
             try open(cluster.channelPath).read { db in
@@ -98,15 +117,18 @@ public struct SagaReport: Sendable {
                 }
             }
         }
-        return SagaReport(orders: orders, stock: stock, balances: balances, debited: debited, couponUses: couponUses, channelMessages: channel, notificationOutcomes: outcomes,
+        return SagaReport(orders: orders, stock: stock, balances: balances, debited: debited, couponUses: couponUses, deliveries: deliveries,
+                          owedWithdrawals: owed, registrations: registrations, channelMessages: channel, notificationOutcomes: outcomes,
                           pendingNotifications: pending, unsentOutbox: unsent, pendingTimeouts: timeouts,
                           parkedSagas: parked)
     }
 
-    /// Whether every order ended, every ended order was notified, and every outbox is empty.
+    /// Whether every order ended, every ended order was notified, every cancelled order's rider
+    /// registration was withdrawn, and every outbox is empty.
     public var isSettled: Bool {
         orders.allSatisfy { $0.state != "PENDING" } && channelMessages.count >= orders.count && pendingNotifications == 0
-            && unsentOutbox.values.allSatisfy { $0 == 0 }
+            && unsentOutbox.values.allSatisfy { $0 == 0 } && owedWithdrawals == 0
+            && !orders.contains { $0.state == "CANCELLED" && registrations[$0.id]?.state == "active" }
     }
 
     /// Every broken invariant, one line each (empty: all hold).
@@ -160,12 +182,23 @@ public struct SagaReport: Sendable {
                 problems.append("order \(order.id) is \(order.state) but was notified as \(outcome)")
             }
         }
+        for order in orders {
+            let registration = registrations[order.id]
+            if order.state == "COMPLETED", registration?.state != "active" || deliveries[order.id] != "scheduled" {
+                problems.append("order \(order.id) is COMPLETED but its delivery is \(deliveries[order.id] ?? "missing") and its rider registration \(registration?.state ?? "missing")")
+            }
+            if order.state == "CANCELLED", let registration, registration.state == "active" {
+                problems.append("order \(order.id) is CANCELLED but rider \(registration.rider) is still registered for it")
+            }
+        }
         let known = Set(orders.map(\.id))
+        for key in registrations.keys where !known.contains(key) { problems.append("a rider registration for unknown order \(key)") }
         for key in channelMessages.keys where !known.contains(key) { problems.append("a message for unknown order \(key)") }
         for (service, count) in unsentOutbox.sorted(by: { $0.key < $1.key }) where count > 0 {
             problems.append("\(count) event(s) stuck in the \(service) outbox")
         }
         if pendingNotifications > 0 { problems.append("\(pendingNotifications) notification(s) still pending") }
+        if owedWithdrawals > 0 { problems.append("\(owedWithdrawals) rider registration(s) still to withdraw") }
         return problems
     }
 

@@ -13,6 +13,9 @@ struct SagaDemo: AsyncParsableCommand {
         discussion: """
             Everything runs on its embedded defaults (broker tcp://127.0.0.1:7070, order API on \
             http://127.0.0.1:8080, databases and logs in --dir), so those ports must be free.
+            Supervised, it then places an order for a user no rider serves: its delivery fails for good, \
+            the supervisor parks the saga, and the demo resolves it with `spool saga compensate ID`, \
+            showing the refund, the coupon and the stock back.
             Exit status 0 if every invariant holds, 1 otherwise.
             Example:
               saga-demo --spoold ../.build/release/spoold --orders 60
@@ -21,6 +24,9 @@ struct SagaDemo: AsyncParsableCommand {
 
     @Option(help: "The spoold executable.")
     var spoold: String
+
+    @Option(help: "The spool CLI (supervised: resolves the parked saga). Default: spool next to spoold.")
+    var spool: String?
 
     @Option(help: "Working directory (created; emptied first): broker data, databases, logs. Default: a new temporary directory.")
     var dir: String?
@@ -77,7 +83,8 @@ struct SagaDemo: AsyncParsableCommand {
             print(oneAtATime ? "placing \(orders) orders, each once the one before ended …" : "placing \(orders) orders, \(concurrency) at a time …")
             try await place(mix.requests, through: client)
             print("waiting for every saga to end …")
-            let settled = try await waitUntilSettled(cluster)
+            var settled = try await waitUntilSettled(cluster)
+            if settled, mode == .supervised { settled = try await showParkedSaga(cluster, through: client, seed: data) }
             let stuck = await cluster.stopAll()
             let final = try SagaReport.read(cluster)
             print(render(final, seed: data, settled: settled, stuck: stuck, setup: cluster.setup))
@@ -112,12 +119,57 @@ struct SagaDemo: AsyncParsableCommand {
 
     /// Whether every saga ended (and was notified, and every outbox emptied) within `timeout`.
     private func waitUntilSettled(_ cluster: SagaCluster) async throws -> Bool {
+        try await waitFor(cluster) { $0.isSettled } != nil
+    }
+
+    /// The first report of `cluster` that satisfies `condition`, read every 200 ms; nil after `timeout`.
+    private func waitFor(_ cluster: SagaCluster, _ condition: (SagaReport) -> Bool) async throws -> SagaReport? {
         let deadline = ContinuousClock.now + .seconds(timeout)
         while ContinuousClock.now < deadline {
-            if try SagaReport.read(cluster).isSettled { return true }
+            let report = try SagaReport.read(cluster)
+            if condition(report) { return report }
             try await Task.sleep(for: .milliseconds(200))
         }
-        return false
+        return nil
+    }
+
+    /// Supervised: an order of a user no rider serves, paid with a free coupon. Its delivery fails
+    /// for good, the supervisor parks the saga; `spool saga compensate` resolves it. Returns
+    /// whether it ended CANCELLED with everything given back.
+    private func showParkedSaga(_ cluster: SagaCluster, through client: OrderClient, seed data: Seed) async throws -> Bool {
+        guard let user = data.users.first(where: { !data.isServed($0) }), let product = data.products.min(by: { $0.price < $1.price }) else {
+            print("(no user of the seed lives where no rider goes: nothing to park)")
+            return true
+        }
+        let spool = self.spool ?? URL(fileURLWithPath: spoold).deletingLastPathComponent().appendingPathComponent("spool").path
+        let before = try SagaReport.read(cluster)
+        let coupon = data.coupons.first { before.couponUses[$0.code] == nil }?.code
+        print("\nA delivery no rider can make: \(user.id) lives in zone \(user.deliveryZone), which no rider serves.")
+        let order = try await client.placePatiently(userID: user.id, productID: product.id, quantity: 1, coupon: coupon)
+        guard let parked = try await waitFor(cluster, { $0.parkedSagas[order.id] != nil }) else {
+            print("order \(order.id) was not parked within \(timeout) s")
+            return false
+        }
+        func holdings(_ report: SagaReport) -> String {
+            "\(user.id) has \(report.balances[user.id] ?? 0) points, \(report.stock[product.id] ?? 0) \(product.id) in stock"
+                + (coupon.map { ", coupon \($0) " + (report.couponUses[$0] == nil ? "free" : "used") } ?? "")
+        }
+        print("before the order: \(holdings(before))")
+        print("parked:           \(holdings(parked))")
+        for arguments in [["saga", "show", order.id], ["saga", "compensate", order.id, "--by", "saga-demo"]] {
+            print("$ spool \(arguments.joined(separator: " "))")
+            let (status, output) = try runToEnd(spool, arguments + ["--broker", cluster.brokerEndpoint])
+            print(output.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+            guard status == 0 else { return false }
+        }
+        guard let after = try await waitFor(cluster, { report in report.isSettled && report.orders.contains { $0.id == order.id && $0.state != "PENDING" } }) else {
+            print("order \(order.id) did not end within \(timeout) s of the compensation")
+            return false
+        }
+        let ended = after.orders.first { $0.id == order.id }
+        print("compensated:      \(holdings(after)); the order is \(ended?.state ?? "?") (\(ended?.reason ?? ""))")
+        return ended?.state == "CANCELLED" && after.balances[user.id] == before.balances[user.id] && after.stock[product.id] == before.stock[product.id]
+            && coupon.map { after.couponUses[$0] == nil } ?? true
     }
 
     private func render(_ report: SagaReport, seed: Seed, settled: Bool, stuck: [SagaCluster.Component], setup: SagaCluster.Setup) -> String {
@@ -139,6 +191,9 @@ struct SagaDemo: AsyncParsableCommand {
         let wanted = report.orders.filter { $0.coupon != nil }
         lines.append("coupons: \(wanted.count) orders came with one; \(report.couponUses.count) of \(seed.coupons.count) coupons used, each once; "
                      + "\(wanted.filter { $0.reason?.contains("already used") == true }.count) refused as already used")
+        let registrations = report.registrations.values
+        lines.append("deliveries: \(registrations.filter { $0.state == "active" }.count) riders registered for \(completed.count) completed orders; "
+                     + "\(registrations.filter { $0.state == "withdrawn" }.count) registrations withdrawn with their cancelled orders")
         let deliveries = report.channelMessages.values.map(\.deliveries).reduce(0, +)
         lines.append("notifications: \(report.channelMessages.count) messages for \(report.orders.count) orders (\(deliveries) deliveries reached the channel; the repeats were absorbed by the idempotency key)")
         if let latency = report.latency, let throughput = report.throughput {

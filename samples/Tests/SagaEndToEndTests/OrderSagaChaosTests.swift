@@ -53,7 +53,8 @@ enum Executables {
             brokerPort: try freeLoopbackPort(), httpPort: try freeLoopbackPort(),
             brokerArguments: ["--config", config],
             serviceArguments: ["--session-timeout-ms", "1500", "--seed", seedPath],
-            componentArguments: [.order: ["--payment-timeout-ms", "8000", "--step-timeout-ms", "3000"],
+            componentArguments: [.order: ["--order-timeout-ms", "8000", "--step-timeout-ms", "3000"],
+                                 .delivery: ["--failure-rate", "0.3", "--lost-ack-rate", "0.1"],
                                  .notification: ["--failure-rate", "0.3", "--lost-ack-rate", "0.1"]],
             mode: mode
         ))
@@ -81,8 +82,9 @@ enum Executables {
         let chaosTask = Task { try await chaos.run() }
         defer { chaos.stop() }
 
-        // 500 orders, four at a time, paced so that the chaos meets them (about 40 s).
-        let mix = OrderMix(count: 500, over: seed, seed: 42)
+        // 500 orders, four at a time, paced so that the chaos meets them (about 40 s); one in 50
+        // from a user no rider serves, whose delivery fails for good.
+        let mix = OrderMix(count: 500, over: seed, seed: 42, unservedEvery: 50)
         let placed = try await withThrowingTaskGroup(of: Int.self) { group in
             for worker in 0..<4 {
                 let share = mix.requests[worker...].striding(by: 4)
@@ -105,12 +107,15 @@ enum Executables {
 
         var report = try SagaReport.read(cluster)
         let deadline = ContinuousClock.now + .seconds(180)
-        var retried: Set<String> = []
+        var resolved: [String: String] = [:]
         while !report.isSettled, ContinuousClock.now < deadline {
-            // An undo that went unanswered through the kills parks its saga: a person retries it.
-            for saga in report.parkedSagas.keys where retried.insert(saga).inserted {
-                let retry = try runToEnd(Executables.spool, ["saga", "retry", saga, "--broker", cluster.brokerEndpoint, "--by", "chaos-test"])
-                print("parked saga \(saga) (\(report.parkedSagas[saga] ?? "")): spool saga retry → \(retry)")
+            // A parked saga waits for a person: an escalated failure (a delivery that failed for
+            // good) is compensated; an undo that went unanswered through the kills is retried.
+            for (saga, reason) in report.parkedSagas where resolved[saga] == nil {
+                let action = reason.hasSuffix("escalated") ? "compensate" : "retry"
+                resolved[saga] = action
+                let (status, output) = try runToEnd(Executables.spool, ["saga", action, saga, "--broker", cluster.brokerEndpoint, "--by", "chaos-test"])
+                print("parked saga \(saga) (\(reason)): spool saga \(action) → exit \(status): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
             try await Task.sleep(for: .milliseconds(250))
             report = try SagaReport.read(cluster)
@@ -129,6 +134,10 @@ enum Executables {
         #expect(Set(report.orders.map(\.state)) == ["COMPLETED", "CANCELLED"], "both endings occur")
         #expect(!report.couponUses.isEmpty, "coupons were used")
         #expect(report.orders.contains { $0.reason?.contains("already used") == true }, "a coupon was wanted by a second order, and refused")
+        #expect(report.orders.contains { $0.reason?.hasPrefix("delivery: ") == true }, "a delivery failed for good, and its order was cancelled")
+        if mode == .supervised {
+            #expect(resolved.values.contains("compensate"), "the supervisor escalated a failed delivery, a person compensated it")
+        }
 
         // Dead letters: only the poison, with its reason (possibly twice: dead-lettering is at least
         // once). Supervised, the supervisor reads the dead letters (their topics exist, empty) and
@@ -185,20 +194,6 @@ final class Chaos: Sendable {
             try cluster.process(victim).start()
         }
     }
-}
-
-/// Runs `executable` with `arguments` to its end; returns its exit status and output, one line.
-private func runToEnd(_ executable: String, _ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return "exit \(process.terminationStatus): \(text.trimmingCharacters(in: .whitespacesAndNewlines))"
 }
 
 extension ArraySlice {

@@ -35,7 +35,7 @@ import Testing
         #expect(delivered)
         courier.cancel()
         await courier.value
-        let messages = try channel.database.read { db in
+        let messages = try channel.system.database.read { db in
             try Row.fetchAll(db, sql: "SELECT idempotency_key, text, deliveries FROM messages ORDER BY idempotency_key")
         }
         #expect(messages.count == 20)

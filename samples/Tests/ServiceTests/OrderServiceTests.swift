@@ -9,10 +9,10 @@ import SpoolTesting
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct OrderServiceTests {
-    private func start(paymentTimeout: Duration = .seconds(30)) async throws -> (ServiceUnderTest, OrderService) {
+    private func start(orderTimeout: Duration = .seconds(30)) async throws -> (ServiceUnderTest, OrderService) {
         let box = Box()
         let service = try await ServiceUnderTest(OrderService.name, prepare: OrderService.prepare) { participant, seed in
-            let orders = OrderService(participant: participant, seed: seed, paymentTimeout: paymentTimeout)
+            let orders = OrderService(participant: participant, seed: seed, orderTimeout: orderTimeout)
             orders.register()
             box.orders = orders
         }
@@ -21,7 +21,7 @@ import Testing
 
     private final class Box: @unchecked Sendable { var orders: OrderService? }
 
-    @Test func anOrderIsStoredPendingWithItsEventAndCompletesOnPayment() async throws {
+    @Test func anOrderIsStoredPendingWithItsEventAndCompletesOnceItsDeliveryIsScheduled() async throws {
         let (service, orders) = try await start()
         let order = try await orders.place(userID: "ada", productID: "coffee", quantity: 2)
         #expect(order.state == .pending && order.total == 24)
@@ -29,16 +29,18 @@ import Testing
         #expect(created.map(\.payload) == [OrderCreated(orderID: order.id, userID: "ada", productID: "coffee", quantity: 2, total: 24)])
         #expect(created.first?.metadata.correlationID == order.id && created.first?.metadata.causationID == nil)
 
+        // Paid is not done: the order waits for its rider.
         try await service.publish(PaymentCompleted(orderID: order.id, userID: "ada", amount: 24), saga: order.id)
+        try await service.publish(DeliveryScheduled(orderID: order.id, userID: "ada", riderID: "rita"), saga: order.id)
         let completed = try await service.waitForEvents(OrderCompleted.self, count: 1)
         #expect(completed.map(\.payload) == [OrderCompleted(orderID: order.id, userID: "ada", total: 24)])
         #expect(try await orders.order(order.id)?.state == .completed)
         // A late failure changes nothing: the order has ended.
-        try await service.publish(PaymentFailed(orderID: order.id, reason: "late"), saga: order.id)
+        try await service.publish(DeliveryFailed(orderID: order.id, reason: "late"), saga: order.id)
         #expect(await service.waitUntilHandled(2))
         #expect(try await orders.order(order.id)?.state == .completed)
         #expect(try await service.events(OrderCancelled.self).isEmpty)
-        // The payment timeout was cancelled with the end.
+        // The order timeout was cancelled with the end.
         #expect(try await service.database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM spool_timeouts") } == 0)
         try await service.stop()
     }
@@ -47,20 +49,24 @@ import Testing
         let (service, orders) = try await start()
         let order = try await orders.place(userID: "bob", productID: "dates", quantity: 3)
         try await service.publish(StockFailed(orderID: order.id, reason: "out of stock: 2 dates left, 3 wanted"), saga: order.id)
-        let cancelled = try await service.waitForEvents(OrderCancelled.self, count: 1)
-        #expect(cancelled.map(\.payload.reason) == ["stock: out of stock: 2 dates left, 3 wanted"])
+        let undelivered = try await orders.place(userID: "gus", productID: "apple", quantity: 1)
+        try await service.publish(DeliveryFailed(orderID: undelivered.id, reason: "no rider registered after 6 attempts: no rider serves zone harbour"),
+                                  saga: undelivered.id)
+        let cancelled = try await service.waitForEvents(OrderCancelled.self, count: 2)
+        #expect(Set(cancelled.map(\.payload.reason)) == ["stock: out of stock: 2 dates left, 3 wanted",
+                                                         "delivery: no rider registered after 6 attempts: no rider serves zone harbour"])
         #expect(try await service.events(OrderCancelled.self).first?.record.headers.text(of: EventHeaderName.role) == "failure")
         let stored = try await orders.order(order.id)
         #expect(stored?.state == .cancelled && stored?.reason == "stock: out of stock: 2 dates left, 3 wanted")
         try await service.stop()
     }
 
-    @Test func anOrderWithoutPaymentOutcomeIsCancelledByItsTimeout() async throws {
-        let (service, orders) = try await start(paymentTimeout: .milliseconds(200))
+    @Test func anOrderWithoutPaymentAndDeliveryIsCancelledByItsTimeout() async throws {
+        let (service, orders) = try await start(orderTimeout: .milliseconds(200))
         let order = try await orders.place(userID: "eve", productID: "apple", quantity: 1)
         let cancelled = try await service.waitForEvents(OrderCancelled.self, count: 1)
-        #expect(cancelled.first?.payload.reason.hasPrefix("timeout: no payment outcome within") == true)
-        let timeouts = try await service.events(PaymentTimedOut.self)
+        #expect(cancelled.first?.payload.reason.hasPrefix("timeout: no payment and delivery within") == true)
+        let timeouts = try await service.events(OrderTimedOut.self)
         #expect(timeouts.map(\.event.payload.orderID) == [order.id])
         #expect(timeouts.first?.record.headers.text(of: EventHeaderName.role) == "timeout")
         #expect(try await orders.order(order.id)?.state == .cancelled)
@@ -118,6 +124,12 @@ import Testing
                                                 causationID: charges[0].metadata.eventID, source: "balance"))
         try await service.publish(EventEnvelope(ChargeResult(orderID: refused.id, refusal: "insufficient balance: farid has 30, the order costs 36"),
                                                 correlationID: refused.id, causationID: charges[1].metadata.eventID, source: "balance"))
+        // The paid order waits for its rider, registered later.
+        let registrations = try await service.waitForEvents(RegisterDeliveryCommand.self, count: 1)
+        #expect(registrations.map(\.payload) == [RegisterDeliveryCommand(orderID: completed.id, userID: "ada")])
+        #expect(try await orders.order(completed.id)?.state == .pending)
+        try await service.publish(EventEnvelope(DeliveryRegistration(orderID: completed.id, riderID: "rita", refusal: nil), correlationID: completed.id,
+                                                causationID: registrations[0].metadata.eventID, source: "delivery"))
         // The refused charge undoes the reservation; its answer ends the order.
         let releases = try await service.waitForEvents(ReleaseStockCommand.self, count: 1)
         #expect(releases.map(\.payload) == [ReleaseStockCommand(orderID: refused.id)])
