@@ -2,7 +2,7 @@
 #   make run   installs what is missing, builds, and starts spoold on the embedded defaults
 #   make test  installs what is missing and runs every test (the broker's, the Python client's
 #              conformance suite against a real spoold, then the samples')
-#   make demo  runs the order saga: spoold and the four sample services, a mix of orders, a report
+#   make demo  runs the order saga: spoold and the five sample services, a mix of orders, a report
 #              (MODE=orchestration runs it through the order service's orchestrator; default choreography)
 SWIFT ?= swift
 CONFIG ?= release
