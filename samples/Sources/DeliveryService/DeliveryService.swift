@@ -133,19 +133,19 @@ public enum DeliveryService {
                 (row["order_id"], row["zone"], row["attempts"])
             }
         }
+        guard !due.isEmpty else { return }
+        var outcomes: [(orderID: String, attempt: Int, outcome: Result<String, ExternalFailure>)] = []
         for (orderID, zone, attempts) in due {
-            let outcome: Result<String, ExternalFailure>
             do {
-                outcome = .success(try dispatch.register(orderID: orderID, zone: zone))
+                outcomes.append((orderID, attempts + 1, .success(try dispatch.register(orderID: orderID, zone: zone))))
             } catch let failure as ExternalFailure {
-                outcome = .failure(failure)
-            }
-            try await participant.transaction { context in
-                try record(outcome, of: orderID, attempt: attempts + 1, retry: retry, context)
-            }
-            if case .failure(let failure) = outcome {
+                outcomes.append((orderID, attempts + 1, .failure(failure)))
                 logger.debug("rider registration failed", metadata: ["order": "\(orderID)", "attempt": "\(attempts + 1)", "reason": "\(failure.reason)"])
             }
+        }
+        // One transaction for the pass: the calls are idempotent, so a crash before it only repeats them.
+        try await participant.transaction { [outcomes] context in
+            for (orderID, attempt, outcome) in outcomes { try record(outcome, of: orderID, attempt: attempt, retry: retry, context) }
         }
     }
 
@@ -186,9 +186,10 @@ public enum DeliveryService {
         let owed = try await database.read { db in
             try String.fetchAll(db, sql: "SELECT order_id FROM deliveries WHERE withdrawal_owed = 1 LIMIT 100")
         }
-        for orderID in owed {
-            try dispatch.withdraw(orderID: orderID)
-            try await database.write { db in
+        guard !owed.isEmpty else { return }
+        for orderID in owed { try dispatch.withdraw(orderID: orderID) }
+        try await database.write { db in
+            for orderID in owed {
                 try db.cachedStatement(sql: "UPDATE deliveries SET withdrawal_owed = 0 WHERE order_id = ?").execute(arguments: [orderID])
             }
         }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import GRDB
 
 /// A call to an external system that failed: refused, or its acknowledgement lost after it acted.
@@ -23,9 +24,14 @@ public final class FlakyExternalSystem: Sendable {
     /// Share of calls that acted whose acknowledgement is lost, 0…1.
     public let lostAckRate: Double
 
-    /// Opens (creating if needed) the provider's file at `path` and runs `schema` (idempotent SQL) on it.
+    /// Opens (creating if needed) the provider's file at `path` and runs `schema` (idempotent SQL)
+    /// on it. WAL without a sync per commit: a provider's own durability is not what the sample
+    /// shows, and its calls must not cost more than the services' own transactions.
     public init(path: String, failureRate: Double, lostAckRate: Double, schema: String) throws {
-        database = try DatabaseQueue(path: path)
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        database = try DatabaseQueue(path: path, configuration: configuration)
+        try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
         self.failureRate = failureRate
         self.lostAckRate = lostAckRate
         try database.write { db in try db.execute(sql: schema) }
@@ -38,5 +44,21 @@ public final class FlakyExternalSystem: Sendable {
         let result = try database.write(action)
         if Double.random(in: 0..<1) < lostAckRate { throw ExternalFailure(reason: "acknowledgement lost (simulated)") }
         return result
+    }
+}
+
+/// The options of a service's simulated external provider: how often it fails.
+public struct FlakinessOptions: ParsableArguments {
+    @Option(help: "Share of calls the simulated provider refuses (0…1, below 1).")
+    public var failureRate = 0.2
+
+    @Option(help: "Share of the provider's accepted calls whose acknowledgement is lost (0…1, below 1).")
+    public var lostAckRate = 0.05
+
+    public init() {}
+
+    public func validate() throws {
+        guard (0..<1).contains(failureRate) else { throw ValidationError("--failure-rate must be in 0…1 and below 1 (1 would never succeed)") }
+        guard (0..<1).contains(lostAckRate) else { throw ValidationError("--lost-ack-rate must be in 0…1 and below 1 (1 would never succeed)") }
     }
 }

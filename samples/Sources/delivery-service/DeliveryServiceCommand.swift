@@ -23,25 +23,19 @@ struct DeliveryServiceCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The simulated rider dispatch's file.", valueName: "path"))
     var dispatchDb = "delivery-dispatch.sqlite"
 
-    @Option(help: "Share of registration calls the dispatch refuses (0…1).")
-    var failureRate = 0.2
-
-    @Option(help: "Share of accepted registrations whose acknowledgement is lost (0…1).")
-    var lostAckRate = 0.05
+    @OptionGroup var flakiness: FlakinessOptions
 
     @Option(help: "Registration calls per order before the delivery is given up (delivery-failed); waits of 100 ms doubling between them.")
     var maxAttempts = 6
 
     func validate() throws {
-        guard (0...1).contains(failureRate) else { throw ValidationError("--failure-rate must be in 0…1") }
-        guard (0...1).contains(lostAckRate) else { throw ValidationError("--lost-ack-rate must be in 0…1") }
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be 1…100") }
     }
 
     func run() async throws {
         guard let service = try await startService(DeliveryService.name, options: options, prepare: DeliveryService.prepare) else { return }
         DeliveryService.register(on: service.participant, mode: service.mode)
-        let dispatch = try RiderDispatch(path: dispatchDb, riders: service.seed.riders, failureRate: failureRate, lostAckRate: lostAckRate)
+        let dispatch = try RiderDispatch(path: dispatchDb, riders: service.seed.riders, failureRate: flakiness.failureRate, lostAckRate: flakiness.lostAckRate)
         let (participant, logger, retry) = (service.participant, service.logger, RetryPolicy(maxAttempts: maxAttempts))
         try await runUntilSignalled([
             ParticipantService(participant),

@@ -21,21 +21,12 @@ struct NotificationServiceCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The simulated channel's file of accepted messages.", valueName: "path"))
     var channelDb = "notification-channel.sqlite"
 
-    @Option(help: "Share of delivery attempts the channel refuses (0…1).")
-    var failureRate = 0.2
-
-    @Option(help: "Share of accepted deliveries whose acknowledgement is lost (0…1).")
-    var lostAckRate = 0.05
-
-    func validate() throws {
-        guard (0...1).contains(failureRate), failureRate < 1 else { throw ValidationError("--failure-rate must be in 0…1 (1 would never deliver)") }
-        guard (0...1).contains(lostAckRate), lostAckRate < 1 else { throw ValidationError("--lost-ack-rate must be in 0…1 (1 would never deliver)") }
-    }
+    @OptionGroup var flakiness: FlakinessOptions
 
     func run() async throws {
         guard let service = try await startService(NotificationService.name, options: options, prepare: NotificationService.prepare) else { return }
         NotificationService.register(on: service.participant)
-        let channel = try FlakyChannel(path: channelDb, failureRate: failureRate, lostAckRate: lostAckRate)
+        let channel = try FlakyChannel(path: channelDb, failureRate: flakiness.failureRate, lostAckRate: flakiness.lostAckRate)
         let database = service.database
         let logger = service.logger
         try await runUntilSignalled([
