@@ -109,7 +109,7 @@ public enum DeliveryService {
     /// Makes the calls to `dispatch` until the task is cancelled: registers a rider for each
     /// delivery waiting for one, at once and then after each failure with the waits of `retry`,
     /// giving up after its `maxAttempts`; and withdraws the registrations owed a withdrawal.
-    public static func runCourier(participant: SagaParticipant, dispatch: RiderDispatch, retry: RetryPolicy = RetryPolicy(maxAttempts: 6),
+    public static func runCourier(participant: SagaParticipant, dispatch: RiderDispatch, retry: RetryPolicy = RetryPolicy(maxAttempts: 10, maxBackoff: .seconds(1)),
                                   poll: Duration = .milliseconds(50), logger: Logger) async {
         while !Task.isCancelled {
             do {

@@ -25,8 +25,8 @@ struct DeliveryServiceCommand: AsyncParsableCommand {
 
     @OptionGroup var flakiness: FlakinessOptions
 
-    @Option(help: "Registration calls per order before the delivery is given up (delivery-failed); waits of 100 ms doubling between them.")
-    var maxAttempts = 6
+    @Option(help: "Registration calls per order before the delivery is given up (delivery-failed); waits of 100 ms doubling to 1 s between them.")
+    var maxAttempts = 10
 
     func validate() throws {
         guard (1...100).contains(maxAttempts) else { throw ValidationError("--max-attempts must be 1…100") }
@@ -36,7 +36,7 @@ struct DeliveryServiceCommand: AsyncParsableCommand {
         guard let service = try await startService(DeliveryService.name, options: options, prepare: DeliveryService.prepare) else { return }
         DeliveryService.register(on: service.participant, mode: service.mode)
         let dispatch = try RiderDispatch(path: dispatchDb, riders: service.seed.riders, failureRate: flakiness.failureRate, lostAckRate: flakiness.lostAckRate)
-        let (participant, logger, retry) = (service.participant, service.logger, RetryPolicy(maxAttempts: maxAttempts))
+        let (participant, logger, retry) = (service.participant, service.logger, RetryPolicy(maxAttempts: maxAttempts, maxBackoff: .seconds(1)))
         try await runUntilSignalled([
             ParticipantService(participant),
             LoopService { await DeliveryService.runCourier(participant: participant, dispatch: dispatch, retry: retry, logger: logger) },

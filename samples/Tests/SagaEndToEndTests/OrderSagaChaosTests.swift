@@ -54,7 +54,7 @@ enum Executables {
             brokerArguments: ["--config", config],
             serviceArguments: ["--session-timeout-ms", "1500", "--seed", seedPath],
             componentArguments: [.order: ["--order-timeout-ms", "8000", "--step-timeout-ms", "3000"],
-                                 .delivery: ["--failure-rate", "0.3", "--lost-ack-rate", "0.1"],
+                                 .delivery: ["--failure-rate", "0.3", "--lost-ack-rate", "0.1", "--max-attempts", "6"],
                                  .notification: ["--failure-rate", "0.3", "--lost-ack-rate", "0.1"]],
             mode: mode
         ))
