@@ -127,18 +127,9 @@ final class SmallFilesystem: @unchecked Sendable {
     /// Runs a command to completion; throws with its output unless it exits with an accepted code.
     @discardableResult
     static func command(_ executable: String, _ arguments: [String], acceptingExitCodes: Set<Int32> = [0]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard acceptingExitCodes.contains(process.terminationStatus) else {
-            throw HarnessError("\(executable) \(arguments.joined(separator: " ")) failed (\(process.terminationStatus)): \(text)")
+        let (status, text) = try runToEnd(executable, arguments)
+        guard acceptingExitCodes.contains(status) else {
+            throw HarnessError("\(executable) \(arguments.joined(separator: " ")) failed (\(status)): \(text)")
         }
         return text
     }

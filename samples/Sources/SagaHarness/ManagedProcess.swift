@@ -83,18 +83,3 @@ public struct HarnessError: Error, CustomStringConvertible, Sendable {
 
     public init(_ description: String) { self.description = description }
 }
-
-/// Runs `executable` with `arguments` to its end; returns its exit status and its output
-/// (standard output and standard error together).
-public func runToEnd(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    try process.run()
-    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    return (process.terminationStatus, text)
-}
