@@ -52,6 +52,15 @@ extension EndToEndTests {
             }
         }
 
+        /// Records a failure may leave stored: those that failed "in doubt" (the broker may have
+        /// stored it: a retry was still unanswered at the delivery timeout). Checks that no other
+        /// failed record is among `stored` and returns how many in-doubt ones are.
+        static func storedInDoubt(_ failed: [String: String], among stored: Set<String>) -> Int {
+            let refused = failed.filter { !$0.value.contains("may have stored it") }
+            #expect(refused.keys.allSatisfy { !stored.contains($0) }, "a record failed after a refusal is not stored")
+            return failed.count { $0.value.contains("may have stored it") && stored.contains($0.key) }
+        }
+
         /// The values a consumer group has seen.
         final class Seen: Sendable {
             let values = Mutex<Set<String>>([])
@@ -167,12 +176,9 @@ extension EndToEndTests {
             try await daemon.kill9()
             try await daemon.start()
             let values = try await Self.checkStored(daemon, acknowledged: outcomes.acknowledged)
-            let storedValues = Set(values)
-            #expect(refused.filter { !$0.value.contains("may have stored it") }.keys.allSatisfy { !storedValues.contains($0) },
-                    "a record failed after a refusal is not stored")
+            let inDoubt = Self.storedInDoubt(refused, among: Set(values))
             #expect(Self.isPrefixInOrder(values, "cli"))
             #expect(values.filter { $0.hasPrefix("again-") } == Self.values("again", 100))
-            let inDoubt = refused.filter { $0.value.contains("may have stored it") && storedValues.contains($0.key) }.count
             #expect(values.count == outcomes.acknowledged.count + inDoubt + values.filter { $0.hasPrefix("cli-") }.count + 100)
         }
 
@@ -239,7 +245,10 @@ extension EndToEndTests {
             try await daemon.kill9()
             try await daemon.start()
             let values = try await Self.checkStored(daemon, acknowledged: outcomes.acknowledged)
-            #expect(values.count == outcomes.acknowledged.count)
+            // A smaller batch may still fit under the limit, so a retry unanswered at its delivery
+            // timeout may have been stored: such records failed "in doubt" and may be there.
+            let inDoubt = Self.storedInDoubt(outcomes.failed, among: Set(values))
+            #expect(values.count == outcomes.acknowledged.count + inDoubt)
         }
 
         /// The saga kit's outbox on a full disk: the events a service emitted while the broker
@@ -364,8 +373,7 @@ extension EndToEndTests {
             let unexplained = failed.values.filter { !$0.contains("the disk is full") }
             #expect(unexplained.isEmpty, "every failure says why: \(Set(unexplained).prefix(3))")
             let inDoubt = failed.filter { $0.value.contains("may have stored it") }
-            let storedAfterRefusal = failed.filter { !$0.value.contains("may have stored it") && values.contains($0.key) }
-            #expect(storedAfterRefusal.isEmpty, "a record failed after a refusal is not stored")
+            _ = Self.storedInDoubt(failed, among: values)
             let lost = acknowledged.keys.filter { !values.contains($0) }.count
             #expect(lost == 0)
             let faults = daemon.runs[0].stderr.text.split(separator: "\n").filter { $0.contains("the disk is full: produces to this partition are refused") }
