@@ -56,6 +56,9 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
         public static let staleGeneration = Code(ErrorCode.staleGeneration)
         /// See ``ErrorCode/groupNotEmpty``.
         public static let groupNotEmpty = Code(ErrorCode.groupNotEmpty)
+        /// A conditional publish found another last offset for its key; `details["lastOffset"]`
+        /// is the key's current one (-1: none). Nothing was stored: reload and decide again.
+        public static let keyConflict = Code(ErrorCode.keyConflict)
 
         public var description: String { name }
     }

@@ -137,6 +137,10 @@ public final class Broker {
                 let request = try decode(body[0]) { try FetchRequest.decode($0) }
                 try authorize(.consume, [request.topic])
                 return try fetch(client: client, header: header, request: request, now: now)
+            case .fetchKey:
+                let request = try decode(body[0]) { try FetchKeyRequest.decode($0) }
+                try authorize(.consume, [request.topic])
+                return [try fetchKey(client: client, header: header, request: request)]
             case .listOffsets:
                 let request = try decode(body[0]) { try ListOffsetsRequest.decode($0) }
                 try authorize(.consume, [request.topic])
@@ -454,6 +458,7 @@ public final class Broker {
                 throw WireError(.outOfOrderSequence, "producer \(batchHeader.producerID) sent sequence \(batchHeader.baseSequence) to \(state.key), expected 0: the partition holds no batch of its epoch \(batchHeader.producerEpoch), so an earlier batch is missing or the producer was forgotten",
                                 details: ["expected": 0])
             }
+            if let condition = request.condition { try check(condition, on: state) }
             do throws(StorageError) {
                 let appended = try state.log.append(bytes)
                 state.producers.record(batchHeader, baseOffset: appended.baseOffset)
@@ -490,6 +495,52 @@ public final class Broker {
             guard case .appended = outcome else { return [ack] }
             return [ack] + wakeParkedFetches(state.key, now: now)
         }
+    }
+
+    /// Throws ``ErrorCode/keyConflict`` unless the last record of the condition's key in
+    /// `state`'s log (appended, synced or not: appends are checked in the order they are made)
+    /// is at the condition's offset.
+    private func check(_ condition: KeyCondition, on state: PartitionState) throws(WireError) {
+        let last: Int64
+        do {
+            last = try state.log.lastOffset(ofKey: condition.key) ?? -1
+        } catch {
+            throw WireError(.storageError, "the key index of \(state.key) could not be read, nothing was stored: \(error.message)")
+        }
+        guard last == condition.lastOffset else {
+            let expected = condition.lastOffset == -1 ? "no record" : "its last record at offset \(condition.lastOffset)"
+            let found = last == -1 ? "it has none" : "its last record is at offset \(last)"
+            throw WireError(.keyConflict, "conditional append to \(state.key) refused: the batch expected key '\(Self.printable(condition.key))' to have \(expected), but \(found); nothing was stored",
+                            details: ["lastOffset": last])
+        }
+    }
+
+    /// A key for a message: UTF-8 as is (at most 64 characters), else hex.
+    private static func printable(_ key: [UInt8]) -> String {
+        if let text = String(validating: key, as: UTF8.self), !text.contains(where: { $0.isNewline }) {
+            return text.count > 64 ? text.prefix(64) + "…" : text
+        }
+        return key.prefix(32).map { String(format: "%02x", $0) }.joined() + (key.count > 32 ? "…" : "")
+    }
+
+    /// Answers a fetch of one key's records at once (no long poll), through the key index.
+    private func fetchKey(client: ClientID, header: FrameHeader, request: FetchKeyRequest) throws(WireError) -> BrokerAction {
+        let state = try partition(try TopicName(request.topic), request.partition, creating: false)
+        let log = state.log
+        guard request.offset >= 0, request.offset <= state.visibleEnd else {
+            throw WireError(.offsetOutOfRange, "offset \(request.offset) is outside \(state.key), which holds \(log.logStartOffset) to \(state.visibleEnd)",
+                            details: ["earliest": log.logStartOffset, "latest": state.visibleEnd])
+        }
+        let found: KeySlices
+        do {
+            let maxBytes = min(Int(max(request.maxBytes, 1)), configuration.maxFetchBytes)
+            found = try log.read(key: request.key, from: request.offset, maxBytes: maxBytes, endOffset: state.visibleEnd)
+        } catch {
+            throw WireError(.storageError, "read of key '\(Self.printable(request.key))' in \(state.key) failed: \(error.message)")
+        }
+        let body = FetchKeyResponse(partition: request.partition, logStartOffset: log.logStartOffset, logEndOffset: state.visibleEnd,
+                                    nextOffset: found.nextOffset, lastOffset: found.lastOffset ?? -1)
+        return .reply(to: client, frames: [.bytes(header.reply().encoded()), .bytes(body.encoded()), .logSlices(found.slices)])
     }
 
     /// Checks a produced batch against the broker's limits and its own header (structure,
@@ -762,8 +813,7 @@ public final class Broker {
     }
 
     private func fetchReply(_ fetch: ParkedFetch, _ slice: LogSlice?, _ body: FetchResponse) -> BrokerAction {
-        .reply(to: fetch.client, frames: [.bytes(fetch.header.reply().encoded()), .bytes(body.encoded()),
-                                          slice.map(ReplyFrame.logSlice) ?? .bytes([])])
+        .reply(to: fetch.client, frames: [.bytes(fetch.header.reply().encoded()), .bytes(body.encoded()), .logSlices(slice.map { [$0] } ?? [])])
     }
 
     // MARK: Frames

@@ -68,8 +68,8 @@ public struct SyncKey: Hashable, Sendable, CustomStringConvertible {
 public enum ReplyFrame: Sendable {
     /// Bytes to send as they are.
     case bytes([UInt8])
-    /// File bytes to read into the frame (fetch replies).
-    case logSlice(LogSlice)
+    /// File bytes to read into the frame one after another (fetch replies).
+    case logSlices([LogSlice])
 }
 
 /// What the transport must do after the broker handled an event.

@@ -163,7 +163,8 @@ final class NetworkLoop {
                 for frame in replyFrames {
                     switch frame {
                     case .bytes(let bytes): frames.append(Frame(bytes))
-                    case .logSlice(let slice): frames.append(try Frame(capacity: slice.length) { try slice.read(into: $0) })
+                    case .logSlices(let slices):
+                        frames.append(try Frame(capacity: slices.reduce(0) { $0 + $1.length }) { try LogSlice.read(slices, into: $0) })
                     }
                 }
                 if try !router.send(frames, dontWait: true) {

@@ -33,17 +33,24 @@ public struct LogConfiguration: Sendable, Hashable {
     /// many bytes. Nil: no size limit. Default: nil.
     public var retentionBytes: Int64?
 
+    /// Keys the key index holds in memory for the newest records before it writes them to a
+    /// file of its own (see ``PartitionLog/lastOffset(ofKey:)``): about 100 bytes each, plus 20
+    /// per batch holding them. Default: 16,384.
+    public var keyIndexKeysInMemory: Int
+
     /// Seven days in milliseconds, the default of ``segmentMilliseconds`` and ``retentionMilliseconds``.
     public static let sevenDaysInMilliseconds: Int64 = 7 * 24 * 3_600_000
 
     /// Creates a configuration; every parameter has the default documented on its property.
     public init(segmentBytes: Int = 1 << 30, segmentMilliseconds: Int64? = sevenDaysInMilliseconds, indexIntervalBytes: Int = 4096,
-                fsync: FsyncPolicy = .always, retentionMilliseconds: Int64? = sevenDaysInMilliseconds, retentionBytes: Int64? = nil) {
+                fsync: FsyncPolicy = .always, retentionMilliseconds: Int64? = sevenDaysInMilliseconds, retentionBytes: Int64? = nil,
+                keyIndexKeysInMemory: Int = 16_384) {
         self.segmentBytes = segmentBytes
         self.segmentMilliseconds = segmentMilliseconds
         self.indexIntervalBytes = indexIntervalBytes
         self.fsync = fsync
         self.retentionMilliseconds = retentionMilliseconds
         self.retentionBytes = retentionBytes
+        self.keyIndexKeysInMemory = keyIndexKeysInMemory
     }
 }

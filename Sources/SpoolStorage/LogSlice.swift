@@ -26,4 +26,14 @@ public struct LogSlice: Sendable {
         }
         return count
     }
+
+    /// Copies the bytes of `slices`, one after another, into the start of `buffer` (which must
+    /// hold their total length); returns that length. Throws as ``read(into:)`` does.
+    public static func read(_ slices: [LogSlice], into buffer: UnsafeMutableRawBufferPointer) throws(StorageError) -> Int {
+        var done = 0
+        for slice in slices {
+            done += try slice.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]))
+        }
+        return done
+    }
 }

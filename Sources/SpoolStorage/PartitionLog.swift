@@ -42,6 +42,8 @@ public final class PartitionLog {
     private var isClosed = false
     /// When the active segment took its first append in this process; nil while it has none.
     private var activeSegmentStartedAt: ContinuousClock.Instant?
+    /// Every key's batches and last offset (see ``lastOffset(ofKey:)``).
+    private let keyIndex: KeyIndex
 
     /// How much of the log an open verifies.
     public enum OpenMode: Sendable {
@@ -112,6 +114,44 @@ public final class PartitionLog {
         for report in reports {
             logger.warning("recovered a damaged segment", metadata: ["report": "\(report)"])
         }
+        keyIndex = try KeyIndex(directory: directory, trustRuns: mode == .afterCleanShutdown,
+                                maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
+        try keyIndex.resume(logStartOffset: logStartOffset, logEndOffset: logEndOffset)
+        try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
+    }
+
+    /// Adds the keys of every batch in `offset..<end` (batch boundaries) to the key index, writing
+    /// its active run to a file whenever it fills up.
+    private func indexKeys(from offset: Int64, to end: Int64) throws(StorageError) {
+        try forEachBatch(from: offset, to: end) { (keys, posting, nextOffset) throws(StorageError) in
+            keyIndex.add(keys, baseOffset: posting.baseOffset, position: Int(posting.position), length: Int(posting.length))
+            if keyIndex.isActiveRunFull { try keyIndex.writeActiveRun(endingAt: nextOffset) }
+        }
+    }
+
+    /// Calls `body` with the keys, place and next offset of every batch in `offset..<end`
+    /// (batch boundaries), reading the segments.
+    private func forEachBatch(from offset: Int64, to end: Int64,
+                              _ body: ([(key: IndexedKey, lastDelta: UInt32)], KeyPosting, Int64) throws(StorageError) -> Void) throws(StorageError) {
+        var number = max(segments.partitioningIndex { $0.baseOffset > offset } - 1, 0)
+        while number < segments.count, segments[number].baseOffset < end {
+            try segments[number].forEachBatch(from: max(offset, segments[number].baseOffset)) { (position, batch) throws(StorageError) in
+                let header = try Self.header(of: batch, in: directory)
+                guard header.baseOffset < end else { return }
+                try body(try KeyIndex.keys(of: batch),
+                         KeyPosting(baseOffset: header.baseOffset, lastDelta: 0, position: UInt32(position), length: UInt32(batch.count)),
+                         header.nextOffset)
+            }
+            number += 1
+        }
+    }
+
+    private static func header(of batch: UnsafeRawBufferPointer, in directory: String) throws(StorageError) -> RecordBatch.Header {
+        do throws(WireError) {
+            return try RecordBatch.readHeader(batch)
+        } catch {
+            throw StorageError(.invalidArgument, "cannot append to \(directory): \(error.message)")
+        }
     }
 
     private static func gapReport(between previous: LogSegment, and next: LogSegment) -> RecoveryReport {
@@ -140,12 +180,7 @@ public final class PartitionLog {
     /// batch by its header, and ``StorageError/Code/closed`` after ``close()``.
     public func append(_ batch: UnsafeRawBufferPointer, at now: ContinuousClock.Instant = .now) throws(StorageError) -> AppendResult {
         try checkOpen()
-        let header: RecordBatch.Header
-        do throws(WireError) {
-            header = try RecordBatch.readHeader(batch)
-        } catch {
-            throw StorageError(.invalidArgument, "cannot append to \(directory): \(error.message)")
-        }
+        let header = try Self.header(of: batch, in: directory)
         guard header.totalSize == batch.count else {
             throw StorageError(.invalidArgument, "cannot append to \(directory): batch length says \(header.totalSize) bytes, the buffer has \(batch.count)")
         }
@@ -154,11 +189,25 @@ public final class PartitionLog {
         if active.isFull(adding: batch.count, lastOffset: lastOffset, maximumBytes: configuration.segmentBytes) || isActiveSegmentOld(at: now) {
             try roll()
         }
+        let keys = try KeyIndex.keys(of: batch)
+        let position = active.size
         try active.append(batch, header: header, indexIntervalBytes: configuration.indexIntervalBytes)
         if activeSegmentStartedAt == nil { activeSegmentStartedAt = now }
         logEndOffset = lastOffset + 1
         sizeInBytes += batch.count
         markUnsynced(active.log)
+        keyIndex.add(keys, baseOffset: baseOffset, position: position, length: batch.count)
+        keyIndex.maxKeysInMemory = configuration.keyIndexKeysInMemory
+        if keyIndex.isActiveRunFull {
+            do throws(StorageError) {
+                try keyIndex.writeActiveRun(endingAt: logEndOffset)
+            } catch {
+                // The batch is stored; its keys stay in memory and the write is tried at the next append.
+                logger.warning("could not write a key index file; the keys stay in memory", metadata: [
+                    "directory": "\(directory)", "error": "\(error.message)",
+                ])
+            }
+        }
         return AppendResult(baseOffset: baseOffset, lastOffset: lastOffset, byteCount: batch.count)
     }
 
@@ -215,6 +264,40 @@ public final class PartitionLog {
         return nil
     }
 
+    /// The offset of the last record with `key` (appended, whether synced or not), or nil if the
+    /// partition never had one: exact, also for a key whose records retention deleted (the
+    /// broker checks conditional appends with it). Cost: a memory lookup for keys of the newest
+    /// records, else about one Bloom-filter probe per key-index file and one `pread` per hit.
+    public func lastOffset(ofKey key: [UInt8]) throws(StorageError) -> Int64? {
+        try checkOpen()
+        return try keyIndex.lastOffset(of: IndexedKey(key))
+    }
+
+    /// The batches holding records of `key` at offsets from `offset` on, up to `endOffset` (the
+    /// visible end), in offset order, at most about `maxBytes` of them (always at least one):
+    /// found through the key index, without scanning the log. The batches may hold records of
+    /// other keys and, for the first, of `key` below `offset`: readers filter by key and offset.
+    public func read(key: [UInt8], from offset: Int64, maxBytes: Int, endOffset: Int64) throws(StorageError) -> KeySlices {
+        try checkOpen()
+        let indexed = IndexedKey(key)
+        let postings = try keyIndex.postings(of: indexed, from: max(offset, logStartOffset), logStartOffset: logStartOffset)
+            .filter { $0.baseOffset < endOffset }
+        var slices: [LogSlice] = []
+        var bytes = 0
+        var nextOffset = offset
+        for posting in postings {
+            guard slices.isEmpty || bytes + Int(posting.length) <= maxBytes else { break }
+            let number = segments.partitioningIndex { $0.baseOffset > posting.baseOffset } - 1
+            guard number >= 0 else { continue }
+            slices.append(LogSlice(file: segments[number].log, position: Int(posting.position), length: Int(posting.length),
+                                   firstOffset: posting.baseOffset, nextOffset: posting.lastOffset + 1))
+            bytes += Int(posting.length)
+            nextOffset = posting.lastOffset + 1
+        }
+        return KeySlices(slices: slices, nextOffset: slices.isEmpty ? max(offset, endOffset) : nextOffset,
+                         lastOffset: postings.last?.lastOffset)
+    }
+
     /// The offset of the first record whose timestamp is at or after `timestamp`, or
     /// ``logEndOffset`` if there is none: the first segment whose newest record is that recent,
     /// then a binary search in its time index, then a walk of at most about one index interval
@@ -261,6 +344,7 @@ public final class PartitionLog {
             count += 1
         }
         guard count > 0 else { return nil }
+        try keyIndex.retire(below: segments[count].baseOffset) { (run) throws(StorageError) in try keyEntries(of: run) }
         var renamed: [String] = []
         for segment in segments[..<count] {
             renamed += try segment.renameForDeletion()
@@ -271,6 +355,24 @@ public final class PartitionLog {
         directoryIsUnsynced = true
         BackgroundDeleter.unlink(renamed, logger: logger)
         return RetentionResult(deletedSegments: count, deletedBytes: bytes, logStartOffset: logStartOffset)
+    }
+
+    /// The entries of a key-index run in full; read from the log if its file is damaged.
+    private func keyEntries(of run: KeyRun) throws(StorageError) -> [(key: IndexedKey, postings: [KeyPosting])] {
+        do throws(StorageError) {
+            return try run.allEntries()
+        } catch where error.code == .corrupt {
+            logger.warning("a key index file is damaged; its keys are read from the log", metadata: ["error": "\(error.message)"])
+            var entries: [IndexedKey: [KeyPosting]] = [:]
+            try forEachBatch(from: run.fromOffset, to: run.toOffset) { (keys, batch, _) throws(StorageError) in
+                for (key, lastDelta) in keys {
+                    var posting = batch
+                    posting.lastDelta = lastDelta
+                    entries[key, default: []].append(posting)
+                }
+            }
+            return entries.map { ($0.key, $0.value) }
+        }
     }
 
     /// Cuts the log back to `offset`, a batch boundary in ``logStartOffset``...``logEndOffset``:
@@ -299,6 +401,9 @@ public final class PartitionLog {
         sizeInBytes += last.size
         logEndOffset = last.nextOffset
         if last.size == 0 { activeSegmentStartedAt = nil }
+        if let reindexFrom = try keyIndex.truncate(to: offset, logStartOffset: logStartOffset) {
+            try indexKeys(from: reindexFrom, to: offset)
+        }
         unsyncedFiles = [last.log, last.index, last.timeIndex]
         directoryIsUnsynced = directoryIsUnsynced || !removed.isEmpty
         BackgroundDeleter.unlink(removed, logger: logger)
@@ -311,6 +416,9 @@ public final class PartitionLog {
     /// names) and the offset they cover, ``logEndOffset`` now. Nil if nothing changed. Running the
     /// work makes every append made before this call durable.
     public func takeSyncWork() -> SyncWork? {
+        let keyIndexFiles = keyIndex.takeUnsyncedFiles()
+        for file in keyIndexFiles { markUnsynced(file) }
+        if !keyIndexFiles.isEmpty { directoryIsUnsynced = true }
         guard !unsyncedFiles.isEmpty || directoryIsUnsynced, let directoryHandle else { return nil }
         let files = unsyncedFiles + (directoryIsUnsynced ? [directoryHandle] : [])
         unsyncedFiles = []
@@ -346,6 +454,7 @@ public final class PartitionLog {
         try active.sealIndexes()
         try active.index.sync()
         try active.timeIndex.sync()
+        try keyIndex.writeActiveRun(endingAt: logEndOffset, sync: true)
     }
 
     private func release() {

@@ -56,6 +56,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// first or max timestamp, record count); details `field` is the header field's byte
     /// offset. The batch is refused, never rewritten.
     public static let inconsistentBatch = ErrorCode(rawValue: 21)
+    /// A conditional produce (``KeyCondition``) found another last offset for its key; details
+    /// `lastOffset` is the key's current last offset (-1: it has no record). Nothing was stored.
+    public static let keyConflict = ErrorCode(rawValue: 22)
 
     /// A stable lower-case name, used in messages and logs.
     public var name: String {
@@ -82,6 +85,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .staleGeneration: "stale generation"
         case .groupNotEmpty: "group not empty"
         case .inconsistentBatch: "inconsistent batch"
+        case .keyConflict: "key conflict"
         default: "error \(rawValue)"
         }
     }

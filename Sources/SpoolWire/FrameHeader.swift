@@ -109,6 +109,8 @@ public struct OpCode: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let describeTopic = OpCode(rawValue: 14)
     /// Delete a topic and its data (``DeleteTopicRequest``).
     public static let deleteTopic = OpCode(rawValue: 15)
+    /// Read one key's records without scanning the partition (``FetchKeyRequest``).
+    public static let fetchKey = OpCode(rawValue: 16)
 
     public var description: String {
         switch self {
@@ -127,6 +129,7 @@ public struct OpCode: RawRepresentable, Hashable, Sendable, CustomStringConverti
         case .describeGroup: "describe group"
         case .describeTopic: "describe topic"
         case .deleteTopic: "delete topic"
+        case .fetchKey: "fetch key"
         default: "op \(rawValue)"
         }
     }

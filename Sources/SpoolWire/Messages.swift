@@ -28,20 +28,52 @@ public struct ProduceRequest: WireMessage, Hashable {
     public var topic: String
     /// Target partition, from 0.
     public var partition: Int32
+    /// Append only if this holds (a conditional append); nil: always append. Encoded after
+    /// `partition` as u8 1, bytes key, i64 lastOffset; absent in an unconditional produce.
+    public var condition: KeyCondition?
 
-    public init(topic: String, partition: Int32) {
+    public init(topic: String, partition: Int32, condition: KeyCondition? = nil) {
         self.topic = topic
         self.partition = partition
+        self.condition = condition
     }
 
     public func encode(into writer: inout WireWriter) {
         writer.write(topic)
         writer.write(partition)
+        if let condition {
+            writer.write(UInt8(1))
+            writer.write(bytes: condition.key)
+            writer.write(condition.lastOffset)
+        }
     }
 
     public init(from reader: inout WireReader) throws(WireError) {
         topic = try reader.readString()
         partition = try reader.read()
+        if reader.isAtEnd {
+            condition = nil
+        } else {
+            guard try reader.read(UInt8.self) == 1 else { throw WireError.malformed("produce condition flag must be 1") }
+            condition = KeyCondition(key: try reader.readBytes(), lastOffset: try reader.read())
+            guard condition!.lastOffset >= -1 else { throw WireError.malformed("produce condition last offset \(condition!.lastOffset) is below -1") }
+        }
+    }
+}
+
+/// The condition of a conditional append: the last record of `key` in the partition is at
+/// `lastOffset`, or the key has no record when it is -1 (an event store's expected version).
+/// The broker checks it and appends in one step; otherwise it refuses the batch with
+/// ``ErrorCode/keyConflict``, whose detail `lastOffset` is the key's current last offset.
+public struct KeyCondition: Hashable, Sendable {
+    /// The key whose last offset is checked (usually the key of the batch's records).
+    public var key: [UInt8]
+    /// The expected offset of the key's last record; -1: the key has no record yet.
+    public var lastOffset: Int64
+
+    public init(key: [UInt8], lastOffset: Int64) {
+        self.key = key
+        self.lastOffset = lastOffset
     }
 }
 

@@ -248,6 +248,27 @@ public enum RecordBatch {
         return records
     }
 
+    /// Calls `body` with the offset delta and key of every keyed record of one whole batch, in
+    /// order, without copying (the key bytes are valid only during the call). Reads only what
+    /// locating keys needs; call ``validate(_:maxRecordBytes:checkingTimestamps:)`` first on
+    /// untrusted bytes. Throws rather than trap on a bad batch.
+    public static func forEachKey(in bytes: UnsafeRawBufferPointer,
+                                  _ body: (_ offsetDelta: UInt32, _ key: UnsafeRawBufferPointer) -> Void) throws(WireError) {
+        let header = try readHeader(bytes)
+        guard header.totalSize <= bytes.count else { throw WireError.corrupt("batch is truncated") }
+        var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[headerSize..<header.totalSize]), errorCode: .corruptBatch)
+        for delta in 0..<header.recordCount {
+            let length = try reader.readVarint()
+            guard length <= UInt64(reader.remaining) else { throw WireError.corrupt("record length exceeds the batch") }
+            var record = WireReader(try reader.readRaw(count: Int(length)), errorCode: .corruptBatch)
+            _ = try record.read(UInt8.self)
+            _ = try record.readZigZag()
+            _ = try record.readZigZag()
+            let keyLength = try record.readZigZag()
+            if keyLength != -1 { body(delta, try record.readRaw(count: try checkedLength(keyLength))) }
+        }
+    }
+
     private static func checkedLength(_ length: Int64) throws(WireError) -> Int {
         guard length >= 0, length <= Int64(Int32.max) else { throw WireError.corrupt("negative or huge length \(length)") }
         return Int(length)

@@ -73,10 +73,11 @@ struct Reply {
                 case .bytes(let value):
                     bytes.append(value)
                     slices.append(false)
-                case .logSlice(let slice):
-                    var buffer = [UInt8](repeating: 0, count: slice.length)
-                    let count = try buffer.withUnsafeMutableBytes { target in try slice.read(into: target) }
-                    guard count == slice.length else { throw BrokerTestError("slice read \(count) of \(slice.length) bytes") }
+                case .logSlices(let parts):
+                    let length = parts.reduce(0) { $0 + $1.length }
+                    var buffer = [UInt8](repeating: 0, count: length)
+                    let count = try buffer.withUnsafeMutableBytes { target in try LogSlice.read(parts, into: target) }
+                    guard count == length else { throw BrokerTestError("slice read \(count) of \(length) bytes") }
                     bytes.append(buffer)
                     slices.append(true)
                 }

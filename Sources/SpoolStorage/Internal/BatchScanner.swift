@@ -66,7 +66,7 @@ final class BatchScanner {
     }
 
     /// `count` bytes of the file at `position` (which must lie within `end`), read if not buffered.
-    private func bytes(at position: Int, count: Int) throws(StorageError) -> UnsafeRawBufferPointer {
+    func bytes(at position: Int, count: Int) throws(StorageError) -> UnsafeRawBufferPointer {
         if position < bufferStart || position + count > bufferStart + bufferCount {
             if count > buffer.count {
                 buffer.deallocate()

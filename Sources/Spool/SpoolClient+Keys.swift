@@ -1,0 +1,57 @@
+import SpoolWire
+
+/// The records of one key, read through the broker's key index (see ``SpoolClient/records(ofKey:in:from:)``).
+public struct KeyRecords: Sendable {
+    /// The key's records from the requested offset on, in offset order.
+    public let records: [SpoolRecord]
+    /// The offset of the key's last record still stored and visible, nil if there is none: the
+    /// value to pass to ``SpoolClient/publish(to:key:records:ifLastOffsetIs:)`` next.
+    public let lastOffset: Int64?
+}
+
+extension SpoolClient {
+    /// Reads every record of `key` in its partition of `topic` (the one a keyed publish uses)
+    /// from `offset` on, without scanning the partition: the broker finds the key's batches in
+    /// its key index, so the cost grows with the key's records, not the partition's.
+    public func records(ofKey key: [UInt8], in topic: String, from offset: Int64 = 0) async throws(SpoolError) -> KeyRecords {
+        try Self.checkTopicName(topic)
+        let partition = try await choosePartition(topic, key: key)
+        var records: [SpoolRecord] = []
+        var next = offset
+        while true {
+            let request = FetchKeyRequest(topic: topic, partition: partition, key: key, offset: next,
+                                          maxBytes: UInt32(clamping: configuration.fetchMaxBytes))
+            let reply = try await call(.fetchKey, [request.encoded()])
+            guard reply.frames.count == 2 else {
+                throw SpoolError(.protocolViolation, "fetch-key reply has \(reply.frames.count) frames after the header, expected 2")
+            }
+            let response = try decode(FetchKeyResponse.self, reply)
+            do {
+                let page = try reply.frames[1].withUnsafeBytes { bytes throws(WireError) in
+                    try decodeBatches(bytes, topic: topic, partition: partition, from: next)
+                }
+                records += page.filter { $0.key == key }
+            } catch {
+                throw SpoolError(.protocolViolation, "fetch-key reply from \(topic)/\(partition): \(error)")
+            }
+            guard response.lastOffset >= 0, response.nextOffset <= response.lastOffset, response.nextOffset > next else {
+                return KeyRecords(records: records, lastOffset: response.lastOffset >= 0 ? response.lastOffset : nil)
+            }
+            next = response.nextOffset
+        }
+    }
+
+    /// Publishes `records` as one batch to `key`'s partition of `topic`, only if the last record
+    /// of `key` there is at `expectedLastOffset` (nil: `key` has no record yet): the broker checks
+    /// and appends in one step, so of two writers that read the same last offset one wins.
+    /// Otherwise throws ``SpoolError/Code/keyConflict``, whose `details["lastOffset"]` is the
+    /// key's current last offset (-1: none); nothing was stored. Records without a key get `key`.
+    @discardableResult
+    public func publish(to topic: String, key: [UInt8], records: [OutgoingRecord],
+                        ifLastOffsetIs expectedLastOffset: Int64?) async throws(SpoolError) -> PublishResult {
+        let keyed = records.map { OutgoingRecord(key: $0.key ?? key, value: $0.value, headers: $0.headers, timestamp: $0.timestamp) }
+        let partition = try await choosePartition(topic, key: key)
+        return try await publish(to: topic, partition: partition, records: keyed,
+                                 condition: KeyCondition(key: key, lastOffset: expectedLastOffset ?? -1))
+    }
+}
