@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
 # SECONDS_PER_TARGET  wall time for each target (default 60)
-# TARGET              frame-header, messages, record-batch, segment-recovery, offset-store
+# TARGET              frame-header, messages, record-batch, segment-recovery, offset-store, key-index
 #                     (default: all of them, one after the other)
 #
 # Builds the package in Fuzz/ (its own Package.swift, so the fuzz targets never enter the normal
@@ -27,7 +27,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
-all_targets=(frame-header messages record-batch segment-recovery offset-store)
+all_targets=(frame-header messages record-batch segment-recovery offset-store key-index)
 
 seconds=${1:-60}
 if ! [[ $seconds =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then

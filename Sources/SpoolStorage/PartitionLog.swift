@@ -43,7 +43,7 @@ public final class PartitionLog {
     /// When the active segment took its first append in this process; nil while it has none.
     private var activeSegmentStartedAt: ContinuousClock.Instant?
     /// Every key's batches and last offset (see ``lastOffset(ofKey:)``).
-    private let keyIndex: KeyIndex
+    private var keyIndex: KeyIndex
 
     /// How much of the log an open verifies.
     public enum OpenMode: Sendable {
@@ -86,21 +86,7 @@ public final class PartitionLog {
             try Syscall.unlinkIfPresent("\(directory)/\(leftover)")  // the background deleter may get there first
         }
         let baseOffsets = names.compactMap(LogSegment.baseOffset(logFileName:)).sorted()
-        var segments: [LogSegment] = []
-        var reports: [RecoveryReport] = []
-        for baseOffset in baseOffsets {
-            let (segment, report) = try LogSegment.open(
-                directory: directory, baseOffset: baseOffset, fullScan: mode == .afterCrash,
-                indexIntervalBytes: configuration.indexIntervalBytes, io: io)
-            if let previous = segments.last {
-                if let cut = try previous.cutOverlap(before: segment.baseOffset, indexIntervalBytes: configuration.indexIntervalBytes) {
-                    reports.append(cut)
-                }
-                if previous.nextOffset != segment.baseOffset { reports.append(Self.gapReport(between: previous, and: segment)) }
-            }
-            if let report { reports.append(report) }
-            segments.append(segment)
-        }
+        var (segments, reports) = try Self.openSegments(baseOffsets, directory: directory, mode: mode, configuration: configuration, io: io)
         if segments.isEmpty {
             segments.append(try LogSegment.create(directory: directory, baseOffset: 0, io: io))
             directoryIsUnsynced = true
@@ -111,13 +97,48 @@ public final class PartitionLog {
         logEndOffset = segments[segments.count - 1].nextOffset
         sizeInBytes = segments.reduce(0) { $0 + $1.size }
         if segments[segments.count - 1].size > 0 { activeSegmentStartedAt = .now }
-        for report in reports {
-            logger.warning("recovered a damaged segment", metadata: ["report": "\(report)"])
-        }
         keyIndex = try KeyIndex(directory: directory, trustRuns: mode == .afterCleanShutdown,
                                 maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
-        try keyIndex.resume(logStartOffset: logStartOffset, logEndOffset: logEndOffset)
-        try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
+        do throws(StorageError) {
+            try keyIndex.resume(logStartOffset: logStartOffset, logEndOffset: logEndOffset)
+            try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
+        } catch where error.code == .corrupt && mode == .afterCleanShutdown {
+            // The cheap checks missed damage that indexing the keys read: verify everything.
+            logger.warning("a segment is damaged although the log was closed cleanly; verifying every segment",
+                           metadata: ["directory": "\(directory)", "error": "\(error.message)"])
+            (self.segments, recoveryReports) = try Self.openSegments(baseOffsets, directory: directory, mode: .afterCrash,
+                                                                    configuration: configuration, io: io)
+            logStartOffset = self.segments[0].baseOffset
+            logEndOffset = self.segments[self.segments.count - 1].nextOffset
+            sizeInBytes = self.segments.reduce(0) { $0 + $1.size }
+            keyIndex = try KeyIndex(directory: directory, trustRuns: false, maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
+            try keyIndex.resume(logStartOffset: logStartOffset, logEndOffset: logEndOffset)
+            try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
+        }
+        for report in recoveryReports {
+            logger.warning("recovered a damaged segment", metadata: ["report": "\(report)"])
+        }
+    }
+
+    /// Opens and recovers the segments with these base offsets, cutting overlaps and reporting gaps.
+    private static func openSegments(_ baseOffsets: [Int64], directory: String, mode: OpenMode, configuration: LogConfiguration,
+                                     io: FileIO) throws(StorageError) -> ([LogSegment], [RecoveryReport]) {
+        var segments: [LogSegment] = []
+        var reports: [RecoveryReport] = []
+        for baseOffset in baseOffsets {
+            let (segment, report) = try LogSegment.open(
+                directory: directory, baseOffset: baseOffset, fullScan: mode == .afterCrash,
+                indexIntervalBytes: configuration.indexIntervalBytes, io: io)
+            if let previous = segments.last {
+                if let cut = try previous.cutOverlap(before: segment.baseOffset, indexIntervalBytes: configuration.indexIntervalBytes) {
+                    reports.append(cut)
+                }
+                if previous.nextOffset != segment.baseOffset { reports.append(gapReport(between: previous, and: segment)) }
+            }
+            if let report { reports.append(report) }
+            segments.append(segment)
+        }
+        return (segments, reports)
     }
 
     /// Adds the keys of every batch in `offset..<end` (batch boundaries) to the key index, writing

@@ -267,8 +267,9 @@ import Testing
 
     // MARK: Shutdown
 
-    /// A full disk when the clean-shutdown marker is written: the stop still ends, says so, and
-    /// the next start verifies every segment and finds every record.
+    /// A full disk at the clean stop (the key index's last file, the clean-shutdown marker): the
+    /// stop still ends, says it was not clean, and the next start verifies every segment and
+    /// finds every record.
     @Test func aFullDiskAtTheCleanShutdownMarkerOnlyCostsAFullCheck() throws {
         let h = try Harness(fsync: .always)
         var stored: [Record] = []
@@ -278,7 +279,7 @@ import Testing
         }
         h.faults.failAllWrites(ENOSPC)
         try h.shutDown()
-        #expect(h.log.messages(at: .warning).contains { $0.contains("clean-shutdown marker") })
+        #expect(h.log.messages(at: .warning).contains { $0.contains("clean-shutdown marker") || $0.contains("could not close a partition cleanly") })
         h.faults.failAllWrites(nil)
         try h.reopenAfterCrash()
         #expect(!h.broker.dataDirectory.openedAfterCleanShutdown)

@@ -141,7 +141,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [UInt8(0), 16, 99, 255])
+    @Test(arguments: [UInt8(0), 17, 99, 255])
     func rejectsUnknownOperations(opCode: UInt8) throws {
         let h = try Harness("rejectsUnknownOperations(\(opCode))")
         let id = h.correlationID()

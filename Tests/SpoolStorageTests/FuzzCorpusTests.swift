@@ -1,4 +1,4 @@
-// Fuzz targets of storage recovery (`segment-recovery`, `offset-store`) and the tests that replay
+// Fuzz targets of storage recovery (`segment-recovery`, `offset-store`, `key-index`) and the tests that replay
 // their committed corpus.
 //
 // This file is compiled twice. In SpoolStorageTests it is a test file: the suite at the bottom
@@ -26,9 +26,115 @@ enum StorageFuzzTargets {
     static let all: [(name: String, run: @Sendable (UnsafeRawBufferPointer) throws -> Void)] = [
         ("segment-recovery", segmentRecovery),
         ("offset-store", offsetStore),
+        ("key-index", keyIndex),
     ]
 
     static let logger = Logger(label: "spool.fuzz", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    // MARK: key-index
+
+    /// One file of the key index of a known log (``KeyIndexLog``), as input:
+    /// ```
+    /// u8     which file: even = the first run file, odd = the retired table
+    /// rest   the file's bytes
+    /// ```
+    /// The log is written and closed cleanly, the chosen file replaced by the input, and the log
+    /// opened after a "clean shutdown", then after a crash: each open must succeed, and every
+    /// key's last offset and every key's records must be what the log holds (a damaged run file
+    /// is noticed and rebuilt from the log). A damaged retired table is set aside: then the keys
+    /// whose records retention deleted may have no last offset, never a wrong one.
+    static func keyIndex(_ data: UnsafeRawBufferPointer) throws {
+        guard let selector = data.first else { return }
+        let scratch = try ScratchDirectory()
+        let directory = "\(scratch.path)/keys"
+        let log = try KeyIndexLog(directory: directory)
+        let replaced = selector % 2 == 0 ? log.firstRunFile : "retired.keys"
+        try writeFile("\(directory)/\(replaced)", Array(data[1...]))
+        for mode in [PartitionLog.OpenMode.afterCleanShutdown, .afterCrash] {
+            let opened = try openLog(directory, KeyIndexLog.configuration, mode)
+            try log.check(opened, retiredMayBeGone: selector % 2 == 1, "\(mode) with \(replaced) replaced")
+            opened.close()
+        }
+    }
+
+    /// A log of 40 small batches over 8 keys (and keyless records), segments of 600 bytes and 3
+    /// keys in memory, so that the key index writes run files; retention deleted the older half,
+    /// so the retired table holds keys too; closed cleanly.
+    struct KeyIndexLog {
+        static let configuration = LogConfiguration(segmentBytes: 600, segmentMilliseconds: nil, indexIntervalBytes: 64, fsync: .never,
+                                                    retentionMilliseconds: nil, keyIndexKeysInMemory: 3)
+        static let keys: [[UInt8]] = (0..<8).map { Array("k\($0)".utf8) } + [Array("never".utf8)]
+        /// Every record appended, with its key.
+        var records: [(offset: Int64, key: [UInt8]?)] = []
+        var logStartOffset: Int64 = 0
+        var firstRunFile = ""
+
+        init(directory: String) throws(Failure) {
+            try makeDirectory(directory)
+            let log = try openLog(directory, Self.configuration, .afterCrash)
+            for number in 0..<40 {
+                let keys: [[UInt8]?] = [Self.keys[number % 8], nil, Self.keys[(number * 3 + 1) % 8]]
+                var builder = RecordBatchBuilder()
+                for key in keys { builder.append(timestamp: Int64(number), key: key, value: Array("v\(number)".utf8)) }
+                let batch = builder.finish()
+                do {
+                    let result = try batch.withUnsafeBytes { try log.append($0) }
+                    for (delta, key) in keys.enumerated() { records.append((result.baseOffset + Int64(delta), key)) }
+                } catch {
+                    throw Failure("append threw \(error)")
+                }
+            }
+            do {
+                log.configuration.retentionBytes = Int64(log.sizeInBytes / 2)
+                _ = try log.applyRetention(nowMilliseconds: 0)
+                logStartOffset = log.logStartOffset
+                _ = log.takeSyncWork()
+                try log.closeCleanly()
+            } catch {
+                throw Failure("retention or close threw \(error)")
+            }
+            let names = (try? listFiles(directory)) ?? []
+            firstRunFile = names.filter { $0.hasSuffix(".keys") && $0 != "retired.keys" }.sorted().first ?? "00000000000000000000.keys"
+        }
+
+        /// Every key's last offset (all of them, or for keys with no record from the log start on,
+        /// possibly none when `retiredMayBeGone`), and every key's records read by key.
+        func check(_ log: PartitionLog, retiredMayBeGone: Bool, _ what: String) throws(Failure) {
+            for key in Self.keys {
+                let expected = records.last { $0.key == key }?.offset
+                let found: Int64?
+                do { found = try log.lastOffset(ofKey: key) } catch { throw Failure("\(what): lastOffset threw \(error)") }
+                let stored = records.contains { $0.key == key && $0.offset >= logStartOffset }
+                try require(found == expected || (retiredMayBeGone && !stored && found == nil),
+                            "\(what): key \(String(decoding: key, as: UTF8.self)) last offset \(String(describing: found)), expected \(String(describing: expected))")
+                var read: [Int64] = []
+                do {
+                    let slices = try log.read(key: key, from: 0, maxBytes: 1 << 20, endOffset: log.logEndOffset)
+                    for slice in slices.slices {
+                        var bytes = [UInt8](repeating: 0, count: slice.length)
+                        _ = try bytes.withUnsafeMutableBytes { try slice.read(into: $0) }
+                        read += try bytes.withUnsafeBytes { try RecordBatch.records(in: $0) }.filter { $0.key == key }.map(\.offset)
+                    }
+                } catch {
+                    throw Failure("\(what): read of key \(String(decoding: key, as: UTF8.self)) threw \(error)")
+                }
+                let wanted = records.filter { $0.key == key && $0.offset >= logStartOffset }.map(\.offset)
+                try require(read == wanted, "\(what): key \(String(decoding: key, as: UTF8.self)) read \(read), expected \(wanted)")
+            }
+        }
+    }
+
+    /// The names in a directory.
+    static func listFiles(_ path: String) throws(Failure) -> [String] {
+        guard let directory = opendir(path) else { throw Failure("opendir \(path) failed: errno \(errno)") }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            if name != ".", name != ".." { names.append(name) }
+        }
+        return names
+    }
 
     // MARK: segment-recovery
 
@@ -555,6 +661,23 @@ enum StorageFuzzTargets {
     func writesTheSeedCorpus() throws {
         try FuzzCorpus.writeSeeds(try Self.segmentSeeds(), target: "segment-recovery")
         try FuzzCorpus.writeSeeds(try Self.offsetStoreSeeds(), target: "offset-store")
+        try FuzzCorpus.writeSeeds(try Self.keyIndexSeeds(), target: "key-index")
+    }
+
+    /// The genuine first run file and retired table of ``StorageFuzzTargets/KeyIndexLog``, each
+    /// also cut short, with a flipped byte, and empty.
+    static func keyIndexSeeds() throws -> [(String, [UInt8])] {
+        let scratch = try TemporaryDirectory(prefix: "spool-key-seeds")
+        let log = try StorageFuzzTargets.KeyIndexLog(directory: scratch.appending("keys"))
+        var seeds: [(String, [UInt8])] = []
+        for (selector, name) in [(UInt8(0), log.firstRunFile), (1, "retired.keys")] {
+            let genuine = try fileBytes(scratch.appending("keys/\(name)"))
+            var flipped = genuine
+            flipped[flipped.count / 3] ^= 0x40
+            seeds += [("seed-\(selector)-genuine", [selector] + genuine), ("seed-\(selector)-cut", [selector] + genuine.dropLast(9)),
+                      ("seed-\(selector)-flipped", [selector] + flipped), ("seed-\(selector)-empty", [selector])]
+        }
+        return seeds
     }
 
     typealias SegmentInput = StorageFuzzTargets.SegmentInput

@@ -78,6 +78,7 @@ enum WireFuzzTargets {
         MessageType(name: "ErrorResponse", check: errorResponse),
         message(DescribeTopicRequest.self), message(DescribeTopicResponse.self),
         message(DeleteTopicRequest.self), message(DeleteTopicResponse.self),
+        message(FetchKeyRequest.self), message(FetchKeyResponse.self),
     ]
 
     /// First byte: the message type (``messageTypes``, modulo its count); the rest: the body.

@@ -116,6 +116,11 @@ import Testing
     @Test(arguments: MessageSamples.all)
     func rejectsEveryStrictPrefix(sample: MessageSample) {
         for length in 0..<sample.encoded.count {
+            if length == sample.decodablePrefixLength {
+                // Without its optional last field the message is another valid one, never the original.
+                #expect((try? sample.decodesToOriginal(Array(sample.encoded.prefix(length)))) == false)
+                continue
+            }
             let error = wireError { () throws(WireError) in
                 try withExactBytes(Array(sample.encoded.prefix(length))) { bytes throws(WireError) in
                     try sample.decodeAndReencode(bytes)

@@ -18,9 +18,12 @@ struct MessageSample: Sendable, CustomTestStringConvertible {
     let reencodesExactly: Bool
     /// Codes a failed decode may carry.
     let allowedErrorCodes: Set<ErrorCode>
+    /// The length of the one strict prefix that decodes (a message whose last field is optional
+    /// and absent from older senders: a produce without its condition), or nil.
+    var decodablePrefixLength: Int? = nil
 
-    static func message<M: WireMessage & Hashable>(_ value: M, _ label: String,
-                                                   extraErrors: Set<ErrorCode> = []) -> MessageSample {
+    static func message<M: WireMessage & Hashable>(_ value: M, _ label: String, extraErrors: Set<ErrorCode> = [],
+                                                   decodablePrefixLength: Int? = nil) -> MessageSample {
         MessageSample(
             kind: "\(M.self)",
             testDescription: "\(M.self) \(label)",
@@ -28,7 +31,8 @@ struct MessageSample: Sendable, CustomTestStringConvertible {
             decodeAndReencode: { bytes throws(WireError) in try M.decode(bytes).encoded() },
             decodesToOriginal: { bytes throws(WireError) in try M.decode(bytes) == value },
             reencodesExactly: true,
-            allowedErrorCodes: Set<ErrorCode>([.malformedRequest]).union(extraErrors))
+            allowedErrorCodes: Set<ErrorCode>([.malformedRequest]).union(extraErrors),
+            decodablePrefixLength: decodablePrefixLength)
     }
 
     static func error(_ value: ErrorResponse, _ label: String) -> MessageSample {
@@ -63,7 +67,7 @@ enum MessageSamples {
     static let long = String(repeating: "x", count: 300)
 
     static let all: [MessageSample] = produce + fetch + listOffsets + metadata + createTopic + producerIDs + groups + offsets + topics
-        + errors + headers
+        + errors + headers + keys
 
     /// The first sample of each type, for tests whose input does not depend on the value.
     static let oneOfEachKind: [MessageSample] = {
@@ -80,6 +84,20 @@ enum MessageSamples {
         .message(ProduceResponse(partition: .max, baseOffset: .max, durability: .onDisk), "max"),
         .message(ProduceResponse(partition: -1, baseOffset: .min, durability: .syncScheduled), "negative"),
         .message(ProduceResponse(partition: 7, baseOffset: 42, durability: Durability(rawValue: 200)), "unknown durability"),
+    ]
+
+    /// Conditional produces and fetches by key (appended last: the seed corpus is numbered in this order).
+    static let keys: [MessageSample] = [
+        .message(ProduceRequest(topic: "orders", partition: 0, condition: KeyCondition(key: Array("order-1".utf8), lastOffset: -1)),
+                 "conditional, key has no record", decodablePrefixLength: ProduceRequest(topic: "orders", partition: 0).encoded().count),
+        .message(ProduceRequest(topic: unicode, partition: 3, condition: KeyCondition(key: [], lastOffset: .max)), "conditional, empty key, max offset",
+                 decodablePrefixLength: ProduceRequest(topic: unicode, partition: 3).encoded().count),
+        .message(FetchKeyRequest(topic: "orders", partition: 0, key: Array("order-1".utf8), offset: 0), "defaults"),
+        .message(FetchKeyRequest(topic: "", partition: -1, key: [], offset: -1, maxBytes: 0), "zeros"),
+        .message(FetchKeyRequest(topic: long, partition: .max, key: [UInt8](repeating: 0xff, count: 300), offset: .max, maxBytes: .max), "max"),
+        .message(FetchKeyResponse(partition: 0, logStartOffset: 0, logEndOffset: 0, nextOffset: 0, lastOffset: -1), "no record"),
+        .message(FetchKeyResponse(partition: .max, logStartOffset: .max, logEndOffset: .max, nextOffset: .max, lastOffset: .max), "max"),
+        .message(FetchKeyResponse(partition: -1, logStartOffset: .min, logEndOffset: -1, nextOffset: .min, lastOffset: .min), "negative"),
     ]
 
     static let fetch: [MessageSample] = [

@@ -65,14 +65,18 @@ final class KeyIndex {
         }
         var found: [KeyRun] = []
         for name in names {
-            guard KeyRun.fromOffset(fileName: name) != nil else { continue }
+            guard let named = KeyRun.fromOffset(fileName: name) else { continue }
             let path = "\(directory)/\(name)"
             guard trustRuns else {
                 _ = try Syscall.unlinkIfPresent(path)
                 continue
             }
             do throws(StorageError) {
-                found.append(try KeyRun.open(path: path, verifyEntries: true, io: io))
+                let run = try KeyRun.open(path: path, verifyEntries: true, io: io)
+                guard run.fromOffset == named else {
+                    throw StorageError(.corrupt, "key index \(path) starts at offset \(run.fromOffset), not at the one its name says")
+                }
+                found.append(run)
             } catch where error.code == .corrupt {
                 logger.warning("a key index file is damaged; it is rebuilt from the log", metadata: ["error": "\(error.message)"])
                 _ = try Syscall.unlinkIfPresent(path)
@@ -120,7 +124,7 @@ final class KeyIndex {
                 }
             }
         } catch {
-            throw StorageError(.invalidArgument, "cannot index the keys of a batch: \(error.message)")
+            throw StorageError(.corrupt, "cannot index the keys of a batch: \(error.message)")
         }
         if keys.count > 16 {
             // Many keys: merge repeats that the short linear search above did not catch.
