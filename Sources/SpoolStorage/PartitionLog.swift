@@ -315,8 +315,15 @@ public final class PartitionLog {
             bytes += Int(posting.length)
             nextOffset = posting.lastOffset + 1
         }
-        return KeySlices(slices: slices, nextOffset: slices.isEmpty ? max(offset, endOffset) : nextOffset,
-                         lastOffset: postings.last?.lastOffset)
+        // The key's last visible record: usually its last one; when that is past the visible end
+        // (appended, not yet synced), the last one before it.
+        var lastOffset = try keyIndex.lastOffset(of: indexed)
+        if let last = lastOffset, last >= endOffset {
+            lastOffset = try keyIndex.postings(of: indexed, from: logStartOffset, logStartOffset: logStartOffset)
+                .last { $0.baseOffset < endOffset }?.lastOffset
+        }
+        if let last = lastOffset, last < logStartOffset { lastOffset = nil }
+        return KeySlices(slices: slices, nextOffset: slices.isEmpty ? max(offset, endOffset) : nextOffset, lastOffset: lastOffset)
     }
 
     /// The offset of the first record whose timestamp is at or after `timestamp`, or
