@@ -1,4 +1,5 @@
 import Logging
+import SpoolWire
 
 /// Publishes records fast: it batches them per partition, keeps several batches in flight on
 /// the client's connection, and retries what a lost connection or a restarting broker left
@@ -104,6 +105,25 @@ public final class Producer: Sendable {
     nonisolated(nonsending) public func send(to topic: String, partition: Int32? = nil, key: [UInt8]? = nil, value: [UInt8],
                      headers: [RecordHeader] = [], timestamp: Int64? = nil) async throws(SpoolError) -> PublishResult {
         try await core.send(topic: topic, partition: partition, key: key, value: value, headers: headers, timestamp: timestamp)
+    }
+
+    /// Sends `records` as one batch to `key`'s partition of `topic` (records without a key get
+    /// `key`), appended only if the last record of `key` there is at `expectedLastOffset` (nil:
+    /// `key` has no record yet): the broker checks and appends in one step, so of two writers that
+    /// read the same last offset exactly one succeeds (an event store's expected version).
+    /// Returns where the batch landed (its last record, `baseOffset + count - 1`, is the key's
+    /// new last offset). Idempotent like every send: a retried batch is answered with its
+    /// original offset, never refused by its own first attempt. The batch goes after the
+    /// records buffered for the partition before it and does not wait for room.
+    ///
+    /// Throws ``SpoolError/Code/keyConflict`` when the key's last offset is another one
+    /// (`details["lastOffset"]`, -1 for none): nothing was stored; read the key again
+    /// (``SpoolClient/records(ofKey:in:from:)``) and decide anew. Otherwise throws like
+    /// ``send(to:partition:key:value:headers:timestamp:)``.
+    @discardableResult
+    nonisolated(nonsending) public func send(to topic: String, key: [UInt8], records: [OutgoingRecord],
+                                             ifLastOffsetIs expectedLastOffset: Int64?) async throws(SpoolError) -> PublishResult {
+        try await core.send(topic: topic, key: key, records: records, condition: KeyCondition(key: key, lastOffset: expectedLastOffset ?? -1))
     }
 
     /// Buffers one record for sending and returns as soon as it is buffered: at once unless

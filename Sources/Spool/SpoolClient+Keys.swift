@@ -5,7 +5,7 @@ public struct KeyRecords: Sendable {
     /// The key's records from the requested offset on, in offset order.
     public let records: [SpoolRecord]
     /// The offset of the key's last record still stored and visible, nil if there is none: the
-    /// value to pass to ``SpoolClient/publish(to:key:records:ifLastOffsetIs:)`` next.
+    /// value to pass to ``Producer/send(to:key:records:ifLastOffsetIs:)`` next.
     public let lastOffset: Int64?
 }
 
@@ -39,19 +39,5 @@ extension SpoolClient {
             }
             next = response.nextOffset
         }
-    }
-
-    /// Publishes `records` as one batch to `key`'s partition of `topic`, only if the last record
-    /// of `key` there is at `expectedLastOffset` (nil: `key` has no record yet): the broker checks
-    /// and appends in one step, so of two writers that read the same last offset one wins.
-    /// Otherwise throws ``SpoolError/Code/keyConflict``, whose `details["lastOffset"]` is the
-    /// key's current last offset (-1: none); nothing was stored. Records without a key get `key`.
-    @discardableResult
-    public func publish(to topic: String, key: [UInt8], records: [OutgoingRecord],
-                        ifLastOffsetIs expectedLastOffset: Int64?) async throws(SpoolError) -> PublishResult {
-        let keyed = records.map { OutgoingRecord(key: $0.key ?? key, value: $0.value, headers: $0.headers, timestamp: $0.timestamp) }
-        let partition = try await choosePartition(topic, key: key)
-        return try await publish(to: topic, partition: partition, records: keyed,
-                                 condition: KeyCondition(key: key, lastOffset: expectedLastOffset ?? -1))
     }
 }

@@ -65,11 +65,6 @@ public final class SpoolClient: Sendable {
     /// not at all; its records get consecutive offsets.
     @discardableResult
     public func publish(to topic: String, partition: Int32? = nil, records: [OutgoingRecord]) async throws(SpoolError) -> PublishResult {
-        try await publish(to: topic, partition: partition, records: records, condition: nil)
-    }
-
-    /// ``publish(to:partition:records:)`` that the broker appends only if `condition` holds.
-    func publish(to topic: String, partition: Int32?, records: [OutgoingRecord], condition: KeyCondition?) async throws(SpoolError) -> PublishResult {
         guard let first = records.first else { throw SpoolError(.invalidArgument, "publish needs at least one record") }
         try Self.checkTopicName(topic)
         let target: Int32
@@ -84,7 +79,7 @@ public final class SpoolClient: Sendable {
             let what = records.count == 1 ? "record" : "batch of \(records.count) records"
             throw SpoolError(.recordTooLarge, "\(what) is \(batch.count) bytes encoded; the limit is \(configuration.maxBatchBytes) bytes")
         }
-        let reply = try await call(.produce, [ProduceRequest(topic: topic, partition: target, condition: condition).encoded(), batch])
+        let reply = try await call(.produce, [ProduceRequest(topic: topic, partition: target).encoded(), batch])
         let response = try decode(ProduceResponse.self, reply)
         return PublishResult(topic: topic, partition: response.partition, baseOffset: response.baseOffset,
                              count: records.count, durability: response.durability)

@@ -1,10 +1,12 @@
 import Foundation
 import SpoolWire
 
-/// A `send` call waiting for its record's acknowledgement.
+/// A `send` call waiting for its record's acknowledgement (or its records', for a whole batch).
 struct SendWaiter: Sendable {
     /// The record's position in its batch.
     let index: Int
+    /// How many records from `index` on the caller sent (a conditional send's whole batch).
+    var count = 1
     let continuation: CheckedContinuation<Result<PublishResult, SpoolError>, Never>
 }
 
@@ -41,7 +43,7 @@ enum BatchOutcome: Sendable {
     }
 
     private static let refusals: Set<SpoolError.Code> = [
-        .recordTooLarge, .invalidTopicName, .unknownTopic, .unknownPartition, .notAuthorized, .invalidRequest,
+        .recordTooLarge, .keyConflict, .invalidTopicName, .unknownTopic, .unknownPartition, .notAuthorized, .invalidRequest,
         SpoolError.Code(ErrorCode.corruptBatch), SpoolError.Code(ErrorCode.inconsistentBatch), SpoolError.Code(ErrorCode.malformedRequest),
         SpoolError.Code(ErrorCode.unsupportedVersion), SpoolError.Code(ErrorCode.unsupportedOperation),
     ]
@@ -85,6 +87,9 @@ struct ProducerBatch: Sendable {
     var awaitingReply = false
     /// The answer to the last attempt, kept until the batches before it are settled.
     var outcome: BatchOutcome?
+    /// The encoded request of a batch that needs its own (a conditional append); nil: the
+    /// partition's ``PartitionQueue/requestBody``.
+    var requestBody: [UInt8]?
 
     init(id: UInt64, slot: Int, createdAt: UInt64, capacity: Int) {
         self.id = id

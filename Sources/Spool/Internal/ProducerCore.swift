@@ -93,6 +93,31 @@ final class ProducerCore: Sendable {
         return try result.get()
     }
 
+    /// Buffers `records` as one conditional batch of their own and waits for its acknowledgement.
+    nonisolated(nonsending) func send(topic: String, key: [UInt8], records: [OutgoingRecord], condition: KeyCondition) async throws(SpoolError) -> PublishResult {
+        guard !records.isEmpty else { throw SpoolError(.invalidArgument, "a conditional send needs at least one record") }
+        let timestamp = Self.wallClockMilliseconds()
+        var builder = RecordBatchBuilder()
+        for record in records {
+            builder.append(timestamp: record.timestamp ?? timestamp, key: record.key ?? key, value: record.value, headers: record.headers)
+        }
+        let size = builder.finish().count
+        guard size <= client.configuration.maxBatchBytes else {
+            throw SpoolError(.recordTooLarge, "a conditional batch of \(records.count) records for \(topic) is \(size) bytes encoded; the limit is \(client.configuration.maxBatchBytes) bytes (ClientConfiguration.maxBatchBytes)")
+        }
+        let index = try await topicIndex(topic)
+        let result: Result<PublishResult, SpoolError> = await withCheckedContinuation { continuation in
+            var actions = ProducerActions()
+            state.withLock { state in
+                state.appendConditional(topicIndex: index, key: key, records: records, timestamp: timestamp, condition: condition,
+                                        waiter: continuation, actions: &actions)
+                if state.loopTask == nil, !state.closing { startLoop(&state) }
+            }
+            perform(actions)
+        }
+        return try result.get()
+    }
+
     /// Hands a record to the state, which buffers it now or when there is room, and waits for the
     /// continuation (resumed when buffered for `enqueue`, when acknowledged for `send`). A cancelled
     /// task stops waiting for room; once buffered, the record is delivered regardless.

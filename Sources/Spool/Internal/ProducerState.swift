@@ -292,6 +292,31 @@ struct ProducerState {
         if admitted > 0 { blocked.removeFirst(admitted) }
     }
 
+    /// Buffers `records` as one batch of their own, after everything buffered for the partition
+    /// before, sent with `condition` (a conditional append); `waiter` gets the batch's outcome.
+    /// Never waits for room: the batch is bounded by the client's batch limit, checked before.
+    mutating func appendConditional(topicIndex index: Int, key: [UInt8], records: [OutgoingRecord], timestamp: Int64, condition: KeyCondition,
+                                    waiter: CheckedContinuation<Result<PublishResult, SpoolError>, Never>, actions: inout ProducerActions) {
+        guard !closing else { return Self.resume(.send(waiter), with: Self.closedError, actions: &actions) }
+        let slot: Int
+        switch self.slot(topic: index, partition: nil, key: key) {
+        case .success(let found): slot = found
+        case .failure(let error): return Self.resume(.send(waiter), with: error, actions: &actions)
+        }
+        closeOpenBatch(slot: slot, actions: &actions)
+        openBatch(slot: slot, actions: &actions)
+        for record in records {
+            _ = Self.appendToOpenBatch(&partitions[slot], timestamp: record.timestamp ?? timestamp, key: record.key ?? key, value: record.value,
+                                       headers: record.headers, size: .min, waiter: nil, batchBytes: configuration.batchBytes,
+                                       bufferedBytes: &bufferedBytes)
+        }
+        partitions[slot].open!.enqueuedCount = 0
+        partitions[slot].open!.waiters = [SendWaiter(index: 0, count: records.count, continuation: waiter)]
+        partitions[slot].open!.requestBody = ProduceRequest(topic: partitions[slot].topic, partition: partitions[slot].partition,
+                                                            condition: condition).encoded()
+        closeOpenBatch(slot: slot, actions: &actions)
+    }
+
     /// Appends one record to the slot's open batch, closing it first if the record would not fit
     /// and after if it is full.
     @inline(__always)
@@ -484,7 +509,8 @@ struct ProducerState {
             }
             batch.attempts = 1
             batch.awaitingReply = true
-            plan.transmissions.append(Transmission(slot: slot, batchID: batch.id, requestBody: partitions[slot].requestBody, batch: batch.bytes))
+            plan.transmissions.append(Transmission(slot: slot, batchID: batch.id, requestBody: batch.requestBody ?? partitions[slot].requestBody,
+                                                   batch: batch.bytes))
             partitions[slot].inFlight.append(batch)
         }
     }
@@ -502,7 +528,8 @@ struct ProducerState {
                 partitions[slot].inFlight[position].awaitingReply = true
                 partitions[slot].inFlight[position].attempts += 1
                 let batch = partitions[slot].inFlight[position]
-                plan.transmissions.append(Transmission(slot: slot, batchID: batch.id, requestBody: partitions[slot].requestBody, batch: batch.bytes))
+                plan.transmissions.append(Transmission(slot: slot, batchID: batch.id, requestBody: batch.requestBody ?? partitions[slot].requestBody,
+                                                       batch: batch.bytes))
             }
         }
     }
@@ -655,7 +682,7 @@ struct ProducerState {
         for waiter in batch.waiters {
             let offset = baseOffset >= 0 ? baseOffset + Int64(waiter.index) : -1
             actions.published.append((waiter.continuation, .success(PublishResult(topic: queue.topic, partition: queue.partition,
-                                                                                  baseOffset: offset, count: 1, durability: durability))))
+                                                                                  baseOffset: offset, count: waiter.count, durability: durability))))
         }
     }
 
