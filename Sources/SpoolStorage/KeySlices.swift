@@ -1,3 +1,16 @@
+/// What a partition's key index holds and costs (``PartitionLog/keyIndexStatistics``).
+public struct KeyIndexStatistics: Sendable, Hashable {
+    /// Index files: runs and the retired table.
+    public let files: Int
+    /// Bytes of those files.
+    public let fileBytes: Int
+    /// Keys of the newest records, held in memory until they fill a file.
+    public let keysInMemory: Int
+    /// Bytes of memory: the Bloom filters and sparse indexes of the files, and the keys in memory
+    /// (estimated at 100 bytes per key and 20 per batch holding it).
+    public let memoryBytes: Int
+}
+
 /// The batches of one key found by ``PartitionLog/read(key:from:maxBytes:endOffset:)``.
 public struct KeySlices: Sendable {
     /// Whole batches holding records of the key, in offset order (each may hold other keys'

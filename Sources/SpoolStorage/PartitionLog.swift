@@ -29,6 +29,8 @@ public final class PartitionLog {
     public private(set) var sizeInBytes: Int
     /// Number of segments (at least 1 while open).
     public var segmentCount: Int { segments.count }
+    /// What the key index holds and costs.
+    public var keyIndexStatistics: KeyIndexStatistics { keyIndex.statistics }
 
     private let logger: Logger
     private let io: FileIO
@@ -97,10 +99,9 @@ public final class PartitionLog {
         logEndOffset = segments[segments.count - 1].nextOffset
         sizeInBytes = segments.reduce(0) { $0 + $1.size }
         if segments[segments.count - 1].size > 0 { activeSegmentStartedAt = .now }
-        keyIndex = try KeyIndex(directory: directory, trustRuns: mode == .afterCleanShutdown,
-                                maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
+        keyIndex = try KeyIndex(directory: directory, maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
         do throws(StorageError) {
-            try keyIndex.resume(logStartOffset: logStartOffset, logEndOffset: logEndOffset)
+            try keyIndex.resume(logStartOffset: logStartOffset, trustedEnd: trustedKeyIndexEnd())
             try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
         } catch where error.code == .corrupt && mode == .afterCleanShutdown {
             // The cheap checks missed damage that indexing the keys read: verify everything.
@@ -111,13 +112,22 @@ public final class PartitionLog {
             logStartOffset = self.segments[0].baseOffset
             logEndOffset = self.segments[self.segments.count - 1].nextOffset
             sizeInBytes = self.segments.reduce(0) { $0 + $1.size }
-            keyIndex = try KeyIndex(directory: directory, trustRuns: false, maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
-            try keyIndex.resume(logStartOffset: logStartOffset, logEndOffset: logEndOffset)
+            keyIndex = try KeyIndex(directory: directory, maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
+            try keyIndex.resume(logStartOffset: logStartOffset, trustedEnd: logStartOffset)
             try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
         }
         for report in recoveryReports {
             logger.warning("recovered a damaged segment", metadata: ["report": "\(report)"])
         }
+    }
+
+    /// Where key-index files stop being trusted: the first offset of the first segment recovery
+    /// repaired (a file may point into what it cut), else the log's end.
+    private func trustedKeyIndexEnd() -> Int64 {
+        let repaired = recoveryReports.compactMap { report in
+            LogSegment.baseOffset(logFileName: String(report.path.split(separator: "/").last ?? ""))
+        }
+        return min(repaired.min() ?? logEndOffset, logEndOffset)
     }
 
     /// Opens and recovers the segments with these base offsets, cutting overlaps and reporting gaps.

@@ -140,6 +140,72 @@ extension StorageBench {
         }
     }
 
+    /// The keys section: builds the event-store partition, then measures history loads,
+    /// conditional against plain appends and opens, taking turns; then history loads on a
+    /// partition of large mixed batches.
+    func runKeysSection(_ directory: BenchDirectory, _ progress: BenchmarkProgress, _ report: inout Report) async throws {
+        let bench = KeyIndexBench(directory: try directory.freshSubdirectory("keys/events/0"), records: keyRecords, keys: keys,
+                                  recordsPerBatch: 1...3, logger: quietLogger, progress: progress)
+        progress.say("keys: building \(keyRecords) records over \(keys) keys, 1–3 events of one key per batch")
+        let built = try bench.buildLog()
+        report.rows.append(ResultRow(section: "keys", scenario: "build: \(keyRecords) records, \(keys) keys, 1–3 per batch (PartitionLog.append)",
+                                     recordBytes: bench.valueBytes, measurement: Measurement(runs: [built]), notes: "fsync: never; the key index kept as it goes"))
+        let loads = try await measure(runs: repeatCount) { number in
+            let load = try bench.timeHistoryLoads(samples: keyLoads, seed: UInt64(number))
+            progress.say("keys: history load, run \(number)/\(repeatCount): \(decimal(load.throughput.seconds * 1e3, digits: 3)) ms, \(load.bytesRead / 1024) KiB read, \(load.throughput.records) records")
+            return load
+        }
+        let load = loads.runs.sorted { $0.throughput.seconds < $1.throughput.seconds }[loads.runs.count / 2]
+        report.rows.append(ResultRow(section: "keys", scenario: "load one key's history (median of \(keyLoads) random keys)", recordBytes: bench.valueBytes,
+                                     measurement: Measurement(runs: [load]),
+                                     notes: "\(decimal(load.throughput.seconds * 1e3, digits: 3)) ms, \(load.bytesRead / 1024) KiB read, \(load.throughput.records) records; page cache"))
+        report.goals.append(Goal(description: "history load time, 5 ms / measured", ratio: 0.005 / load.throughput.seconds, target: 1))
+        report.goals.append(Goal(description: "history load bytes read, 1 MB / measured", ratio: 1e6 / Double(max(load.bytesRead, 1)), target: 1))
+
+        let appendCount = 100_000
+        let appends = try await measure([false, true], runs: repeatCount) { conditional, number in
+            let run = try bench.timeAppends(count: appendCount, conditional: conditional, seed: 1_000 + UInt64(number))
+            progress.say("keys: \(conditional ? "conditional" : "plain") appends, run \(number)/\(repeatCount): \(summary(run))")
+            return run
+        }
+        for (conditional, measurement) in zip([false, true], appends) {
+            report.rows.append(ResultRow(section: "keys", scenario: "\(conditional ? "conditional append (last offset, then append)" : "plain append"), \(appendCount) one-record batches",
+                                         recordBytes: bench.valueBytes, measurement: measurement,
+                                         notes: String(format: "%.2f µs per append", measurement.median.seconds / Double(appendCount) * 1e6)))
+        }
+        let plain = appends[0].median.seconds, conditional = appends[1].median.seconds
+        report.goals.append(Goal(description: "plain / conditional append time (the check's cost)", ratio: plain / conditional, target: 0.5))
+
+        var statistics: KeyIndexStatistics?
+        let opens = try await measure([PartitionLog.OpenMode.afterCleanShutdown, .afterCrash], runs: repeatCount) { mode, number in
+            let (run, found) = try bench.timeOpen(mode: mode)
+            statistics = found
+            progress.say("keys: open \(mode), run \(number)/\(repeatCount): \(decimal(run.seconds, digits: 2)) s")
+            return run
+        }
+        for (mode, measurement) in zip([PartitionLog.OpenMode.afterCleanShutdown, .afterCrash], opens) {
+            let what = mode == .afterCleanShutdown ? "open after a clean close (key files read and checked)" : "open after a crash (segments scanned, key index rebuilt)"
+            report.rows.append(ResultRow(section: "keys", scenario: what, measurement: measurement,
+                                         notes: "\(decimal(measurement.median.seconds, digits: 2)) s; page cache warm"))
+        }
+        if let statistics {
+            report.rows[report.rows.count - 1].notes += String(format: "; index: %d files, %.1f bytes on disk and %.2f bytes in memory per key (%d keys in memory)",
+                                                               statistics.files, Double(statistics.fileBytes) / Double(keys),
+                                                               Double(statistics.memoryBytes) / Double(keys), statistics.keysInMemory)
+        }
+        directory.removeItem("\(directory.path)/keys")
+
+        let mixed = KeyIndexBench(directory: try directory.freshSubdirectory("mixed/events/0"), records: keyRecords / 10, keys: max(keys / 10, 1),
+                                  recordsPerBatch: mixedBatchRecords...mixedBatchRecords, logger: quietLogger, progress: progress)
+        progress.say("keys: building \(keyRecords / 10) records over \(keys / 10) keys in batches of \(mixedBatchRecords) mixed records")
+        _ = try mixed.buildLog()
+        let mixedLoad = try mixed.timeHistoryLoads(samples: max(keyLoads / 10, 1), seed: 7)
+        report.rows.append(ResultRow(section: "keys", scenario: "load one key's history, records in mixed batches of \(mixedBatchRecords)",
+                                     recordBytes: mixed.valueBytes, measurement: Measurement(runs: [mixedLoad]),
+                                     notes: "\(decimal(mixedLoad.throughput.seconds * 1e3, digits: 2)) ms, \(mixedLoad.bytesRead / 1024) KiB read, \(mixedLoad.throughput.records) records: every batch read whole"))
+        directory.removeItem("\(directory.path)/mixed")
+    }
+
     /// Logger for brokers and logs; `run()` bootstraps logging so that only warnings and errors
     /// pass, on stderr.
     var quietLogger: Logger { Logger(label: "spool-storage-bench") }

@@ -23,6 +23,13 @@ struct StorageBench: AsyncParsableCommand {
             - recovery: opening a log of --recovery-bytes of 1 KiB records in one
               active segment: after a crash, which scans and verifies all of it
               (cold and warm page cache), and after a clean shutdown (cold).
+            - keys: the key index. A partition of --key-records records over --keys
+              keys, written as an event store writes (each command's 1–3 events
+              of one key in a batch of their own): loading one key's history
+              (time and bytes read, median of --key-loads random keys), a
+              conditional append against a plain one, opening the log after a
+              clean close and after a crash; then the same history load where
+              the key's records sit in large mixed batches (--mixed-batch-records).
 
             Every figure is the median of --repeat runs (--append-repeat for
             append). MB = 10^6 bytes; append and read count record values, disk
@@ -35,7 +42,7 @@ struct StorageBench: AsyncParsableCommand {
 
     /// The benchmark's sections.
     enum Section: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case disk, append, read, recovery
+        case disk, append, read, recovery, keys
     }
 
     /// The fsync policies, as named in the broker configuration.
@@ -88,13 +95,27 @@ struct StorageBench: AsyncParsableCommand {
     @Option(help: "Size of the log the recovery section opens.")
     var recoveryBytes = ByteCount(1 << 30)
 
+    @Option(help: "Records of the keys section's partition.")
+    var keyRecords = 10_000_000
+
+    @Option(help: "Distinct keys of the keys section's partition.")
+    var keys = 100_000
+
+    @Option(help: "History loads per run of the keys section (random keys); the figure is their median.")
+    var keyLoads = 200
+
+    @Option(help: "Records per batch of the keys section's mixed-batch partition (a tenth of --key-records over a tenth of --keys).")
+    var mixedBatchRecords = 1_000
+
     @Flag(help: "Print the results as CSV (ratios as fractions) instead of Markdown; the command line and total time then go to stderr.")
     var csv = false
 
     /// Rejects counts below 1, and the read section without the append section it reads.
     func validate() throws {
         for (name, value) in [("--repeat", repeatCount), ("--append-repeat", appendRepeat), ("--producers", producers),
-                              ("--in-flight", inFlight), ("--append-time-limit", appendTimeLimit), ("--interval-ms", intervalMs)]
+                              ("--in-flight", inFlight), ("--append-time-limit", appendTimeLimit), ("--interval-ms", intervalMs),
+                              ("--key-records", keyRecords), ("--keys", keys), ("--key-loads", keyLoads),
+                              ("--mixed-batch-records", mixedBatchRecords)]
             where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
@@ -129,6 +150,9 @@ struct StorageBench: AsyncParsableCommand {
         }
         if sections.contains(.recovery) {
             try await runRecoverySection(directory, progress, &report)
+        }
+        if sections.contains(.keys) {
+            try await runKeysSection(directory, progress, &report)
         }
         print(render(report, directory: directory, load: (loadAtStart, loadAverage()), elapsed: progress.elapsedSeconds))
     }

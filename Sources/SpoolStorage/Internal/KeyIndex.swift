@@ -36,13 +36,11 @@ final class KeyIndex {
     private let io: FileIO
     private let logger: Logger
 
-    /// Opens the index files of `directory`. After a crash (`trustRuns` false) every run file is
-    /// removed and the caller rebuilds them from the log; after a clean close the runs are
-    /// opened and checked in full (checksums, order) and kept while they tile the offsets from the first one on (a
-    /// bad or missing file ends the kept chain; what follows is rebuilt). The retired table is
-    /// always kept: if it is damaged it is set aside and the damage logged. Call
-    /// ``resume(logStartOffset:)`` next, then index every batch from ``activeStart`` on.
-    init(directory: String, trustRuns: Bool, maxKeysInMemory: Int, io: FileIO, logger: Logger) throws(StorageError) {
+    /// Opens the index files of `directory`, checking each (size, header, checksums); a damaged
+    /// run file is removed (it is rebuilt from the log), a damaged retired table is set aside and
+    /// the damage logged. Call ``resume(logStartOffset:logEndOffset:trustedEnd:)`` next, then
+    /// index every batch from ``activeStart`` on.
+    init(directory: String, maxKeysInMemory: Int, io: FileIO, logger: Logger) throws(StorageError) {
         self.directory = directory
         self.maxKeysInMemory = maxKeysInMemory
         self.io = io
@@ -55,7 +53,7 @@ final class KeyIndex {
         if names.contains(KeyRun.retiredName) {
             let path = "\(directory)/\(KeyRun.retiredName)"
             do throws(StorageError) {
-                retired = try KeyRun.open(path: path, verifyEntries: true, io: io)
+                retired = try KeyRun.open(path: path, io: io)
             } catch where error.code == .corrupt {
                 let aside = "\(path).damaged"
                 try Syscall.rename(path, to: aside)
@@ -67,12 +65,8 @@ final class KeyIndex {
         for name in names {
             guard let named = KeyRun.fromOffset(fileName: name) else { continue }
             let path = "\(directory)/\(name)"
-            guard trustRuns else {
-                _ = try Syscall.unlinkIfPresent(path)
-                continue
-            }
             do throws(StorageError) {
-                let run = try KeyRun.open(path: path, verifyEntries: true, io: io)
+                let run = try KeyRun.open(path: path, io: io)
                 guard run.fromOffset == named else {
                     throw StorageError(.corrupt, "key index \(path) starts at offset \(run.fromOffset), not at the one its name says")
                 }
@@ -86,15 +80,17 @@ final class KeyIndex {
     }
 
     /// Keeps the runs that tile the offsets from the first one on, starting at or before
-    /// `logStartOffset` and ending at or before `logEndOffset`; removes the others. The active
-    /// run then starts where the kept ones end (at `logStartOffset` if none is kept): the caller
-    /// indexes every batch from ``activeStart`` to the log's end.
-    func resume(logStartOffset: Int64, logEndOffset: Int64) throws(StorageError) {
+    /// `logStartOffset` and ending at or before `trustedEnd` (the log's end after a clean close;
+    /// after a crash, the first offset of the first segment recovery repaired, since a run may
+    /// point into what it cut); removes the others. The active run then starts where the kept
+    /// ones end (at `logStartOffset` if none is kept): the caller indexes every batch from
+    /// ``activeStart`` to the log's end.
+    func resume(logStartOffset: Int64, trustedEnd: Int64) throws(StorageError) {
         var kept = 0
         if let first = runs.first, first.fromOffset <= logStartOffset {
             kept = 1
             while kept < runs.count, runs[kept].fromOffset == runs[kept - 1].toOffset { kept += 1 }
-            while kept > 0, runs[kept - 1].toOffset > logEndOffset { kept -= 1 }
+            while kept > 0, runs[kept - 1].toOffset > trustedEnd { kept -= 1 }
         }
         if kept < runs.count {
             logger.warning("key index files do not cover the log without gaps; the rest is rebuilt from the log", metadata: [
@@ -170,6 +166,15 @@ final class KeyIndex {
         activeStart = endOffset
         active = [:]
         activePostings = 0
+    }
+
+    /// What the index holds and costs (the active run's memory estimated at 100 bytes per key
+    /// and 20 per posting).
+    var statistics: KeyIndexStatistics {
+        let files = runs + [retired].compactMap { $0 }
+        return KeyIndexStatistics(files: files.count, fileBytes: files.reduce(0) { $0 + $1.fileBytes },
+                                  keysInMemory: active.count,
+                                  memoryBytes: files.reduce(0) { $0 + $1.memoryBytes } + active.count * 100 + activePostings * KeyPosting.size)
     }
 
     /// The run files written since the last call.

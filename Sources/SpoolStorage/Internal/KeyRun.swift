@@ -97,6 +97,10 @@ final class KeyRun {
     private let entriesCRC: UInt32
 
     var path: String { file.path }
+    /// Bytes of the file.
+    var fileBytes: Int { Self.headerSize + entriesBytes + bloom.count * 8 + sparse.count * 16 + 4 }
+    /// Bytes this run keeps in memory: its Bloom filter and sparse index.
+    var memoryBytes: Int { bloom.count * 8 + sparse.count * 16 }
 
     private init(file: FileHandle, fromOffset: Int64, toOffset: Int64, keyCount: Int, entriesBytes: Int,
                  bloom: [UInt64], sparse: [(hash: UInt64, position: Int)], entriesCRC: UInt32) {
@@ -191,9 +195,9 @@ final class KeyRun {
 
     // MARK: Opening
 
-    /// Opens the run at `path`, checking its size, header and summary; with `verifyEntries`, the
-    /// entries too (checksum and order). Throws ``StorageError/Code/corrupt`` saying what is wrong.
-    static func open(path: String, verifyEntries: Bool, io: FileIO) throws(StorageError) -> KeyRun {
+    /// Opens the run at `path`, checking its size, header, summary and the entries' checksum.
+    /// Throws ``StorageError/Code/corrupt`` saying what is wrong.
+    static func open(path: String, io: FileIO) throws(StorageError) -> KeyRun {
         let file = try FileHandle(opening: path, flags: O_RDONLY, io: io)
         let size = try file.size()
         func corrupt(_ reason: String) -> StorageError { StorageError(.corrupt, "key index \(path): \(reason)") }
@@ -241,7 +245,8 @@ final class KeyRun {
         }
         let run = KeyRun(file: file, fromOffset: fields.from, toOffset: fields.to, keyCount: keyCount, entriesBytes: entriesBytes,
                          bloom: bloom, sparse: sparse, entriesCRC: fields.crc)
-        if verifyEntries { _ = try run.allEntries() }
+        let entries = try readBytes(file, at: headerSize, count: entriesBytes)
+        guard entries.withUnsafeBytes({ crc32c($0) }) == fields.crc else { throw corrupt("entries checksum mismatch") }
         return run
     }
 
