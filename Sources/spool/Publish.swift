@@ -17,6 +17,12 @@ struct Publish: AsyncParsableCommand {
             with a warning on stderr, until --delivery-timeout; then the command says why and \
             exits 1.
 
+            With --if-last-offset N (and --key), every record of the command goes in one batch that \
+            the broker appends only if the key's last record is at offset N (none: the key has no \
+            record yet): a conditional append, the expected version of an event store. If another \
+            writer got there first, nothing is published and the command exits 3, saying the key's \
+            current last offset (`spool events TOPIC KEY` prints its records).
+
             --format json reads the JSON Lines that `spool tail --format json` writes: key or \
             keyBase64, value or valueBase64, headers ([{name, value | valueBase64}]) and \
             timestamp are kept; topic, partition and offset are ignored (the partition follows \
@@ -28,6 +34,8 @@ struct Publish: AsyncParsableCommand {
               spool publish orders --key order-1 --header source=cli '{"id":1}'
               seq 1 100000 | spool publish numbers
               spool publish images --key logo --file logo.png
+              spool publish orders --key order-1 --if-last-offset none '{"event":"placed"}'
+              spool publish orders --key order-1 --if-last-offset 41 '{"event":"paid"}'
               spool tail orders --from-beginning --exit-at-end --format json | spool publish orders-copy --format json
             """
     )
@@ -64,6 +72,10 @@ struct Publish: AsyncParsableCommand {
     @Option(help: "Input format: text (one value per line) or json (one JSON record per line, as `tail --format json` prints).")
     var format: InputFormat = .text
 
+    @Option(help: ArgumentHelp("Publish everything as one batch, appended only if the key's last record is at this offset (none: the key has no record yet); exit 3 otherwise.",
+                               valueName: "offset|none"))
+    var ifLastOffset: LastOffsetArgument?
+
     @Option(help: ArgumentHelp("How long a record the broker does not store (a full disk, a restart) is retried before the command fails.",
                                valueName: "seconds"))
     var deliveryTimeout: Double = 120
@@ -74,6 +86,9 @@ struct Publish: AsyncParsableCommand {
         }
         if value != nil && !files.isEmpty { throw ValidationError("give either VALUE or --file, not both") }
         guard deliveryTimeout > 0, deliveryTimeout.isFinite else { throw ValidationError("--delivery-timeout must be a positive number of seconds") }
+        if ifLastOffset != nil && key == nil { throw ValidationError("--if-last-offset needs --key: the condition is on that key's last record") }
+        if ifLastOffset != nil && format == .json { throw ValidationError("--if-last-offset takes text values (VALUE, --file or lines), not --format json") }
+        if ifLastOffset != nil && partition != nil { throw ValidationError("--if-last-offset publishes to the key's partition: leave out --partition") }
         if format == .json && (key != nil || !headers.isEmpty || !files.isEmpty) {
             throw ValidationError("--format json takes key and headers from each line: it cannot be combined with --key, --header or --file")
         }
@@ -92,6 +107,12 @@ struct Publish: AsyncParsableCommand {
         let client = try await connection.connect(for: topic)
         defer { client.close() }
         try await reportingErrors {
+            if let ifLastOffset, let keyBytes {
+                let values = value.map { [Array($0.utf8)] } ?? (contents.isEmpty ? Self.readLines() : contents)
+                try await publishConditionally(client, key: keyBytes, records: values.map { OutgoingRecord(value: $0, headers: parsedHeaders) },
+                                               ifLastOffset: ifLastOffset.offset)
+                return
+            }
             if let value {
                 let record = format == .json ? try JSONRecordLine.parse(value)
                                              : OutgoingRecord(key: keyBytes, value: Array(value.utf8), headers: parsedHeaders)
@@ -128,6 +149,55 @@ struct Publish: AsyncParsableCommand {
             let keyed = format == .json ? "partition by each record's key, round-robin without one" : "the key's partition"
             let partitions = partition.map { "partition \($0)" } ?? (keyBytes == nil && format == .text ? "spread over the partitions" : keyed)
             Terminal.writeError("published \(published) records to \(topic) (\(partitions))\n")
+        }
+    }
+}
+
+extension Publish {
+    /// Every line of standard input, as record values.
+    static func readLines() -> [[UInt8]] {
+        var lines: [[UInt8]] = []
+        while let line = readLine(strippingNewline: true) { lines.append(Array(line.utf8)) }
+        return lines
+    }
+
+    /// Publishes `records` as one conditional batch; exits 3 on a key conflict.
+    func publishConditionally(_ client: SpoolClient, key: [UInt8], records: [OutgoingRecord], ifLastOffset expected: Int64?) async throws {
+        guard !records.isEmpty else { throw SpoolError(.invalidArgument, "nothing to publish: standard input was empty") }
+        let producer = try Producer(client: client, configuration: ProducerConfiguration(deliveryTimeout: .milliseconds(Int64(deliveryTimeout * 1000))),
+                                    logger: WarningLogHandler.logger)
+        var published: PublishResult?
+        var conflict: SpoolError?
+        do {
+            published = try await producer.send(to: topic, key: key, records: records, ifLastOffsetIs: expected)
+        } catch {
+            guard error.code == .keyConflict else { throw error }
+            conflict = error
+        }
+        guard let result = published else {
+            try? await producer.close()
+            let current = conflict?.details["lastOffset"].map { $0 < 0 ? "it has no record" : "its last record is at offset \($0)" } ?? "its last offset is unknown"
+            Terminal.writeError("spool: key conflict on \(self.key ?? ""): \(current), the publish expected \(expected.map { "offset \($0)" } ?? "none"); nothing was published\n")
+            throw ExitCode(3)
+        }
+        try await producer.close()
+        let last = result.baseOffset + Int64(result.count) - 1
+        print("\(topic)/\(result.partition) offset \(result.baseOffset)\(result.count > 1 ? "...\(last)" : "") (\(result.durability)); key \(self.key ?? "")'s last offset is now \(last)")
+    }
+}
+
+/// `--if-last-offset`: an offset, or `none` for a key without records.
+struct LastOffsetArgument: ExpressibleByArgument {
+    /// The expected last offset; nil: the key has no record.
+    let offset: Int64?
+
+    init?(argument: String) {
+        if argument == "none" {
+            offset = nil
+        } else if let value = Int64(argument), value >= 0 {
+            offset = value
+        } else {
+            return nil
         }
     }
 }

@@ -113,7 +113,7 @@ struct Replay: AsyncParsableCommand {
 }
 
 /// Throws the SDK's topic-name error as a usage error.
-private func reportingNameErrors(_ topic: String) throws {
+func reportingNameErrors(_ topic: String) throws {
     do throws(SpoolError) {
         try SpoolClient.checkTopicName(topic)
     } catch {

@@ -26,7 +26,7 @@ struct SpoolCommand: AsyncParsableCommand {
               spool saga trace order-42
             """,
         version: "0.1.0",
-        subcommands: [Publish.self, Tail.self, Replay.self, Topics.self, Groups.self, Saga.self, Bench.self, Keys.self]
+        subcommands: [Publish.self, Tail.self, Replay.self, Events.self, Topics.self, Groups.self, Saga.self, Bench.self, Keys.self]
     )
 }
 
