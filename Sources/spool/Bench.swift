@@ -64,7 +64,7 @@ struct Bench: AsyncParsableCommand {
               spool bench request --disk-directory /var/lib/spool
               spool bench all --csv > results.csv
             """,
-        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Request.self, Raw.self, RoundTrip.self, Disk.self, Wakeup.self],
+        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Request.self, Raw.self, RoundTrip.self, Disk.self, Wakeup.self, BenchWriters.self],
         defaultSubcommand: All.self
     )
 
