@@ -10,10 +10,11 @@
 /// | `index.interval.bytes`| 1...2^30                       | ``LogConfiguration/indexIntervalBytes``       |
 /// | `retention.ms`        | 1...2^53, or -1 for forever    | ``LogConfiguration/retentionMilliseconds``    |
 /// | `retention.bytes`     | 0...2^62, or -1 for no limit   | ``LogConfiguration/retentionBytes``           |
+/// | `key.index.keys.in.memory` | 1...2^24                  | ``LogConfiguration/keyIndexKeysInMemory``     |
 public enum LogSettings {
     /// Every key, in the order above.
     public static let keys = ["fsync", "fsync.interval.ms", "segment.bytes", "segment.ms", "index.interval.bytes",
-                              "retention.ms", "retention.bytes"]
+                              "retention.ms", "retention.bytes", "key.index.keys.in.memory"]
     /// The sync period `fsync: interval` gets when `fsync.interval.ms` is not given.
     public static let defaultFsyncIntervalMilliseconds = 50
 
@@ -42,6 +43,7 @@ public enum LogSettings {
             "index.interval.bytes": String(configuration.indexIntervalBytes),
             "retention.ms": String(configuration.retentionMilliseconds ?? -1),
             "retention.bytes": String(configuration.retentionBytes ?? -1),
+            "key.index.keys.in.memory": String(configuration.keyIndexKeysInMemory),
         ]
         switch configuration.fsync {
         case .always: settings["fsync"] = "always"
@@ -80,6 +82,7 @@ public enum LogSettings {
             case "index.interval.bytes": configuration.indexIntervalBytes = try integer(text, in: 1...(1 << 30))
             case "retention.ms": configuration.retentionMilliseconds = try optionalInteger(text, in: 1...(1 << 53))
             case "retention.bytes": configuration.retentionBytes = try optionalInteger(text, in: 0...(1 << 62))
+            case "key.index.keys.in.memory": configuration.keyIndexKeysInMemory = try integer(text, in: 1...(1 << 24))
             default: throw StorageError(.invalidArgument, "unknown setting; known: \(keys.joined(separator: ", "))")
             }
         }

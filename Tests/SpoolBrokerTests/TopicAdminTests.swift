@@ -19,7 +19,8 @@ import Testing
         #expect(described.settings == ["fsync": "interval", "fsync.interval.ms": "20", "retention.ms": "60000", "retention.bytes": "-1",
                                        "segment.bytes": String(LogConfiguration().segmentBytes),
                                        "segment.ms": String(LogConfiguration.sevenDaysInMilliseconds),
-                                       "index.interval.bytes": String(LogConfiguration().indexIntervalBytes)])
+                                       "index.interval.bytes": String(LogConfiguration().indexIntervalBytes),
+                                       "key.index.keys.in.memory": String(LogConfiguration().keyIndexKeysInMemory)])
         #expect(described.partitions.map(\.partition) == [0, 1])
         #expect(described.partitions.map(\.logEndOffset) == [0, Int64(records.count)])
         #expect(described.partitions[0].sizeBytes == 0 && described.partitions[1].sizeBytes == Int64(batch.count))
