@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "Spool", targets: ["Spool"]),
         .library(name: "SpoolSaga", targets: ["SpoolSaga"]),
+        .library(name: "SpoolEventSourcing", targets: ["SpoolEventSourcing"]),
         .library(name: "SpoolTesting", targets: ["SpoolTesting"]),
         .library(name: "SpoolServer", targets: ["SpoolServer"]),
         .library(name: "SpoolWire", targets: ["SpoolWire"]),
@@ -63,6 +64,7 @@ let package = Package(
             name: "SpoolSaga",
             dependencies: ["Spool", "SpoolWire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
+        .target(name: "SpoolEventSourcing", dependencies: ["Spool", "SpoolWire", .product(name: "Logging", package: "swift-log")]),
         .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "SpoolStorage", "ZeroMQ"]),
         .target(name: "BenchmarkSupport"),
 
@@ -101,6 +103,7 @@ let package = Package(
         .testTarget(name: "SpoolStorageTests", dependencies: ["SpoolStorage", "SpoolTesting"]),
         .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        .testTarget(name: "SpoolEventSourcingTests", dependencies: ["SpoolEventSourcing", "SpoolTesting"]),
         .testTarget(name: "SpoolSagaTests", dependencies: ["SpoolSaga", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "EndToEndTests",

@@ -19,25 +19,42 @@ extension SpoolClient {
         var records: [SpoolRecord] = []
         var next = offset
         while true {
-            let request = FetchKeyRequest(topic: topic, partition: partition, key: key, offset: next,
-                                          maxBytes: UInt32(clamping: configuration.fetchMaxBytes))
-            let reply = try await call(.fetchKey, [request.encoded()])
-            guard reply.frames.count == 2 else {
-                throw SpoolError(.protocolViolation, "fetch-key reply has \(reply.frames.count) frames after the header, expected 2")
-            }
-            let response = try decode(FetchKeyResponse.self, reply)
-            do {
-                let page = try reply.frames[1].withUnsafeBytes { bytes throws(WireError) in
-                    try decodeBatches(bytes, topic: topic, partition: partition, from: next)
-                }
-                records += page.filter { $0.key == key }
-            } catch {
-                throw SpoolError(.protocolViolation, "fetch-key reply from \(topic)/\(partition): \(error)")
-            }
+            let (response, page) = try await fetchKey(key, topic: topic, partition: partition, from: next, maxBytes: configuration.fetchMaxBytes)
+            records += page
             guard response.lastOffset >= 0, response.nextOffset <= response.lastOffset, response.nextOffset > next else {
                 return KeyRecords(records: records, lastOffset: response.lastOffset >= 0 ? response.lastOffset : nil)
             }
             next = response.nextOffset
+        }
+    }
+
+    /// The last record of `key` in its partition of `topic`, or nil if it has none: two small
+    /// reads through the key index (where the last record is, then that record).
+    public func lastRecord(ofKey key: [UInt8], in topic: String) async throws(SpoolError) -> SpoolRecord? {
+        try Self.checkTopicName(topic)
+        let partition = try await choosePartition(topic, key: key)
+        let (located, _) = try await fetchKey(key, topic: topic, partition: partition, from: 0, maxBytes: 1)
+        guard located.lastOffset >= 0 else { return nil }
+        let (_, page) = try await fetchKey(key, topic: topic, partition: partition, from: located.lastOffset, maxBytes: 1)
+        return page.last
+    }
+
+    /// One fetch-key request: the reply and the key's records in it at or after `offset`.
+    private func fetchKey(_ key: [UInt8], topic: String, partition: Int32, from offset: Int64,
+                          maxBytes: Int) async throws(SpoolError) -> (FetchKeyResponse, [SpoolRecord]) {
+        let request = FetchKeyRequest(topic: topic, partition: partition, key: key, offset: offset, maxBytes: UInt32(clamping: maxBytes))
+        let reply = try await call(.fetchKey, [request.encoded()])
+        guard reply.frames.count == 2 else {
+            throw SpoolError(.protocolViolation, "fetch-key reply has \(reply.frames.count) frames after the header, expected 2")
+        }
+        let response = try decode(FetchKeyResponse.self, reply)
+        do {
+            let page = try reply.frames[1].withUnsafeBytes { bytes throws(WireError) in
+                try decodeBatches(bytes, topic: topic, partition: partition, from: offset)
+            }
+            return (response, page.filter { $0.key == key })
+        } catch {
+            throw SpoolError(.protocolViolation, "fetch-key reply from \(topic)/\(partition): \(error)")
         }
     }
 }
