@@ -64,7 +64,10 @@ let package = Package(
             name: "SpoolSaga",
             dependencies: ["Spool", "SpoolWire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
         ),
-        .target(name: "SpoolEventSourcing", dependencies: ["Spool", "SpoolWire", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "SpoolEventSourcing",
+            dependencies: ["Spool", "SpoolWire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
+        ),
         .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "SpoolStorage", "ZeroMQ"]),
         .target(name: "BenchmarkSupport"),
 
@@ -103,7 +106,7 @@ let package = Package(
         .testTarget(name: "SpoolStorageTests", dependencies: ["SpoolStorage", "SpoolTesting"]),
         .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
-        .testTarget(name: "SpoolEventSourcingTests", dependencies: ["SpoolEventSourcing", "SpoolTesting"]),
+        .testTarget(name: "SpoolEventSourcingTests", dependencies: ["SpoolEventSourcing", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "SpoolSagaTests", dependencies: ["SpoolSaga", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "EndToEndTests",
