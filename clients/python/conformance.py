@@ -655,10 +655,42 @@ def _(ctx):
     expect_equal(e.details, {}, "details")
 
 
+@check("conditional-append-and-fetch-key")
+def _(ctx):
+    c = ctx.client()
+    topic = ctx.name()
+    order, other = b"order-7", b"order-8"
+    placed = c.produce_batch(topic, 0, build_batch([rec(b"placed", order)]), condition=(order, -1))
+    expect_equal(placed.base_offset, 0, "a new key's first conditional append")
+    e = expect_error("keyConflict", c.produce_batch, topic, 0, build_batch([rec(b"again", order)]),
+                     condition=(order, -1))
+    expect_equal(e.details, {"lastOffset": 0}, "keyConflict details")
+    c.produce(topic, 0, [rec(b"x", other), rec(b"y", other)])
+    paid = c.produce_batch(topic, 0, build_batch([rec(b"reserved", order), rec(b"paid", order)]),
+                           condition=(order, 0))
+    expect_equal(paid.base_offset, 3, "a conditional append at the key's last offset")
+    e = expect_error("keyConflict", c.produce_batch, topic, 0, build_batch([rec(b"late", order)]),
+                     condition=(order, 0))
+    expect_equal(e.details, {"lastOffset": 4}, "the key's last offset is its batch's last record")
+    # A read by key, page by page (one batch per page at maxBytes 1).
+    values, offset, last = [], 0, None
+    while True:
+        next_offset, last, records = c.fetch_key(topic, 0, order, offset, max_bytes=1)
+        values += [x.value for x in records]
+        if next_offset > last:
+            break
+        offset = next_offset
+    expect_equal(values, [b"placed", b"reserved", b"paid"], "the key's records in order")
+    expect_equal(last, 4, "fetchKey lastOffset")
+    next_offset, last, records = c.fetch_key(topic, 0, b"nobody", 0)
+    expect_equal((last, records), (-1, []), "a key without records")
+    expect_error("offsetOutOfRange", c.fetch_key, topic, 0, order, 99)
+
+
 @check("error-unsupported-operation")
 def _(ctx):
     c = ctx.client()
-    for op in (0, 16, 255):
+    for op in (0, 17, 255):
         corr = c.next_id()
         reply = raw_request(c, FrameHeader(op, corr), [b""])
         expect_error_reply(reply, "unsupportedOperation", corr, op)

@@ -45,6 +45,7 @@ OP_LIST_GROUPS = 12
 OP_DESCRIBE_GROUP = 13
 OP_DESCRIBE_TOPIC = 14
 OP_DELETE_TOPIC = 15
+OP_FETCH_KEY = 16
 
 ERROR_NAMES = {
     0: "none",
@@ -69,6 +70,7 @@ ERROR_NAMES = {
     19: "staleGeneration",
     20: "groupNotEmpty",
     21: "inconsistentBatch",
+    22: "keyConflict",
 }
 ERROR_CODES = {name: code for code, name in ERROR_NAMES.items()}
 RETRIABLE = {"storageError", "brokerShuttingDown", "outOfOrderSequence"}
@@ -418,6 +420,12 @@ class BodyWriter:
     def bool(self, v):
         return self.u8(1 if v else 0)
 
+    def blob(self, v):
+        """A `bytes` field (§2): u32 length, then the bytes."""
+        self.u32(len(v))
+        self.buf += bytes(v)
+        return self
+
     def string(self, s):
         raw = s.encode("utf-8") if isinstance(s, str) else bytes(s)
         if len(raw) > 0xFFFF:
@@ -541,8 +549,16 @@ def _read_assignment(r: BodyReader) -> GroupAssignment:
 
 # Request bodies (§4)
 
-def produce_body(topic: str, partition: int) -> bytes:
-    return BodyWriter().string(topic).i32(partition).bytes()
+def produce_body(topic: str, partition: int, condition: Optional[Tuple[bytes, int]] = None) -> bytes:
+    """A produce body; `condition` (key, lastOffset) makes it a conditional append (§4.2)."""
+    w = BodyWriter().string(topic).i32(partition)
+    if condition is not None:
+        w.u8(1).blob(condition[0]).i64(condition[1])
+    return w.bytes()
+
+
+def fetch_key_body(topic, partition, key: bytes, offset, max_bytes=1 << 20) -> bytes:
+    return BodyWriter().string(topic).i32(partition).blob(key).i64(offset).u32(max_bytes).bytes()
 
 
 def fetch_body(topic, partition, offset, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20) -> bytes:
@@ -772,7 +788,7 @@ class SpoolClient:
                                         % len(reply.frames))
             message, details = decode_error_body(reply.frames[0])
             raise SpoolError(reply.header.error_code, message, details, reply.header.op_code)
-        expected = 2 if reply.header.op_code == OP_FETCH else 1
+        expected = 2 if reply.header.op_code in (OP_FETCH, OP_FETCH_KEY) else 1
         if len(reply.frames) != expected:
             raise ProtocolViolation("reply with %d frames after the header, expected %d"
                                     % (len(reply.frames), expected))
@@ -784,8 +800,9 @@ class SpoolClient:
 
     # -- operations --------------------------------------------------------------------------
 
-    def produce_batch(self, topic: str, partition: int, batch: bytes) -> ProduceResult:
-        reply = self.request(OP_PRODUCE, produce_body(topic, partition), [batch])
+    def produce_batch(self, topic: str, partition: int, batch: bytes,
+                      condition: Optional[Tuple[bytes, int]] = None) -> ProduceResult:
+        reply = self.request(OP_PRODUCE, produce_body(topic, partition, condition), [batch])
         return _decode(reply.frames[0], lambda r: ProduceResult(r.i32(), r.i64(), r.u8()))
 
     def produce(self, topic: str, partition: int, records: Sequence[Record], **batch_fields):
@@ -810,6 +827,18 @@ class SpoolClient:
               max_bytes=1 << 20) -> FetchResult:
         corr = self.send_fetch(topic, partition, offset, max_wait_ms, min_bytes, max_bytes)
         return self.receive_fetch(corr, self.timeout + max_wait_ms / 1000)
+
+    def fetch_key(self, topic, partition, key: bytes, offset, max_bytes=1 << 20):
+        """One fetchKey (§4.17): (nextOffset, lastOffset, the key's records at or after offset)."""
+        reply = self.request(OP_FETCH_KEY, fetch_key_body(topic, partition, key, offset, max_bytes))
+        _, _, _, next_offset, last_offset = _decode(
+            reply.frames[0], lambda r: (r.i32(), r.i64(), r.i64(), r.i64(), r.i64()))
+        try:
+            batches = parse_batches(reply.frames[1])
+        except ValueError as e:
+            raise ProtocolViolation("records frame: %s" % e)
+        records = [x for b in batches for x in b.records if x.key == key and x.offset >= offset]
+        return next_offset, last_offset, records
 
     def list_offsets(self, topic, partition, spec) -> int:
         reply = self.request(OP_LIST_OFFSETS, list_offsets_body(topic, partition, spec))
