@@ -436,14 +436,18 @@ public final class Broker {
         let name = try TopicName(request.topic)
         if topics[name] == nil {
             // A batch the broker refuses creates nothing.
-            _ = try decode(batch) { bytes throws(WireError) in try checkProduced(bytes) }
+            _ = try decode(batch) { bytes throws(WireError) in
+                var keys = BatchKeys()
+                return try checkProduced(bytes, keys: &keys)
+            }
         }
         let state = try partition(name, request.partition, creating: true)
         if state.offlineReason != nil { cutBackToLastGoodSync(state) }
         if let reason = state.offlineReason { throw WireError(.storageError, "partition \(state.key) is offline: \(reason)") }
         if state.policy == .always { try checkWaiting(client) }
         let outcome: ProduceOutcome = try decode(batch) { bytes throws(WireError) in
-            let batchHeader = try checkProduced(bytes)
+            var keys = BatchKeys()
+            let batchHeader = try checkProduced(bytes, keys: &keys)
             switch state.producers.verdict(for: batchHeader) {
             case .append:
                 break
@@ -460,7 +464,7 @@ public final class Broker {
             }
             if let condition = request.condition { try check(condition, on: state) }
             do throws(StorageError) {
-                let appended = try state.log.append(bytes)
+                let appended = try state.log.append(bytes, keys: keys)
                 state.producers.record(batchHeader, baseOffset: appended.baseOffset)
                 return .appended(appended)
             } catch {
@@ -545,11 +549,13 @@ public final class Broker {
 
     /// Checks a produced batch against the broker's limits and its own header (structure,
     /// checksum, and every header field the records can confirm, timestamps included).
-    private func checkProduced(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> RecordBatch.Header {
+    /// Collects the batch's keys into `keys` on the way, for the key index.
+    private func checkProduced(_ bytes: UnsafeRawBufferPointer, keys: inout BatchKeys) throws(WireError) -> RecordBatch.Header {
         guard bytes.count <= configuration.maxBatchBytes else {
             throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
         }
-        let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes, checkingTimestamps: true)
+        let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes, checkingTimestamps: true,
+                                                   onKey: { delta, key in keys.add(offsetDelta: delta, key: key) })
         guard batchHeader.recordCount <= configuration.maxRecordsPerBatch else {
             throw WireError(.recordTooLarge, "batch holds \(batchHeader.recordCount) records; the limit is \(configuration.maxRecordsPerBatch) (max.records.per.batch)")
         }

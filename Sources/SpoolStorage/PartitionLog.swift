@@ -163,13 +163,13 @@ public final class PartitionLog {
     /// Calls `body` with the keys, place and next offset of every batch in `offset..<end`
     /// (batch boundaries), reading the segments.
     private func forEachBatch(from offset: Int64, to end: Int64,
-                              _ body: ([(key: IndexedKey, lastDelta: UInt32)], KeyPosting, Int64) throws(StorageError) -> Void) throws(StorageError) {
+                              _ body: (BatchKeys, KeyPosting, Int64) throws(StorageError) -> Void) throws(StorageError) {
         var number = max(segments.partitioningIndex { $0.baseOffset > offset } - 1, 0)
         while number < segments.count, segments[number].baseOffset < end {
             try segments[number].forEachBatch(from: max(offset, segments[number].baseOffset)) { (position, batch) throws(StorageError) in
                 let header = try Self.header(of: batch, in: directory)
                 guard header.baseOffset < end else { return }
-                try body(try KeyIndex.keys(of: batch),
+                try body(try BatchKeys.of(batch),
                          KeyPosting(baseOffset: header.baseOffset, lastDelta: 0, position: UInt32(position), length: UInt32(batch.count)),
                          header.nextOffset)
             }
@@ -209,7 +209,10 @@ public final class PartitionLog {
     /// the log is unchanged, ``StorageError/Code/io`` is thrown, and the next append works once
     /// the cause is gone. Throws ``StorageError/Code/invalidArgument`` if `batch` is not one whole
     /// batch by its header, and ``StorageError/Code/closed`` after ``close()``.
-    public func append(_ batch: UnsafeRawBufferPointer, at now: ContinuousClock.Instant = .now) throws(StorageError) -> AppendResult {
+    ///
+    /// `keys`: the batch's keys if the caller collected them while validating it (else they are
+    /// read from the records here), for the key index.
+    public func append(_ batch: UnsafeRawBufferPointer, keys: BatchKeys? = nil, at now: ContinuousClock.Instant = .now) throws(StorageError) -> AppendResult {
         try checkOpen()
         let header = try Self.header(of: batch, in: directory)
         guard header.totalSize == batch.count else {
@@ -220,14 +223,15 @@ public final class PartitionLog {
         if active.isFull(adding: batch.count, lastOffset: lastOffset, maximumBytes: configuration.segmentBytes) || isActiveSegmentOld(at: now) {
             try roll()
         }
-        let keys = try KeyIndex.keys(of: batch)
+        let batchKeys: BatchKeys
+        if let keys { batchKeys = keys } else { batchKeys = try BatchKeys.of(batch) }
         let position = active.size
         try active.append(batch, header: header, indexIntervalBytes: configuration.indexIntervalBytes)
         if activeSegmentStartedAt == nil { activeSegmentStartedAt = now }
         logEndOffset = lastOffset + 1
         sizeInBytes += batch.count
         markUnsynced(active.log)
-        keyIndex.add(keys, baseOffset: baseOffset, position: position, length: batch.count)
+        keyIndex.add(batchKeys, baseOffset: baseOffset, position: position, length: batch.count)
         keyIndex.maxKeysInMemory = configuration.keyIndexKeysInMemory
         if keyIndex.isActiveRunFull {
             do throws(StorageError) {
@@ -403,7 +407,7 @@ public final class PartitionLog {
             logger.warning("a key index file is damaged; its keys are read from the log", metadata: ["error": "\(error.message)"])
             var entries: [IndexedKey: [KeyPosting]] = [:]
             try forEachBatch(from: run.fromOffset, to: run.toOffset) { (keys, batch, _) throws(StorageError) in
-                for (key, lastDelta) in keys {
+                for (key, lastDelta) in keys.distinct {
                     var posting = batch
                     posting.lastDelta = lastDelta
                     entries[key, default: []].append(posting)

@@ -127,10 +127,12 @@ public enum RecordBatch {
     /// the first record's and `maxTimestamp` to the largest: time lookups rely on them. Stored
     /// batches of earlier versions may differ there, so readers of a log leave it off. Other
     /// failures are ``ErrorCode/corruptBatch``; a record over `maxRecordBytes` is
-    /// ``ErrorCode/recordTooLarge``. Never traps on hostile input.
+    /// ``ErrorCode/recordTooLarge``. Never traps on hostile input. `onKey` gets the offset delta
+    /// and key of each keyed record as it is read (valid only during the call); on a failure it
+    /// may have seen some of them.
     @discardableResult
-    public static func validate(_ bytes: UnsafeRawBufferPointer, maxRecordBytes: Int = .max,
-                                checkingTimestamps: Bool = false) throws(WireError) -> Header {
+    public static func validate(_ bytes: UnsafeRawBufferPointer, maxRecordBytes: Int = .max, checkingTimestamps: Bool = false,
+                                onKey: (_ offsetDelta: UInt32, _ key: UnsafeRawBufferPointer) -> Void = { _, _ in }) throws(WireError) -> Header {
         let header = try readHeader(bytes)
         guard header.totalSize == bytes.count else {
             throw WireError.corrupt("batch length says \(header.totalSize) bytes, frame has \(bytes.count)")
@@ -164,7 +166,10 @@ public enum RecordBatch {
                 throw WireError.corrupt("record \(index) has a non-dense offset delta")
             }
             let keyLength = try record.readZigZag()
-            if keyLength != -1 { _ = try record.readRaw(count: try checkedLength(keyLength)) }
+            if keyLength != -1 {
+                let key = try record.readRaw(count: try checkedLength(keyLength))
+                onKey(UInt32(truncatingIfNeeded: index), key)
+            }
             _ = try record.readRaw(count: try checkedLength(try record.readZigZag()))
             let headerCount = try record.readVarint()
             guard headerCount <= UInt64(record.remaining) else { throw WireError.corrupt("record \(index) header count too large") }

@@ -74,13 +74,23 @@ struct SpoolDaemon: AsyncParsableCommand {
         // the write fails with EFBIG instead, which refuses that produce with a clear error.
         signal(SIGXFSZ, SIG_IGN)
         let server = SpoolServer(configuration: settings.serverConfiguration, logger: logger)
+        let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // The port answers as soon as the server starts, before the group installs its signal
+        // handlers: a SIGTERM or SIGINT in between must stop spoold gracefully too, not kill it.
+        let earlySignals = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { Task { await group.triggerGracefulShutdown() } }
+            source.resume()
+            return source
+        }
         do throws(SpoolServerError) {
             try server.start()
         } catch {
             fail(error.message)
         }
-        let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
+        earlySignals.forEach { $0.cancel() }
     }
 
     private func fail(_ message: String) -> Never {

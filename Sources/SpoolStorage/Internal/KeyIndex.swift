@@ -105,43 +105,10 @@ final class KeyIndex {
 
     // MARK: Indexing
 
-    /// The keyed records of one whole batch: each distinct key with the delta of its last record.
-    /// Throws ``StorageError/Code/invalidArgument`` if the records cannot be read.
-    static func keys(of batch: UnsafeRawBufferPointer) throws(StorageError) -> [(key: IndexedKey, lastDelta: UInt32)] {
-        var keys: [(key: IndexedKey, lastDelta: UInt32)] = []
-        do throws(WireError) {
-            try RecordBatch.forEachKey(in: batch) { delta, key in
-                if let last = keys.last, last.key.bytes.elementsEqual(key) {
-                    keys[keys.count - 1].lastDelta = delta
-                } else if keys.count <= 16, let earlier = keys.firstIndex(where: { $0.key.bytes.elementsEqual(key) }) {
-                    keys[earlier].lastDelta = delta
-                } else {
-                    keys.append((IndexedKey(Array(key)), delta))
-                }
-            }
-        } catch {
-            throw StorageError(.corrupt, "cannot index the keys of a batch: \(error.message)")
-        }
-        if keys.count > 16 {
-            // Many keys: merge repeats that the short linear search above did not catch.
-            var merged: [IndexedKey: Int] = [:]
-            var distinct: [(key: IndexedKey, lastDelta: UInt32)] = []
-            for entry in keys {
-                if let index = merged[entry.key] {
-                    distinct[index].lastDelta = max(distinct[index].lastDelta, entry.lastDelta)
-                } else {
-                    merged[entry.key] = distinct.count
-                    distinct.append(entry)
-                }
-            }
-            keys = distinct
-        }
-        return keys
-    }
-
     /// Adds the keys of a batch appended at `baseOffset` (at or after ``activeStart``), stored at
     /// byte `position` of its segment.
-    func add(_ keys: [(key: IndexedKey, lastDelta: UInt32)], baseOffset: Int64, position: Int, length: Int) {
+    func add(_ keys: BatchKeys, baseOffset: Int64, position: Int, length: Int) {
+        let keys = keys.distinct
         for (key, lastDelta) in keys {
             active[key, default: []].append(KeyPosting(baseOffset: baseOffset, lastDelta: lastDelta,
                                                        position: UInt32(position), length: UInt32(length)))
