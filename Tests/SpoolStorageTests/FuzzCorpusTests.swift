@@ -665,7 +665,7 @@ enum StorageFuzzTargets {
     }
 
     /// The genuine first run file and retired table of ``StorageFuzzTargets/KeyIndexLog``, each
-    /// also cut short, with a flipped byte, and empty.
+    /// also cut short, with a flipped byte, empty, and with a key count of 2^64 - 1.
     static func keyIndexSeeds() throws -> [(String, [UInt8])] {
         let scratch = try TemporaryDirectory(prefix: "spool-key-seeds")
         let log = try StorageFuzzTargets.KeyIndexLog(directory: scratch.appending("keys"))
@@ -674,8 +674,11 @@ enum StorageFuzzTargets {
             let genuine = try fileBytes(scratch.appending("keys/\(name)"))
             var flipped = genuine
             flipped[flipped.count / 3] ^= 0x40
+            var huge = genuine
+            for index in 24..<32 { huge[index] = 0xff }  // keyCount: 2^64 - 1 (an overflow once)
             seeds += [("seed-\(selector)-genuine", [selector] + genuine), ("seed-\(selector)-cut", [selector] + genuine.dropLast(9)),
-                      ("seed-\(selector)-flipped", [selector] + flipped), ("seed-\(selector)-empty", [selector])]
+                      ("seed-\(selector)-flipped", [selector] + flipped), ("seed-\(selector)-empty", [selector]),
+                      ("seed-\(selector)-huge-key-count", [selector] + huge)]
         }
         return seeds
     }

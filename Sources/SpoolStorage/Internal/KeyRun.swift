@@ -215,7 +215,11 @@ final class KeyRun {
             }
         }
         guard let fields = decoded else { throw corrupt("bad magic or unknown version") }
-        let keyCount = Int(clamping: fields.keys)
+        // Every count is checked against the file's size before it is used in arithmetic.
+        guard fields.keys <= UInt64(size), fields.entries <= UInt64(size), fields.words <= UInt32(size) else {
+            throw corrupt("header counts (\(fields.keys) keys, \(fields.entries) entry bytes, \(fields.words) bloom words) exceed the file's \(size) bytes")
+        }
+        let keyCount = Int(fields.keys)
         let sparseCount = (keyCount + sparseInterval - 1) / sparseInterval
         let expected = UInt64(headerSize) &+ fields.entries &+ UInt64(fields.words) * 8 &+ UInt64(sparseCount) * 16 &+ 4
         guard fields.keys <= UInt64(size), fields.entries <= UInt64(size), fields.words >= 1, expected == UInt64(size),
