@@ -44,17 +44,7 @@ extension SpoolClient {
                           maxBytes: Int) async throws(SpoolError) -> (FetchKeyResponse, [SpoolRecord]) {
         let request = FetchKeyRequest(topic: topic, partition: partition, key: key, offset: offset, maxBytes: UInt32(clamping: maxBytes))
         let reply = try await call(.fetchKey, [request.encoded()])
-        guard reply.frames.count == 2 else {
-            throw SpoolError(.protocolViolation, "fetch-key reply has \(reply.frames.count) frames after the header, expected 2")
-        }
-        let response = try decode(FetchKeyResponse.self, reply)
-        do {
-            let page = try reply.frames[1].withUnsafeBytes { bytes throws(WireError) in
-                try decodeBatches(bytes, topic: topic, partition: partition, from: offset)
-            }
-            return (response, page.filter { $0.key == key })
-        } catch {
-            throw SpoolError(.protocolViolation, "fetch-key reply from \(topic)/\(partition): \(error)")
-        }
+        let (response, page) = try recordsReply(reply, FetchKeyResponse.self, topic: topic, partition: partition, offset: offset)
+        return (response, page.filter { $0.key == key })
     }
 }

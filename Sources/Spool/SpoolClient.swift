@@ -112,17 +112,25 @@ public final class SpoolClient: Sendable {
 
     /// The records at or after `offset` in a fetch reply, and the partition's visible end.
     func fetchResult(_ reply: Reply, topic: String, partition: Int32, offset: Int64) throws(SpoolError) -> (records: [SpoolRecord], logEndOffset: Int64) {
+        let (response, records) = try recordsReply(reply, FetchResponse.self, topic: topic, partition: partition, offset: offset)
+        return (records, response.logEndOffset)
+    }
+
+    /// The body of a reply that carries a records frame (fetch, fetch key) and the records in
+    /// that frame at or after `offset`.
+    func recordsReply<Body: WireMessage>(_ reply: Reply, _ body: Body.Type, topic: String, partition: Int32,
+                                         offset: Int64) throws(SpoolError) -> (Body, [SpoolRecord]) {
         guard reply.frames.count == 2 else {
-            throw SpoolError(.protocolViolation, "fetch reply has \(reply.frames.count) frames after the header, expected 2")
+            throw SpoolError(.protocolViolation, "\(Body.opCode) reply has \(reply.frames.count) frames after the header, expected 2")
         }
-        let response = try decode(FetchResponse.self, reply)
+        let response = try decode(Body.self, reply)
         do {
             let records = try reply.frames[1].withUnsafeBytes { bytes throws(WireError) in
                 try decodeBatches(bytes, topic: topic, partition: partition, from: offset)
             }
-            return (records, response.logEndOffset)
+            return (response, records)
         } catch {
-            throw SpoolError(.protocolViolation, "fetch reply from \(topic)/\(partition): \(error)")
+            throw SpoolError(.protocolViolation, "\(Body.opCode) reply from \(topic)/\(partition): \(error)")
         }
     }
 
@@ -253,7 +261,7 @@ public final class SpoolClient: Sendable {
 
 /// Decodes the whole batches in `bytes`, keeping records at or after `offset`. A trailing
 /// partial batch is ignored (the next fetch reads it whole).
-func decodeBatches(_ bytes: UnsafeRawBufferPointer, topic: String, partition: Int32, from offset: Int64) throws(WireError) -> [SpoolRecord] {
+private func decodeBatches(_ bytes: UnsafeRawBufferPointer, topic: String, partition: Int32, from offset: Int64) throws(WireError) -> [SpoolRecord] {
     var records: [SpoolRecord] = []
     var position = 0
     while bytes.count - position >= RecordBatch.headerSize {
