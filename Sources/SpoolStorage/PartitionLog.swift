@@ -99,7 +99,7 @@ public final class PartitionLog {
         logEndOffset = segments[segments.count - 1].nextOffset
         sizeInBytes = segments.reduce(0) { $0 + $1.size }
         if segments[segments.count - 1].size > 0 { activeSegmentStartedAt = .now }
-        keyIndex = try KeyIndex(directory: directory, maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
+        keyIndex = try KeyIndex(directory: directory, io: io, logger: logger)
         do throws(StorageError) {
             try keyIndex.resume(logStartOffset: logStartOffset, trustedEnd: trustedKeyIndexEnd())
             try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
@@ -112,7 +112,7 @@ public final class PartitionLog {
             logStartOffset = self.segments[0].baseOffset
             logEndOffset = self.segments[self.segments.count - 1].nextOffset
             sizeInBytes = self.segments.reduce(0) { $0 + $1.size }
-            keyIndex = try KeyIndex(directory: directory, maxKeysInMemory: configuration.keyIndexKeysInMemory, io: io, logger: logger)
+            keyIndex = try KeyIndex(directory: directory, io: io, logger: logger)
             try keyIndex.resume(logStartOffset: logStartOffset, trustedEnd: logStartOffset)
             try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
         }
@@ -156,7 +156,7 @@ public final class PartitionLog {
     private func indexKeys(from offset: Int64, to end: Int64) throws(StorageError) {
         try forEachBatch(from: offset, to: end) { (keys, posting, nextOffset) throws(StorageError) in
             keyIndex.add(keys, baseOffset: posting.baseOffset, position: Int(posting.position), length: Int(posting.length))
-            if keyIndex.isActiveRunFull { try keyIndex.writeActiveRun(endingAt: nextOffset) }
+            if keyIndex.isActiveRunFull(maxKeys: configuration.keyIndexKeysInMemory) { try keyIndex.writeActiveRun(endingAt: nextOffset) }
         }
     }
 
@@ -166,22 +166,13 @@ public final class PartitionLog {
                               _ body: (BatchKeys, KeyPosting, Int64) throws(StorageError) -> Void) throws(StorageError) {
         var number = max(segments.partitioningIndex { $0.baseOffset > offset } - 1, 0)
         while number < segments.count, segments[number].baseOffset < end {
-            try segments[number].forEachBatch(from: max(offset, segments[number].baseOffset)) { (position, batch) throws(StorageError) in
-                let header = try Self.header(of: batch, in: directory)
+            try segments[number].forEachBatch(from: max(offset, segments[number].baseOffset)) { (position, header, batch) throws(StorageError) in
                 guard header.baseOffset < end else { return }
                 try body(try BatchKeys.of(batch),
                          KeyPosting(baseOffset: header.baseOffset, lastDelta: 0, position: UInt32(position), length: UInt32(batch.count)),
                          header.nextOffset)
             }
             number += 1
-        }
-    }
-
-    private static func header(of batch: UnsafeRawBufferPointer, in directory: String) throws(StorageError) -> RecordBatch.Header {
-        do throws(WireError) {
-            return try RecordBatch.readHeader(batch)
-        } catch {
-            throw StorageError(.invalidArgument, "cannot append to \(directory): \(error.message)")
         }
     }
 
@@ -214,7 +205,12 @@ public final class PartitionLog {
     /// read from the records here), for the key index.
     public func append(_ batch: UnsafeRawBufferPointer, keys: BatchKeys? = nil, at now: ContinuousClock.Instant = .now) throws(StorageError) -> AppendResult {
         try checkOpen()
-        let header = try Self.header(of: batch, in: directory)
+        let header: RecordBatch.Header
+        do throws(WireError) {
+            header = try RecordBatch.readHeader(batch)
+        } catch {
+            throw StorageError(.invalidArgument, "cannot append to \(directory): \(error.message)")
+        }
         guard header.totalSize == batch.count else {
             throw StorageError(.invalidArgument, "cannot append to \(directory): batch length says \(header.totalSize) bytes, the buffer has \(batch.count)")
         }
@@ -232,8 +228,7 @@ public final class PartitionLog {
         sizeInBytes += batch.count
         markUnsynced(active.log)
         keyIndex.add(batchKeys, baseOffset: baseOffset, position: position, length: batch.count)
-        keyIndex.maxKeysInMemory = configuration.keyIndexKeysInMemory
-        if keyIndex.isActiveRunFull {
+        if keyIndex.isActiveRunFull(maxKeys: configuration.keyIndexKeysInMemory) {
             do throws(StorageError) {
                 try keyIndex.writeActiveRun(endingAt: logEndOffset)
             } catch {

@@ -13,7 +13,8 @@ import SpoolWire
 ///   `runs[0].fromOffset..<activeStart` without gaps, each holding every key with records in its
 ///   range and their postings;
 /// - the **active run**: the keys of `activeStart..<logEndOffset`, in memory, written as a run
-///   once it holds ``maxKeysInMemory`` keys (or 16 postings per key on average), and at a clean close.
+///   once it holds ``LogConfiguration/keyIndexKeysInMemory`` keys (or 16 postings per key on
+///   average), and at a clean close.
 ///
 /// Memory: the active run (about 100 bytes per key plus 20 per posting, bounded as above) and per
 /// run file its Bloom filter and sparse index (about 1.8 bytes per key). A lookup checks the
@@ -23,8 +24,6 @@ import SpoolWire
 /// Not thread-safe: owned by its ``PartitionLog``.
 final class KeyIndex {
     let directory: String
-    /// Keys the active run may hold before it is written to a file.
-    var maxKeysInMemory: Int
     private(set) var runs: [KeyRun] = []
     private(set) var retired: KeyRun?
     /// First offset of the active run; every offset below it (from the first run's) is in a file.
@@ -40,9 +39,8 @@ final class KeyIndex {
     /// run file is removed (it is rebuilt from the log), a damaged retired table is set aside and
     /// the damage logged. Call ``resume(logStartOffset:logEndOffset:trustedEnd:)`` next, then
     /// index every batch from ``activeStart`` on.
-    init(directory: String, maxKeysInMemory: Int, io: FileIO, logger: Logger) throws(StorageError) {
+    init(directory: String, io: FileIO, logger: Logger) throws(StorageError) {
         self.directory = directory
-        self.maxKeysInMemory = maxKeysInMemory
         self.io = io
         self.logger = logger
         activeStart = 0
@@ -116,9 +114,9 @@ final class KeyIndex {
         activePostings += keys.count
     }
 
-    /// True when the active run should be written to a file.
-    var isActiveRunFull: Bool {
-        active.count >= maxKeysInMemory || activePostings >= maxKeysInMemory * 16
+    /// True when the active run holds `maxKeys` keys (or 16 postings per key on average) and should be written to a file.
+    func isActiveRunFull(maxKeys: Int) -> Bool {
+        active.count >= maxKeys || activePostings >= maxKeys * 16
     }
 
     /// Writes the active run, covering ``activeStart``..<`endOffset`, to a file and empties it.

@@ -491,16 +491,16 @@ final class LogSegment {
         return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
     }
 
-    /// Calls `body` with the position and bytes of every batch from the one holding `offset` to
-    /// the end, in order (the bytes are valid only during the call).
+    /// Calls `body` with the position, header and bytes of every batch from the one holding
+    /// `offset` to the end, in order (the bytes are valid only during the call).
     func forEachBatch(from offset: Int64,
-                      _ body: (_ position: Int, _ batch: UnsafeRawBufferPointer) throws(StorageError) -> Void) throws(StorageError) {
+                      _ body: (_ position: Int, _ header: RecordBatch.Header, _ batch: UnsafeRawBufferPointer) throws(StorageError) -> Void) throws(StorageError) {
         guard offset < nextOffset else { return }
         let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.recoveryChunkSize)
         var position = try batch(holding: offset, scanner: scanner).position
         while position < size {
             let header = try header(at: position, scanner: scanner)
-            try body(position, try scanner.bytes(at: position, count: header.totalSize))
+            try body(position, header, try scanner.bytes(at: position, count: header.totalSize))
             position += header.totalSize
         }
     }
