@@ -10,7 +10,8 @@ import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct DeliveryServiceTests {
     /// The service in `mode` with its courier on a dispatch refusing half the registration calls
-    /// and losing half the acknowledgements, retrying quickly, 8 attempts.
+    /// and losing half the acknowledgements, retrying quickly, 40 attempts: one attempt succeeds
+    /// with probability 1/4, so a delivery fails with 0.75^40 ≈ 1e-5 (with 8 attempts, 10%).
     private func start(_ mode: SagaMode) async throws -> (ServiceUnderTest, RiderDispatch, Task<Void, Never>) {
         let service = try await ServiceUnderTest(DeliveryService.name, prepare: DeliveryService.prepare) { participant, _ in
             DeliveryService.register(on: participant, mode: mode)
@@ -19,7 +20,7 @@ import Testing
         let participant = service.participant
         let courier = Task {
             await DeliveryService.runCourier(participant: participant, dispatch: dispatch,
-                                             retry: RetryPolicy(maxAttempts: 8, initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(20)),
+                                             retry: RetryPolicy(maxAttempts: 40, initialBackoff: .milliseconds(5), maxBackoff: .milliseconds(20)),
                                              poll: .milliseconds(5), logger: Logger(label: "test"))
         }
         return (service, dispatch, courier)
@@ -75,13 +76,13 @@ import Testing
         let (service, dispatch, courier) = try await start(.choreography)
         try await service.publish(PaymentCompleted(orderID: "o1", userID: "gus", amount: 10), saga: "o1")
         let failed = try await service.waitForEvents(DeliveryFailed.self, count: 1)
-        #expect(failed.first?.payload.reason.hasPrefix("no rider registered after 8 attempts") == true)
+        #expect(failed.first?.payload.reason.hasPrefix("no rider registered after 40 attempts") == true)
         #expect(try await service.events(DeliveryFailed.self).first?.record.headers.text(of: EventHeaderName.role) == "failure")
         #expect(try registrations(dispatch).isEmpty)
         let row = try service.database.read { db in
             try Row.fetchOne(db, sql: "SELECT state, attempts, last_error FROM deliveries WHERE order_id = 'o1'")
         }
-        #expect(row?["state"] == "failed" && row?["attempts"] == 8)
+        #expect(row?["state"] == "failed" && row?["attempts"] == 40)
         // The order's cancellation then undoes nothing more.
         try await service.publish(OrderCancelled(orderID: "o1", userID: "gus", reason: "delivery"), saga: "o1")
         #expect(await service.waitUntilHandled(2))
