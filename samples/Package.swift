@@ -38,7 +38,11 @@ let package = Package(
             ],
             resources: [.copy("seed.json")]
         ),
-        .target(name: "OrderService", dependencies: ["SagaEvents", "ServiceKit", .product(name: "Hummingbird", package: "hummingbird")]),
+        .target(
+            name: "OrderService",
+            dependencies: ["SagaEvents", "ServiceKit", .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "SpoolEventSourcing", package: "spool")]
+        ),
         .target(name: "StockService", dependencies: ["SagaEvents", "ServiceKit"]),
         .target(name: "BalanceService", dependencies: ["SagaEvents", "ServiceKit"]),
         .target(name: "DeliveryService", dependencies: ["SagaEvents", "ServiceKit"]),

@@ -55,7 +55,7 @@ public enum BalanceService {
     /// cancellation (choreography and supervised), or the two command handlers (orchestration).
     public static func register(on participant: SagaParticipant, mode: SagaMode = .choreography) {
         switch mode {
-        case .choreography, .supervised:
+        case .choreography, .eventSourced, .supervised:
             participant.add(ChargeUser())
             participant.on(OrderCancelled.self) { event, context in
                 if let refunded = try refund(orderID: event.payload.orderID, userID: event.payload.userID, db: context.db) {

@@ -59,7 +59,7 @@ public enum DeliveryService {
     /// Registers the handlers of `mode` on `participant`.
     public static func register(on participant: SagaParticipant, mode: SagaMode = .choreography) {
         switch mode {
-        case .choreography, .supervised:
+        case .choreography, .eventSourced, .supervised:
             participant.on(PaymentCompleted.self) { event, context in
                 _ = try request(orderID: event.payload.orderID, userID: event.payload.userID, commandID: nil, db: context.db)
             }

@@ -26,11 +26,24 @@ public struct OrderList: Codable, Sendable, ResponseEncodable {
     public var orders: [Order]
 }
 
-extension OrderService {
+/// What the HTTP API serves: ``OrderService`` (its table) or ``EventSourcedOrderService`` (its read model).
+public protocol OrderBook: Sendable {
+    /// Places an order; throws ``ServiceError`` for a bad request.
+    func place(userID: String, productID: String, quantity: Int, coupon: String?) async throws -> Order
+    /// The order `id`, or nil; with `minVersion`, once the reads have caught up with that version.
+    func order(_ id: String, minVersion: Int64?) async throws -> Order?
+    /// Orders in `state` (all if nil), oldest first.
+    func orders(in state: Order.State?) async throws -> [Order]
+}
+
+extension OrderBook {
     /// The HTTP API:
     /// - `POST /orders` `{"userId","productId","quantity","coupon"?}` → 201 with the PENDING order (and a
-    ///   `Location` header), 400 with the reason for a bad request;
-    /// - `GET /orders/{id}` → 200 with state and reason, 404 if unknown;
+    ///   `Location` header; event-sourced, with its `version`), 400 with the reason for a bad request;
+    /// - `GET /orders/{id}` → 200 with state and reason, 404 if unknown; `?min-version=N` (event-sourced:
+    ///   the version a POST answered) waits up to the read timeout (5 s) for the read model to hold
+    ///   the order at version N or later, then answers 504 saying what it holds (the other modes
+    ///   read their writes at once);
     /// - `GET /orders?state=PENDING|COMPLETED|CANCELLED` → 200 `{"orders":[…]}`, oldest first;
     /// - `GET /health` → 200 `ok`.
     public func router() -> Router<BasicRequestContext> {
@@ -49,9 +62,22 @@ extension OrderService {
                 throw HTTPError(.badRequest, message: error.description)
             }
         }
-        router.get("orders/:id") { _, context -> Order in
+        router.get("orders/:id") { request, context -> Order in
             let id = try context.parameters.require("id")
-            guard let order = try await self.order(id) else { throw HTTPError(.notFound, message: "no order '\(id)'") }
+            var minVersion: Int64?
+            if let text = request.uri.queryParameters.get("min-version") {
+                guard let parsed = Int64(text), parsed >= 0 else {
+                    throw HTTPError(.badRequest, message: "min-version must be a version (a non-negative integer), not '\(text)'")
+                }
+                minVersion = parsed
+            }
+            let found: Order?
+            do {
+                found = try await self.order(id, minVersion: minVersion)
+            } catch let behind as ReadModelBehind {
+                throw HTTPError(.gatewayTimeout, message: behind.description)
+            }
+            guard let order = found else { throw HTTPError(.notFound, message: "no order '\(id)'") }
             return order
         }
         router.get("orders") { request, _ -> OrderList in

@@ -27,6 +27,9 @@ public struct Order: Codable, Sendable, Equatable {
     public var createdAt: String
     /// When the state last changed.
     public var updatedAt: String
+    /// Event-sourced: the order's version, the offset of its last event in `order-events` (what
+    /// `GET /orders/{id}?min-version=` waits for); nil in the other modes.
+    public var version: Int64?
 
     init(row: Row) {
         id = row["id"]
@@ -39,6 +42,7 @@ public struct Order: Codable, Sendable, Equatable {
         coupon = row["coupon"]
         createdAt = EventMetadata.formatTime(row["created_at"])
         updatedAt = EventMetadata.formatTime(row["updated_at"])
+        version = row.hasColumn("version") ? row["version"] : nil
     }
 }
 
@@ -53,12 +57,13 @@ public struct Order: Codable, Sendable, Equatable {
 /// - Supervised: as the choreography, but a failure is the supervisor's to answer, and there is
 ///   no order timeout (what no rule settles is parked for a person); the supervisor's
 ///   `cancel-order` cancels the order with its reason.
+/// - Event-sourced: see ``EventSourcedOrderService`` (this class serves the three other modes).
 /// - Orchestration: placing stores the order and starts a `place-order` saga instance in the
 ///   same transaction; its orchestrator sends `reserve-stock`, `charge`, then `register-delivery`,
 ///   and on a refusal or a step that never answers the undo commands of the steps done
 ///   (`cancel-delivery`, `refund`, `release-stock`), newest first; the instance's end completes
 ///   or cancels the order.
-public final class OrderService: Sendable {
+public final class OrderService: OrderBook {
     /// The service's name: consumer group and event source.
     public static let name = "order"
 
@@ -92,7 +97,8 @@ public final class OrderService: Sendable {
         orchestrator.map(ParticipantService.init) ?? ParticipantService(participant)
     }
 
-    /// Creates the orders table.
+    /// Creates the orders table, and the event-sourced mode's read model (`orders_view`: the
+    /// orders' rows and versions) and relay positions (`order_relay_positions`).
     public static func prepare(_ database: any DatabaseWriter, seed _: Seed) throws {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("order-v1") { db in
@@ -114,6 +120,25 @@ public final class OrderService: Sendable {
         migrator.registerMigration("order-v2-coupons") { db in
             try db.execute(sql: "ALTER TABLE orders ADD COLUMN coupon TEXT")
         }
+        migrator.registerMigration("order-v3-event-sourced") { db in
+            try db.execute(sql: """
+                CREATE TABLE orders_view (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    user_id TEXT NOT NULL,
+                    product_id TEXT NOT NULL,
+                    quantity INTEGER NOT NULL,
+                    total INTEGER NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('PENDING', 'COMPLETED', 'CANCELLED')),
+                    reason TEXT,
+                    coupon TEXT,
+                    created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL,
+                    version INTEGER NOT NULL
+                );
+                CREATE INDEX orders_view_state ON orders_view(state);
+                CREATE TABLE order_relay_positions (partition INTEGER PRIMARY KEY NOT NULL, next_offset INTEGER NOT NULL);
+                """)
+        }
         try migrator.migrate(database)
     }
 
@@ -130,18 +155,24 @@ public final class OrderService: Sendable {
             return
         }
         participant.on(StockFailed.self) { event, context in
-            try Self.cancel(event.payload.orderID, reason: "stock: \(event.payload.reason)", context)
+            try Self.cancel(event.payload.orderID, reason: Self.reason(event.payload), context)
         }
         participant.on(PaymentFailed.self) { event, context in
-            try Self.cancel(event.payload.orderID, reason: "payment: \(event.payload.reason)", context)
+            try Self.cancel(event.payload.orderID, reason: Self.reason(event.payload), context)
         }
         participant.on(DeliveryFailed.self) { event, context in
-            try Self.cancel(event.payload.orderID, reason: "delivery: \(event.payload.reason)", context)
+            try Self.cancel(event.payload.orderID, reason: Self.reason(event.payload), context)
         }
         participant.on(OrderTimedOut.self) { [orderTimeout] event, context in
-            try Self.cancel(event.payload.orderID, reason: "timeout: no payment and delivery within \(orderTimeout)", context)
+            try Self.cancel(event.payload.orderID, reason: Self.timeoutReason(orderTimeout), context)
         }
     }
+
+    // The reasons a cancelled order gives, in the choreography and event-sourced.
+    static func reason(_ failure: StockFailed) -> String { "stock: \(failure.reason)" }
+    static func reason(_ failure: PaymentFailed) -> String { "payment: \(failure.reason)" }
+    static func reason(_ failure: DeliveryFailed) -> String { "delivery: \(failure.reason)" }
+    static func timeoutReason(_ orderTimeout: Duration) -> String { "timeout: no payment and delivery within \(orderTimeout)" }
 
     static func complete(_ orderID: String, _ context: SagaContext) throws {
         guard let order = try end(orderID, .completed, reason: nil, context) else { return }
@@ -159,7 +190,7 @@ public final class OrderService: Sendable {
             .execute(arguments: [state.rawValue, reason, EventMetadata.now(), orderID])
         guard context.db.changesCount == 1 else { return nil }
         try context.cancelTimeout(OrderTimedOut.self, correlationID: orderID)
-        return try Row.fetchOne(context.db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [orderID]).map(Order.init(row:))
+        return try fetchOrder(orderID, from: "orders", context.db)
     }
 
     /// Stores a PENDING order and, in one transaction with it, its `order-created` event (and,
@@ -168,12 +199,8 @@ public final class OrderService: Sendable {
     /// Throws ``ServiceError`` for an unknown product, an empty user or coupon, or a quantity
     /// outside 1…1000.
     public func place(userID: String, productID: String, quantity: Int, coupon: String? = nil) async throws -> Order {
-        guard !userID.isEmpty else { throw ServiceError("userId must not be empty") }
-        guard coupon?.isEmpty != true else { throw ServiceError("coupon must not be empty (leave it out for none)") }
-        guard let price = prices[productID] else { throw ServiceError("unknown product '\(productID)'") }
-        guard (1...1000).contains(quantity) else { throw ServiceError("quantity must be 1…1000, not \(quantity)") }
-        let id = "o-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
-        let created = OrderCreated(orderID: id, userID: userID, productID: productID, quantity: quantity, total: price * quantity, coupon: coupon)
+        let created = try Self.newOrder(userID: userID, productID: productID, quantity: quantity, coupon: coupon, prices: prices)
+        let id = created.orderID
         let timeout = mode == .choreography ? orderTimeout : nil
         let (orchestrator, placeOrder) = (self.orchestrator, self.placeOrder)
         return try await participant.transaction { context in
@@ -181,32 +208,54 @@ public final class OrderService: Sendable {
             try context.db.cachedStatement(sql: """
                 INSERT INTO orders (id, user_id, product_id, quantity, total, state, created_at, updated_at, coupon)
                 VALUES (?, ?, ?, ?, ?, 'PENDING', ?, ?, ?)
-                """).execute(arguments: [id, userID, productID, quantity, created.total, now, now, coupon])
+                """).execute(arguments: [id, created.userID, created.productID, created.quantity, created.total, now, now, created.coupon])
             if let orchestrator {
                 try orchestrator.start(placeOrder, id: id, data: PlaceOrderSaga(order: created), in: context)
             } else {
                 try context.emit(created, correlationID: id)
                 if let timeout { try context.scheduleTimeout(OrderTimedOut(orderID: id), after: timeout, correlationID: id) }
             }
-            return try Row.fetchOne(context.db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [id]).map(Order.init(row:))!
+            return try Self.fetchOrder(id, from: "orders", context.db)!
         }
     }
 
     /// The order `id`, or nil.
     public func order(_ id: String) async throws -> Order? {
-        try await participant.database.read { db in
-            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM orders WHERE id = ?"), arguments: [id]).map(Order.init(row:))
-        }
+        try await participant.database.read { db in try Self.fetchOrder(id, from: "orders", db) }
+    }
+
+    /// The order `id`, or nil: reads see every write at once here, so `minVersion` is met (orders carry no version).
+    public func order(_ id: String, minVersion _: Int64?) async throws -> Order? {
+        try await order(id)
     }
 
     /// Orders in `state` (all if nil), oldest first.
     public func orders(in state: Order.State?) async throws -> [Order] {
-        try await participant.database.read { db in
-            if let state {
-                return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM orders WHERE state = ? ORDER BY created_at, id"), arguments: [state.rawValue])
-                    .map(Order.init(row:))
-            }
-            return try Row.fetchAll(db, sql: "SELECT * FROM orders ORDER BY created_at, id").map(Order.init(row:))
+        try await participant.database.read { db in try Self.fetchOrders(in: state, from: "orders", db) }
+    }
+
+    /// A new order's `order-created` with a fresh id, priced from `prices`. Throws ``ServiceError``
+    /// for an unknown product, an empty user or coupon, or a quantity outside 1…1000.
+    static func newOrder(userID: String, productID: String, quantity: Int, coupon: String?, prices: [String: Int]) throws -> OrderCreated {
+        guard !userID.isEmpty else { throw ServiceError("userId must not be empty") }
+        guard coupon?.isEmpty != true else { throw ServiceError("coupon must not be empty (leave it out for none)") }
+        guard let price = prices[productID] else { throw ServiceError("unknown product '\(productID)'") }
+        guard (1...1000).contains(quantity) else { throw ServiceError("quantity must be 1…1000, not \(quantity)") }
+        let id = "o-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        return OrderCreated(orderID: id, userID: userID, productID: productID, quantity: quantity, total: price * quantity, coupon: coupon)
+    }
+
+    /// The order `id` of `table` (`orders`, or the event-sourced `orders_view`), or nil.
+    static func fetchOrder(_ id: String, from table: String, _ db: Database) throws -> Order? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM \(table) WHERE id = ?"), arguments: [id]).map(Order.init(row:))
+    }
+
+    /// The orders of `table` in `state` (all if nil), oldest first.
+    static func fetchOrders(in state: Order.State?, from table: String, _ db: Database) throws -> [Order] {
+        if let state {
+            return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM \(table) WHERE state = ? ORDER BY created_at, id"), arguments: [state.rawValue])
+                .map(Order.init(row:))
         }
+        return try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY created_at, id").map(Order.init(row:))
     }
 }

@@ -15,6 +15,8 @@ public struct OrderClient: Sendable {
         public var state: String
         public var reason: String?
         public var coupon: String?
+        /// Event-sourced: the version of the order that was read or written; nil in the other modes.
+        public var version: Int64?
     }
 
     private struct OrderList: Codable { var orders: [Order] }
@@ -63,13 +65,16 @@ public struct OrderClient: Sendable {
         }
     }
 
-    /// The order `id`, or nil if the service answers 404.
-    public func order(_ id: String) async throws -> Order? {
-        let (data, response) = try await session.data(from: baseURL.appendingPathComponent("orders").appendingPathComponent(id))
+    /// The order `id`, or nil if the service answers 404. With `minVersion` (event-sourced), the
+    /// service answers once its read model holds that version, or 504 (thrown) after its wait.
+    public func order(_ id: String, minVersion: Int64? = nil) async throws -> Order? {
+        var components = URLComponents(url: baseURL.appendingPathComponent("orders").appendingPathComponent(id), resolvingAgainstBaseURL: false)!
+        if let minVersion { components.queryItems = [URLQueryItem(name: "min-version", value: String(minVersion))] }
+        let (data, response) = try await session.data(from: components.url!)
         switch (response as? HTTPURLResponse)?.statusCode {
         case 200: return try JSONDecoder().decode(Order.self, from: data)
         case 404: return nil
-        case let status: throw HarnessError("GET /orders/\(id): HTTP \(status ?? 0)")
+        case let status: throw HarnessError("GET /orders/\(id): HTTP \(status ?? 0): \(String(decoding: data, as: UTF8.self))")
         }
     }
 

@@ -50,6 +50,9 @@ public struct SagaReport: Sendable {
     public var pendingTimeouts: [String: Int]
     /// Sagas an orchestrator or the supervisor parked for a person, by id, with the reason.
     public var parkedSagas: [String: String]
+    /// Event-sourced: whether the read model (where the orders are read) has not yet applied
+    /// every order event the relay published the saga's events for.
+    public var viewBehindRelay = false
 
     /// Reads the databases of `cluster` (read-only; the services may still run).
     public static func read(_ cluster: SagaCluster) throws -> SagaReport {
@@ -59,13 +62,22 @@ public struct SagaReport: Sendable {
             configuration.busyMode = .timeout(5)
             return try DatabaseQueue(path: path, configuration: configuration)
         }
-        let orders = try open(cluster.databasePath(.order)).read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM orders ORDER BY created_at, id").map { row in
+        // Event-sourced, the orders are read from the read model.
+        let eventSourced = cluster.setup.mode == .eventSourced
+        let (orders, viewBehindRelay) = try open(cluster.databasePath(.order)).read { db in
+            let orders = try Row.fetchAll(db, sql: "SELECT * FROM \(eventSourced ? "orders_view" : "orders") ORDER BY created_at, id").map { row in
                 OrderRow(id: row["id"], userID: row["user_id"], productID: row["product_id"], quantity: row["quantity"], total: row["total"],
                          state: row["state"], reason: row["reason"], coupon: row["coupon"],
                          duration: (row["updated_at"] as Int64) - (row["created_at"] as Int64),
                          createdAt: row["created_at"], updatedAt: row["updated_at"])
             }
+            guard eventSourced, try db.tableExists("spool_projection_positions") else { return (orders, false) }
+            let behind = try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM order_relay_positions r
+                               LEFT JOIN spool_projection_positions p ON p.topic = 'order-events' AND p.partition = r.partition
+                               WHERE p.next_offset IS NULL OR p.next_offset < r.next_offset)
+                """) ?? false
+            return (orders, behind)
         }
         let stock = try open(cluster.databasePath(.stock)).read { db in
             Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, quantity FROM products").map { ($0["id"] as String, $0["quantity"] as Int) })
@@ -120,13 +132,14 @@ public struct SagaReport: Sendable {
         return SagaReport(orders: orders, stock: stock, balances: balances, debited: debited, couponUses: couponUses, deliveries: deliveries,
                           owedWithdrawals: owed, registrations: registrations, channelMessages: channel, notificationOutcomes: outcomes,
                           pendingNotifications: pending, unsentOutbox: unsent, pendingTimeouts: timeouts,
-                          parkedSagas: parked)
+                          parkedSagas: parked, viewBehindRelay: viewBehindRelay)
     }
 
     /// Whether every order ended, every ended order was notified, every cancelled order's rider
-    /// registration was withdrawn, and every outbox is empty.
+    /// registration was withdrawn, every outbox is empty, and (event-sourced) the orders read are
+    /// those the relay published events for.
     public var isSettled: Bool {
-        orders.allSatisfy { $0.state != "PENDING" } && channelMessages.count >= orders.count && pendingNotifications == 0
+        !viewBehindRelay && orders.allSatisfy { $0.state != "PENDING" } && channelMessages.count >= orders.count && pendingNotifications == 0
             && unsentOutbox.values.allSatisfy { $0 == 0 } && owedWithdrawals == 0
             && !orders.contains { $0.state == "CANCELLED" && registrations[$0.id]?.state == "active" }
     }

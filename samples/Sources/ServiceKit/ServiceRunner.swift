@@ -14,6 +14,14 @@ public enum SagaMode: String, ExpressibleByArgument, CaseIterable, Sendable {
     case orchestration
     /// The choreography's forward steps; a supervisor answers failures with declared rules.
     case supervised
+    /// The choreography, with the order service event-sourced: its orders are the events of an
+    /// aggregate on `order-events`, the saga's events are derived from them, and reads come from a
+    /// projection (the other services run as in the choreography).
+    case eventSourced = "event-sourced"
+
+    /// Whether the services other than the order service react to each other's events as in the
+    /// choreography (true but for the orchestration and the supervised mode).
+    public var isChoreography: Bool { self == .choreography || self == .eventSourced }
 }
 
 /// The options every sample service takes.
@@ -33,13 +41,25 @@ public struct ServiceOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     public var logLevel: String = "info"
 
-    @Option(help: "How the saga runs: choreography (events), orchestration (the order service's commands) or supervised (events, and a supervisor answers failures); every service of a run takes the same.")
-    public var mode: SagaMode = .choreography
+    @Option(name: .customLong("mode"),
+            help: "How the saga runs: choreography (events), orchestration (the order service's commands), supervised (events, and a supervisor answers failures) or event-sourced (the choreography, the order service event-sourced); every service of a run takes the same. Default: choreography.")
+    var chosenMode: SagaMode?
+
+    @Flag(help: "Shorthand for --mode event-sourced.")
+    var eventSourced = false
+
+    /// How the saga runs: `--mode`, `--event-sourced`, or the choreography.
+    public var mode: SagaMode {
+        eventSourced ? .eventSourced : chosenMode ?? .choreography
+    }
 
     public init() {}
 
     public func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        if eventSourced, let chosenMode, chosenMode != .eventSourced {
+            throw ValidationError("--event-sourced contradicts --mode \(chosenMode.rawValue)")
+        }
         guard (100...300_000).contains(sessionTimeoutMs) else { throw ValidationError("--session-timeout-ms must be 100…300000") }
     }
 
@@ -91,6 +111,9 @@ public struct ParticipantService: Service {
     public init(_ orchestrator: Orchestrator) { body = orchestrator.run }
 
     public init(_ supervisor: Supervisor) { body = supervisor.run }
+
+    /// Runs `body`, a participant's run loop and what runs next to it, until it returns or throws.
+    public init(running body: @escaping @Sendable () async throws -> Void) { self.body = body }
 
     public func run() async throws {
         try await cancelWhenGracefulShutdown { try await body() }

@@ -42,8 +42,8 @@ public enum StockService {
     /// `payment-failed`), or the two command handlers (orchestration).
     public static func register(on participant: SagaParticipant, mode: SagaMode = .choreography) {
         switch mode {
-        case .choreography, .supervised:
-            if mode == .choreography {
+        case .choreography, .eventSourced, .supervised:
+            if mode.isChoreography {
                 participant.add(ReserveStock())
             } else {
                 participant.add(ReserveStock.ForwardOnly())

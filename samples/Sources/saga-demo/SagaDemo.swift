@@ -40,8 +40,15 @@ struct SagaDemo: AsyncParsableCommand {
     @Flag(help: "Place each order only once the one before ended, so one saga runs at a time: POST → final state is then one order's own time (its three hops and the POST's commit). Overrides --concurrency.")
     var oneAtATime = false
 
-    @Option(help: "How the services run the saga: choreography (events), orchestration (the order service's commands) or supervised (events, and a supervisor answers failures).")
-    var mode: SagaMode = .choreography
+    @Option(name: .customLong("mode"),
+            help: "How the services run the saga: choreography (events), orchestration (the order service's commands), supervised (events, and a supervisor answers failures) or event-sourced (the choreography, the order service event-sourced). Default: choreography.")
+    var chosenMode: SagaMode?
+
+    @Flag(help: "Shorthand for --mode event-sourced.")
+    var eventSourced = false
+
+    /// The mode chosen by `--mode` or `--event-sourced`.
+    private var mode: SagaMode { eventSourced ? .eventSourced : chosenMode ?? .choreography }
 
     @Option(help: "Random seed of the order mix.")
     var seed: UInt64 = 2026
@@ -54,6 +61,7 @@ struct SagaDemo: AsyncParsableCommand {
 
     func validate() throws {
         guard orders > 0, concurrency > 0, scale > 0 else { throw ValidationError("--orders, --concurrency and --scale must be positive") }
+        if eventSourced, let chosenMode, chosenMode != .eventSourced { throw ValidationError("--event-sourced contradicts --mode \(chosenMode.rawValue)") }
     }
 
     func run() async throws {
@@ -101,7 +109,10 @@ struct SagaDemo: AsyncParsableCommand {
                 let order = try await client.placePatiently(userID: request.userID, productID: request.productID, quantity: request.quantity,
                                                             coupon: request.coupon)
                 // The figure comes from the order's own timestamps: a 5 ms poll only spaces the orders out.
-                while try await client.order(order.id)?.state == "PENDING" { try await Task.sleep(for: .milliseconds(5)) }
+                // Event-sourced, the read asks for the version the POST wrote: it never misses the order.
+                while try await client.order(order.id, minVersion: order.version)?.state ?? "PENDING" == "PENDING" {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
             }
             return
         }

@@ -4,6 +4,7 @@ import Spool
 import SpoolSaga
 import SpoolTesting
 import ServiceKit
+import Synchronization
 
 /// One sample service's handlers running on a real in-process broker and a real SQLite file.
 final class ServiceUnderTest: Sendable {
@@ -13,10 +14,13 @@ final class ServiceUnderTest: Sendable {
     let database: DatabasePool
     let participant: SagaParticipant
     let seed: Seed
-    private let task: Task<Void, any Error>
+    private let run: @Sendable (SagaParticipant) async throws -> Void
+    private let task: Mutex<Task<Void, any Error>>
 
-    /// Prepares the database of `name` from the bundled seed, registers with `register`, runs.
-    init(_ name: String, prepare: (any DatabaseWriter, Seed) throws -> Void, register: (SagaParticipant, Seed) -> Void) async throws {
+    /// Prepares the database of `name` from the bundled seed, registers with `register`, and runs
+    /// `run` (default: the participant's run loop).
+    init(_ name: String, prepare: (any DatabaseWriter, Seed) throws -> Void, register: (SagaParticipant, Seed) throws -> Void,
+         run: @escaping @Sendable (SagaParticipant) async throws -> Void = { try await $0.run() }) async throws {
         broker = try InProcessBroker()
         client = try await broker.makeClient()
         directory = try TemporaryDirectory(prefix: "saga-\(name)")
@@ -25,8 +29,19 @@ final class ServiceUnderTest: Sendable {
         try prepare(database, seed)
         let configuration = SagaConfiguration(pollInterval: .milliseconds(20), consumer: ConsumerConfiguration(sessionTimeout: .seconds(2)))
         participant = try SagaParticipant(name: name, client: client, database: database, configuration: configuration)
-        register(participant, seed)
-        task = Task { [participant] in try await participant.run() }
+        try register(participant, seed)
+        self.run = run
+        task = Mutex(Task { [participant] in try await run(participant) })
+    }
+
+    /// Stops the service's run (as a graceful shutdown would), then `between` (the database as
+    /// the service left it), then runs it again.
+    func restart(between: () throws -> Void = {}) async throws {
+        let running = task.withLock { $0 }
+        running.cancel()
+        try await running.value
+        try between()
+        task.withLock { [participant, run] in $0 = Task { try await run(participant) } }
     }
 
     /// Publishes `event` of saga `saga` as service `source` would; returns its metadata.
@@ -64,8 +79,9 @@ final class ServiceUnderTest: Sendable {
     }
 
     func stop() async throws {
-        task.cancel()
-        try await task.value
+        let running = task.withLock { $0 }
+        running.cancel()
+        try await running.value
         client.close()
         await broker.stop()
     }
