@@ -3,7 +3,8 @@
 #   make test  installs what is missing and runs every test (the broker's, the Python client's
 #              conformance suite against a real spoold, then the samples')
 #   make demo  runs the order saga: spoold and the five sample services, a mix of orders, a report
-#              (MODE=orchestration runs it through the order service's orchestrator; default choreography)
+#              (MODE=orchestration runs it through the order service's orchestrator, MODE=supervised with the
+#              supervisor, MODE=event-sourced with the order service event-sourced; default choreography)
 SWIFT ?= swift
 CONFIG ?= release
 MODE ?= choreography
