@@ -52,7 +52,7 @@ public enum BalanceService {
     }
 
     /// Registers the handlers of `mode` on `participant`: the payment step and the refund on
-    /// cancellation (choreography and supervised), or the two command handlers (orchestration).
+    /// cancellation (choreography, event-sourced and supervised), or the two command handlers (orchestration).
     public static func register(on participant: SagaParticipant, mode: SagaMode = .choreography) {
         switch mode {
         case .choreography, .eventSourced, .supervised:

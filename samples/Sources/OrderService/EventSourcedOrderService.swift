@@ -341,6 +341,7 @@ public final class EventSourcedOrderService: OrderBook {
 /// `GET /orders/{id}?min-version=N` found the view behind version N after waiting: the order is
 /// at that version in the event store (the caller wrote it), the read model has not caught up yet.
 public struct ReadModelBehind: Error, CustomStringConvertible {
+    /// The order read.
     public var orderID: String
     /// The version asked for.
     public var wanted: Int64
@@ -349,6 +350,7 @@ public struct ReadModelBehind: Error, CustomStringConvertible {
     /// How long the read waited.
     public var waited: Duration
 
+    /// What the 504 answer says.
     public var description: String {
         "the read model holds order \(orderID) at version \(held.map(String.init) ?? "none") after \(waited), not yet \(wanted): try again"
     }

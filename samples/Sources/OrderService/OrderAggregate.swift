@@ -25,6 +25,7 @@ public struct OrderAggregate: Aggregate, Equatable {
         case cancelled(reason: String)
     }
 
+    /// The topic of every order's events, keyed by order id.
     public static let topic = "order-events"
 
     /// The order as placed; nil before it is.
@@ -42,11 +43,13 @@ public struct OrderAggregate: Aggregate, Equatable {
     /// The rider registered for it.
     public private(set) var riderID: String?
 
+    /// An order not placed yet (no events).
     public init() {}
 
     /// Whether the order was placed and has not ended: the only state that takes further events.
     public var isOpen: Bool { order != nil && state == .pending }
 
+    /// The state after `event`.
     public mutating func apply(_ event: Event) {
         switch event {
         case .placed(let created, let at): (order, placedAt) = (created, at)

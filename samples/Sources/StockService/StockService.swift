@@ -38,7 +38,7 @@ public enum StockService {
     }
 
     /// Registers the handlers of `mode` on `participant`: the step and the cancellation handler
-    /// (choreography; supervised, where the supervisor's `restore-stock` replaces the reaction to
+    /// (choreography and event-sourced; supervised, where the supervisor's `restore-stock` replaces the reaction to
     /// `payment-failed`), or the two command handlers (orchestration).
     public static func register(on participant: SagaParticipant, mode: SagaMode = .choreography) {
         switch mode {

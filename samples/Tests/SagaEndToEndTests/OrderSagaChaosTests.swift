@@ -138,6 +138,10 @@ enum Executables {
         if mode == .supervised {
             #expect(resolved.values.contains("compensate"), "the supervisor escalated a failed delivery, a person compensated it")
         }
+        if mode == .eventSourced {
+            let problems = try await historyProblems(report, client)
+            #expect(problems.isEmpty, "\(problems.prefix(20).joined(separator: "\n"))")
+        }
 
         // Dead letters: only the poison, with its reason (possibly twice: dead-lettering is at least
         // once). Supervised, the supervisor reads the dead letters (their topics exist, empty) and
@@ -164,6 +168,30 @@ enum Executables {
         // Nothing was lost on the way down either.
         #expect(try SagaReport.read(cluster).violations(seed: seed).isEmpty)
     }
+}
+
+/// Event-sourced: what is wrong with the orders' histories on `order-events` (one line each;
+/// empty: nothing). Each order read has one, which starts `placed`, records each fact once
+/// (the redeliveries of the kills gave no second event) and ends with the end the view shows;
+/// and every history belongs to an order read.
+private func historyProblems(_ report: SagaReport, _ client: SpoolClient) async throws -> [String] {
+    var histories: [String: [String]] = [:]
+    for partition in try await client.topics(["order-events"]).first?.partitions ?? [] {
+        for record in try await client.readToEnd(of: "order-events", partition: partition.partition) {
+            // An event is `{"<case>": {…}}` (the enum's Codable form): its case name is its kind.
+            let kind = (try JSONSerialization.jsonObject(with: Data(record.value)) as? [String: Any])?.keys.first ?? "?"
+            histories[String(decoding: record.key ?? [], as: UTF8.self), default: []].append(kind)
+        }
+    }
+    var problems: [String] = []
+    for order in report.orders {
+        let history = histories.removeValue(forKey: order.id) ?? []
+        let end = order.state == "COMPLETED" ? "deliveryScheduled" : "cancelled"
+        if history.first != "placed" || history.last != end || Set(history).count != history.count {
+            problems.append("\(order.id) (\(order.state)): history \(history)")
+        }
+    }
+    return problems + histories.keys.sorted().map { "\($0): a history, but no order in the view" }
 }
 
 /// Kills a random process of the cluster with SIGKILL every 1.5–3 s and restarts it 0.2–1 s later.
