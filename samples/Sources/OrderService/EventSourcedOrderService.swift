@@ -6,6 +6,7 @@ import ServiceKit
 import Spool
 import SpoolEventSourcing
 import SpoolSaga
+import Synchronization
 
 /// The order service event-sourced (`--mode event-sourced`): the choreography's order service,
 /// whose orders are ``OrderAggregate``s, their events on `order-events` keyed by order id, and
@@ -57,6 +58,9 @@ public final class EventSourcedOrderService: OrderBook {
     public let readTimeout: Duration
     private let producer: Producer
     private let logger: Logger
+    /// The relay's memory of the orders it saw placed and not yet ended (what their saga events
+    /// need); an order it has not seen placed since the start is loaded as of the event.
+    private let openOrders = Mutex<[String: OrderCreated]>([:])
 
     /// A service on `participant` selling the seed's products. The database must have been
     /// prepared with ``OrderService/prepare(_:seed:)``.
@@ -303,8 +307,16 @@ public final class EventSourcedOrderService: OrderBook {
                 continue
             }
             guard OrderAggregate.announces(event) else { continue }
-            let state = try await repository.load(orderID, asOf: .offset(record.offset)).state
-            guard let (derived, role) = state.integrationEvent(for: event) else { continue }
+            let order: OrderCreated?
+            if case .placed(let created, _) = event {
+                order = created
+                openOrders.withLock { $0[orderID] = created }
+            } else if let remembered = openOrders.withLock({ $0.removeValue(forKey: orderID) }) {
+                order = remembered
+            } else {
+                order = try await repository.load(orderID, asOf: .offset(record.offset)).state.order
+            }
+            guard let order, let (derived, role) = OrderAggregate.integrationEvent(for: event, of: order) else { continue }
             let causation = try? EventMetadata(headers: record.headers)?.eventID
             let metadata = EventMetadata(eventType: type(of: derived).eventType, correlationID: orderID, causationID: causation, source: OrderService.name,
                                          schemaVersion: type(of: derived).schemaVersion, eventID: Self.derivedEventID(record), time: record.timestamp)

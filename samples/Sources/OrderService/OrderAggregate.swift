@@ -102,7 +102,11 @@ public struct OrderAggregate: Aggregate, Equatable {
     /// is scheduled, `order-cancelled` (a failure) when cancelled; nil for the steps between,
     /// which come from the other services and concern only this one.
     public func integrationEvent(for event: Event) -> (any SpoolEvent, EventRole)? {
-        guard let order else { return nil }
+        order.flatMap { Self.integrationEvent(for: event, of: $0) }
+    }
+
+    /// ``integrationEvent(for:)`` of an event of `order` (the only part of the state it needs).
+    public static func integrationEvent(for event: Event, of order: OrderCreated) -> (any SpoolEvent, EventRole)? {
         switch event {
         case .placed(let created, _): return (created, .success)
         case .stockReserved, .paid: return nil
