@@ -413,13 +413,13 @@ public final class Consumer: AsyncSequence, Sendable {
         let closed = client.send(id: order.requestID, .fetch, body, extraTimeout: maxWait) { [self] reply in
             let result = reply.flatMap { reply in
                 Result { () throws(SpoolError) in
-                    try client.fetchResult(reply, topic: partition.topic, partition: partition.partition, offset: order.offset).records
+                    try client.fetchResult(reply, topic: partition.topic, partition: partition.partition, offset: order.offset)
                 }
             }
             transition { state, actions in
                 switch result {
-                case .success(let records):
-                    state.fetched(order, records: records, maxBuffered: configuration.maxBufferedRecords, actions: &actions)
+                case .success(let fetched):
+                    state.fetched(order, fetched, maxBuffered: configuration.maxBufferedRecords, actions: &actions)
                 case .failure(let error):
                     state.fetchFailed(order, error: error, reset: configuration.autoOffsetReset, actions: &actions)
                 }

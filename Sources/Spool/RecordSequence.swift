@@ -24,6 +24,9 @@ public struct RecordSequence: AsyncSequence, Sendable {
         let partition: Int32
         let start: StartPosition
         private var nextOffset: Int64?
+        /// Where the last fetch ended: the next fetch starts there once the buffer is read, past
+        /// offsets a compacted batch covers without records.
+        private var skipTo: Int64?
         private var buffer: [SpoolRecord] = []
         private var index = 0
 
@@ -45,10 +48,11 @@ public struct RecordSequence: AsyncSequence, Sendable {
             while index == buffer.count {
                 try Task.checkCancellation()
                 switch await fetchMore() {
-                case .success(let records):
-                    buffer = records
+                case .success(let fetched):
+                    buffer = fetched.records
                     index = 0
                     backoff.reset()
+                    skipTo = fetched.nextOffset
                 case .failure(let error) where error.code == .cancelled:
                     throw CancellationError()
                 case .failure(let error) where error.isRetriable:
@@ -62,11 +66,13 @@ public struct RecordSequence: AsyncSequence, Sendable {
             return buffer[index]
         }
 
-        private mutating func fetchMore() async -> Result<[SpoolRecord], SpoolError> {
+        private mutating func fetchMore() async -> Result<FetchedRecords, SpoolError> {
             do {
                 let offset = try await resolvedOffset()
-                return .success(try await client.fetch(from: topic, partition: partition, offset: offset,
-                                                       maxWait: client.configuration.fetchMaxWait).records)
+                let from = Swift.max(offset, skipTo ?? offset)
+                nextOffset = from
+                return .success(try await client.fetch(from: topic, partition: partition, offset: from,
+                                                       maxWait: client.configuration.fetchMaxWait))
             } catch {
                 return .failure(error)
             }

@@ -45,6 +45,6 @@ extension SpoolClient {
         let request = FetchKeyRequest(topic: topic, partition: partition, key: key, offset: offset, maxBytes: UInt32(clamping: maxBytes))
         let reply = try await call(.fetchKey, [request.encoded()])
         let (response, page) = try recordsReply(reply, FetchKeyResponse.self, topic: topic, partition: partition, offset: offset)
-        return (response, page.filter { $0.key == key })
+        return (response, page.records.filter { $0.key == key })
     }
 }

@@ -96,9 +96,11 @@ public final class SpoolClient: Sendable {
     }
 
     /// One fetch: records at or after `offset` (up to `fetchMaxBytes`), waiting up to `maxWait`
-    /// for some to arrive. Returns the records and the partition's visible end.
+    /// for some to arrive. Continue from the result's ``FetchedRecords/nextOffset``: in a
+    /// compacted topic a fetch may cover offsets whose records the cleaner removed, and return
+    /// fewer records than offsets, or none.
     public func fetch(from topic: String, partition: Int32 = 0, offset: Int64,
-                      maxWait: Duration = .zero) async throws(SpoolError) -> (records: [SpoolRecord], logEndOffset: Int64) {
+                      maxWait: Duration = .zero) async throws(SpoolError) -> FetchedRecords {
         try Self.checkTopicName(topic)
         let reply = try await call(.fetch, fetchRequest(topic, partition: partition, offset: offset, maxWait: maxWait), extraTimeout: maxWait)
         return try fetchResult(reply, topic: topic, partition: partition, offset: offset)
@@ -110,16 +112,17 @@ public final class SpoolClient: Sendable {
                       minBytes: 1, maxBytes: UInt32(clamping: configuration.fetchMaxBytes)).encoded()]
     }
 
-    /// The records at or after `offset` in a fetch reply, and the partition's visible end.
-    func fetchResult(_ reply: Reply, topic: String, partition: Int32, offset: Int64) throws(SpoolError) -> (records: [SpoolRecord], logEndOffset: Int64) {
-        let (response, records) = try recordsReply(reply, FetchResponse.self, topic: topic, partition: partition, offset: offset)
-        return (records, response.logEndOffset)
+    /// The records at or after `offset` in a fetch reply, where the next fetch starts, and the
+    /// partition's visible end.
+    func fetchResult(_ reply: Reply, topic: String, partition: Int32, offset: Int64) throws(SpoolError) -> FetchedRecords {
+        let (response, page) = try recordsReply(reply, FetchResponse.self, topic: topic, partition: partition, offset: offset)
+        return FetchedRecords(records: page.records, nextOffset: page.nextOffset, logEndOffset: response.logEndOffset)
     }
 
-    /// The body of a reply that carries a records frame (fetch, fetch key) and the records in
-    /// that frame at or after `offset`.
+    /// The body of a reply that carries a records frame (fetch, fetch key), the records in that
+    /// frame at or after `offset`, and the offset after its last whole batch (`offset` if none).
     func recordsReply<Body: WireMessage>(_ reply: Reply, _ body: Body.Type, topic: String, partition: Int32,
-                                         offset: Int64) throws(SpoolError) -> (Body, [SpoolRecord]) {
+                                         offset: Int64) throws(SpoolError) -> (Body, DecodedBatches) {
         guard reply.frames.count == 2 else {
             throw SpoolError(.protocolViolation, "\(Body.opCode) reply has \(reply.frames.count) frames after the header, expected 2")
         }
@@ -259,10 +262,27 @@ public final class SpoolClient: Sendable {
     }
 }
 
+/// One fetch's answer (see ``SpoolClient/fetch(from:partition:offset:maxWait:)``).
+public struct FetchedRecords: Sendable {
+    /// The records at or after the requested offset, in offset order.
+    public let records: [SpoolRecord]
+    /// Where the next fetch continues: after the last batch returned (past any offsets the log
+    /// cleaner emptied), or the requested offset when nothing came back.
+    public let nextOffset: Int64
+    /// The partition's visible end when the broker answered.
+    public let logEndOffset: Int64
+}
+
+/// The records of a records frame and the offset after its last whole batch.
+struct DecodedBatches {
+    var records: [SpoolRecord] = []
+    var nextOffset: Int64
+}
+
 /// Decodes the whole batches in `bytes`, keeping records at or after `offset`. A trailing
 /// partial batch is ignored (the next fetch reads it whole).
-private func decodeBatches(_ bytes: UnsafeRawBufferPointer, topic: String, partition: Int32, from offset: Int64) throws(WireError) -> [SpoolRecord] {
-    var records: [SpoolRecord] = []
+private func decodeBatches(_ bytes: UnsafeRawBufferPointer, topic: String, partition: Int32, from offset: Int64) throws(WireError) -> DecodedBatches {
+    var decoded = DecodedBatches(nextOffset: offset)
     var position = 0
     while bytes.count - position >= RecordBatch.headerSize {
         let rest = UnsafeRawBufferPointer(rebasing: bytes[position...])
@@ -271,10 +291,11 @@ private func decodeBatches(_ bytes: UnsafeRawBufferPointer, topic: String, parti
         let batch = UnsafeRawBufferPointer(rebasing: rest[..<header.totalSize])
         try RecordBatch.validate(batch)
         for record in try RecordBatch.records(in: batch) where record.offset >= offset {
-            records.append(SpoolRecord(topic: topic, partition: partition, offset: record.offset, timestamp: record.timestamp,
-                                       key: record.key, value: record.value, headers: record.headers))
+            decoded.records.append(SpoolRecord(topic: topic, partition: partition, offset: record.offset, timestamp: record.timestamp,
+                                               key: record.key, value: record.value, headers: record.headers))
         }
+        decoded.nextOffset = max(decoded.nextOffset, header.nextOffset)
         position += header.totalSize
     }
-    return records
+    return decoded
 }

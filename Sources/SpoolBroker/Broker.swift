@@ -37,6 +37,11 @@ public final class Broker {
     private var isClosed = false
     /// Monotonic time of the next retention pass; nil before the first.
     private var nextRetentionCheck: Int64?
+    /// Monotonic time the log cleaner next looks for work; nil before the first look.
+    private var nextCleaningCheck: Int64?
+    /// The cleaning pass running now (one at a time): its partition and log, the offset it
+    /// cleans up to, and when it started (ms since the epoch).
+    private var runningCleaning: (key: PartitionKey, log: ObjectIdentifier, end: Int64, startedAt: Int64)?
     /// Consumer groups' membership and assignment.
     private(set) lazy var groups = GroupCoordinator(
         recovering: Set(offsetStore.groups), rejoinGrace: Int64(configuration.groupRejoinGraceMilliseconds)
@@ -355,10 +360,61 @@ public final class Broker {
         }
     }
 
+    /// The next pass of the log cleaner, if one is due: at most one runs at a time, looked for at
+    /// most once per ``BrokerConfiguration/retentionCheckIntervalMilliseconds``. A compacted
+    /// partition is due when segments were sealed since its last pass, or when its
+    /// `delete.retention.ms` passed since then (tombstones may have expired). Run the pass off
+    /// the loop, then hand its result to ``finishCleaning(_:_:)``.
+    public func takeCleaningPass(now: Int64, wallClockMilliseconds: @autoclosure () -> Int64) -> (PartitionKey, LogCleaning)? {
+        guard runningCleaning == nil, now >= nextCleaningCheck ?? now, !isShutDown else { return nil }
+        nextCleaningCheck = now + Int64(configuration.retentionCheckIntervalMilliseconds)
+        let wallClock = wallClockMilliseconds()
+        for partitions in topics.values {
+            for state in partitions where state.log.configuration.cleanupPolicy.compacts {
+                do throws(StorageError) {
+                    guard let pass = try state.log.cleaningPass(keepingNewestSegments: ProducerStates.segmentsScannedAtOpen,
+                                                                keepingFrom: state.visibleEnd, nowMilliseconds: wallClock)
+                    else { continue }
+                    if let last = state.lastCleaning, last.end >= pass.endOffset,
+                       wallClock - last.at < state.log.configuration.deleteRetentionMilliseconds { continue }
+                    runningCleaning = (state.key, ObjectIdentifier(state.log), pass.endOffset, wallClock)
+                    return (state.key, pass)
+                } catch {
+                    logger.error("cannot plan a log cleaning pass", metadata: state.logMetadata.merging(["error": "\(error)"]) { $1 })
+                }
+            }
+        }
+        return nil
+    }
+
+    /// Installs the outcome of the cleaning pass of `key` (see ``takeCleaningPass(now:wallClockMilliseconds:)``)
+    /// and logs what it removed; a pass whose partition was deleted meanwhile, or that failed,
+    /// leaves the log as it was.
+    public func finishCleaning(_ key: PartitionKey, _ result: Result<CleanedSegments, StorageError>) {
+        guard let running = runningCleaning, running.key == key else { return }
+        runningCleaning = nil
+        guard let state = partitionState(key), ObjectIdentifier(state.log) == running.log else {
+            if case .success(let cleaned) = result { cleaned.discard() }
+            return
+        }
+        do throws(StorageError) {
+            let cleaned = try result.get()
+            let freed = try state.log.install(cleaned)
+            state.lastCleaning = (running.end, running.startedAt)
+            dirty.insert(key)
+            logger.info("log cleaner compacted a partition",
+                        metadata: state.logMetadata.merging(["report": "\(cleaned.report)", "freed": "\(freed)"]) { $1 })
+        } catch where error.code == .closed {
+            logger.debug("log cleaning pass stopped", metadata: state.logMetadata)
+        } catch {
+            logger.error("log cleaning pass failed; the log is unchanged", metadata: state.logMetadata.merging(["error": "\(error)"]) { $1 })
+        }
+    }
+
     /// The earliest moment something is due (a parked fetch expiring, an interval sync), in
     /// monotonic milliseconds, or nil if nothing waits on time.
     public var nextDeadline: Int64? {
-        var deadline = [nextRetentionCheck, groups.nextDeadline].compactMap { $0 }.min()
+        var deadline = [nextRetentionCheck, runningCleaning == nil ? nextCleaningCheck : nil, groups.nextDeadline].compactMap { $0 }.min()
         if let parked = parkedFetches.values.lazy.flatMap({ $0 }).map(\.deadline).min() { deadline = min(deadline ?? parked, parked) }
         for key in dirty {
             guard let state = partitionState(key), case .interval(let milliseconds) = state.policy else { continue }
@@ -554,7 +610,7 @@ public final class Broker {
         guard bytes.count <= configuration.maxBatchBytes else {
             throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
         }
-        let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes, checkingTimestamps: true,
+        let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes, checkingTimestamps: true, allowingCompacted: false,
                                                    onKey: { delta, key in keys.add(offsetDelta: delta, key: key) })
         guard batchHeader.recordCount <= configuration.maxRecordsPerBatch else {
             throw WireError(.recordTooLarge, "batch holds \(batchHeader.recordCount) records; the limit is \(configuration.maxRecordsPerBatch) (max.records.per.batch)")

@@ -33,7 +33,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxWaitingRequestsPerClient: Int
     /// Longest a fetch may stay parked, whatever it asks for. Default: 30,000 ms.
     public var maxFetchWaitMilliseconds: Int
-    /// How often retention looks for segments to delete. Default: 60,000 ms.
+    /// How often retention looks for segments to delete, and the log cleaner for partitions to
+    /// compact. Default: 60,000 ms.
     public var retentionCheckIntervalMilliseconds: Int
     /// After the broker starts, how long the groups that existed before (those with committed
     /// offsets) wait for their members to rejoin: meanwhile a rejoining member keeps the

@@ -33,6 +33,9 @@ final class PartitionState {
     var offlineReason: String?
     /// The idempotent producers' last batches, for telling retries from new batches.
     var producers: ProducerStates
+    /// The last cleaning pass installed in this process: the offset it cleaned up to and when it
+    /// started (ms since the epoch); nil before the first.
+    var lastCleaning: (end: Int64, at: Int64)?
 
     /// The state of an opened log; the producer state comes from its newest segments.
     init(key: PartitionKey, log: PartitionLog) throws(StorageError) {

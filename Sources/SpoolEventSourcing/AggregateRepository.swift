@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Spool
+import Synchronization
 import SpoolWire
 
 /// Loads and saves aggregates of one type as their events, on a Spool topic keyed by aggregate
@@ -25,8 +26,10 @@ public final class AggregateRepository<State: Aggregate>: Sendable {
     /// The `spool-source` header of the events written.
     public let source: String
     private let logger: Logger
+    private let snapshotTopicCreated = Atomic<Bool>(false)
 
-    /// The topic of the snapshots: `<Aggregate.topic>.snapshots`.
+    /// The topic of the snapshots: `<Aggregate.topic>.snapshots`, created with `cleanup.policy:
+    /// compact` (the log cleaner keeps each aggregate's last snapshot).
     public static var snapshotTopic: String { State.topic + ".snapshots" }
     /// The header of a snapshot record holding the version it was taken at.
     public static var snapshotVersionHeader: String { "spool-snapshot-version" }
@@ -47,7 +50,8 @@ public final class AggregateRepository<State: Aggregate>: Sendable {
     /// An aggregate without events comes back as `State()` with version nil.
     public func load(_ id: String) async throws(SpoolError) -> Versioned<State> {
         var start = Versioned(state: State(), version: nil, eventsSinceSnapshot: 0)
-        if snapshotEvery != nil, let snapshot = try await client.lastRecord(ofKey: Self.key(id), in: Self.snapshotTopic) {
+        if snapshotEvery != nil, try await createSnapshotTopic(),
+           let snapshot = try await client.lastRecord(ofKey: Self.key(id), in: Self.snapshotTopic) {
             start = try Self.decodeSnapshot(snapshot, id: id)
         }
         let history = try await client.records(ofKey: Self.key(id), in: State.topic, from: start.version.map { $0 + 1 } ?? 0)
@@ -168,8 +172,23 @@ public final class AggregateRepository<State: Aggregate>: Sendable {
         return result
     }
 
+    /// Creates the snapshot topic compacted (only each aggregate's last snapshot is read), once
+    /// per repository, before its first use; one that exists is kept as it is. Returns true.
+    private func createSnapshotTopic() async throws(SpoolError) -> Bool {
+        guard !snapshotTopicCreated.load(ordering: .acquiring) else { return true }
+        var creation: SpoolError?
+        do {
+            try await client.createTopic(Self.snapshotTopic, settings: ["cleanup.policy": "compact"])
+        } catch {
+            creation = error
+        }
+        if let creation, creation.code != .topicAlreadyExists { throw creation }
+        snapshotTopicCreated.store(true, ordering: .releasing)
+        return true
+    }
+
     private func storeSnapshot(_ current: Versioned<State>, id: String) async throws(SpoolError) {
-        guard let version = current.version else { return }
+        guard let version = current.version, try await createSnapshotTopic() else { return }
         let value: Data
         do {
             value = try Self.encoder.encode(current.state)

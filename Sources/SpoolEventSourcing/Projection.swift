@@ -88,7 +88,7 @@ public final class Projection: Sendable {
         var next = try await database.read { [name, topic] db in try Self.position(db, name: name, topic: topic, partition: partition) }
         var backoff = Duration.milliseconds(50)
         while !Task.isCancelled {
-            var fetched: (records: [SpoolRecord], logEndOffset: Int64)?
+            var fetched: FetchedRecords?
             var failure: SpoolError?
             do {
                 fetched = try await client.fetch(from: topic, partition: partition, offset: next, maxWait: maxWait)
@@ -105,8 +105,8 @@ public final class Projection: Sendable {
                 continue
             }
             backoff = .milliseconds(50)
-            if !page.records.isEmpty {
-                let after = page.records[page.records.count - 1].offset + 1
+            if page.nextOffset > next {
+                let after = page.nextOffset
                 try await database.write { [name, topic, apply] db in
                     for record in page.records { try apply(db, record) }
                     try db.execute(sql: """

@@ -25,6 +25,7 @@ final class NetworkLoop {
     private let broker: Broker
     private let flusher: GroupCommitFlusher<SyncKey>
     private let completedSyncs: SyncCompletions
+    private let cleaner: CleanerThread
     private let logger: Logger
 
     init(configuration: ServerConfiguration, logger: Logger) throws(SpoolServerError) {
@@ -77,6 +78,7 @@ final class NetworkLoop {
             completions.append(results)
             wakeup.signal()
         }
+        cleaner = CleanerThread(wakeup: wakeup)
     }
 
     /// Serves requests until `shouldStop` says so. Throws only if the socket itself fails.
@@ -91,6 +93,7 @@ final class NetworkLoop {
                 _ = try poller.poll(timeoutMilliseconds: timeout)
                 if poller.isReadable(wakeupItem) { wakeup.drain() }
                 deliverCompletedSyncs()
+                if let (key, result) = cleaner.takeFinished() { broker.finishCleaning(key, result) }
                 if let zapItem, poller.isReadable(zapItem) { try answerZAPRequests() }
                 if poller.isReadable(routerItem) { try receiveRequests() }
             } catch {
@@ -100,12 +103,17 @@ final class NetworkLoop {
             send(broker.expireParkedFetches(now: now))
             broker.expireGroupSessions(now: now)
             broker.enforceRetention(now: now, wallClockMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
+            if let (key, pass) = broker.takeCleaningPass(now: now, wallClockMilliseconds: Int64(Date().timeIntervalSince1970 * 1000)) {
+                cleaner.start(pass, for: key)
+            }
             for (key, work) in broker.takeSyncWork(now: now) { flusher.submit(work, for: key) }
         }
     }
 
     /// Graceful end: answers parked fetches, syncs everything, acknowledges, closes.
     func shutdown() {
+        cleaner.stop()
+        if let (key, result) = cleaner.takeFinished() { broker.finishCleaning(key, result) }
         let (actions, work) = broker.beginShutdown()
         send(actions)
         for (key, item) in work { flusher.submit(item, for: key) }
@@ -180,6 +188,40 @@ final class NetworkLoop {
 }
 
 /// Sync results handed from the flusher thread to the network thread.
+/// Runs the log cleaner's passes, one at a time, on a thread of their own, and hands each
+/// result back to the loop through the wake-up signal.
+private final class CleanerThread: Sendable {
+    private let queue = DispatchQueue(label: "spool.log-cleaner", qos: .utility)
+    private let wakeup: WakeupSignal
+    private let isStopping = Atomic<Bool>(false)
+    private let finished = Mutex<(key: PartitionKey, result: Result<CleanedSegments, StorageError>)?>(nil)
+
+    init(wakeup: WakeupSignal) { self.wakeup = wakeup }
+
+    /// Runs `pass` for `key` in the background.
+    func start(_ pass: LogCleaning, for key: PartitionKey) {
+        queue.async { [self] in
+            let result = Result { () throws(StorageError) in try pass.run { self.isStopping.load(ordering: .relaxed) } }
+            finished.withLock { $0 = (key, result) }
+            wakeup.signal()
+        }
+    }
+
+    /// The result of the pass that ended, once.
+    func takeFinished() -> (key: PartitionKey, result: Result<CleanedSegments, StorageError>)? {
+        finished.withLock { finished in
+            defer { finished = nil }
+            return finished
+        }
+    }
+
+    /// Stops a running pass (it ends at its next batch) and waits for it.
+    func stop() {
+        isStopping.store(true, ordering: .relaxed)
+        queue.sync {}
+    }
+}
+
 private final class SyncCompletions: Sendable {
     private let items = Mutex<[(key: SyncKey, result: Result<Int64, StorageError>)]>([])
 

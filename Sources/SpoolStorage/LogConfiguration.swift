@@ -9,6 +9,22 @@ public enum FsyncPolicy: Sendable, Hashable {
     case never
 }
 
+/// What happens to the records of sealed segments (`cleanup.policy`).
+public enum CleanupPolicy: String, Sendable, Hashable, CaseIterable {
+    /// Retention deletes whole old segments (`retention.ms`, `retention.bytes`).
+    case delete
+    /// The log cleaner keeps the last record of each key (see ``PartitionLog/cleaningPass(keepingNewestSegments:nowMilliseconds:)``);
+    /// retention deletes nothing.
+    case compact
+    /// Both: the cleaner compacts, and retention still deletes old segments.
+    case compactAndDelete = "compact,delete"
+
+    /// Whether retention deletes old segments.
+    public var deletes: Bool { self != .compact }
+    /// Whether the log cleaner compacts.
+    public var compacts: Bool { self != .delete }
+}
+
 /// Settings of one ``PartitionLog``. They may change while the log is open; each call uses the
 /// values current at its start.
 public struct LogConfiguration: Sendable, Hashable {
@@ -38,13 +54,21 @@ public struct LogConfiguration: Sendable, Hashable {
     /// per batch holding them. Default: 16,384.
     public var keyIndexKeysInMemory: Int
 
+    /// What happens to old records: deletion by retention, compaction by key, or both.
+    /// Default: `.delete`.
+    public var cleanupPolicy: CleanupPolicy
+    /// How long the log cleaner keeps a tombstone (a keyed record with an empty value) that is
+    /// its key's last record, counted from the tombstone's timestamp, so that readers see the
+    /// deletion; then it removes it. Default: 1 day.
+    public var deleteRetentionMilliseconds: Int64
+
     /// Seven days in milliseconds, the default of ``segmentMilliseconds`` and ``retentionMilliseconds``.
     public static let sevenDaysInMilliseconds: Int64 = 7 * 24 * 3_600_000
 
     /// Creates a configuration; every parameter has the default documented on its property.
     public init(segmentBytes: Int = 1 << 30, segmentMilliseconds: Int64? = sevenDaysInMilliseconds, indexIntervalBytes: Int = 4096,
                 fsync: FsyncPolicy = .always, retentionMilliseconds: Int64? = sevenDaysInMilliseconds, retentionBytes: Int64? = nil,
-                keyIndexKeysInMemory: Int = 16_384) {
+                keyIndexKeysInMemory: Int = 16_384, cleanupPolicy: CleanupPolicy = .delete, deleteRetentionMilliseconds: Int64 = 86_400_000) {
         self.segmentBytes = segmentBytes
         self.segmentMilliseconds = segmentMilliseconds
         self.indexIntervalBytes = indexIntervalBytes
@@ -52,5 +76,7 @@ public struct LogConfiguration: Sendable, Hashable {
         self.retentionMilliseconds = retentionMilliseconds
         self.retentionBytes = retentionBytes
         self.keyIndexKeysInMemory = keyIndexKeysInMemory
+        self.cleanupPolicy = cleanupPolicy
+        self.deleteRetentionMilliseconds = deleteRetentionMilliseconds
     }
 }

@@ -11,10 +11,12 @@
 /// | `retention.ms`        | 1...2^53, or -1 for forever    | ``LogConfiguration/retentionMilliseconds``    |
 /// | `retention.bytes`     | 0...2^62, or -1 for no limit   | ``LogConfiguration/retentionBytes``           |
 /// | `key.index.keys.in.memory` | 1...2^24                  | ``LogConfiguration/keyIndexKeysInMemory``     |
+/// | `cleanup.policy`      | `delete`, `compact`, `compact,delete` | ``LogConfiguration/cleanupPolicy``     |
+/// | `delete.retention.ms` | 0...2^53                       | ``LogConfiguration/deleteRetentionMilliseconds`` |
 public enum LogSettings {
     /// Every key, in the order above.
     public static let keys = ["fsync", "fsync.interval.ms", "segment.bytes", "segment.ms", "index.interval.bytes",
-                              "retention.ms", "retention.bytes", "key.index.keys.in.memory"]
+                              "retention.ms", "retention.bytes", "key.index.keys.in.memory", "cleanup.policy", "delete.retention.ms"]
     /// The sync period `fsync: interval` gets when `fsync.interval.ms` is not given.
     public static let defaultFsyncIntervalMilliseconds = 50
 
@@ -44,6 +46,8 @@ public enum LogSettings {
             "retention.ms": String(configuration.retentionMilliseconds ?? -1),
             "retention.bytes": String(configuration.retentionBytes ?? -1),
             "key.index.keys.in.memory": String(configuration.keyIndexKeysInMemory),
+            "cleanup.policy": configuration.cleanupPolicy.rawValue,
+            "delete.retention.ms": String(configuration.deleteRetentionMilliseconds),
         ]
         switch configuration.fsync {
         case .always: settings["fsync"] = "always"
@@ -83,6 +87,12 @@ public enum LogSettings {
             case "retention.ms": configuration.retentionMilliseconds = try optionalInteger(text, in: 1...(1 << 53))
             case "retention.bytes": configuration.retentionBytes = try optionalInteger(text, in: 0...(1 << 62))
             case "key.index.keys.in.memory": configuration.keyIndexKeysInMemory = try integer(text, in: 1...(1 << 24))
+            case "cleanup.policy":
+                guard let policy = CleanupPolicy(rawValue: text == "delete,compact" ? "compact,delete" : text) else {
+                    throw StorageError(.invalidArgument, "'\(text)' is not one of delete, compact, compact,delete")
+                }
+                configuration.cleanupPolicy = policy
+            case "delete.retention.ms": configuration.deleteRetentionMilliseconds = Int64(try integer(text, in: 0...(1 << 53)))
             default: throw StorageError(.invalidArgument, "unknown setting; known: \(keys.joined(separator: ", "))")
             }
         }

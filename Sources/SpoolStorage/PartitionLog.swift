@@ -46,6 +46,9 @@ public final class PartitionLog {
     private var activeSegmentStartedAt: ContinuousClock.Instant?
     /// Every key's batches and last offset (see ``lastOffset(ofKey:)``).
     private var keyIndex: KeyIndex
+    /// Set when swapping in a cleaned segment failed half-way: the files may disagree, so the
+    /// next open must check them (``closeCleanly()`` refuses).
+    private var needsFullCheck = false
 
     /// How much of the log an open verifies.
     public enum OpenMode: Sendable {
@@ -84,8 +87,9 @@ public final class PartitionLog {
         let directoryHandle = try FileHandle(opening: directory, flags: O_RDONLY | O_DIRECTORY, isDirectory: true, io: io)
         self.directoryHandle = directoryHandle
         let names = try Syscall.listDirectory(directory)
-        for leftover in names where leftover.hasSuffix(LogSegment.deletedSuffix) {
-            try Syscall.unlinkIfPresent("\(directory)/\(leftover)")  // the background deleter may get there first
+        for leftover in names where leftover.hasSuffix(LogSegment.deletedSuffix) || leftover.hasSuffix(LogSegment.cleanedSuffix) {
+            // Deleted segments (the background deleter may get there first), a cleaner's copies not swapped in.
+            try Syscall.unlinkIfPresent("\(directory)/\(leftover)")
         }
         let baseOffsets = names.compactMap(LogSegment.baseOffset(logFileName:)).sorted()
         var (segments, reports) = try Self.openSegments(baseOffsets, directory: directory, mode: mode, configuration: configuration, io: io)
@@ -316,13 +320,21 @@ public final class PartitionLog {
         var bytes = 0
         var nextOffset = offset
         for posting in postings {
-            guard slices.isEmpty || bytes + Int(posting.length) <= maxBytes else { break }
             let number = segments.partitioningIndex { $0.baseOffset > posting.baseOffset } - 1
             guard number >= 0 else { continue }
-            slices.append(LogSlice(file: segments[number].log, position: Int(posting.position), length: Int(posting.length),
-                                   firstOffset: posting.baseOffset, nextOffset: posting.lastOffset + 1))
-            bytes += Int(posting.length)
-            nextOffset = posting.lastOffset + 1
+            let slice: LogSlice
+            if segments[number].isCleaned {
+                // The cleaner moved the batch: find it by offset (several postings may lead to one).
+                slice = try segments[number].slice(ofBatchHolding: posting.baseOffset)
+                if let previous = slices.last, previous.firstOffset == slice.firstOffset { continue }
+            } else {
+                slice = LogSlice(file: segments[number].log, position: Int(posting.position), length: Int(posting.length),
+                                 firstOffset: posting.baseOffset, nextOffset: posting.lastOffset + 1)
+            }
+            guard slices.isEmpty || bytes + slice.length <= maxBytes else { break }
+            slices.append(slice)
+            bytes += slice.length
+            nextOffset = slice.nextOffset
         }
         // The key's last visible record: usually its last one; when that is past the visible end
         // (appended, not yet synced), the last one before it.
@@ -368,6 +380,7 @@ public final class PartitionLog {
     /// ``StorageError/Code/offsetOutOfRange``.
     public func applyRetention(nowMilliseconds: Int64, keepingFrom protectedOffset: Int64 = .max) throws(StorageError) -> RetentionResult? {
         try checkOpen()
+        guard configuration.cleanupPolicy.deletes else { return nil }
         let cutoff = configuration.retentionMilliseconds.map { nowMilliseconds - $0 }
         var count = 0
         var bytes = 0
@@ -392,6 +405,65 @@ public final class PartitionLog {
         directoryIsUnsynced = true
         BackgroundDeleter.unlink(renamed, logger: logger)
         return RetentionResult(deletedSegments: count, deletedBytes: bytes, logStartOffset: logStartOffset)
+    }
+
+    // MARK: Compaction
+
+    /// A pass of the log cleaner over the sealed segments (see ``LogCleaning``), or nil when
+    /// the policy does not compact or no segment may be cleaned: the newest `keepingNewestSegments`
+    /// segments (the active one among them; the broker rebuilds its idempotent-producer state
+    /// from their batch headers) and segments holding offsets at or after `protectedOffset`
+    /// (records not yet synced) are left alone. Tombstones older than `deleteRetentionMilliseconds`
+    /// before `nowMilliseconds` go. Run the pass anywhere, then ``install(_:)`` it here.
+    public func cleaningPass(keepingNewestSegments: Int, keepingFrom protectedOffset: Int64 = .max,
+                             nowMilliseconds: Int64) throws(StorageError) -> LogCleaning? {
+        try checkOpen()
+        guard configuration.cleanupPolicy.compacts else { return nil }
+        let sources = segments.dropLast(max(keepingNewestSegments, 1)).prefix { $0.nextOffset <= protectedOffset }.map {
+            LogCleaning.Source(baseOffset: $0.baseOffset, nextOffset: $0.nextOffset, size: $0.size, log: $0.log)
+        }
+        guard !sources.isEmpty else { return nil }
+        return LogCleaning(directory: directory, sources: sources,
+                           tombstoneCutoff: nowMilliseconds - configuration.deleteRetentionMilliseconds,
+                           indexIntervalBytes: configuration.indexIntervalBytes, io: io)
+    }
+
+    /// Swaps in the cleaned copies of a finished ``LogCleaning`` pass: each replaces its segment
+    /// if that is still as the pass read it (retention or a cut may have changed it meanwhile;
+    /// then the copy is deleted). Per segment the indexes are renamed first, the `.log` last,
+    /// each rename atomic; readers holding slices of the old files keep reading them. Returns
+    /// the bytes the log lost. If a rename fails, throws, and the log stays usable, but
+    /// ``closeCleanly()`` then refuses so that the next open checks every file.
+    public func install(_ cleaned: CleanedSegments) throws(StorageError) -> Int {
+        guard !isClosed else {
+            cleaned.discard()
+            throw StorageError(.closed, "partition log \(directory) is closed")
+        }
+        var freed = 0
+        for (number, copy) in cleaned.copies.enumerated() {
+            guard let index = segments.firstIndex(where: { $0.baseOffset == copy.baseOffset }), index < segments.count - 1,
+                  segments[index].size == copy.originalSize else {
+                copy.remove()
+                continue
+            }
+            let segment = segments[index]
+            do throws(StorageError) {
+                try Syscall.rename(copy.indexPath, to: segment.path(LogSegment.indexSuffix))
+                try Syscall.rename(copy.timeIndexPath, to: segment.path(LogSegment.timeIndexSuffix))
+                try Syscall.rename(copy.logPath, to: segment.path(LogSegment.logSuffix))
+                directoryIsUnsynced = true
+                let (replacement, _) = try LogSegment.open(directory: directory, baseOffset: copy.baseOffset, fullScan: false,
+                                                           indexIntervalBytes: configuration.indexIntervalBytes, io: io)
+                segments[index] = replacement
+            } catch {
+                needsFullCheck = true
+                for rest in cleaned.copies[number...] { rest.remove() }
+                throw error
+            }
+            freed += copy.originalSize - copy.size
+            sizeInBytes -= copy.originalSize - copy.size
+        }
+        return freed
     }
 
     /// The entries of a key-index run in full; read from the log if its file is damaged.
@@ -488,6 +560,9 @@ public final class PartitionLog {
     public func closeCleanly() throws(StorageError) {
         guard !isClosed else { return }
         defer { release() }
+        guard !needsFullCheck else {
+            throw StorageError(.io, "a cleaned segment of \(directory) was swapped in only in part; the next open checks every file")
+        }
         try active.sealIndexes()
         try active.index.sync()
         try active.timeIndex.sync()

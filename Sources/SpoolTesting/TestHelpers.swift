@@ -10,12 +10,12 @@ extension SpoolClient {
         var records: [SpoolRecord] = []
         var next = offset
         while next < end {
-            let batch = try await fetch(from: topic, partition: partition, offset: next).records
-            guard let last = batch.last else {
+            let fetched = try await fetch(from: topic, partition: partition, offset: next)
+            guard fetched.nextOffset > next else {
                 throw SpoolError(.protocolViolation, "fetch at \(next) of \(topic)/\(partition) returned nothing before the end \(end)")
             }
-            records += batch
-            next = last.offset + 1
+            records += fetched.records
+            next = fetched.nextOffset
         }
         return records
     }

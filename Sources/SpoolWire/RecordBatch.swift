@@ -11,22 +11,26 @@ import CSpoolChecksum
 ///  8     4   batchLength       u32, bytes after this field (total size = 12 + batchLength)
 /// 12     1   magic             format version, 1
 /// 13     4   crc               u32, CRC-32C of bytes [17, end)
-/// 17     2   attributes        u16, bits 0-2 compression (0 = none; v1 accepts only 0), rest 0
-/// 19     4   lastOffsetDelta   u32, recordCount - 1 (offsets inside a batch are dense)
+/// 17     2   attributes        u16, bits 0-2 compression (0 = none; v1 accepts only 0), bit 3 compacted, rest 0
+/// 19     4   lastOffsetDelta   u32, recordCount - 1 (offsets inside a batch are dense); compacted: see below
 /// 23     8   firstTimestamp    i64, ms since the epoch: the first record's timestamp
 /// 31     8   maxTimestamp      i64, ms since the epoch: the largest record timestamp
 /// 39     8   producerID        i64, -1 without idempotence
 /// 47     2   producerEpoch     i16, -1 without idempotence
 /// 49     4   baseSequence      i32, -1 without idempotence
-/// 53     4   recordCount       u32, at least 1
+/// 53     4   recordCount       u32, at least 1; compacted: 0 or more
 /// 57     …   records
 /// ```
+/// A *compacted* batch (attribute bit 3, ``compactedAttribute``) is one the broker's log cleaner
+/// rewrote: it still covers the offsets `baseOffset...baseOffset + lastOffsetDelta`, but holds only
+/// the records kept (their offset deltas strictly increase, with gaps), possibly none. Producers
+/// never send one; readers must take offsets from the records, not from their position.
 /// Each record (varints are LEB128, signed ones zig-zag):
 /// ```
 /// varint length         bytes of the record after this field
 /// u8     attributes     0
 /// zigzag timestampDelta from firstTimestamp
-/// zigzag offsetDelta    0, 1, 2, … in order
+/// zigzag offsetDelta    0, 1, 2, … in order (compacted batch: increasing, at most lastOffsetDelta)
 /// zigzag keyLength      -1 for no key, then the key bytes
 /// zigzag valueLength    then the value bytes
 /// varint headerCount    then per header: zigzag nameLength, UTF-8 name, zigzag valueLength, value
@@ -41,6 +45,8 @@ public enum RecordBatch {
     public static let headerSize = 57
     /// Where the checksummed region starts.
     static let checksumStart = 17
+    /// The attribute bit of a batch the log cleaner rewrote (see the format above).
+    public static let compactedAttribute: UInt16 = 1 << 3
     static let magicOffset = 12
     static let crcOffset = 13
 
@@ -68,8 +74,11 @@ public enum RecordBatch {
         public var producerEpoch: Int16
         /// Sequence number of the first record for its producer and partition, or -1.
         public var baseSequence: Int32
-        /// Number of records, at least 1 in a valid batch.
+        /// Number of records, at least 1 in a valid batch (0 or more in a compacted one).
         public var recordCount: UInt32
+
+        /// Whether the log cleaner rewrote the batch (``RecordBatch/compactedAttribute``).
+        public var isCompacted: Bool { attributes & RecordBatch.compactedAttribute != 0 }
 
         /// Total bytes the batch occupies.
         public var totalSize: Int { RecordBatch.lengthPrefixSize + Int(batchLength) }
@@ -77,6 +86,24 @@ public enum RecordBatch {
         public var lastOffset: Int64 { baseOffset + Int64(lastOffsetDelta) }
         /// Offset right after the last record.
         public var nextOffset: Int64 { lastOffset + 1 }
+
+        /// The header's 57 bytes, `crc` as it stands.
+        func encoded() -> [UInt8] {
+            var writer = WireWriter(capacity: RecordBatch.headerSize)
+            writer.write(baseOffset)
+            writer.write(batchLength)
+            writer.write(magic)
+            writer.write(crc)
+            writer.write(attributes)
+            writer.write(lastOffsetDelta)
+            writer.write(firstTimestamp)
+            writer.write(maxTimestamp)
+            writer.write(producerID)
+            writer.write(producerEpoch)
+            writer.write(baseSequence)
+            writer.write(recordCount)
+            return writer.bytes
+        }
     }
 
     /// Reads the fixed header at the start of `bytes`. Checks only that the header fits and the
@@ -123,6 +150,8 @@ public enum RecordBatch {
     /// else is trusted), then every record's structure, then the header fields the records can
     /// confirm: `attributes` 0, `recordCount` and `lastOffsetDelta` against the records found
     /// (``ErrorCode/inconsistentBatch``, details `field` = the field's byte offset) and, with
+    /// `allowingCompacted` (readers of a log; a broker refuses it in a produced batch), a
+    /// compacted batch: increasing offset deltas up to `lastOffsetDelta`, any count. With
     /// `checkingTimestamps` (what a broker asks of a produced batch), `firstTimestamp` equal to
     /// the first record's and `maxTimestamp` to the largest: time lookups rely on them. Stored
     /// batches of earlier versions may differ there, so readers of a log leave it off. Other
@@ -132,7 +161,7 @@ public enum RecordBatch {
     /// may have seen some of them.
     @discardableResult
     public static func validate(_ bytes: UnsafeRawBufferPointer, maxRecordBytes: Int = .max, checkingTimestamps: Bool = false,
-                                onKey: (_ offsetDelta: UInt32, _ key: UnsafeRawBufferPointer) -> Void = { _, _ in }) throws(WireError) -> Header {
+                                allowingCompacted: Bool = true, onKey: (_ offsetDelta: UInt32, _ key: UnsafeRawBufferPointer) -> Void = { _, _ in }) throws(WireError) -> Header {
         let header = try readHeader(bytes)
         guard header.totalSize == bytes.count else {
             throw WireError.corrupt("batch length says \(header.totalSize) bytes, frame has \(bytes.count)")
@@ -141,13 +170,17 @@ public enum RecordBatch {
         guard actual == header.crc else {
             throw WireError.corrupt("checksum mismatch (stored \(hex(header.crc)), computed \(hex(actual)))")
         }
-        guard header.attributes == 0 else {
-            throw inconsistent(.attributes, "attributes \(header.attributes) say the records are compressed; v1 has no compression")
+        let isCompacted = allowingCompacted && header.attributes == compactedAttribute
+        guard header.attributes == 0 || isCompacted else {
+            throw inconsistent(.attributes, header.attributes == compactedAttribute
+                               ? "attributes say the batch was compacted; only the broker's log cleaner writes such batches"
+                               : "attributes \(header.attributes) say the records are compressed; v1 has no compression")
         }
         var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[headerSize...]), errorCode: .corruptBatch)
         var count: Int64 = 0
         var firstDelta: Int64 = 0
         var largest = Int64.min
+        var lastDelta: Int64 = -1
         while !reader.isAtEnd {
             let index = count
             let length = try reader.readVarint()
@@ -162,13 +195,16 @@ public enum RecordBatch {
             let timestampDelta = try record.readZigZag()
             if index == 0 { firstDelta = timestampDelta }
             largest = max(largest, header.firstTimestamp &+ timestampDelta)
-            guard try record.readZigZag() == index else {
-                throw WireError.corrupt("record \(index) has a non-dense offset delta")
+            let offsetDelta = try record.readZigZag()
+            guard isCompacted ? offsetDelta > lastDelta && offsetDelta <= Int64(header.lastOffsetDelta) : offsetDelta == index else {
+                throw WireError.corrupt(isCompacted ? "record \(index) has offset delta \(offsetDelta), not above \(lastDelta) and at most \(header.lastOffsetDelta)"
+                                                    : "record \(index) has a non-dense offset delta")
             }
+            lastDelta = offsetDelta
             let keyLength = try record.readZigZag()
             if keyLength != -1 {
                 let key = try record.readRaw(count: try checkedLength(keyLength))
-                onKey(UInt32(truncatingIfNeeded: index), key)
+                onKey(UInt32(truncatingIfNeeded: offsetDelta), key)
             }
             _ = try record.readRaw(count: try checkedLength(try record.readZigZag()))
             let headerCount = try record.readVarint()
@@ -183,14 +219,14 @@ public enum RecordBatch {
             try record.expectEnd("record \(index)")
             count += 1
         }
-        guard count >= 1 else { throw WireError.corrupt("a batch needs at least one record") }
+        guard count >= 1 || isCompacted else { throw WireError.corrupt("a batch needs at least one record") }
         guard Int64(header.recordCount) == count else {
             throw inconsistent(.recordCount, "recordCount says \(header.recordCount) records, the batch holds \(count)")
         }
-        guard Int64(header.lastOffsetDelta) == count - 1 else {
+        guard Int64(header.lastOffsetDelta) == count - 1 || isCompacted else {
             throw inconsistent(.lastOffsetDelta, "lastOffsetDelta is \(header.lastOffsetDelta); \(count) records end at delta \(count - 1)")
         }
-        if checkingTimestamps {
+        if checkingTimestamps && count > 0 {
             guard firstDelta == 0 else {
                 throw inconsistent(.firstTimestamp, "firstTimestamp \(header.firstTimestamp) is not the first record's timestamp "
                                    + "\(header.firstTimestamp &+ firstDelta)")
@@ -259,19 +295,63 @@ public enum RecordBatch {
     /// untrusted bytes. Throws rather than trap on a bad batch.
     public static func forEachKey(in bytes: UnsafeRawBufferPointer,
                                   _ body: (_ offsetDelta: UInt32, _ key: UnsafeRawBufferPointer) -> Void) throws(WireError) {
+        try forEachRecord(in: bytes) { record in
+            if let key = record.key { body(UInt32(truncatingIfNeeded: record.offsetDelta), key) }
+        }
+    }
+
+    /// One record of a batch as encoded: what the log cleaner needs to decide whether to keep it
+    /// and to copy it unchanged. The buffers are valid only during the call that gives them.
+    public struct EncodedRecord {
+        /// The whole record, its length prefix included.
+        public let bytes: UnsafeRawBufferPointer
+        /// Its offset minus the batch's base offset.
+        public let offsetDelta: Int64
+        /// Its timestamp minus the batch's `firstTimestamp`.
+        public let timestampDelta: Int64
+        /// Its key, nil for none.
+        public let key: UnsafeRawBufferPointer?
+        /// Whether its value is empty: in a compacted topic, a tombstone (the key's deletion).
+        public let hasEmptyValue: Bool
+    }
+
+    /// Calls `body` with every record of one whole batch, in order, without copying. Reads only
+    /// the fields of ``EncodedRecord``; call ``validate(_:maxRecordBytes:checkingTimestamps:allowingCompacted:onKey:)``
+    /// first on untrusted bytes. Throws rather than trap on a bad batch.
+    public static func forEachRecord(in bytes: UnsafeRawBufferPointer, _ body: (EncodedRecord) -> Void) throws(WireError) {
         let header = try readHeader(bytes)
         guard header.totalSize <= bytes.count else { throw WireError.corrupt("batch is truncated") }
-        var reader = WireReader(UnsafeRawBufferPointer(rebasing: bytes[headerSize..<header.totalSize]), errorCode: .corruptBatch)
-        for delta in 0..<header.recordCount {
+        let records = UnsafeRawBufferPointer(rebasing: bytes[headerSize..<header.totalSize])
+        var reader = WireReader(records, errorCode: .corruptBatch)
+        for _ in 0..<header.recordCount {
+            let start = reader.position
             let length = try reader.readVarint()
             guard length <= UInt64(reader.remaining) else { throw WireError.corrupt("record length exceeds the batch") }
             var record = WireReader(try reader.readRaw(count: Int(length)), errorCode: .corruptBatch)
             _ = try record.read(UInt8.self)
-            _ = try record.readZigZag()
-            _ = try record.readZigZag()
+            let timestampDelta = try record.readZigZag()
+            let offsetDelta = try record.readZigZag()
             let keyLength = try record.readZigZag()
-            if keyLength != -1 { body(delta, try record.readRaw(count: try checkedLength(keyLength))) }
+            let key = keyLength == -1 ? nil : try record.readRaw(count: try checkedLength(keyLength))
+            let valueLength = try checkedLength(try record.readZigZag())
+            body(EncodedRecord(bytes: UnsafeRawBufferPointer(rebasing: records[start..<reader.position]), offsetDelta: offsetDelta,
+                               timestampDelta: timestampDelta, key: key, hasEmptyValue: valueLength == 0))
         }
+    }
+
+    /// A compacted batch (see the format above): `header`'s offsets, timestamps and producer
+    /// fields, the compacted attribute, and `records` (whole encoded records of the original
+    /// batch, in order, `recordCount` of them, possibly none), with its length and checksum.
+    public static func compacted(_ header: Header, recordCount: UInt32, records: [UInt8]) -> [UInt8] {
+        var header = header
+        header.attributes |= compactedAttribute
+        header.recordCount = recordCount
+        header.batchLength = UInt32(headerSize - lengthPrefixSize + records.count)
+        var batch = header.encoded()
+        batch += records
+        let crc = batch.withUnsafeBytes { computeChecksum($0) }
+        withUnsafeBytes(of: crc.littleEndian) { batch.replaceSubrange(crcOffset..<crcOffset + 4, with: $0) }
+        return batch
     }
 
     private static func checkedLength(_ length: Int64) throws(WireError) -> Int {

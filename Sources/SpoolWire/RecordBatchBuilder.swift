@@ -83,20 +83,11 @@ public struct RecordBatchBuilder: Sendable {
     public func finish() -> [UInt8] {
         precondition(count > 0, "a record batch needs at least one record")
         var out = writer
-        var header = WireWriter(capacity: RecordBatch.headerSize)
-        header.write(Int64(0))
-        header.write(UInt32(out.bytes.count - RecordBatch.lengthPrefixSize))
-        header.write(RecordBatch.magic)
-        header.write(UInt32(0))  // crc, filled below
-        header.write(UInt16(0))
-        header.write(UInt32(count - 1))
-        header.write(firstTimestamp)
-        header.write(maxTimestamp)
-        header.write(producerID)
-        header.write(producerEpoch)
-        header.write(baseSequence)
-        header.write(UInt32(count))
-        for (index, byte) in header.bytes.enumerated() { out.overwrite(byte, at: index) }
+        let header = RecordBatch.Header(
+            baseOffset: 0, batchLength: UInt32(out.bytes.count - RecordBatch.lengthPrefixSize), magic: RecordBatch.magic, crc: 0,
+            attributes: 0, lastOffsetDelta: UInt32(count - 1), firstTimestamp: firstTimestamp, maxTimestamp: maxTimestamp,
+            producerID: producerID, producerEpoch: producerEpoch, baseSequence: baseSequence, recordCount: UInt32(count)).encoded()
+        for (index, byte) in header.enumerated() { out.overwrite(byte, at: index) }
         let crc = out.bytes.withUnsafeBytes { RecordBatch.computeChecksum($0) }
         out.overwrite(crc, at: RecordBatch.crcOffset)
         return out.bytes

@@ -298,10 +298,10 @@ extension SpoolClient {
         let end = try await offset(of: topic, partition: partition, .latest)
         var records: [SpoolRecord] = []
         while next < end {
-            let (batch, _) = try await fetch(from: topic, partition: partition, offset: next)
-            guard let last = batch.last else { break }
-            records += batch.filter { $0.offset < end && (key == nil || $0.key == key) }
-            next = last.offset + 1
+            let fetched = try await fetch(from: topic, partition: partition, offset: next)
+            guard fetched.nextOffset > next else { break }
+            records += fetched.records.filter { $0.offset < end && (key == nil || $0.key == key) }
+            next = fetched.nextOffset
         }
         return records
     }

@@ -44,7 +44,7 @@ extension EndToEndTests {
                 let end = try await client.offset(of: "keyed", partition: partition, .latest)
                 var offset: Int64 = 0
                 while offset < end {
-                    let (records, _) = try await client.fetch(from: "keyed", partition: partition, offset: offset)
+                    let records = try await client.fetch(from: "keyed", partition: partition, offset: offset).records
                     for record in records {
                         let value = String(decoding: record.value, as: UTF8.self)
                         let parts = value.split(separator: "-")

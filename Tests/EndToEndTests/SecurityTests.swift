@@ -58,7 +58,7 @@ extension EndToEndTests {
             let secret = "card-4111-1111-1111-1111-" + UUID().uuidString
             let admitted = try await client(daemon, port: proxy.port, curve: alice)
             try await admitted.publish(to: "payments", value: Array(secret.utf8))
-            let (records, _) = try await admitted.fetch(from: "payments", offset: 0)
+            let records = try await admitted.fetch(from: "payments", offset: 0).records
             #expect(records.map { String(decoding: $0.value, as: UTF8.self) } == [secret])
             admitted.close()
             #expect(!proxy.bytes.isEmpty, "the relay saw the traffic")

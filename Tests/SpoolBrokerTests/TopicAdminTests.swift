@@ -20,7 +20,8 @@ import Testing
                                        "segment.bytes": String(LogConfiguration().segmentBytes),
                                        "segment.ms": String(LogConfiguration.sevenDaysInMilliseconds),
                                        "index.interval.bytes": String(LogConfiguration().indexIntervalBytes),
-                                       "key.index.keys.in.memory": String(LogConfiguration().keyIndexKeysInMemory)])
+                                       "key.index.keys.in.memory": String(LogConfiguration().keyIndexKeysInMemory),
+                                       "cleanup.policy": "delete", "delete.retention.ms": "86400000"])
         #expect(described.partitions.map(\.partition) == [0, 1])
         #expect(described.partitions.map(\.logEndOffset) == [0, Int64(records.count)])
         #expect(described.partitions[0].sizeBytes == 0 && described.partitions[1].sizeBytes == Int64(batch.count))

@@ -110,6 +110,8 @@ struct Account: Aggregate {
             for amount in 1...24 { try await accounts.update("acc-5") { _ in [.deposited(amount)] } }
             let snapshots = try await client.records(ofKey: Array("acc-5".utf8), in: AggregateRepository<Account>.snapshotTopic).records
             #expect(snapshots.count == 2, "a snapshot after every 10 events")
+            let topic = try await client.describeTopic(AggregateRepository<Account>.snapshotTopic)
+            #expect(topic.settings["cleanup.policy"] == "compact", "the snapshots live on a compacted topic")
             let loaded = try await accounts.load("acc-5")
             #expect(loaded.state.balance == (1...24).reduce(0, +))
             #expect(loaded.eventsSinceSnapshot == 5, "only the events after the last snapshot were applied")

@@ -39,7 +39,7 @@ import Testing
         #expect(state.partitions[Self.p0]?.phase == .inFlight(requestID: first.requestID))
 
         var actions = ConsumerActions()
-        state.fetched(first, records: Self.records(Self.p0, 5...7), maxBuffered: 100, actions: &actions)
+        state.fetched(first, FetchedRecords(records: Self.records(Self.p0, 5...7), nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
         #expect(state.bufferedCount == 3)
         let second = try #require(actions.fetches.first)
         #expect(actions.fetches.count == 1, "one fetch out per partition")
@@ -47,17 +47,17 @@ import Testing
 
         // An empty reply (the long poll ended) fetches again from the same offset.
         actions = ConsumerActions()
-        state.fetched(second, records: [], maxBuffered: 100, actions: &actions)
+        state.fetched(second, FetchedRecords(records: [], nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
         #expect(actions.fetches.map(\.offset) == [8])
 
         // A second reply for a fetch that is no longer out changes nothing; the one out sends the next.
         let third = try #require(actions.fetches.first)
         actions = ConsumerActions()
-        state.fetched(second, records: Self.records(Self.p0, 8...9), maxBuffered: 100, actions: &actions)
+        state.fetched(second, FetchedRecords(records: Self.records(Self.p0, 8...9), nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
         state.fetchFailed(second, error: SpoolError(.unknownTopic, "late"), reset: .earliest, actions: &actions)
         #expect(actions.fetches.isEmpty && actions.failure == nil && state.bufferedCount == 3)
-        state.fetched(third, records: [], maxBuffered: 100, actions: &actions)
-        state.fetched(third, records: [], maxBuffered: 100, actions: &actions)
+        state.fetched(third, FetchedRecords(records: [], nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
+        state.fetched(third, FetchedRecords(records: [], nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
         #expect(actions.fetches.count == 1, "each reply of the partition's single fetch out sends the next")
 
         #expect(Self.take(&state).0?.offset == 5)
@@ -69,7 +69,7 @@ import Testing
         var state = Self.makeState()
         let order = try Self.start(&state, Self.p0, at: 0)
         var actions = ConsumerActions()
-        state.fetched(order, records: Self.records(Self.p0, 0...4), maxBuffered: 100, actions: &actions)
+        state.fetched(order, FetchedRecords(records: Self.records(Self.p0, 0...4), nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
         guard case .records(let first) = state.takeRecords(upTo: 3, maxBuffered: 100, actions: &actions) else {
             Issue.record("expected records")
             return
@@ -88,7 +88,7 @@ import Testing
         var state = Self.makeState()
         let order = try Self.start(&state, Self.p0, at: 0, maxBuffered: 3)
         var actions = ConsumerActions()
-        state.fetched(order, records: Self.records(Self.p0, 0...4), maxBuffered: 3, actions: &actions)
+        state.fetched(order, FetchedRecords(records: Self.records(Self.p0, 0...4), nextOffset: 0, logEndOffset: 0), maxBuffered: 3, actions: &actions)
         #expect(state.bufferedCount == 3, "only what fits is taken")
         #expect(actions.fetches.isEmpty)
         #expect(state.partitions[Self.p0]?.phase == .waitingForRoom)
@@ -109,12 +109,12 @@ import Testing
         let old = try Self.start(&state, Self.p0, at: 0)
         let other = try Self.start(&state, Self.p1, at: 0)
         var actions = ConsumerActions()
-        state.fetched(other, records: Self.records(Self.p1, 0...1), maxBuffered: 100, actions: &actions)
+        state.fetched(other, FetchedRecords(records: Self.records(Self.p1, 0...1), nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
 
         actions = ConsumerActions()
         state.stopFetching([Self.p0], actions: &actions)
         #expect(actions.cancellations == [old.requestID])
-        state.fetched(old, records: Self.records(Self.p0, 0...9), maxBuffered: 100, actions: &actions)
+        state.fetched(old, FetchedRecords(records: Self.records(Self.p0, 0...9), nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
         #expect(state.bufferedCount == 2, "a reply after the revocation is dropped")
         #expect(actions.fetches.isEmpty)
 
@@ -122,9 +122,9 @@ import Testing
         let new = try Self.start(&state, Self.p0, at: 4)
         #expect(new.epoch != old.epoch)
         actions = ConsumerActions()
-        state.fetched(old, records: Self.records(Self.p0, 0...9), maxBuffered: 100, actions: &actions)
+        state.fetched(old, FetchedRecords(records: Self.records(Self.p0, 0...9), nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
         #expect(state.bufferedCount == 2)
-        state.fetched(new, records: Self.records(Self.p0, 4...4), maxBuffered: 100, actions: &actions)
+        state.fetched(new, FetchedRecords(records: Self.records(Self.p0, 4...4), nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &actions)
         #expect(state.bufferedCount == 3)
     }
 
@@ -193,7 +193,7 @@ import Testing
                 let result = state.park(reader)
                 #expect(result)
             }
-            state.fetched(order, records: Self.records(Self.p0, 0...0), maxBuffered: 100, actions: &fetchActions)
+            state.fetched(order, FetchedRecords(records: Self.records(Self.p0, 0...0), nextOffset: 0, logEndOffset: 0), maxBuffered: 100, actions: &fetchActions)
             #expect(fetchActions.wakeups.count == 1, "the records wake the reader")
             for wakeup in fetchActions.wakeups { wakeup.resume() }
         }

@@ -134,15 +134,24 @@ enum WireFuzzTargets {
 
     // MARK: record-batch
 
-    /// Any bytes as one batch (the produce path, timestamps checked): `validate` either throws a
+    /// Any bytes as one batch. The read path (compacted batches allowed): an accepted batch
+    /// decodes to exactly `recordCount` records at strictly increasing offsets within its range.
+    /// The produce path (timestamps checked, compacted refused): `validate` either throws a
     /// batch error or accepts, and then `records(in:)` must decode exactly `recordCount` records with dense
     /// offsets; re-building them with `RecordBatchBuilder` gives a batch that validates and
     /// decodes to the same records; a record limit of 0 bytes refuses it. `records(in:)` must not
     /// trap on bytes `validate` refused either.
     static func recordBatch(_ data: UnsafeRawBufferPointer) throws {
+        if let stored = try? RecordBatch.validate(data) {
+            let records = try RecordBatch.records(in: data)
+            try require(records.count == Int(stored.recordCount), "\(records.count) records decoded, the header says \(stored.recordCount)")
+            let offsets = records.map(\.offset)
+            try require(zip(offsets, offsets.dropFirst()).allSatisfy { $0 < $1 } && offsets.allSatisfy { (stored.baseOffset...stored.lastOffset).contains($0) },
+                        "offsets \(offsets) outside \(stored.baseOffset)...\(stored.lastOffset) or not increasing")
+        }
         let header: RecordBatch.Header
         do throws(WireError) {
-            header = try RecordBatch.validate(data, checkingTimestamps: true)
+            header = try RecordBatch.validate(data, checkingTimestamps: true, allowingCompacted: false)
         } catch {
             try require([.corruptBatch, .inconsistentBatch, .unsupportedVersion].contains(error.code) && !error.message.isEmpty,
                         "validate: unexpected error \(error)")
@@ -297,6 +306,15 @@ enum WireFuzzTargets {
             mixed.append(timestamp: 1_000 + Int64(rng.int(-5...5)), key: key, value: rng.bytes(rng.int(0...40)), headers: headers)
         }
         batches.append(("seed-twelve-mixed-records", mixed.finish()))
+
+        // What the log cleaner writes: a batch keeping records 0 and 2 of three, and an empty one.
+        let cleanedHeader = (try? mixed.finish().withUnsafeBytes { try RecordBatch.readHeader($0) })!
+        var kept: [UInt8] = []
+        try? mixed.finish().withUnsafeBytes { bytes in
+            try RecordBatch.forEachRecord(in: bytes) { record in if record.offsetDelta % 5 == 0 { kept += record.bytes } }
+        }
+        batches.append(("seed-compacted", RecordBatch.compacted(cleanedHeader, recordCount: 3, records: kept)))
+        batches.append(("seed-compacted-empty", RecordBatch.compacted(cleanedHeader, recordCount: 0, records: [])))
 
         var headers = RecordBatchBuilder()
         headers.append(timestamp: .min, key: Array(repeating: 0x41, count: 200), value: Array(repeating: 0x42, count: 300),

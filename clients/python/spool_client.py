@@ -278,10 +278,15 @@ def set_batch_sequence(batch: bytes, base_sequence: int) -> bytes:
     return bytes(b)
 
 
-def _parse_records(data: bytes, batch_offset: int, first_timestamp: int) -> List[Record]:
+COMPACTED_ATTRIBUTE = 1 << 3  # a batch the broker's log cleaner rewrote (§5.2)
+
+
+def _parse_records(data: bytes, batch_offset: int, first_timestamp: int, compacted: bool,
+                   last_offset_delta: int) -> List[Record]:
     records = []
     pos = 0
     index = 0
+    previous_delta = -1
     while pos < len(data):
         length, pos = decode_varint(data, pos)
         end = pos + length
@@ -291,8 +296,11 @@ def _parse_records(data: bytes, batch_offset: int, first_timestamp: int) -> List
         pos += 1  # attributes, ignored
         ts_delta, pos = decode_zigzag(rec, pos)
         offset_delta, pos = decode_zigzag(rec, pos)
-        if offset_delta != index:
+        dense = offset_delta == index
+        increasing = previous_delta < offset_delta <= last_offset_delta
+        if not (increasing if compacted else dense):
             raise ValueError("record %d has offsetDelta %d" % (index, offset_delta))
+        previous_delta = offset_delta
         key_len, pos = decode_zigzag(rec, pos)
         if key_len < -1 or pos + max(key_len, 0) > end:
             raise ValueError("record %d: bad key length %d" % (index, key_len))
@@ -338,13 +346,16 @@ def parse_batch(data: bytes) -> Batch:
     actual = crc32c(data[17:])
     if actual != crc:
         raise ValueError("CRC 0x%08x, computed 0x%08x" % (crc, actual))
-    records = _parse_records(data[BATCH_HEADER_SIZE:], base_offset, first_ts)
-    if attributes != 0:
+    if attributes not in (0, COMPACTED_ATTRIBUTE):
         raise ValueError("attributes %d" % attributes)
-    if len(records) != record_count or last_offset_delta != record_count - 1:
+    compacted = attributes == COMPACTED_ATTRIBUTE
+    records = _parse_records(data[BATCH_HEADER_SIZE:], base_offset, first_ts, compacted,
+                             last_offset_delta)
+    if len(records) != record_count or not (compacted or last_offset_delta == record_count - 1):
         raise ValueError("recordCount %d / lastOffsetDelta %d for %d records"
                          % (record_count, last_offset_delta, len(records)))
-    if records[0].timestamp != first_ts or max(r.timestamp for r in records) != max_ts:
+    if not compacted and (records[0].timestamp != first_ts
+                          or max(r.timestamp for r in records) != max_ts):
         raise ValueError("batch timestamps disagree with its records")
     return Batch(base_offset, batch_length, magic, crc, attributes, last_offset_delta, first_ts,
                  max_ts, producer_id, producer_epoch, base_sequence, record_count, records,

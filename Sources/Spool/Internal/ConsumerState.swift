@@ -120,9 +120,10 @@ struct ConsumerState {
 
     /// Fetch `order` returned `records`: buffers those that fit (the rest is fetched again
     /// later), wakes the reader, and fetches on, or pauses while the buffer is full.
-    mutating func fetched(_ order: FetchOrder, records: [SpoolRecord], maxBuffered: Int, actions: inout ConsumerActions) {
+    mutating func fetched(_ order: FetchOrder, _ fetched: FetchedRecords, maxBuffered: Int, actions: inout ConsumerActions) {
         guard isOut(order) else { return }
         let partition = order.partition
+        let records = fetched.records
         partitions[partition]!.backoff.reset()
         let taken = min(records.count, max(maxBuffered - bufferedCount, 0))
         if taken > 0 {
@@ -130,6 +131,8 @@ struct ConsumerState {
             partitions[partition]!.position = records[taken - 1].offset + 1
             wakeReader(actions: &actions)
         }
+        // Past offsets a compacted batch covers without records.
+        if taken == records.count { partitions[partition]!.position = max(partitions[partition]!.position, fetched.nextOffset) }
         if bufferedCount < maxBuffered {
             sendFetch(partition, actions: &actions)
         } else {

@@ -21,6 +21,8 @@ final class LogSegment {
     static let deletedSuffix = ".deleted"
     /// Suffix of the file that keeps bytes cut by recovery.
     static let setAsideSuffix = ".corrupt"
+    /// Suffix of a segment file's copy written by the log cleaner, until it replaces the file.
+    static let cleanedSuffix = ".cleaned"
     /// Size of the baseOffset field that an append stamps in front of the caller's batch.
     static let stampedBaseOffsetSize = MemoryLayout<Int64>.size
 
@@ -35,6 +37,9 @@ final class LogSegment {
     private(set) var size: Int
     /// Offset of the next batch appended here.
     private(set) var nextOffset: Int64
+    /// Whether the log cleaner rewrote the segment (its batches are compacted): batch positions
+    /// recorded before, such as key-index postings, no longer hold.
+    private(set) var isCleaned = false
 
     /// The largest record timestamp in the segment (``TimeIndex/noTimestamp`` when empty).
     var maxTimestamp: Int64 { indexes.maxTimestamp }
@@ -115,6 +120,10 @@ final class LogSegment {
         let report = fullScan
             ? try segment.recover(stored: stored, indexIntervalBytes: indexIntervalBytes)
             : try segment.sanityCheck(stored: stored, indexIntervalBytes: indexIntervalBytes)
+        // The cleaner marks every batch it writes; damage the cheap checks missed shows later, in reads.
+        if case .batch(let first) = try BatchScanner(file: log, end: segment.size, chunkSize: RecordBatch.headerSize).batch(at: 0, verify: false) {
+            segment.isCleaned = first.isCompacted
+        }
         return (segment, report)
     }
 
@@ -489,6 +498,13 @@ final class LogSegment {
             sliceNextOffset = next.nextOffset
         }
         return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
+    }
+
+    /// The batch holding `offset` (below `nextOffset`) as a slice of its own.
+    func slice(ofBatchHolding offset: Int64) throws(StorageError) -> LogSlice {
+        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        let (position, header) = try batch(holding: offset, scanner: scanner)
+        return LogSlice(file: log, position: position, length: header.totalSize, firstOffset: header.baseOffset, nextOffset: header.nextOffset)
     }
 
     /// Calls `body` with the position, header and bytes of every batch from the one holding

@@ -1,0 +1,283 @@
+import Glibc
+import SpoolWire
+
+/// One pass of the log cleaner over sealed segments of a compacted partition (`cleanup.policy:
+/// compact`), prepared by ``PartitionLog/cleaningPass(keepingNewestSegments:nowMilliseconds:)``
+/// on the log's thread. ``run(isCancelled:)`` does the work on any thread, without touching the
+/// log: it reads the segments, keeps every key's last record among them (and every record
+/// without a key), drops tombstones older than `delete.retention.ms`, and writes a cleaned copy
+/// of each segment that loses records, next to it, synced. ``PartitionLog/install(_:)`` then
+/// swaps the copies in on the log's thread. Offsets never change: a rewritten batch keeps its
+/// offset range and holds the records kept (``RecordBatch/compactedAttribute``); consecutive
+/// batches left without records become one empty batch covering their offsets.
+///
+/// A crash at any point leaves either a segment or its cleaned copy: copies not yet swapped in
+/// are deleted at the next open, and a swap cut between its renames is repaired by recovery.
+public struct LogCleaning: Sendable {
+    /// A segment as the pass found it.
+    struct Source: Sendable {
+        let baseOffset: Int64
+        let nextOffset: Int64
+        let size: Int
+        let log: FileHandle
+    }
+
+    let directory: String
+    let sources: [Source]
+    /// Tombstones with a timestamp below this (ms since the epoch) are removed.
+    let tombstoneCutoff: Int64
+    let indexIntervalBytes: Int
+    let io: FileIO
+
+    /// Segments the pass reads.
+    public var segmentCount: Int { sources.count }
+    /// The offset after the segments the pass reads.
+    public var endOffset: Int64 { sources.last?.nextOffset ?? 0 }
+    /// Bytes the pass reads (twice: once to find each key's last record, once to copy).
+    public var bytes: Int { sources.reduce(0) { $0 + $1.size } }
+
+    /// Runs the pass: returns the cleaned copies written (segments that lose nothing are not
+    /// copied) and what was removed. Stops early, deleting its copies, when `isCancelled` says
+    /// so (checked between batches), throwing ``StorageError/Code/closed``. On a failure (a full
+    /// disk) the copies are deleted and the error thrown; the log is untouched either way.
+    public func run(isCancelled: () -> Bool = { false }) throws(StorageError) -> CleanedSegments {
+        var lastOffsets: [IndexedKey: Int64] = [:]
+        for source in sources {
+            try forEachBatch(of: source, isCancelled: isCancelled) { (header, batch) throws(StorageError) in
+                try records(of: batch) { record in
+                    if let key = record.key { lastOffsets[IndexedKey(Array(key))] = header.baseOffset + record.offsetDelta }
+                }
+            }
+        }
+        var cleaned: [CleanedSegments.Copy] = []
+        var report = CleaningReport(segmentsRead: sources.count, keys: lastOffsets.count)
+        do throws(StorageError) {
+            for source in sources {
+                if let copy = try clean(source, lastOffsets: lastOffsets, report: &report, isCancelled: isCancelled) { cleaned.append(copy) }
+            }
+        } catch {
+            for copy in cleaned { copy.remove() }
+            throw error
+        }
+        return CleanedSegments(copies: cleaned, report: report)
+    }
+
+    /// Writes the cleaned copy of `source` and its indexes, synced, unless it would lose nothing.
+    private func clean(_ source: Source, lastOffsets: [IndexedKey: Int64], report: inout CleaningReport,
+                       isCancelled: () -> Bool) throws(StorageError) -> CleanedSegments.Copy? {
+        report.bytesBefore += source.size
+        var losesRecords = false
+        try forEachBatch(of: source, stoppingEarly: true, isCancelled: { isCancelled() || losesRecords }) { (header, batch) throws(StorageError) in
+            try records(of: batch) { record in
+                if !keeps(record, of: header, lastOffsets: lastOffsets) { losesRecords = true }
+            }
+        }
+        guard !isCancelled() else { throw StorageError(.closed, "the log cleaner was stopped") }
+        guard losesRecords else {
+            report.bytesAfter += source.size
+            return nil
+        }
+        var copy = CleanedSegments.Copy(directory: directory, baseOffset: source.baseOffset, originalSize: source.size)
+        do throws(StorageError) {
+            var writer = try SegmentWriter(source: source, copy: copy, indexIntervalBytes: indexIntervalBytes, io: io)
+            try forEachBatch(of: source, isCancelled: isCancelled) { (header, batch) throws(StorageError) in
+                var kept: [UInt8] = []
+                var keptCount: UInt32 = 0
+                try records(of: batch) { record in
+                    if keeps(record, of: header, lastOffsets: lastOffsets) {
+                        kept += record.bytes
+                        keptCount += 1
+                    } else {
+                        report.recordsRemoved += 1
+                        if record.hasEmptyValue { report.tombstonesRemoved += 1 }
+                    }
+                }
+                try writer.add(header, records: kept, count: keptCount)
+            }
+            copy.size = try writer.finish()
+        } catch {
+            copy.remove()
+            throw error
+        }
+        report.segmentsCleaned += 1
+        report.bytesAfter += copy.size
+        return copy
+    }
+
+    /// Whether the pass keeps `record`: one without a key, or its key's last record unless that
+    /// is a tombstone older than the cutoff.
+    private func keeps(_ record: RecordBatch.EncodedRecord, of header: RecordBatch.Header, lastOffsets: [IndexedKey: Int64]) -> Bool {
+        guard let key = record.key else { return true }
+        let isExpiredTombstone = record.hasEmptyValue && header.firstTimestamp &+ record.timestampDelta < tombstoneCutoff
+        return !isExpiredTombstone && lastOffsets[IndexedKey(Array(key))] == header.baseOffset + record.offsetDelta
+    }
+
+    /// Calls `body` with every batch of `source`, checking `isCancelled` before each: when it
+    /// says so, throws ``StorageError/Code/closed``, or returns if `stoppingEarly`.
+    private func forEachBatch(of source: Source, stoppingEarly: Bool = false, isCancelled: () -> Bool,
+                              _ body: (RecordBatch.Header, UnsafeRawBufferPointer) throws(StorageError) -> Void) throws(StorageError) {
+        let scanner = BatchScanner(file: source.log, end: source.size, chunkSize: BatchScanner.recoveryChunkSize)
+        var position = 0
+        while position < source.size {
+            if isCancelled() {
+                if stoppingEarly { return }
+                throw StorageError(.closed, "the log cleaner was stopped")
+            }
+            guard case .batch(let header) = try scanner.batch(at: position, verify: false) else {
+                throw StorageError(.corrupt, "\(source.log.path): no whole batch at byte \(position) of \(source.size)")
+            }
+            try body(header, try scanner.bytes(at: position, count: header.totalSize))
+            position += header.totalSize
+        }
+    }
+
+    private func records(of batch: UnsafeRawBufferPointer, _ body: (RecordBatch.EncodedRecord) -> Void) throws(StorageError) {
+        do throws(WireError) {
+            try RecordBatch.forEachRecord(in: batch, body)
+        } catch {
+            throw StorageError(.corrupt, "the log cleaner cannot read a batch: \(error.message)")
+        }
+    }
+}
+
+/// The cleaned copy of a segment as it is written: each batch rewritten as a compacted batch,
+/// runs of emptied batches merged into one, streamed to the copy's file through a buffer.
+private struct SegmentWriter {
+    /// Bytes buffered before a write.
+    static let bufferBytes = 1 << 20
+
+    let source: LogCleaning.Source
+    let indexIntervalBytes: Int
+    private let log: FileHandle
+    private let index: FileHandle
+    private let timeIndex: FileHandle
+    private var buffer: [UInt8] = []
+    /// Bytes written to the file so far.
+    private var written = 0
+    private var indexes = SegmentIndexes()
+    /// Emptied batches not yet written: the first one's base offset, the last one's header, and
+    /// their largest timestamp.
+    private var pendingEmpty: (baseOffset: Int64, last: RecordBatch.Header, maxTimestamp: Int64)?
+
+    init(source: LogCleaning.Source, copy: CleanedSegments.Copy, indexIntervalBytes: Int, io: FileIO) throws(StorageError) {
+        self.source = source
+        self.indexIntervalBytes = indexIntervalBytes
+        let flags = O_RDWR | O_CREAT | O_TRUNC
+        log = try FileHandle(opening: copy.logPath, flags: flags, io: io)
+        index = try FileHandle(opening: copy.indexPath, flags: flags, io: io)
+        timeIndex = try FileHandle(opening: copy.timeIndexPath, flags: flags, io: io)
+    }
+
+    /// Adds the batch `header` describes, keeping `records` (`count` whole encoded records).
+    mutating func add(_ header: RecordBatch.Header, records: [UInt8], count: UInt32) throws(StorageError) {
+        guard count > 0 else {
+            let maxTimestamp = max(pendingEmpty?.maxTimestamp ?? header.maxTimestamp, header.maxTimestamp)
+            pendingEmpty = (pendingEmpty?.baseOffset ?? header.baseOffset, header, maxTimestamp)
+            return
+        }
+        try flushEmpty()
+        try append(RecordBatch.compacted(header, recordCount: count, records: records), header: header)
+    }
+
+    /// Writes what is left and the indexes, syncs the three files, and returns the copy's size.
+    mutating func finish() throws(StorageError) -> Int {
+        try flushEmpty()
+        try flush()
+        for (file, content) in [(index, indexes.offsets.encoded()), (timeIndex, indexes.times.encoded())] where !content.isEmpty {
+            try withBytes(of: content) { (bytes) throws(StorageError) in try file.write(at: 0, bytes) }
+        }
+        for file in [log, index, timeIndex] { try file.sync() }
+        return written
+    }
+
+    /// Writes the pending run of emptied batches as one empty batch over their offsets. Its
+    /// producer fields are cleared: the idempotent-producer state never comes from cleaned
+    /// segments (the newest ones are not cleaned).
+    private mutating func flushEmpty() throws(StorageError) {
+        guard let (baseOffset, last, maxTimestamp) = pendingEmpty else { return }
+        pendingEmpty = nil
+        var header = last
+        header.lastOffsetDelta = UInt32(last.lastOffset - baseOffset)
+        header.baseOffset = baseOffset
+        header.firstTimestamp = maxTimestamp
+        header.maxTimestamp = maxTimestamp
+        header.producerID = -1
+        header.producerEpoch = -1
+        header.baseSequence = -1
+        try append(RecordBatch.compacted(header, recordCount: 0, records: []), header: header)
+    }
+
+    private mutating func append(_ batch: [UInt8], header: RecordBatch.Header) throws(StorageError) {
+        indexes.addBatch(relativeOffset: UInt32(header.baseOffset - source.baseOffset), position: written + buffer.count, size: batch.count,
+                         maxTimestamp: header.maxTimestamp, interval: indexIntervalBytes)
+        buffer += batch
+        if buffer.count >= Self.bufferBytes { try flush() }
+    }
+
+    private mutating func flush() throws(StorageError) {
+        guard !buffer.isEmpty else { return }
+        try withBytes(of: buffer) { (bytes) throws(StorageError) in try log.write(at: written, bytes) }
+        written += buffer.count
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// The cleaned copies one ``LogCleaning`` pass wrote, for ``PartitionLog/install(_:)``.
+public struct CleanedSegments: Sendable {
+    /// The files of one segment's cleaned copy.
+    struct Copy: Sendable {
+        let directory: String
+        let baseOffset: Int64
+        /// The segment's size when the pass read it: the copy replaces only that.
+        let originalSize: Int
+        /// The copy's size, once written.
+        var size = 0
+
+        var logPath: String { path(LogSegment.logSuffix) }
+        var indexPath: String { path(LogSegment.indexSuffix) }
+        var timeIndexPath: String { path(LogSegment.timeIndexSuffix) }
+
+        /// The copy of the segment file with `suffix`.
+        func path(_ suffix: String) -> String {
+            "\(directory)/\(LogSegment.fileName(baseOffset: baseOffset, suffix: suffix))\(LogSegment.cleanedSuffix)"
+        }
+
+        /// Deletes the copy's files (whatever exists of them).
+        func remove() {
+            for path in [logPath, indexPath, timeIndexPath] { _ = try? Syscall.unlinkIfPresent(path) }
+        }
+    }
+
+    let copies: [Copy]
+    /// What the pass removed.
+    public let report: CleaningReport
+
+    /// Deletes the copies, for a pass that is not installed.
+    public func discard() {
+        for copy in copies { copy.remove() }
+    }
+}
+
+/// What one pass of the log cleaner found and removed.
+public struct CleaningReport: Sendable, Hashable, CustomStringConvertible {
+    /// Segments read.
+    public var segmentsRead: Int
+    /// Segments rewritten (those that lost records).
+    public var segmentsCleaned = 0
+    /// Distinct keys in the segments read.
+    public var keys: Int
+    /// Records removed: older records of a key, and expired tombstones.
+    public var recordsRemoved = 0
+    /// Of those, tombstones.
+    public var tombstonesRemoved = 0
+    /// Bytes of the segments read, before and after.
+    public var bytesBefore = 0
+    /// See ``bytesBefore``.
+    public var bytesAfter = 0
+
+    /// One line: "3 segments read, 2 cleaned: 1200 records removed (10 tombstones), 5.1 MB → 0.4 MB, 100 keys".
+    public var description: String {
+        "\(segmentsRead) segments read, \(segmentsCleaned) cleaned: \(recordsRemoved) records removed (\(tombstonesRemoved) tombstones), "
+            + "\(bytesBefore) → \(bytesAfter) bytes, \(keys) keys"
+    }
+}
