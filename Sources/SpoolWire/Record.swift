@@ -2,7 +2,8 @@
 /// headers and a value. Offsets are assigned by the broker; a record being produced has
 /// offset 0 until then.
 public struct Record: Hashable, Sendable {
-    /// Position in the partition, dense from 0.
+    /// Position in the partition: dense from 0 as written (the log cleaner of a compacted topic
+    /// removes records, never renumbers them).
     public var offset: Int64
     /// Creation time in milliseconds since the Unix epoch, set by the producer.
     public var timestamp: Int64

@@ -206,6 +206,24 @@ extension StorageBench {
         directory.removeItem("\(directory.path)/mixed")
     }
 
+    /// The compaction section: one cleaning pass over a partition of one-record batches.
+    func runCompactionSection(_ directory: BenchDirectory, _ progress: BenchmarkProgress, _ report: inout Report) async throws {
+        let keyCount = max(keys / 10, 1)
+        let bench = CompactionBench(directory: "\(directory.path)/compaction/snapshots/0", records: compactionRecords, keys: keyCount, logger: quietLogger)
+        let passes = try await measure(runs: repeatCount) { number in
+            progress.say("compaction: writing \(compactionRecords) records over \(keyCount) keys, then one pass, run \(number)/\(repeatCount)")
+            let pass = try bench.timePass(seed: UInt64(number))
+            progress.say("compaction: pass, run \(number)/\(repeatCount): \(decimal(pass.throughput.seconds, digits: 2)) s, \(pass.report)")
+            return pass
+        }
+        let pass = passes.median
+        report.rows.append(ResultRow(section: "compaction", scenario: "one pass: \(compactionRecords) one-record batches over \(keyCount) keys, 16 MiB segments",
+                                     recordBytes: bench.valueBytes, measurement: passes,
+                                     notes: "\(decimal(pass.throughput.seconds, digits: 2)) s; \(decimal(Double(pass.report.bytesBefore) / 1e6, digits: 1)) MB → "
+                                         + "\(decimal(Double(pass.report.bytesAfter) / 1e6, digits: 2)) MB, \(pass.report.recordsRemoved) records removed; copies synced; page cache warm"))
+        directory.removeItem("\(directory.path)/compaction")
+    }
+
     /// Logger for brokers and logs; `run()` bootstraps logging so that only warnings and errors
     /// pass, on stderr.
     var quietLogger: Logger { Logger(label: "spool-storage-bench") }

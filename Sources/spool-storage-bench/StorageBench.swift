@@ -30,6 +30,10 @@ struct StorageBench: AsyncParsableCommand {
               conditional append against a plain one, opening the log after a
               clean close and after a crash; then the same history load where
               the key's records sit in large mixed batches (--mixed-batch-records).
+            - compaction: the log cleaner. A compacted partition of
+              --compaction-records one-record batches over --keys / 10 keys, in
+              16 MiB segments; one pass over every segment but the active one,
+              installed (copies synced): its time and the bytes before and after.
 
             Every figure is the median of --repeat runs (--append-repeat for
             append). MB = 10^6 bytes; append and read count record values, disk
@@ -42,7 +46,7 @@ struct StorageBench: AsyncParsableCommand {
 
     /// The benchmark's sections.
     enum Section: String, ExpressibleByArgument, CaseIterable, Sendable {
-        case disk, append, read, recovery, keys
+        case disk, append, read, recovery, keys, compaction
     }
 
     /// The fsync policies, as named in the broker configuration.
@@ -107,6 +111,9 @@ struct StorageBench: AsyncParsableCommand {
     @Option(help: "Records per batch of the keys section's mixed-batch partition (a tenth of --key-records over a tenth of --keys).")
     var mixedBatchRecords = 1_000
 
+    @Option(help: "Records of the compaction section's partition (one per batch, over --keys / 10 keys).")
+    var compactionRecords = 1_000_000
+
     @Flag(help: "Print the results as CSV (ratios as fractions) instead of Markdown; the command line and total time then go to stderr.")
     var csv = false
 
@@ -115,7 +122,7 @@ struct StorageBench: AsyncParsableCommand {
         for (name, value) in [("--repeat", repeatCount), ("--append-repeat", appendRepeat), ("--producers", producers),
                               ("--in-flight", inFlight), ("--append-time-limit", appendTimeLimit), ("--interval-ms", intervalMs),
                               ("--key-records", keyRecords), ("--keys", keys), ("--key-loads", keyLoads),
-                              ("--mixed-batch-records", mixedBatchRecords)]
+                              ("--mixed-batch-records", mixedBatchRecords), ("--compaction-records", compactionRecords)]
             where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
@@ -153,6 +160,9 @@ struct StorageBench: AsyncParsableCommand {
         }
         if sections.contains(.keys) {
             try await runKeysSection(directory, progress, &report)
+        }
+        if sections.contains(.compaction) {
+            try await runCompactionSection(directory, progress, &report)
         }
         print(render(report, directory: directory, load: (loadAtStart, loadAverage()), elapsed: progress.elapsedSeconds))
     }
