@@ -278,7 +278,7 @@ import Testing
         let perKey = 800
         do {
             try await client.createTopic(topic, partitions: 2)
-            let retries = LogCounter(message: "retrying batches")
+            let retries = LogCounter(message: "a batch got no answer (the broker may have stored it); retrying")
             let producer = try Producer(client: client, configuration: ProducerConfiguration(linger: .milliseconds(2), batchBytes: 4096,
                                                                                                 deliveryTimeout: .seconds(90),
                                                                                                 maxRetryBackoff: .milliseconds(500)),

@@ -42,6 +42,13 @@ enum BatchOutcome: Sendable {
         refusals.contains(error.code)
     }
 
+    /// True when `error` says the broker stored nothing of the batch: a refusal, a storage error
+    /// (the append or its sync failed and was undone), or a sequence gap. Any other failure (a
+    /// lost connection, a timeout) leaves the batch in doubt.
+    static func storedNothing(_ error: SpoolError) -> Bool {
+        [.storageError, .outOfOrderSequence].contains(error.code) || refusedBeforeStoring(error)
+    }
+
     private static let refusals: Set<SpoolError.Code> = [
         .recordTooLarge, .keyConflict, .invalidTopicName, .unknownTopic, .unknownPartition, .notAuthorized, .invalidRequest,
         SpoolError.Code(ErrorCode.corruptBatch), SpoolError.Code(ErrorCode.inconsistentBatch), SpoolError.Code(ErrorCode.malformedRequest),

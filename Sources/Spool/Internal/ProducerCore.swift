@@ -355,7 +355,10 @@ final class ProducerCore: Sendable {
         switch log {
         case .retrying(let topic, let partition, let batches, let attempt, let error, let delay):
             // The first retry of a batch is worth a warning (a full disk, a broker restarting); the ones after it are not.
-            logger.log(level: attempt <= 1 ? .warning : .debug, "the broker did not store a batch; retrying", metadata: [
+            // A refusal or a storage error says nothing was stored; a lost connection or a timeout leaves it open.
+            let what = BatchOutcome.storedNothing(error) ? "the broker did not store a batch; retrying"
+                                                                : "a batch got no answer (the broker may have stored it); retrying"
+            logger.log(level: attempt <= 1 ? .warning : .debug, "\(what)", metadata: [
                 "topic": "\(topic)", "partition": "\(partition)", "batches": "\(batches)", "attempt": "\(attempt)",
                 "error": "\(error.code): \(error.message)", "delay": "\(Duration.nanoseconds(Int64(clamping: delay)))",
             ])

@@ -577,7 +577,7 @@ struct ProducerState {
         let label = ownCause || queue.lastRefusal == nil ? "last error" : "an earlier batch failed"
         let last = cause.map { "; \(label): \($0.code): \($0.message)" } ?? (batch.attempts == 0 ? "; never sent" : "; no reply yet")
         // Failed after the broker refused it: not stored. Awaiting a reply, or after a timeout or a lost connection: in doubt.
-        let refused = cause.map { [.storageError, .outOfOrderSequence].contains($0.code) || BatchOutcome.refusedBeforeStoring($0) } ?? false
+        let refused = cause.map(BatchOutcome.storedNothing) ?? false
         let inDoubt = batch.attempts > 0 && (batch.awaitingReply || !refused) ? "; the broker may have stored it" : ""
         return SpoolError(.timedOut, "\(records) for \(queue.topic)/\(queue.partition) not acknowledged within the delivery timeout of \(configuration.deliveryTimeout) (\(attempts)\(last)\(inDoubt))",
                           cause: cause)
