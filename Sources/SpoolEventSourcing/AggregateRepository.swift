@@ -50,9 +50,11 @@ public final class AggregateRepository<State: Aggregate>: Sendable {
     /// An aggregate without events comes back as `State()` with version nil.
     public func load(_ id: String) async throws(SpoolError) -> Versioned<State> {
         var start = Versioned(state: State(), version: nil, eventsSinceSnapshot: 0)
-        if snapshotEvery != nil, try await createSnapshotTopic(),
-           let snapshot = try await client.lastRecord(ofKey: Self.key(id), in: Self.snapshotTopic) {
-            start = try Self.decodeSnapshot(snapshot, id: id)
+        if snapshotEvery != nil {
+            try await createSnapshotTopic()
+            if let snapshot = try await client.lastRecord(ofKey: Self.key(id), in: Self.snapshotTopic) {
+                start = try Self.decodeSnapshot(snapshot, id: id)
+            }
         }
         let history = try await client.records(ofKey: Self.key(id), in: State.topic, from: start.version.map { $0 + 1 } ?? 0)
         return try Self.fold(history.records, onto: start, id: id)
@@ -173,9 +175,9 @@ public final class AggregateRepository<State: Aggregate>: Sendable {
     }
 
     /// Creates the snapshot topic compacted (only each aggregate's last snapshot is read), once
-    /// per repository, before its first use; one that exists is kept as it is. Returns true.
-    private func createSnapshotTopic() async throws(SpoolError) -> Bool {
-        guard !snapshotTopicCreated.load(ordering: .acquiring) else { return true }
+    /// per repository, before its first use; one that exists is kept as it is.
+    private func createSnapshotTopic() async throws(SpoolError) {
+        guard !snapshotTopicCreated.load(ordering: .acquiring) else { return }
         var creation: SpoolError?
         do {
             try await client.createTopic(Self.snapshotTopic, settings: ["cleanup.policy": "compact"])
@@ -184,11 +186,11 @@ public final class AggregateRepository<State: Aggregate>: Sendable {
         }
         if let creation, creation.code != .topicAlreadyExists { throw creation }
         snapshotTopicCreated.store(true, ordering: .releasing)
-        return true
     }
 
     private func storeSnapshot(_ current: Versioned<State>, id: String) async throws(SpoolError) {
-        guard let version = current.version, try await createSnapshotTopic() else { return }
+        guard let version = current.version else { return }
+        try await createSnapshotTopic()
         let value: Data
         do {
             value = try Self.encoder.encode(current.state)

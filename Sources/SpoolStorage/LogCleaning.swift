@@ -33,7 +33,8 @@ public struct LogCleaning: Sendable {
     public var segmentCount: Int { sources.count }
     /// The offset after the segments the pass reads.
     public var endOffset: Int64 { sources.last?.nextOffset ?? 0 }
-    /// Bytes the pass reads (twice: once to find each key's last record, once to copy).
+    /// Bytes of the segments the pass reads (all once to find each key's last record, then those
+    /// that lose records once more to copy them).
     public var bytes: Int { sources.reduce(0) { $0 + $1.size } }
 
     /// Runs the pass: returns the cleaned copies written (segments that lose nothing are not
@@ -41,19 +42,38 @@ public struct LogCleaning: Sendable {
     /// so (checked between batches), throwing ``StorageError/Code/closed``. On a failure (a full
     /// disk) the copies are deleted and the error thrown; the log is untouched either way.
     public func run(isCancelled: () -> Bool = { false }) throws(StorageError) -> CleanedSegments {
-        var lastOffsets: [IndexedKey: Int64] = [:]
-        for source in sources {
+        // Pass 1: each key's last record, and per segment its keyed records, so that pass 2 knows
+        // which segments lose nothing without reading them again.
+        var lastRecords: [IndexedKey: LastRecord] = [:]
+        var keyedRecords = [Int](repeating: 0, count: sources.count)
+        for (number, source) in sources.enumerated() {
             try forEachBatch(of: source, isCancelled: isCancelled) { (header, batch) throws(StorageError) in
                 try records(of: batch) { record in
-                    if let key = record.key { lastOffsets[IndexedKey(Array(key))] = header.baseOffset + record.offsetDelta }
+                    guard let key = record.key else { return }
+                    keyedRecords[number] += 1
+                    let isExpiredTombstone = record.hasEmptyValue && header.firstTimestamp &+ record.timestampDelta < tombstoneCutoff
+                    lastRecords[IndexedKey(Array(key))] = LastRecord(offset: header.baseOffset + record.offsetDelta, isKept: !isExpiredTombstone)
                 }
             }
         }
+        var keptRecords = [Int](repeating: 0, count: sources.count)
+        for last in lastRecords.values where last.isKept {
+            keptRecords[sources.partitioningIndex { $0.nextOffset > last.offset }] += 1
+        }
+        // Pass 2: a copy of each segment that loses records.
         var cleaned: [CleanedSegments.Copy] = []
-        var report = CleaningReport(segmentsRead: sources.count, keys: lastOffsets.count)
+        var report = CleaningReport(segmentsRead: sources.count, keys: lastRecords.count)
         do throws(StorageError) {
-            for source in sources {
-                if let copy = try clean(source, lastOffsets: lastOffsets, report: &report, isCancelled: isCancelled) { cleaned.append(copy) }
+            for (number, source) in sources.enumerated() {
+                report.bytesBefore += source.size
+                guard keyedRecords[number] > keptRecords[number] else {
+                    report.bytesAfter += source.size
+                    continue
+                }
+                let copy = try clean(source, lastRecords: lastRecords, report: &report, isCancelled: isCancelled)
+                cleaned.append(copy)
+                report.segmentsCleaned += 1
+                report.bytesAfter += copy.size
             }
         } catch {
             for copy in cleaned { copy.remove() }
@@ -62,34 +82,31 @@ public struct LogCleaning: Sendable {
         return CleanedSegments(copies: cleaned, report: report)
     }
 
-    /// Writes the cleaned copy of `source` and its indexes, synced, unless it would lose nothing.
-    private func clean(_ source: Source, lastOffsets: [IndexedKey: Int64], report: inout CleaningReport,
-                       isCancelled: () -> Bool) throws(StorageError) -> CleanedSegments.Copy? {
-        report.bytesBefore += source.size
-        var losesRecords = false
-        try forEachBatch(of: source, stoppingEarly: true, isCancelled: { isCancelled() || losesRecords }) { (header, batch) throws(StorageError) in
-            try records(of: batch) { record in
-                if !keeps(record, of: header, lastOffsets: lastOffsets) { losesRecords = true }
-            }
-        }
-        guard !isCancelled() else { throw StorageError(.closed, "the log cleaner was stopped") }
-        guard losesRecords else {
-            report.bytesAfter += source.size
-            return nil
-        }
+    /// Where a key's last record is, and whether the pass keeps it (not a tombstone past the cutoff).
+    private struct LastRecord: Equatable {
+        let offset: Int64
+        let isKept: Bool
+    }
+
+    /// Writes the cleaned copy of `source` and its indexes, synced: each key's last record (unless
+    /// an expired tombstone) and every record without a key.
+    private func clean(_ source: Source, lastRecords: [IndexedKey: LastRecord], report: inout CleaningReport,
+                       isCancelled: () -> Bool) throws(StorageError) -> CleanedSegments.Copy {
         var copy = CleanedSegments.Copy(directory: directory, baseOffset: source.baseOffset, originalSize: source.size)
         do throws(StorageError) {
-            var writer = try SegmentWriter(source: source, copy: copy, indexIntervalBytes: indexIntervalBytes, io: io)
+            var writer = try SegmentWriter(baseOffset: source.baseOffset, copy: copy, indexIntervalBytes: indexIntervalBytes, io: io)
             try forEachBatch(of: source, isCancelled: isCancelled) { (header, batch) throws(StorageError) in
                 var kept: [UInt8] = []
                 var keptCount: UInt32 = 0
                 try records(of: batch) { record in
-                    if keeps(record, of: header, lastOffsets: lastOffsets) {
-                        kept += record.bytes
-                        keptCount += 1
-                    } else {
+                    // Kept: a record without a key, or its key's last one if that is kept.
+                    if let key = record.key,
+                       lastRecords[IndexedKey(Array(key))] != LastRecord(offset: header.baseOffset + record.offsetDelta, isKept: true) {
                         report.recordsRemoved += 1
                         if record.hasEmptyValue { report.tombstonesRemoved += 1 }
+                    } else {
+                        kept += record.bytes
+                        keptCount += 1
                     }
                 }
                 try writer.add(header, records: kept, count: keptCount)
@@ -99,30 +116,17 @@ public struct LogCleaning: Sendable {
             copy.remove()
             throw error
         }
-        report.segmentsCleaned += 1
-        report.bytesAfter += copy.size
         return copy
     }
 
-    /// Whether the pass keeps `record`: one without a key, or its key's last record unless that
-    /// is a tombstone older than the cutoff.
-    private func keeps(_ record: RecordBatch.EncodedRecord, of header: RecordBatch.Header, lastOffsets: [IndexedKey: Int64]) -> Bool {
-        guard let key = record.key else { return true }
-        let isExpiredTombstone = record.hasEmptyValue && header.firstTimestamp &+ record.timestampDelta < tombstoneCutoff
-        return !isExpiredTombstone && lastOffsets[IndexedKey(Array(key))] == header.baseOffset + record.offsetDelta
-    }
-
     /// Calls `body` with every batch of `source`, checking `isCancelled` before each: when it
-    /// says so, throws ``StorageError/Code/closed``, or returns if `stoppingEarly`.
-    private func forEachBatch(of source: Source, stoppingEarly: Bool = false, isCancelled: () -> Bool,
+    /// says so, throws ``StorageError/Code/closed``.
+    private func forEachBatch(of source: Source, isCancelled: () -> Bool,
                               _ body: (RecordBatch.Header, UnsafeRawBufferPointer) throws(StorageError) -> Void) throws(StorageError) {
         let scanner = BatchScanner(file: source.log, end: source.size, chunkSize: BatchScanner.recoveryChunkSize)
         var position = 0
         while position < source.size {
-            if isCancelled() {
-                if stoppingEarly { return }
-                throw StorageError(.closed, "the log cleaner was stopped")
-            }
+            guard !isCancelled() else { throw StorageError(.closed, "the log cleaner was stopped") }
             guard case .batch(let header) = try scanner.batch(at: position, verify: false) else {
                 throw StorageError(.corrupt, "\(source.log.path): no whole batch at byte \(position) of \(source.size)")
             }
@@ -146,7 +150,8 @@ private struct SegmentWriter {
     /// Bytes buffered before a write.
     static let bufferBytes = 1 << 20
 
-    let source: LogCleaning.Source
+    /// The segment's base offset.
+    let baseOffset: Int64
     let indexIntervalBytes: Int
     private let log: FileHandle
     private let index: FileHandle
@@ -159,8 +164,8 @@ private struct SegmentWriter {
     /// their largest timestamp.
     private var pendingEmpty: (baseOffset: Int64, last: RecordBatch.Header, maxTimestamp: Int64)?
 
-    init(source: LogCleaning.Source, copy: CleanedSegments.Copy, indexIntervalBytes: Int, io: FileIO) throws(StorageError) {
-        self.source = source
+    init(baseOffset: Int64, copy: CleanedSegments.Copy, indexIntervalBytes: Int, io: FileIO) throws(StorageError) {
+        self.baseOffset = baseOffset
         self.indexIntervalBytes = indexIntervalBytes
         let flags = O_RDWR | O_CREAT | O_TRUNC
         log = try FileHandle(opening: copy.logPath, flags: flags, io: io)
@@ -194,11 +199,11 @@ private struct SegmentWriter {
     /// producer fields are cleared: the idempotent-producer state never comes from cleaned
     /// segments (the newest ones are not cleaned).
     private mutating func flushEmpty() throws(StorageError) {
-        guard let (baseOffset, last, maxTimestamp) = pendingEmpty else { return }
+        guard let (firstOffset, last, maxTimestamp) = pendingEmpty else { return }
         pendingEmpty = nil
         var header = last
-        header.lastOffsetDelta = UInt32(last.lastOffset - baseOffset)
-        header.baseOffset = baseOffset
+        header.lastOffsetDelta = UInt32(last.lastOffset - firstOffset)
+        header.baseOffset = firstOffset
         header.firstTimestamp = maxTimestamp
         header.maxTimestamp = maxTimestamp
         header.producerID = -1
@@ -208,7 +213,7 @@ private struct SegmentWriter {
     }
 
     private mutating func append(_ batch: [UInt8], header: RecordBatch.Header) throws(StorageError) {
-        indexes.addBatch(relativeOffset: UInt32(header.baseOffset - source.baseOffset), position: written + buffer.count, size: batch.count,
+        indexes.addBatch(relativeOffset: UInt32(header.baseOffset - baseOffset), position: written + buffer.count, size: batch.count,
                          maxTimestamp: header.maxTimestamp, interval: indexIntervalBytes)
         buffer += batch
         if buffer.count >= Self.bufferBytes { try flush() }
@@ -275,7 +280,7 @@ public struct CleaningReport: Sendable, Hashable, CustomStringConvertible {
     /// See ``bytesBefore``.
     public var bytesAfter = 0
 
-    /// One line: "3 segments read, 2 cleaned: 1200 records removed (10 tombstones), 5.1 MB → 0.4 MB, 100 keys".
+    /// One line: "3 segments read, 2 cleaned: 1200 records removed (10 tombstones), 5100000 → 400000 bytes, 100 keys".
     public var description: String {
         "\(segmentsRead) segments read, \(segmentsCleaned) cleaned: \(recordsRemoved) records removed (\(tombstonesRemoved) tombstones), "
             + "\(bytesBefore) → \(bytesAfter) bytes, \(keys) keys"

@@ -323,7 +323,7 @@ public final class PartitionLog {
             let number = segments.partitioningIndex { $0.baseOffset > posting.baseOffset } - 1
             guard number >= 0 else { continue }
             let slice: LogSlice
-            if segments[number].isCleaned {
+            if try segments[number].isCleaned() {
                 // The cleaner moved the batch: find it by offset (several postings may lead to one).
                 slice = try segments[number].slice(ofBatchHolding: posting.baseOffset)
                 if let previous = slices.last, previous.firstOffset == slice.firstOffset { continue }

@@ -37,9 +37,8 @@ final class LogSegment {
     private(set) var size: Int
     /// Offset of the next batch appended here.
     private(set) var nextOffset: Int64
-    /// Whether the log cleaner rewrote the segment (its batches are compacted): batch positions
-    /// recorded before, such as key-index postings, no longer hold.
-    private(set) var isCleaned = false
+    /// Whether the log cleaner rewrote the segment, read from its first batch when first asked.
+    private var cleaned: Bool?
 
     /// The largest record timestamp in the segment (``TimeIndex/noTimestamp`` when empty).
     var maxTimestamp: Int64 { indexes.maxTimestamp }
@@ -120,10 +119,6 @@ final class LogSegment {
         let report = fullScan
             ? try segment.recover(stored: stored, indexIntervalBytes: indexIntervalBytes)
             : try segment.sanityCheck(stored: stored, indexIntervalBytes: indexIntervalBytes)
-        // The cleaner marks every batch it writes; damage the cheap checks missed shows later, in reads.
-        if case .batch(let first) = try BatchScanner(file: log, end: segment.size, chunkSize: RecordBatch.headerSize).batch(at: 0, verify: false) {
-            segment.isCleaned = first.isCompacted
-        }
         return (segment, report)
     }
 
@@ -498,6 +493,17 @@ final class LogSegment {
             sliceNextOffset = next.nextOffset
         }
         return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
+    }
+
+    /// Whether the log cleaner rewrote the segment (it marks every batch it writes compacted):
+    /// batch positions recorded before, such as key-index postings, no longer hold. One read of
+    /// the first batch header, the first time only.
+    func isCleaned() throws(StorageError) -> Bool {
+        if let cleaned { return cleaned }
+        var found = false
+        if size > 0 { found = try header(at: 0, scanner: BatchScanner(file: log, end: size, chunkSize: RecordBatch.headerSize)).isCompacted }
+        cleaned = found
+        return found
     }
 
     /// The batch holding `offset` (below `nextOffset`) as a slice of its own.

@@ -317,12 +317,10 @@ public final class EventSourcedOrderService: OrderBook {
                 order = try await repository.load(orderID, asOf: .offset(record.offset)).state.order
             }
             guard let order, let (derived, role) = OrderAggregate.integrationEvent(for: event, of: order) else { continue }
-            let causation = try? EventMetadata(headers: record.headers)?.eventID
-            let metadata = EventMetadata(eventType: type(of: derived).eventType, correlationID: orderID, causationID: causation, source: OrderService.name,
-                                         schemaVersion: type(of: derived).schemaVersion, eventID: Self.derivedEventID(record), time: record.timestamp)
-            try await producer.enqueue(to: type(of: derived).topic, key: Array(orderID.utf8), value: Array(try Self.encoder.encode(derived)),
-                                       headers: metadata.headers + [RecordHeader(name: EventHeaderName.role, string: role.rawValue)],
-                                       timestamp: record.timestamp)
+            let outgoing = try Self.record(of: derived, derivedFrom: record, orderID: orderID)
+            try await producer.enqueue(to: type(of: derived).topic, key: outgoing.key, value: outgoing.value,
+                                       headers: outgoing.headers + [RecordHeader(name: EventHeaderName.role, string: role.rawValue)],
+                                       timestamp: outgoing.timestamp)
             if case .placed = event { timeouts.append((orderID, true)) } else { timeouts.append((orderID, false)) }
         }
         try await producer.flush()
@@ -342,11 +340,16 @@ public final class EventSourcedOrderService: OrderBook {
         }
     }
 
-    /// JSON with sorted keys, as the saga kit encodes events: one event, one byte string.
-    private static var encoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return encoder
+    /// The record of `derived`, the saga event derived from the aggregate event at `source`,
+    /// encoded as every event is (``EventEnvelope/record()``): its id and time are the aggregate
+    /// event's place and time, so a replay gives the same record.
+    private static func record<Derived: SpoolEvent>(of derived: Derived, derivedFrom source: SpoolRecord,
+                                                    orderID: String) throws(SpoolError) -> OutgoingRecord {
+        var envelope = EventEnvelope(derived, correlationID: orderID, causationID: try? EventMetadata(headers: source.headers)?.eventID,
+                                     source: OrderService.name)
+        envelope.metadata.eventID = derivedEventID(source)
+        envelope.metadata.time = source.timestamp
+        return try envelope.record()
     }
 }
 
