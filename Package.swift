@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // C boundary
@@ -38,17 +41,18 @@ let package = Package(
         .target(name: "SpoolWire", dependencies: ["CSpoolChecksum"]),
         .target(
             name: "SpoolStorage",
-            dependencies: ["SpoolWire", "CSpoolChecksum", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SpoolWire", "CSpoolChecksum", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics")]
         ),
         .target(
             name: "SpoolBroker",
-            dependencies: ["SpoolWire", "SpoolStorage", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SpoolWire", "SpoolStorage", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics")]
         ),
         .target(
             name: "SpoolServer",
             dependencies: [
                 "SpoolBroker", "ZeroMQ",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -62,11 +66,29 @@ let package = Package(
         ),
         .target(
             name: "SpoolSaga",
-            dependencies: ["Spool", "SpoolWire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Spool", "SpoolWire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
         ),
         .target(
             name: "SpoolEventSourcing",
             dependencies: ["Spool", "SpoolWire", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "SpoolConsole",
+            dependencies: [
+                "Spool",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            resources: [
+                .embedInCode("Console/index.html"),
+                .embedInCode("Console/console.js"),
+                .embedInCode("Console/console.css"),
+            ]
         ),
         .target(name: "SpoolTesting", dependencies: ["Spool", "SpoolServer", "SpoolStorage", "ZeroMQ"]),
         .target(name: "BenchmarkSupport"),
@@ -75,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "spoold",
             dependencies: [
-                "SpoolServer", "SpoolStorage", "SpoolWire", "ZeroMQ",
+                "SpoolServer", "SpoolStorage", "SpoolWire", "ZeroMQ", "SpoolConsole",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
