@@ -117,6 +117,7 @@ public final class ConsoleServer: Sendable {
     /// Every route of the listener (also used by the tests through `HummingbirdTesting`-free requests).
     func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: BrokerErrors())
         router.add(middleware: TokenCheck(token: configuration.token))
         for (path, asset) in ConsoleAssets.files {
             router.get(RouterPath(path)) { _, _ in
@@ -316,18 +317,12 @@ public final class ConsoleServer: Sendable {
         case "shift": target = .shift(try body.integerValue(minimum: .min))
         default: throw ConsoleError(.badRequest, "\"to\" must be earliest, latest, offset, time or shift, not '\(body.to)'")
         }
-        do {
-            let plan = try await client.planOffsetReset(group: group, topic: body.topic, partition: body.partition, to: target)
-            if body.execute == true {
-                try await client.applyOffsetReset(group: group, plan)
-                logger.notice("console reset a group's offsets", metadata: ["group": "\(group)", "topic": "\(body.topic)", "partitions": "\(plan.count)"])
-            }
-            return ResetView(plan: plan, executed: body.execute == true)
-        } catch {
-            // Live members would overwrite the new offsets: a conflict the user resolves by stopping them.
-            if error.code == .groupNotEmpty { throw ConsoleError(.conflict, error.message) }
-            throw error
+        let plan = try await client.planOffsetReset(group: group, topic: body.topic, partition: body.partition, to: target)
+        if body.execute == true {
+            try await client.applyOffsetReset(group: group, plan)
+            logger.notice("console reset a group's offsets", metadata: ["group": "\(group)", "topic": "\(body.topic)", "partitions": "\(plan.count)"])
         }
+        return ResetView(plan: plan, executed: body.execute == true)
     }
 
     private func replay(deadLetters topic: String, _ body: ReplayRequest) async throws -> ReplayView {
@@ -448,6 +443,27 @@ public struct ConsoleError: HTTPResponseError, CustomStringConvertible {
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         try json(["error": message], status: status)
+    }
+}
+
+/// Answers the SDK's errors with the status that fits their code and `{"error": message}`:
+/// 404 for an unknown topic or partition, 409 for a group with live members, 403 for a refusal
+/// of the access rules, 400 for a bad argument, 503 when the broker does not answer, else 500.
+private struct BrokerErrors<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as SpoolError {
+            let status: HTTPResponse.Status = switch error.code {
+            case .unknownTopic, .unknownPartition: .notFound
+            case .groupNotEmpty, .topicAlreadyExists, .keyConflict: .conflict
+            case .notAuthorized: .forbidden
+            case .invalidArgument, .invalidTopicName, .invalidRequest, .offsetOutOfRange, .recordTooLarge: .badRequest
+            case .timedOut, .connectionFailed, .connectionLost, .brokerShuttingDown: .serviceUnavailable
+            default: .internalServerError
+            }
+            throw ConsoleError(status, error.message)
+        }
     }
 }
 
