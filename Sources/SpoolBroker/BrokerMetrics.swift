@@ -57,43 +57,25 @@ final class BrokerMetrics {
 
     /// Records that the loop spent `nanoseconds` on a request of `operation`.
     func requestHandled(_ operation: OpCode, nanoseconds: UInt64) {
-        let timer = requestTimers[operation] ?? {
-            let timer = Timer(label: "spool_request_duration_seconds", dimensions: [("operation", Self.label(operation))])
-            requestTimers[operation] = timer
-            return timer
-        }()
-        timer.recordNanoseconds(Int64(clamping: nanoseconds))
+        Self.cached(&requestTimers, operation) { Timer(label: "spool_request_duration_seconds", dimensions: [("operation", Self.label(operation))]) }
+            .recordNanoseconds(Int64(clamping: nanoseconds))
     }
 
     /// Counts a request of `operation` answered with `code`.
     func requestFailed(_ operation: OpCode, _ code: ErrorCode) {
-        let name = "\(operation)/\(code)"
-        let counter = requestErrors[name] ?? {
-            let counter = Counter(label: "spool_request_errors_total", dimensions: [("operation", Self.label(operation)), ("code", "\(code)")])
-            requestErrors[name] = counter
-            return counter
-        }()
-        counter.increment()
+        Self.cached(&requestErrors, "\(operation)/\(code)") {
+            Counter(label: "spool_request_errors_total", dimensions: [("operation", Self.label(operation)), ("code", "\(code)")])
+        }.increment()
     }
 
     /// Counts a request the access rules refused.
     func aclRefused(_ operation: AccessOperation) {
-        let counter = aclRefusals[operation] ?? {
-            let counter = Counter(label: "spool_acl_refusals_total", dimensions: [("operation", operation.rawValue)])
-            aclRefusals[operation] = counter
-            return counter
-        }()
-        counter.increment()
+        Self.cached(&aclRefusals, operation) { Counter(label: "spool_acl_refusals_total", dimensions: [("operation", operation.rawValue)]) }.increment()
     }
 
     /// Counts a request refused by the limit named by its configuration key (`max.batch.bytes`, …).
     func limitRefused(_ limit: String) {
-        let counter = limitRefusals[limit] ?? {
-            let counter = Counter(label: "spool_limit_refusals_total", dimensions: [("limit", limit)])
-            limitRefusals[limit] = counter
-            return counter
-        }()
-        counter.increment()
+        Self.cached(&limitRefusals, limit) { Counter(label: "spool_limit_refusals_total", dimensions: [("limit", limit)]) }.increment()
     }
 
     /// Sets every group's lag (`lags`: group → partition → lag); series of groups or partitions
@@ -103,14 +85,9 @@ final class BrokerMetrics {
         for (group, partition, value) in lags {
             let name = "\(group)\u{0}\(partition.topic)\u{0}\(partition.partition)"
             seen.insert(name)
-            let gauge = lag[name] ?? {
-                let gauge = Gauge(label: "spool_consumer_lag", dimensions: [
-                    ("group", group), ("topic", partition.topic), ("partition", String(partition.partition)),
-                ])
-                lag[name] = gauge
-                return gauge
-            }()
-            gauge.record(value)
+            Self.cached(&lag, name) {
+                Gauge(label: "spool_consumer_lag", dimensions: [("group", group), ("topic", partition.topic), ("partition", String(partition.partition))])
+            }.record(value)
         }
         for (name, gauge) in lag where !seen.contains(name) {
             gauge.destroy()
@@ -124,6 +101,14 @@ final class BrokerMetrics {
         guard statvfs(path, &stats) == 0 else { return }
         diskTotal.record(Int64(stats.f_blocks) * Int64(stats.f_frsize))
         diskFree.record(Int64(stats.f_bavail) * Int64(stats.f_frsize))
+    }
+
+    /// `cache[key]`, made by `make` and kept the first time.
+    private static func cached<Key: Hashable, Handle>(_ cache: inout [Key: Handle], _ key: Key, _ make: () -> Handle) -> Handle {
+        if let handle = cache[key] { return handle }
+        let handle = make()
+        cache[key] = handle
+        return handle
     }
 
     /// An operation's label value: its name in snake case (`commit_offsets`).

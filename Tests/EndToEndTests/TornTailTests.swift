@@ -31,7 +31,8 @@ extension EndToEndTests {
         func restartCutsTheDamagedTailAndContinuesDensely(damage: Damage) async throws {
             var rng = SeededGenerator.logged("restartCutsTheDamagedTailAndContinuesDensely(\(damage))")
             let directory = try TemporaryDirectory(prefix: "spool-e2e-torn")
-            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            let http = try freeLoopbackPort()
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"), extraArguments: ["--http-listen", "127.0.0.1:\(http)"])
             defer { daemon.cleanUp() }
             let topic = "torn"
             let client = try await daemon.makeClient()
@@ -86,6 +87,8 @@ extension EndToEndTests {
             let line = warnings().first { $0.contains(logName) } ?? ""
             #expect(line.contains("cut \(cutBytes) bytes"), "warning does not say what was cut: \(warnings())")
             #expect(line.contains("from offset \(prefix.count)"), "warning does not name the first lost offset: \(warnings())")
+            let metrics = try await HTTPListenerTests.scrape(http)
+            #expect(metrics["spool_recovery_cuts_total"] == 1, "the cut is counted: \(metrics["spool_recovery_cuts_total"] ?? -1)")
 
             let replay = try await runSpool(["replay", topic, "--from-beginning", "--format", "json", "--broker", daemon.endpoint])
             #expect(replay.termination == .exited(0), "\(replay)")
