@@ -82,6 +82,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
             resources: [
@@ -97,8 +98,10 @@ let package = Package(
         .executableTarget(
             name: "spoold",
             dependencies: [
-                "SpoolServer", "SpoolStorage", "SpoolWire", "ZeroMQ", "SpoolConsole",
+                "SpoolServer", "SpoolStorage", "SpoolWire", "ZeroMQ", "SpoolConsole", "Spool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),

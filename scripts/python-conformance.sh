@@ -61,7 +61,7 @@ trap 'exit 130' INT TERM
 PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 ENDPOINT=tcp://127.0.0.1:$PORT
 
-"$SPOOLD" --data-dir "$DATA_DIR/data" --listen "$ENDPOINT" >"$DATA_DIR/spoold.log" 2>&1 &
+"$SPOOLD" --data-dir "$DATA_DIR/data" --listen "$ENDPOINT" --http-listen off >"$DATA_DIR/spoold.log" 2>&1 &
 BROKER_PID=$!
 
 # Wait until the broker answers a metadata request, with any reply (at most 30 s).

@@ -139,43 +139,26 @@ struct Groups: AsyncParsableCommand {
             let client = try await connection.connect(for: topic)
             defer { client.close() }
             try await reportingErrors {
-                let description = try await client.describeGroup(group)
-                guard description.members.isEmpty else {
-                    throw SpoolError(.groupNotEmpty, "group '\(group)' has \(description.members.count) live member\(description.members.count == 1 ? "" : "s"); stop them before resetting its offsets")
-                }
-                guard let info = try await client.topics([topic]).first(where: { $0.name == topic }) else {
-                    throw SpoolError(.unknownTopic, "topic '\(topic)' does not exist")
-                }
-                let partitions = info.partitions.filter { partition == nil || $0.partition == partition }
-                guard !partitions.isEmpty else {
-                    throw SpoolError(.unknownPartition, "topic '\(topic)' has no partition \(partition ?? -1) (it has \(info.partitions.count))")
-                }
-                let current = try await client.committedOffsets(group, partitions: partitions.map { TopicPartition(topic: topic, partition: $0.partition) })
-                var plan: [CommittedOffset] = []
-                for info in partitions {
-                    let place = TopicPartition(topic: topic, partition: info.partition)
-                    let committed = current.first { $0.partition == place }?.offset ?? -1
-                    let target = try await newOffset(client: client, partition: info, committed: committed)
-                    plan.append(CommittedOffset(partition: place, offset: Swift.min(Swift.max(target, info.earliestOffset), info.latestOffset)))
-                    print("\(topic)\t\(info.partition)\t\(committed < 0 ? "-" : String(committed))\t\(plan.last!.offset)")
+                let plan = try await client.planOffsetReset(group: group, topic: topic, partition: partition, to: target)
+                for step in plan {
+                    print("\(topic)\t\(step.partition)\t\(step.committedOffset < 0 ? "-" : String(step.committedOffset))\t\(step.newOffset)")
                 }
                 guard execute else {
                     Terminal.writeError("dry run: nothing changed; add --execute to commit these offsets\n")
                     return
                 }
-                try await client.commitOffsets(group, plan)
+                try await client.applyOffsetReset(group: group, plan)
                 Terminal.writeError("committed \(plan.count) offset\(plan.count == 1 ? "" : "s") for group \(group)\n")
             }
         }
 
-        /// The target before clamping; a shift from no commit counts from the earliest offset.
-        private func newOffset(client: SpoolClient, partition: PartitionInfo, committed: Int64) async throws(SpoolError) -> Int64 {
-            if toEarliest { return partition.earliestOffset }
-            if toLatest { return partition.latestOffset }
-            if let toOffset { return toOffset }
-            if let toTime { return try await client.offset(of: topic, partition: partition.partition, .timestamp(toTime.milliseconds)) }
-            let base = committed < 0 ? partition.earliestOffset : committed
-            return base + (shiftBy ?? 0)
+        /// The target the flags name.
+        private var target: OffsetResetTarget {
+            if toEarliest { return .earliest }
+            if toLatest { return .latest }
+            if let toOffset { return .offset(toOffset) }
+            if let toTime { return .timestamp(toTime.milliseconds) }
+            return .shift(shiftBy ?? 0)
         }
     }
 }

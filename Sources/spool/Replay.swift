@@ -95,9 +95,8 @@ struct Replay: AsyncParsableCommand {
         try await read.read(client: client, ranges: ranges) { batch in
             for record in batch where !Task.isCancelled {
                 await pacer?.wait()
-                try await producer.enqueue(to: to, key: record.key, value: record.value,
-                                           headers: record.headers.filter { !$0.name.hasPrefix(DeadLetterHeaderName.prefix) },
-                                           timestamp: record.timestamp)
+                let copy = OutgoingRecord(replaying: record)
+                try await producer.enqueue(to: to, key: copy.key, value: copy.value, headers: copy.headers, timestamp: copy.timestamp)
                 done += 1
             }
             progress?.update(done: done)

@@ -289,20 +289,3 @@ struct SagaStateLog {
         return changes
     }
 }
-
-extension SpoolClient {
-    /// The records of one partition from `start` to the end it had when called, only those with
-    /// `key` when given.
-    func records(of topic: String, partition: Int32, from start: OffsetSpec, key: [UInt8]?) async throws(SpoolError) -> [SpoolRecord] {
-        var next = try await offset(of: topic, partition: partition, start)
-        let end = try await offset(of: topic, partition: partition, .latest)
-        var records: [SpoolRecord] = []
-        while next < end {
-            let fetched = try await fetch(from: topic, partition: partition, offset: next)
-            guard fetched.nextOffset > next else { break }
-            records += fetched.records.filter { $0.offset < end && (key == nil || $0.key == key) }
-            next = fetched.nextOffset
-        }
-        return records
-    }
-}

@@ -62,7 +62,7 @@ struct Saga: AsyncParsableCommand {
             let client = try await connection.connect()
             defer { client.close() }
             try await reportingErrors {
-                let steps = try await SagaScan(client: client, correlationID: correlationID, since: since?.milliseconds).steps(topics: try topicList())
+                let steps = try await SagaTrace(client: client, correlationID: correlationID, since: since?.milliseconds).steps(topics: try topicList())
                 guard !steps.isEmpty else { throw SpoolError(.invalidArgument, "no event of saga '\(correlationID)' found") }
                 switch format {
                 case .text: SagaTimeline.printText(steps, colours: Terminal.colours(STDOUT_FILENO))
@@ -77,89 +77,6 @@ struct Saga: AsyncParsableCommand {
             let names = topics.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             for name in names { try SpoolClient.checkTopicName(name) }
             return names
-        }
-    }
-}
-
-/// One record of a saga, with what its envelope says.
-struct SagaStep: Sendable {
-    /// The record as stored.
-    var record: SpoolRecord
-    /// The envelope; nil when the record carries none (or a malformed one, see `problem`).
-    var metadata: EventMetadata?
-    /// Why the envelope could not be read.
-    var problem: String?
-    /// The `spool-event-role` header (success, failure, compensation, timeout), if any.
-    var role: String?
-
-    /// Event time, or the record's timestamp when the event has none.
-    var time: Int64 { metadata.map { $0.time > 0 ? $0.time : record.timestamp } ?? record.timestamp }
-    /// The event type, or `-` for a record without an envelope.
-    var eventType: String { metadata?.eventType ?? "-" }
-    /// The emitting service, or `-` when unknown.
-    var source: String { metadata.map { $0.source.isEmpty ? "-" : $0.source } ?? "-" }
-
-    /// A dead-letter header's value.
-    func deadLetter(_ name: String) -> String? {
-        record.headers.text(of: name)
-    }
-
-    /// True for a record the saga kit moved to a dead-letter topic.
-    var isDeadLettered: Bool { deadLetter(DeadLetterHeaderName.error) != nil || deadLetter(DeadLetterHeaderName.origin) != nil }
-
-    /// FAILED, COMPENSATION, TIMEOUT, DEAD-LETTERED (error) or "".
-    var mark: String {
-        var marks: [String] = []
-        switch role {
-        case EventRole.failure.rawValue: marks.append("FAILED")
-        case EventRole.compensation.rawValue: marks.append("COMPENSATION")
-        case EventRole.timeout.rawValue: marks.append("TIMEOUT")
-        default: break
-        }
-        if isDeadLettered {
-            let attempts = deadLetter(DeadLetterHeaderName.attempts).map { " after \($0) attempts" } ?? ""
-            marks.append("DEAD-LETTERED\(attempts): \(deadLetter(DeadLetterHeaderName.error) ?? "no error recorded")")
-        }
-        if let problem { marks.append("MALFORMED ENVELOPE: \(problem)") }
-        return marks.joined(separator: "; ")
-    }
-}
-
-/// Reads the records of one saga from the topics.
-struct SagaScan {
-    let client: SpoolClient
-    let correlationID: String
-    let since: Int64?
-
-    /// Every record keyed by the correlation id in `topics` (all when nil), ordered by time.
-    func steps(topics names: [String]?) async throws(SpoolError) -> [SagaStep] {
-        let known = try await client.topics(names ?? [])
-        if let names, let missing = names.first(where: { name in !known.contains { $0.name == name } }) {
-            throw SpoolError(.unknownTopic, "topic '\(missing)' does not exist")
-        }
-        let key = Array(correlationID.utf8)
-        var steps: [SagaStep] = []
-        for topic in known {
-            let partitions = topic.name.hasSuffix(".dlq")
-                ? topic.partitions.map(\.partition)
-                : [Partitioner.partition(forKey: key, partitionCount: Int32(topic.partitions.count))]
-            for partition in partitions {
-                steps += try await scan(topic: topic.name, partition: partition, key: key)
-            }
-        }
-        return steps.sorted { ($0.time, $0.record.topic, $0.record.offset) < ($1.time, $1.record.topic, $1.record.offset) }
-    }
-
-    private func scan(topic: String, partition: Int32, key: [UInt8]) async throws(SpoolError) -> [SagaStep] {
-        try await client.records(of: topic, partition: partition, from: since.map { .timestamp($0) } ?? .earliest, key: key).map(Self.step)
-    }
-
-    private static func step(_ record: SpoolRecord) -> SagaStep {
-        let role = record.headers.text(of: EventHeaderName.role)
-        do throws(SpoolError) {
-            return SagaStep(record: record, metadata: try EventMetadata(headers: record.headers), role: role)
-        } catch {
-            return SagaStep(record: record, metadata: nil, problem: error.message, role: role)
         }
     }
 }
@@ -181,7 +98,7 @@ enum SagaTimeline {
         var previous = steps[0].time
         for step in steps {
             let mark = step.mark
-            let style: Terminal.Style = step.isDeadLettered || step.role == EventRole.failure.rawValue ? .red : .yellow
+            let style: Terminal.Style = step.isFailure ? .red : .yellow
             let columns = [
                 EventMetadata.formatTime(step.time), gap(step.time - previous), step.record.topic,
                 "\(step.record.partition)/\(step.record.offset)", step.eventType, step.source,
@@ -191,35 +108,11 @@ enum SagaTimeline {
         }
     }
 
-    /// One step as JSON Lines.
-    private struct JSONStep: Encodable {
-        var time: String
-        var timeMilliseconds: Int64
-        var gapMilliseconds: Int64
-        var topic: String
-        var partition: Int32
-        var offset: Int64
-        var eventType: String?
-        var eventID: String?
-        var causationID: String?
-        var source: String?
-        var role: String?
-        var deadLetter: [String: String]?
-        var problem: String?
-    }
-
     /// One JSON object per step (JSON Lines), keys sorted.
     static func printJSON(_ steps: [SagaStep]) {
         var previous = steps[0].time
         for step in steps {
-            let deadLetter = Dictionary(uniqueKeysWithValues: step.record.headers.filter { $0.name.hasPrefix(DeadLetterHeaderName.prefix) }
-                .map { (String($0.name.dropFirst(DeadLetterHeaderName.prefix.count)), String(decoding: $0.value, as: UTF8.self)) })
-            let line = JSONStep(time: EventMetadata.formatTime(step.time), timeMilliseconds: step.time, gapMilliseconds: step.time - previous,
-                                topic: step.record.topic, partition: step.record.partition, offset: step.record.offset,
-                                eventType: step.metadata?.eventType, eventID: step.metadata?.eventID, causationID: step.metadata?.causationID,
-                                source: step.metadata?.source, role: step.role, deadLetter: deadLetter.isEmpty ? nil : deadLetter,
-                                problem: step.problem)
-            printJSONLine(line)
+            printJSONLine(step.summary(previousTime: previous))
             previous = step.time
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SpoolBroker
+import SpoolConsole
 import SpoolServer
 import SpoolStorage
 import SpoolWire
@@ -20,6 +21,10 @@ struct DaemonSettings {
     var curveClients: [String: String] = [:]
     /// The `acl:` rules, if given.
     var accessRules: AccessRules?
+    /// The HTTP listener (metrics, health, admin API, console); nil with `http.listen: off`.
+    var http: ConsoleConfiguration? = ConsoleConfiguration()
+    /// The client name the HTTP listener has towards the broker under CURVE (its `acl` rules apply).
+    var httpPrincipal = "console"
     /// The directory relative key file paths start from: the configuration file's.
     var baseDirectory = "."
 
@@ -41,11 +46,15 @@ struct DaemonSettings {
         if curveServerKeys != nil, curveClients.isEmpty {
             throw ConfigurationError("curve.server.key.file is set but curve.clients is empty: no client could connect")
         }
+        if let http, http.token == nil, curveServerKeys != nil || !http.isLoopback {
+            let why = curveServerKeys != nil ? "CURVE is on" : "http.listen (\(http.host)) is not a loopback address"
+            throw ConfigurationError("\(why), so the HTTP listener needs a token: set http.token.file (a file holding one line), or http.listen: off")
+        }
         if let accessRules {
             guard curveServerKeys != nil else {
                 throw ConfigurationError("acl needs CURVE (curve.server.key.file and curve.clients): clients are known by their keys")
             }
-            let admitted = Set(curveClients.values)
+            let admitted = Set(curveClients.values).union(http == nil ? [] : [httpPrincipal])
             for rule in accessRules.rules {
                 for (operation, names) in rule.grants.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
                     if let unknown = names.sorted().first(where: { $0 != "*" && !admitted.contains($0) }) {
@@ -128,6 +137,32 @@ struct DaemonSettings {
         case "max.frame.bytes": server.maxFrameBytes = Int64(try value.integer(in: 1024...(1 << 40)))
         case "high.water.mark": server.highWaterMark = Int32(try value.integer(in: 1...10_000_000))
         case "allow.plaintext.network": server.allowPlaintextNetwork = try value.bool()
+        case "http.listen":
+            let text = try value.string()
+            guard text != "off" else {
+                http = nil
+                return
+            }
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port) else {
+                throw ConfigurationError("'\(text)' is not host:port (e.g. 127.0.0.1:7071, 0.0.0.0:7071, [::1]:7071) or off")
+            }
+            var host = String(text[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            guard !host.isEmpty else { throw ConfigurationError("'\(text)' has no host (e.g. 127.0.0.1:7071)") }
+            var listener = http ?? ConsoleConfiguration()
+            listener.host = host
+            listener.port = port
+            http = listener
+        case "http.admin": http?.admin = try value.bool()
+        case "http.principal": httpPrincipal = try value.string()
+        case "http.token.file":
+            let file = resolved(try value.string())
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigurationError("cannot read the token file \(file)")
+            }
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty, !token.contains("\n") else { throw ConfigurationError("the token file \(file) must hold one non-empty line") }
+            http?.token = token
         case "curve.server.key.file":
             let file = resolved(try value.string())
             do throws(KeyFileError) {

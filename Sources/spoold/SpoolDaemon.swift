@@ -1,9 +1,14 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
+import Spool
 import SpoolBroker
+import SpoolConsole
 import SpoolServer
+import ZeroMQ
 
 /// `spoold`: the Spool broker daemon.
 @main
@@ -43,6 +48,9 @@ struct SpoolDaemon: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. (key: log.level)")
     var logLevel: String?
 
+    @Option(help: "HTTP listener for metrics, health, admin API and console, host:port or off. (key: http.listen)")
+    var httpListen: String?
+
     func run() async throws {
         var settings = DaemonSettings()
         do throws(ConfigurationError) {
@@ -50,6 +58,7 @@ struct SpoolDaemon: AsyncParsableCommand {
             let flags: [(String, String?)] = [
                 ("listen", listen), ("data.dir", dataDir), ("fsync", fsync),
                 ("fsync.interval.ms", fsyncIntervalMs.map(String.init)), ("log.level", logLevel),
+                ("http.listen", httpListen),
             ]
             for case let (key, value?) in flags {
                 do {
@@ -73,7 +82,29 @@ struct SpoolDaemon: AsyncParsableCommand {
         // Past the file-size limit (`ulimit -f`) the kernel kills the writer with SIGXFSZ; ignored,
         // the write fails with EFBIG instead, which refuses that produce with a clear error.
         signal(SIGXFSZ, SIG_IGN)
-        let server = SpoolServer(configuration: settings.serverConfiguration, logger: logger)
+        let metrics = Self.bootstrapMetrics()
+        var configuration = settings.serverConfiguration
+        var console: (server: ConsoleServer, curve: ClientCurve?)?
+        if let http = settings.http {
+            var curve: ClientCurve?
+            if let security = configuration.curve {
+                // The listener reaches the broker as a client of its own, admitted by a key made now.
+                guard let keys = try? CurveKeyPair.generate() else { fail("cannot generate the HTTP listener's CURVE key pair") }
+                configuration.curve?.clients[keys.publicKey] = settings.httpPrincipal
+                curve = ClientCurve(serverPublicKey: security.serverKeys.publicKey, keys: keys)
+            }
+            let facts = BrokerFacts(version: Broker.version, endpoint: configuration.endpoint, dataDirectory: configuration.broker.dataDirectory,
+                                    fsync: "\(configuration.broker.log.fsync)", startedAt: Int64(Date().timeIntervalSince1970 * 1000))
+            let server = ConsoleServer(configuration: http, facts: facts, metrics: metrics.console, registry: metrics.registry,
+                                       logger: Logger(label: "spoold.http"))
+            do throws(ConsoleError) {
+                try await server.start()
+            } catch {
+                fail(error.message)
+            }
+            console = (server, curve)
+        }
+        let server = SpoolServer(configuration: configuration, logger: logger)
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // The port answers as soon as the server starts, before the group installs its signal
         // handlers: a SIGTERM or SIGINT in between must stop spoold gracefully too, not kill it.
@@ -84,13 +115,45 @@ struct SpoolDaemon: AsyncParsableCommand {
             source.resume()
             return source
         }
+        let endpoint: String
         do throws(SpoolServerError) {
-            try server.start()
+            endpoint = try server.start()
         } catch {
             fail(error.message)
         }
+        if let console {
+            let client = try await SpoolClient(endpoint: Self.reachable(endpoint), configuration: ClientConfiguration(curve: console.curve),
+                                               logger: Logger(label: "spoold.http"))
+            console.server.markReady(client: client, endpoint: endpoint)
+        }
         try await group.run()
         earlySignals.forEach { $0.cancel() }
+        await console?.server.stop()
+    }
+
+    /// Bootstraps swift-metrics once for the process: Prometheus (served at `/metrics`) and the
+    /// console's running totals see every value.
+    private static func bootstrapMetrics() -> (registry: PrometheusCollectorRegistry, console: ConsoleMetrics) {
+        let registry = PrometheusCollectorRegistry()
+        var prometheus = PrometheusMetricsFactory(registry: registry)
+        // Local disks sync in 0.1–10 ms and requests take microseconds: finer buckets than the default.
+        let fine: [Duration] = [.microseconds(10), .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
+                                .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                                .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)]
+        for name in ["spool_fsync_duration_seconds", "spool_request_duration_seconds", "spool_produce_ack_seconds"] {
+            prometheus.durationHistogramBuckets[name] = fine
+        }
+        prometheus.valueHistogramBuckets["spool_sync_records"] = [1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 100_000]
+        let console = ConsoleMetrics()
+        MetricsSystem.bootstrap(MultiplexMetricsHandler(factories: [prometheus, console]))
+        return (registry, console)
+    }
+
+    /// An endpoint a local client can connect to for the bound `endpoint` (a wildcard address becomes loopback).
+    static func reachable(_ endpoint: String) -> String {
+        endpoint.replacingOccurrences(of: "tcp://0.0.0.0:", with: "tcp://127.0.0.1:")
+            .replacingOccurrences(of: "tcp://[::]:", with: "tcp://[::1]:")
+            .replacingOccurrences(of: "tcp://*:", with: "tcp://127.0.0.1:")
     }
 
     private func fail(_ message: String) -> Never {

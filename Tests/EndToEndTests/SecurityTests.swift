@@ -96,8 +96,8 @@ extension EndToEndTests {
             #expect(incomplete.termination == .exited(1) && incomplete.stderr.contains("curve.server.key.file"), "\(incomplete.stderr)")
 
             try "allow.plaintext.network: true\n".write(toFile: config, atomically: true, encoding: .utf8)
-            let allowed = try ChildProcess(try Binaries.spoold, ["--config", config, "--listen", "tcp://0.0.0.0:\(port)",
-                                                                 "--data-dir", directory.appending("data")])
+            let allowed = try ChildProcess(try Binaries.spoold, withoutDefaultHTTP(["--config", config, "--listen", "tcp://0.0.0.0:\(port)",
+                                                                                    "--data-dir", directory.appending("data")]))
             defer { allowed.killAndReap() }
             let reached = await eventually(timeout: .seconds(30)) {
                 guard let client = try? await SpoolClient(endpoint: "tcp://127.0.0.1:\(port)", configuration: ClientConfiguration(connectTimeout: .seconds(2)))

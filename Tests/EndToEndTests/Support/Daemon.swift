@@ -58,7 +58,7 @@ final class Daemon: @unchecked Sendable {
         guard current?.isRunning != true else { throw HarnessError("spoold is already running") }
         var lastStderr = ""
         for attempt in 1...5 {
-            let arguments = ["--listen", endpoint, "--data-dir", dataDirectory] + extraArguments
+            let arguments = withoutDefaultHTTP(["--listen", endpoint, "--data-dir", dataDirectory] + extraArguments)
             let child = try launcher.isEmpty ? ChildProcess(try Binaries.spoold, arguments)
                                              : ChildProcess(launcher[0], Array(launcher.dropFirst()) + [try Binaries.spoold] + arguments)
             runs.append(child)

@@ -173,9 +173,15 @@ func runSpool(_ arguments: [String], input: Data? = nil, timeout: Duration = .se
     try await run(try Binaries.spool, arguments, input: input, timeout: timeout)
 }
 
-/// Runs `spoold` with `arguments` to completion (for runs that must fail at once).
+/// Runs `spoold` with `arguments` to completion (for runs that must fail at once), without its
+/// HTTP listener unless `arguments` name one (tests run in parallel; the default port is shared).
 func runSpoold(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> CommandResult {
-    try await run(try Binaries.spoold, arguments, input: nil, timeout: timeout)
+    try await run(try Binaries.spoold, withoutDefaultHTTP(arguments), input: nil, timeout: timeout)
+}
+
+/// `arguments` plus `--http-listen off` unless they set `--http-listen` themselves.
+func withoutDefaultHTTP(_ arguments: [String]) -> [String] {
+    arguments.contains("--http-listen") ? arguments : arguments + ["--http-listen", "off"]
 }
 
 private func run(_ executable: String, _ arguments: [String], input: Data?, timeout: Duration) async throws -> CommandResult {

@@ -61,7 +61,8 @@ public final class SagaCluster: Sendable {
             switch component {
             case .broker:
                 executable = setup.spoold
-                arguments = setup.brokerPort.map { ["--listen", "tcp://127.0.0.1:\($0)"] } ?? []
+                // On a chosen port (tests, several clusters at once) without the HTTP listener; on the defaults with it.
+                arguments = setup.brokerPort.map { ["--listen", "tcp://127.0.0.1:\($0)", "--http-listen", "off"] } ?? []
                 arguments += setup.brokerArguments
             default:
                 executable = "\(setup.serviceDirectory)/\(component.rawValue)-service"
