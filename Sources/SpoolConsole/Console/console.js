@@ -49,7 +49,8 @@ function replace(node, ...children) {
 const $ = (id) => document.getElementById(id);
 
 function formatBytes(n) {
-  if (n === undefined || n === null || n < 0) return "–";
+  if (n === undefined || n === null || n < 0 || Number.isNaN(Number(n))) return "–";
+  n = Number(n);
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
@@ -70,7 +71,8 @@ function formatSeconds(s) {
 
 /** A retention.ms-like setting: -1 is unlimited, else the largest whole unit. */
 function formatMillis(ms) {
-  if (ms === undefined || ms === null) return "–";
+  if (ms === undefined || ms === null || ms === "") return "–";
+  ms = Number(ms); // settings arrive as strings
   if (ms < 0) return "forever";
   const units = [["d", 86400000], ["h", 3600000], ["min", 60000], ["s", 1000]];
   for (const [name, size] of units) if (ms >= size && ms % size === 0) return ms / size + " " + name;
@@ -289,8 +291,10 @@ function renderRefused(banner, refused) {
 }
 
 function renderStatus(section, s) {
-  const total = s.disk ? s.disk.totalBytes : 0;
-  const used = total ? total - s.disk.freeBytes : 0;
+  // Fields the broker does not know (yet) are left out of the JSON.
+  const total = (s.disk && s.disk.totalBytes) || 0;
+  const free = (s.disk && s.disk.freeBytes) || 0;
+  const used = total ? total - free : 0;
   const percent = total ? Math.round((used / total) * 100) : 0;
   const item = (label, id, value) => el("div", { className: "fact" }, el("dt", {}, label), el("dd", { id: "status-" + id, "data-test": "status-" + id }, value));
   replace(section,
@@ -299,14 +303,14 @@ function renderStatus(section, s) {
       item("Endpoint", "endpoint", s.endpoint),
       item("Data directory", "data-directory", s.dataDirectory),
       item("fsync", "fsync", s.fsync),
-      item("Started", "started", s.startedAt ? formatTime(Date.parse(s.startedAt)) : "–"),
+      item("Started", "started", s.startedAt ? formatTime(typeof s.startedAt === "number" ? s.startedAt : Date.parse(s.startedAt)) : "–"),
       item("Ready", "ready", s.ready ? "yes" : "recovering"),
       item("Topics", "topics", s.topics),
       item("Partitions", "partitions", s.partitions),
-      item("Connected clients", "clients", s.connectedClients),
+      item("Connected clients", "clients", s.connectedClients ?? "–"),
       item("Admin actions", "admin", s.admin ? "enabled" : "disabled (read-only)")),
     el("div", { className: "disk", "data-test": "disk" },
-      el("span", {}, "Disk: " + formatBytes(used) + " used of " + formatBytes(total) + " (" + percent + "%), " + formatBytes(s.disk ? s.disk.freeBytes : 0) + " free"),
+      el("span", {}, "Disk: " + formatBytes(used) + " used of " + formatBytes(total) + " (" + percent + "%), " + formatBytes(free) + " free"),
       el("div", { className: "bar" + (percent >= 90 ? " full" : ""), id: "disk-bar", "data-test": "disk-bar" },
         el("div", { className: "fill", style: "width:" + percent + "%" }))));
 }
@@ -393,6 +397,12 @@ function perPartition(topic, key) {
   return topic.partitions.map((p) => String(p[key])).join(" · ");
 }
 
+/** retention.bytes (a string, like every setting): -1 is unlimited. */
+function retentionBytes(value) {
+  if (value === undefined || value === null || value === "") return "–";
+  return Number(value) < 0 ? "unlimited" : formatBytes(Number(value));
+}
+
 function topicsTable(topics) {
   if (!topics.length) return el("p", { className: "empty", "data-test": "no-topics" }, "No topics yet.");
   const sum = (topic, key) => topic.partitions.reduce((n, p) => n + p[key], 0);
@@ -408,7 +418,7 @@ function topicsTable(topics) {
         el("td", { "data-test": "size" }, formatBytes(sum(t, "sizeBytes"))),
         el("td", { "data-test": "segments" }, sum(t, "segmentCount")),
         el("td", { "data-test": "retention-ms" }, formatMillis((t.settings || {})["retention.ms"])),
-        el("td", { "data-test": "retention-bytes" }, (t.settings || {})["retention.bytes"] < 0 ? "unlimited" : formatBytes((t.settings || {})["retention.bytes"])),
+        el("td", { "data-test": "retention-bytes" }, retentionBytes((t.settings || {})["retention.bytes"])),
         el("td", { "data-test": "cleanup-policy" }, (t.settings || {})["cleanup.policy"] || "–"));
     })));
 }
@@ -529,6 +539,7 @@ function browser(topic) {
     while (view.tailing && isCurrent(page) && !controller.signal.aborted) {
       try {
         const from = view.nextOffset === null ? { last: "0" } : { offset: String(view.nextOffset) };
+        const asked = Date.now();
         const answer = await api("/api/topics/" + enc(topic.name) + "/records?" + query(from) + "&wait=10000", { signal: controller.signal });
         if (!view.tailing || controller.signal.aborted) return;
         const empty = list.querySelector("[data-test=no-records]");
@@ -538,6 +549,8 @@ function browser(topic) {
         view.nextOffset = answer.nextOffset;
         setSummary(answer);
         replace(errors);
+        // A filtered read by key does not long-poll: do not ask again at once when nothing came.
+        if (answer.records.length === 0 && Date.now() - asked < 1000) await new Promise((resolve) => setTimeout(resolve, 2000));
       } catch (error) {
         if (error.name === "AbortError" || !isCurrent(page)) return;
         replace(errors, errorBox(error, { "data-test": "browse-error" }));
@@ -786,9 +799,9 @@ async function trace(id, output) {
             el("td", {}, "+" + (s.gapMilliseconds / 1000).toFixed(3) + " s"),
             el("td", {}, el("a", { href: "#/topics/" + enc(s.topic) }, s.topic)),
             el("td", {}, s.partition + "/" + s.offset),
-            el("td", { "data-test": "step-type" }, s.eventType),
+            el("td", { "data-test": "step-type" }, s.eventType || "–"),
             el("td", {}, s.source || "–"),
-            el("td", { "data-test": "step-mark" }, stepMark(s), s.problem ? el("div", { className: "problem" }, s.problem) : null));
+            el("td", { "data-test": "step-mark" }, stepMark(s), s.problem && !stepMark(s).includes(s.problem) ? el("div", { className: "problem" }, s.problem) : null));
         }))));
   } catch (error) {
     if (isCurrent(page)) replace(output, errorBox(error, { "data-test": "saga-error" }));
