@@ -29,6 +29,7 @@ import traceback
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime
 
 try:
     from selenium import webdriver
@@ -240,7 +241,9 @@ class Page:
         log(f"confirm: {alert.text}")
         alert.accept()
 
-    def screenshot(self, name):
+    def screenshot(self, name, top=True):
+        if top:
+            self.driver.execute_script("window.scrollTo(0, 0)")
         path = os.path.join(self.shots, name + ".png")
         self.driver.save_screenshot(path)
         log(f"screenshot {path}")
@@ -310,7 +313,7 @@ def check_overview(page, broker, name):
     page.text_is("[data-test=status-version]", status["version"])
     page.text_is("[data-test=status-endpoint]", broker.endpoint)
     page.text_is("[data-test=status-topics]", broker.get("/api/status")["topics"])
-    page.one("[data-test=disk-bar] .fill", "the disk bar")
+    page.one("[data-test=disk]", "the disk use")
     page.one("#records-chart svg", "the records chart")
     page.one("#sync-chart svg", "the sync latency chart")
     assert not page.one("[data-test=writes-refused]").is_displayed(), "a refused-writes banner shows while every partition accepts writes"
@@ -333,10 +336,12 @@ def records_shown(page):
     return page.css("#records [data-test=record]")
 
 
-def check_topic_browser(page, cli):
+def check_topic_browser(page, cli, seeded_at):
     page.text_is("[data-test=topic-name]", TOPIC)
     page.text_is("[data-test=partition-row][data-partition='0'] [data-test=log-end]", 12)
     page.until(lambda d: len(records_shown(page)) == 12, "the message browser to show the 12 records (last 50)")
+
+    page.screenshot("topic")
 
     # JSON values are pretty-printed.
     first = page.one("[data-test=record][data-offset='0'] [data-test=value-json]").text
@@ -349,7 +354,6 @@ def check_topic_browser(page, cli):
     page.click("[data-test=record][data-offset='10'] [data-test=binary-toggle]")
     page.text_is("[data-test=record][data-offset='10'] [data-test=value-binary]", base64.b64encode(BINARY).decode())
     page.text_is("[data-test=record][data-offset='11'] [data-test=value-text]", "plain text, not JSON")
-    page.screenshot("topic")
 
     # Filter by key: order-1 is at offsets 1 and 6.
     page.type("#browse-key", "order-1")
@@ -372,13 +376,29 @@ def check_topic_browser(page, cli):
     page.click("#browse-submit")
     page.until(lambda d: [r.get_attribute("data-offset") for r in records_shown(page)] == ["9", "10", "11"], "seek to offset 9")
 
+    # Seek by time (a datetime-local input, local time): a minute before the seeding finds offset 0 on;
+    # an hour ahead finds nothing.
+    def seek_time(when):
+        Select(page.one("#browse-mode")).select_by_value("time")
+        field = page.one("#browse-time")
+        page.driver.execute_script("arguments[0].value = arguments[1]", field, datetime.fromtimestamp(when).strftime("%Y-%m-%dT%H:%M:%S"))
+        page.click("#browse-submit")
+    seek_time(seeded_at - 60)
+    page.until(lambda d: [r.get_attribute("data-offset") for r in records_shown(page)] == [str(n) for n in range(12)], "seek by time to offset 0")
+    seek_time(time.time() + 3600)
+    page.one("[data-test=no-records]", "no records after a time an hour ahead")
+    Select(page.one("#browse-mode")).select_by_value("offset")
+    page.type("#browse-offset", "12")
+    page.click("#browse-submit")
+    page.one("[data-test=no-records]", "no records from offset 12 (the log end)")
+
     # Live tail: a record published now appears without a reload.
     page.click("#live-tail")
     page.one("[data-test=tailing]", "the live tail to start")
     marker = str(uuid.uuid4())
     cli.run("publish", TOPIC, "--key", "live", json.dumps({"live": marker}))
     page.text_contains("[data-test=record][data-offset='12'] [data-test=value-json]", marker, "the live-tailed record at offset 12")
-    page.screenshot("topic-live-tail")
+    page.screenshot("topic-live-tail", top=False)
     page.click("#live-tail")
 
 
@@ -482,6 +502,7 @@ def main():
         step = "start spoold"
         broker.start()
         step = "seed records"
+        seeded_at = time.time()
         seed(cli, workdir)
         step = "create the group"
         consumer, _ = consume_until(cli, workdir, 12, "consumer-1")
@@ -491,7 +512,7 @@ def main():
         page = Page(driver, broker.base, shots)
         for step, check in [("overview", lambda: check_overview(page, broker, "overview")),
                             ("topics", lambda: check_topics(page)),
-                            ("topic browser", lambda: check_topic_browser(page, cli)),
+                            ("topic browser", lambda: check_topic_browser(page, cli, seeded_at)),
                             ("groups", lambda: check_groups(page, cli, workdir)),
                             ("sagas", lambda: check_saga(page)),
                             ("dead letters", lambda: check_dead_letters(page, cli)),

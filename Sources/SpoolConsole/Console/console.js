@@ -309,10 +309,11 @@ function renderStatus(section, s) {
       item("Partitions", "partitions", s.partitions),
       item("Connected clients", "clients", s.connectedClients ?? "–"),
       item("Admin actions", "admin", s.admin ? "enabled" : "disabled (read-only)")),
-    el("div", { className: "disk", "data-test": "disk" },
-      el("span", {}, "Disk: " + formatBytes(used) + " used of " + formatBytes(total) + " (" + percent + "%), " + formatBytes(free) + " free"),
-      el("div", { className: "bar" + (percent >= 90 ? " full" : ""), id: "disk-bar", "data-test": "disk-bar" },
-        el("div", { className: "fill", style: "width:" + percent + "%" }))));
+    total === 0 ? el("div", { className: "disk muted", "data-test": "disk" }, "Disk: not measured (yet)") :
+      el("div", { className: "disk", "data-test": "disk" },
+        el("span", {}, "Disk (data directory's filesystem): " + formatBytes(used) + " used of " + formatBytes(total) + " (" + percent + "%), " + formatBytes(free) + " free"),
+        el("div", { className: "bar" + (percent >= 90 ? " full" : ""), id: "disk-bar", "data-test": "disk-bar", title: percent + "% used" },
+          el("div", { className: "fill", style: "width:" + percent + "%" }))));
 }
 
 function renderCharts(section, history) {
