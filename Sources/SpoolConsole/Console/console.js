@@ -230,7 +230,8 @@ function route() {
   const hash = location.hash.replace(/^#\/?/, "");
   const slash = hash.indexOf("/");
   const name = slash < 0 ? hash : hash.slice(0, slash);
-  const rest = slash < 0 ? "" : decodeURIComponent(hash.slice(slash + 1));
+  let rest = slash < 0 ? "" : hash.slice(slash + 1);
+  try { rest = decodeURIComponent(rest); } catch (_) { /* a malformed escape: use it as typed */ }
   const page = routes[name] ? name : "overview";
   for (const link of document.querySelectorAll("#nav a")) link.classList.toggle("active", link.dataset.route === page);
   const app = $("app");
@@ -485,6 +486,7 @@ function browser(topic) {
     timeField.hidden = mode.value !== "time";
   };
   mode.addEventListener("change", showModeFields);
+  partition.addEventListener("change", () => load()); // a live tail follows the partition shown
   showModeFields();
 
   const page = state.page;
@@ -527,7 +529,9 @@ function browser(topic) {
 
   const setSummary = (answer) => {
     const count = list.querySelectorAll("[data-test=record]").length;
-    replace(summary, `${count} records shown; partition ${partition.value} holds offsets ${answer.logStartOffset}–${answer.logEndOffset - 1} (log end ${answer.logEndOffset}); next offset ${answer.nextOffset}`,
+    // A read by key goes to the key's partition, whatever the select says.
+    const shown = answer.records.length ? answer.records[0].partition : partition.value;
+    replace(summary, `${count} records shown; partition ${shown} holds offsets ${answer.logStartOffset}–${answer.logEndOffset - 1} (log end ${answer.logEndOffset}); next offset ${answer.nextOffset}`,
       view.tailing ? el("span", { className: "tailing", "data-test": "tailing" }, " · live tail on") : null);
   };
 
