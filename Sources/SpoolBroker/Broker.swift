@@ -58,6 +58,8 @@ public final class Broker {
     var offsetStoreFailure: String?
     /// Bumped each time a failed sync made the broker rewrite the offset store; syncs of earlier epochs are ignored.
     var offsetStoreEpoch = 0
+    /// The broker's metrics (swift-metrics).
+    let metrics = BrokerMetrics()
 
     /// Opens (and recovers) every topic under the data directory and takes its lock, after
     /// creating the declared topics that are missing and storing the declared settings of those
@@ -122,6 +124,8 @@ public final class Broker {
             logger.debug("dropped a message with an unreadable header", metadata: ["error": "\(error)"])
             return []
         }
+        let started = BrokerMetrics.nanosecondsNow
+        defer { metrics.requestHandled(header.opCode, nanoseconds: BrokerMetrics.nanosecondsNow - started) }
         do throws(WireError) {
             guard !header.isReply, header.errorCode == .none else {
                 throw WireError(.malformedRequest, "a request's header must not carry " + (header.isReply ? "the reply flag" : "an error code (\(header.errorCode))"))
@@ -194,6 +198,7 @@ public final class Broker {
                 throw WireError(.unsupportedOperation, "operation \(header.opCode.rawValue) is not supported")
             }
         } catch {
+            metrics.requestFailed(header.opCode, error.code)
             return [errorReply(client, header, error)]
         }
     }
@@ -205,6 +210,7 @@ public final class Broker {
         for topic in Set(topics).sorted() {
             let name = try TopicName(topic)
             guard !rules.allows(identity, operation, on: name) else { continue }
+            metrics.aclRefused(operation)
             let who = identity.map { "client '\($0)'" } ?? "an unauthenticated client"
             logger.warning("refused a request: not authorized", metadata: [
                 "client": "\(identity ?? "-")", "operation": "\(operation.rawValue)", "topic": "\(topic)", "request": "\(opCode)",
@@ -233,6 +239,7 @@ public final class Broker {
             if let unconfirmed = state.unconfirmedSync, unconfirmed.endOffset <= end { state.unconfirmedSync = nil }
             writeFaults.succeeded(key.subject, .sync, now: now, metadata: state.logMetadata, logger: logger)
             guard end > state.durableEnd else { return [] }
+            metrics.syncRecords.record(end - state.durableEnd)
             state.durableEnd = end
             var actions = delivered(state.acknowledge(upTo: end))
             if state.policy == .always { actions += wakeParkedFetches(partition, now: now) }
@@ -414,13 +421,40 @@ public final class Broker {
     /// The earliest moment something is due (a parked fetch expiring, an interval sync), in
     /// monotonic milliseconds, or nil if nothing waits on time.
     public var nextDeadline: Int64? {
-        var deadline = [nextRetentionCheck, runningCleaning == nil ? nextCleaningCheck : nil, groups.nextDeadline].compactMap { $0 }.min()
+        var deadline = [nextRetentionCheck, runningCleaning == nil ? nextCleaningCheck : nil, groups.nextDeadline, metrics.nextRefresh]
+            .compactMap { $0 }.min()
         if let parked = parkedFetches.values.lazy.flatMap({ $0 }).map(\.deadline).min() { deadline = min(deadline ?? parked, parked) }
         for key in dirty {
             guard let state = partitionState(key), case .interval(let milliseconds) = state.policy else { continue }
             deadline = min(deadline ?? .max, state.lastSyncAt + Int64(milliseconds))
         }
         return deadline
+    }
+
+    /// Refreshes the gauges once per ``BrokerMetrics/refreshIntervalMilliseconds`` (call it at
+    /// every turn of the loop; it returns at once until the time comes): each partition's size,
+    /// segments, end and whether it refuses writes, every group's lag as `describeGroup` computes
+    /// it, parked fetches, the offset store's state and the data directory's disk.
+    public func refreshMetrics(now: Int64) {
+        guard now >= metrics.nextRefresh else { return }
+        metrics.nextRefresh = now + BrokerMetrics.refreshIntervalMilliseconds
+        for states in topics.values {
+            for state in states {
+                state.metrics.sizeBytes.record(state.log.sizeInBytes)
+                state.metrics.segments.record(state.log.segmentCount)
+                state.metrics.endOffset.record(state.visibleEnd)
+                state.metrics.writesRefused.record(state.offlineReason != nil || writeFaults[.partition(state.key)] != nil ? 1 : 0)
+            }
+        }
+        var lags: [(group: String, partition: TopicPartition, lag: Int64)] = []
+        for group in listGroups().groups {
+            guard let described = try? describeGroup(DescribeGroupRequest(group: group.name)) else { continue }
+            lags += described.partitions.filter { $0.logEndOffset >= 0 }.map { (group.name, $0.partition, $0.lag) }
+        }
+        metrics.setLag(lags)
+        metrics.parkedFetches.record(parkedFetches.values.reduce(0) { $0 + $1.count })
+        metrics.offsetStoreWritesRefused.record(offsetStoreFailure != nil || writeFaults[.committedOffsets] != nil ? 1 : 0)
+        metrics.measureDisk(configuration.dataDirectory)
     }
 
     /// Starts a shutdown: answers every parked fetch and returns the sync work that makes
@@ -501,7 +535,9 @@ public final class Broker {
         if state.offlineReason != nil { cutBackToLastGoodSync(state) }
         if let reason = state.offlineReason { throw WireError(.storageError, "partition \(state.key) is offline: \(reason)") }
         if state.policy == .always { try checkWaiting(client) }
+        var batchBytes = 0
         let outcome: ProduceOutcome = try decode(batch) { bytes throws(WireError) in
+            batchBytes = bytes.count
             var keys = BatchKeys()
             let batchHeader = try checkProduced(bytes, keys: &keys)
             switch state.producers.verdict(for: batchHeader) {
@@ -538,13 +574,15 @@ public final class Broker {
         case .appended(let appended):
             dirty.insert(state.key)
             (baseOffset, lastOffset) = (appended.baseOffset, appended.lastOffset)
+            state.metrics.recordsIn.increment(by: lastOffset - baseOffset + 1)
+            state.metrics.bytesIn.increment(by: batchBytes)
         case .duplicate(let stored):
             (baseOffset, lastOffset) = (stored.baseOffset, stored.lastOffset)
         }
         switch state.policy {
         case .always where lastOffset >= state.durableEnd:
             state.pendingAcks.append(PendingAck(client: client, header: header, partition: request.partition,
-                                                baseOffset: baseOffset, lastOffset: lastOffset))
+                                                baseOffset: baseOffset, lastOffset: lastOffset, arrivedAt: BrokerMetrics.nanosecondsNow))
             waitingCounts[client, default: 0] += 1
             return []
         case .always:
@@ -608,11 +646,13 @@ public final class Broker {
     /// Collects the batch's keys into `keys` on the way, for the key index.
     private func checkProduced(_ bytes: UnsafeRawBufferPointer, keys: inout BatchKeys) throws(WireError) -> RecordBatch.Header {
         guard bytes.count <= configuration.maxBatchBytes else {
+            metrics.limitRefused("max.batch.bytes")
             throw WireError(.recordTooLarge, "batch of \(bytes.count) bytes exceeds the broker's limit of \(configuration.maxBatchBytes) bytes (max.batch.bytes)")
         }
         let batchHeader = try RecordBatch.validate(bytes, maxRecordBytes: configuration.maxRecordBytes, checkingTimestamps: true, allowingCompacted: false,
                                                    onKey: { delta, key in keys.add(offsetDelta: delta, key: key) })
         guard batchHeader.recordCount <= configuration.maxRecordsPerBatch else {
+            metrics.limitRefused("max.records.per.batch")
             throw WireError(.recordTooLarge, "batch holds \(batchHeader.recordCount) records; the limit is \(configuration.maxRecordsPerBatch) (max.records.per.batch)")
         }
         return batchHeader
@@ -626,6 +666,7 @@ public final class Broker {
         if let action = answerIfSatisfied(fetch) { return [action] }
         let parked = parkedCounts[client, default: 0]
         guard parked < configuration.maxParkedFetchesPerClient else {
+            metrics.limitRefused("max.parked.fetches.per.client")
             throw WireError(.invalidRequest, "this client already has \(parked) fetches waiting; the limit is \(configuration.maxParkedFetchesPerClient) (max.parked.fetches.per.client)")
         }
         parkedCounts[client] = parked + 1
@@ -638,6 +679,7 @@ public final class Broker {
     func checkWaiting(_ client: ClientID) throws(WireError) {
         let waiting = waitingCounts[client, default: 0]
         guard waiting < configuration.maxWaitingRequestsPerClient else {
+            metrics.limitRefused("max.waiting.requests.per.client")
             throw WireError(.invalidRequest, "this client has \(waiting) requests waiting for a sync; the limit is \(configuration.maxWaitingRequestsPerClient) (max.waiting.requests.per.client); wait for their replies")
         }
     }
@@ -747,6 +789,7 @@ public final class Broker {
             dirty.remove(state.key)
             writeFaults.remove(.partition(state.key))
             state.log.close()
+            state.metrics.destroy()
         }
         topics[name] = nil
         topicSettings[name] = nil
@@ -779,6 +822,7 @@ public final class Broker {
 
     private func create(_ name: TopicName, _ metadata: TopicMetadata) throws(WireError) {
         guard topics.count < configuration.maxTopics else {
+            metrics.limitRefused("max.topics")
             throw WireError(.invalidRequest, "the broker has \(topics.count) topics; the limit is \(configuration.maxTopics) (max.topics)")
         }
         guard (1...DataDirectory.maxPartitions).contains(metadata.partitions) else {
@@ -875,7 +919,11 @@ public final class Broker {
     }
 
     private func fetchReply(_ fetch: ParkedFetch, _ slice: LogSlice?, _ body: FetchResponse) -> BrokerAction {
-        .reply(to: fetch.client, frames: [.bytes(fetch.header.reply().encoded()), .bytes(body.encoded()), .logSlices(slice.map { [$0] } ?? [])])
+        if let slice, let state = partitionState(fetch.key) {
+            state.metrics.recordsOut.increment(by: slice.nextOffset - max(fetch.request.offset, slice.firstOffset))
+            state.metrics.bytesOut.increment(by: slice.length)
+        }
+        return .reply(to: fetch.client, frames: [.bytes(fetch.header.reply().encoded()), .bytes(body.encoded()), .logSlices(slice.map { [$0] } ?? [])])
     }
 
     // MARK: Frames

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import SpoolStorage
 import SpoolWire
 
@@ -9,6 +10,8 @@ struct PendingAck {
     let partition: Int32
     let baseOffset: Int64
     let lastOffset: Int64
+    /// Monotonic nanoseconds of its arrival, for `spool_produce_ack_seconds`.
+    let arrivedAt: UInt64
 }
 
 /// The broker's view of one partition: its log, what is known to be on disk, and the
@@ -36,6 +39,10 @@ final class PartitionState {
     /// The last cleaning pass installed in this process: the offset it cleaned up to and when it
     /// started (ms since the epoch); nil before the first.
     var lastCleaning: (end: Int64, at: Int64)?
+    /// The partition's metrics.
+    let metrics: BrokerMetrics.Partition
+    /// Arrival to acknowledgement of produces that waited for a sync.
+    private let acknowledgementTimer = Timer(label: "spool_produce_ack_seconds")
 
     /// The state of an opened log; the producer state comes from its newest segments.
     init(key: PartitionKey, log: PartitionLog) throws(StorageError) {
@@ -43,6 +50,7 @@ final class PartitionState {
         self.log = log
         durableEnd = log.logEndOffset
         producers = try ProducerStates(recoveredFrom: log)
+        metrics = BrokerMetrics.Partition(key)
     }
 
     /// Rebuilds the producer state from the log, after the log was cut back.
@@ -68,6 +76,8 @@ final class PartitionState {
         let count = pendingAcks.prefix { $0.lastOffset < end }.count
         let done = pendingAcks.prefix(count)
         pendingAcks.removeFirst(count)
+        let now = BrokerMetrics.nanosecondsNow
+        for ack in done { acknowledgementTimer.recordNanoseconds(Int64(clamping: now &- ack.arrivedAt)) }
         return done.map {
             reply($0.client, $0.header, ProduceResponse(partition: $0.partition, baseOffset: $0.baseOffset, durability: .onDisk))
         }

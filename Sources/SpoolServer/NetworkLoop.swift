@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 import SpoolBroker
 import SpoolStorage
@@ -27,6 +28,11 @@ final class NetworkLoop {
     private let completedSyncs: SyncCompletions
     private let cleaner: CleanerThread
     private let logger: Logger
+    /// Connection events of the ROUTER socket (accepted, disconnected), for `spool_connected_clients`.
+    private let connections: MonitorSocket
+    private var connectedClients = 0
+    private let connectedClientsGauge = Gauge(label: "spool_connected_clients")
+    private let curveRefusals = Counter(label: "spool_curve_refusals_total")
 
     init(configuration: ServerConfiguration, logger: Logger) throws(SpoolServerError) {
         self.logger = logger
@@ -57,6 +63,7 @@ final class NetworkLoop {
             try router.setMaxMessageSize(configuration.maxFrameBytes)
             try router.setSendHighWaterMark(configuration.highWaterMark)
             try router.setReceiveHighWaterMark(configuration.highWaterMark)
+            connections = try router.monitor(events: [.accepted, .disconnected])
             try router.bind(configuration.endpoint)
             boundEndpoint = try router.lastEndpoint
             wakeup = try WakeupSignal()
@@ -87,6 +94,8 @@ final class NetworkLoop {
         let routerItem = poller.add(router)
         let wakeupItem = poller.add(fileDescriptor: wakeup.fileDescriptor)
         let zapItem = zapHandler.map { poller.add($0) }
+        let connectionsItem = poller.add(connections.socket)
+        connectedClientsGauge.record(0)
         while !shouldStop() {
             let timeout = broker.nextDeadline.map { Int(max(0, $0 - Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000))) }
             do {
@@ -95,6 +104,7 @@ final class NetworkLoop {
                 deliverCompletedSyncs()
                 if let (key, result) = cleaner.takeFinished() { broker.finishCleaning(key, result) }
                 if let zapItem, poller.isReadable(zapItem) { try answerZAPRequests() }
+                if poller.isReadable(connectionsItem) { try countConnections() }
                 if poller.isReadable(routerItem) { try receiveRequests() }
             } catch {
                 throw SpoolServerError("network loop failed: \(error)", cause: error)
@@ -102,6 +112,7 @@ final class NetworkLoop {
             let now = Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)
             send(broker.expireParkedFetches(now: now))
             broker.expireGroupSessions(now: now)
+            broker.refreshMetrics(now: now)
             broker.enforceRetention(now: now, wallClockMilliseconds: Int64(Date().timeIntervalSince1970 * 1000))
             if let (key, pass) = broker.takeCleaningPass(now: now, wallClockMilliseconds: Int64(Date().timeIntervalSince1970 * 1000)) {
                 cleaner.start(pass, for: key)
@@ -137,12 +148,22 @@ final class NetworkLoop {
             if let name {
                 logger.info("admitted a client", metadata: ["client": "\(name)", "address": "\(request.address)"])
             } else {
+                curveRefusals.increment()
                 logger.warning("refused a client: its key is not admitted", metadata: [
                     "address": "\(request.address)", "mechanism": "\(request.mechanism)", "key": "\(request.curvePublicKey ?? "none")",
                 ])
             }
             _ = try zapHandler.send(request.reply(admit: name != nil, statusText: name == nil ? "key not admitted" : "OK", userID: name ?? ""))
         }
+    }
+
+    /// Follows connections accepted and closed (`spool_connected_clients`).
+    private func countConnections() throws(ZeroMQError) {
+        while let event = try connections.receiveEvent(dontWait: true) {
+            if event.kind == .accepted { connectedClients += 1 }
+            if event.kind == .disconnected { connectedClients = max(0, connectedClients - 1) }
+        }
+        connectedClientsGauge.record(connectedClients)
     }
 
     private func receiveRequests() throws(ZeroMQError) {

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Glibc
 
 /// Group commit: one background thread runs ``SyncWork`` in rounds, so one fdatasync covers every
@@ -68,6 +69,8 @@ public final class GroupCommitFlusher<Key: Hashable & Sendable>: Sendable {
 
     private static func run(state: ConditionLock<State>, onDurable: ([(key: Key, result: Result<Int64, StorageError>)]) -> Void) {
         state.withLock { $0.flusherThread = pthread_self() }
+        // Each successful sync's duration (`spool_fsync_duration_seconds`).
+        let syncTimer = Metrics.Timer(label: "spool_fsync_duration_seconds")
         var failures: [Key: StorageError] = [:]
         while true {
             let round: [Key: SyncWork]? = state.wait(until: { !$0.pending.isEmpty || $0.isStopping }) { state in
@@ -80,7 +83,9 @@ public final class GroupCommitFlusher<Key: Hashable & Sendable>: Sendable {
             var synced: Set<ObjectIdentifier> = []
             for file in round.values.flatMap(\.files) where synced.insert(ObjectIdentifier(file)).inserted {
                 do throws(StorageError) {
+                    let started = DispatchTime.now().uptimeNanoseconds
                     try file.sync()
+                    syncTimer.recordNanoseconds(Int64(clamping: DispatchTime.now().uptimeNanoseconds - started))
                 } catch {
                     errors[ObjectIdentifier(file)] = error
                 }

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Metrics
 import SpoolWire
 
 /// One partition's log: an ordered list of segments, `<20-digit baseOffset>.log` plus `.index`
@@ -123,6 +124,7 @@ public final class PartitionLog {
         for report in recoveryReports {
             logger.warning("recovered a damaged segment", metadata: ["report": "\(report)"])
         }
+        if !recoveryReports.isEmpty { Counter(label: "spool_recovery_cuts_total").increment(by: recoveryReports.count) }
     }
 
     /// Where key-index files stop being trusted: the first offset of the first segment recovery

@@ -23,6 +23,9 @@ struct DaemonSettings {
     var accessRules: AccessRules?
     /// The HTTP listener (metrics, health, admin API, console); nil with `http.listen: off`.
     var http: ConsoleConfiguration? = ConsoleConfiguration()
+    /// False leaves metrics unrecorded (swift-metrics' no-op backend) and `/metrics` empty: for
+    /// measuring what recording costs. Default: true.
+    var metricsEnabled = true
     /// The client name the HTTP listener has towards the broker under CURVE (its `acl` rules apply).
     var httpPrincipal = "console"
     /// The directory relative key file paths start from: the configuration file's.
@@ -154,6 +157,7 @@ struct DaemonSettings {
             listener.port = port
             http = listener
         case "http.admin": http?.admin = try value.bool()
+        case "metrics.enabled": metricsEnabled = try value.bool()
         case "http.principal": httpPrincipal = try value.string()
         case "http.token.file":
             let file = resolved(try value.string())

@@ -82,7 +82,7 @@ struct SpoolDaemon: AsyncParsableCommand {
         // Past the file-size limit (`ulimit -f`) the kernel kills the writer with SIGXFSZ; ignored,
         // the write fails with EFBIG instead, which refuses that produce with a clear error.
         signal(SIGXFSZ, SIG_IGN)
-        let metrics = Self.bootstrapMetrics()
+        let metrics = Self.bootstrapMetrics(enabled: settings.metricsEnabled)
         var configuration = settings.serverConfiguration
         var console: (server: ConsoleServer, curve: ClientCurve?)?
         if let http = settings.http {
@@ -132,9 +132,10 @@ struct SpoolDaemon: AsyncParsableCommand {
     }
 
     /// Bootstraps swift-metrics once for the process: Prometheus (served at `/metrics`) and the
-    /// console's running totals see every value.
-    private static func bootstrapMetrics() -> (registry: PrometheusCollectorRegistry, console: ConsoleMetrics) {
+    /// console's running totals see every value. Disabled, nothing is recorded (the no-op backend).
+    private static func bootstrapMetrics(enabled: Bool) -> (registry: PrometheusCollectorRegistry, console: ConsoleMetrics) {
         let registry = PrometheusCollectorRegistry()
+        guard enabled else { return (registry, ConsoleMetrics()) }
         var prometheus = PrometheusMetricsFactory(registry: registry)
         // Local disks sync in 0.1–10 ms and requests take microseconds: finer buckets than the default.
         let fine: [Duration] = [.microseconds(10), .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
