@@ -307,7 +307,7 @@ def consume_until(cli, workdir, expected_lines, name):
     raise TestFailure(f"the consumer printed fewer than {expected_lines} records within {WAIT} s")
 
 
-def check_overview(page, broker, name):
+def check_overview(page, broker, name, traffic=False):
     page.open("overview")
     status = broker.get("/api/status")
     page.text_is("[data-test=status-version]", status["version"])
@@ -316,6 +316,10 @@ def check_overview(page, broker, name):
     page.one("[data-test=disk]", "the disk use")
     page.one("#records-chart svg", "the records chart")
     page.one("#sync-chart svg", "the sync latency chart")
+    if traffic:
+        # The history (one sample every 5 s) saw the records published above, and the chart draws it.
+        page.until(lambda d: any(s["recordsInPerSecond"] > 0 for s in broker.get("/api/history")["samples"]), "/api/history to count records in")
+        page.one("#records-chart polyline[data-series=recordsInPerSecond]", "the records-in line")
     assert not page.one("[data-test=writes-refused]").is_displayed(), "a refused-writes banner shows while every partition accepts writes"
     assert not page.one("[data-test=readonly-note]").is_displayed(), "the read-only note shows although http.admin is true"
     page.screenshot(name)
@@ -517,7 +521,7 @@ def main():
                             ("sagas", lambda: check_saga(page)),
                             ("dead letters", lambda: check_dead_letters(page, cli)),
                             # Again at the end, when the history has samples of the traffic above.
-                            ("overview after traffic", lambda: check_overview(page, broker, "overview-after-traffic"))]:
+                            ("overview after traffic", lambda: check_overview(page, broker, "overview-after-traffic", traffic=True))]:
             log(f"checking {step}")
             check()
         log(f"PASSED: every console page checked; screenshots in {shots}")

@@ -64,6 +64,7 @@ function formatRate(n) {
 }
 
 function formatSeconds(s) {
+  if (s === 0) return "0";
   if (s >= 1) return s.toFixed(2) + " s";
   if (s >= 0.001) return (s * 1000).toFixed(s >= 0.01 ? 0 : 1) + " ms";
   return (s * 1e6).toFixed(0) + " µs";
