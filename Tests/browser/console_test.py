@@ -5,7 +5,8 @@ Starts a real spoold (temporary data directory, HTTP listener with admin actions
 traffic with the real spool CLI, and checks every console page in headless Chromium through
 Selenium: status and charts, the topic list, the message browser (pretty JSON, hex of a binary
 value, filters by key and header, live tail), a group's lag rising and falling, an offset reset
-after its dry run, a saga trace and a dead-letter replay. Saves a screenshot of each page.
+after its dry run, a saga trace and a dead-letter replay; then, on a second spoold with a token and
+without http.admin, the token prompt and the read-only mode. Saves a screenshot of each page.
 
     /usr/bin/python3 Tests/browser/console_test.py --spoold .build/debug/spoold --spool .build/debug/spool
 
@@ -67,8 +68,10 @@ def free_port():
 class Broker:
     """A real spoold on free ports with a temporary data directory."""
 
-    def __init__(self, spoold, workdir):
+    def __init__(self, spoold, workdir, admin=True, token=None):
         self.spoold = spoold
+        self.admin = admin
+        self.token = token
         self.workdir = workdir
         self.port = free_port()
         self.http_port = free_port()
@@ -84,7 +87,12 @@ class Broker:
                     f"data.dir: {os.path.join(self.workdir, 'data')}\n"
                     f"fsync: always\n"
                     f"http.listen: 127.0.0.1:{self.http_port}\n"
-                    f"http.admin: true\n")
+                    f"http.admin: {'true' if self.admin else 'false'}\n")
+            if self.token:
+                token_file = os.path.join(self.workdir, "http.token")
+                with open(token_file, "w") as t:
+                    t.write(self.token + "\n")
+                f.write(f"http.token.file: {token_file}\n")
         self.log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen([self.spoold, "--config", self.config], stdout=self.log_file, stderr=subprocess.STDOUT)
         log(f"spoold pid {self.process.pid}: {self.endpoint}, HTTP {self.base}")
@@ -101,9 +109,24 @@ class Broker:
             time.sleep(0.25)
         raise TestFailure(f"spoold's /readyz did not answer 200 within {WAIT} s:\n{self.log_tail()}")
 
+    def request(self, path, body=None):
+        """(status, JSON answer) of an API call, with the token when there is one."""
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers=headers, method="GET" if body is None else "POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
     def get(self, path):
-        with urllib.request.urlopen(self.base + path, timeout=30) as answer:
-            return json.loads(answer.read())
+        status, answer = self.request(path)
+        if status != 200:
+            raise TestFailure(f"GET {path} answered {status}: {answer}")
+        return answer
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -489,6 +512,36 @@ def check_dead_letters(page, cli):
     page.screenshot("dead-letters-replayed")
 
 
+def check_token_and_read_only(page, spoold, spool, workdir):
+    """A second spoold with a token and without http.admin: the page asks for the token, then shows
+    the read-only note and disabled actions; the API refuses the action itself with 403."""
+    broker = Broker(spoold, os.path.join(workdir, "read-only"), admin=False, token="s3cret-" + uuid.uuid4().hex[:8])
+    os.makedirs(broker.workdir)
+    try:
+        broker.start()
+        Cli(spool, broker.endpoint).run("publish", "payments.dlq", "--key", SAGA, "--header", "spool-dlq-error=boom", '{"order":42}')
+        page.driver.get(broker.base + "/#/dead-letters")
+        page.until(lambda d: page.one("#token-form").is_displayed(), "the token prompt after a 401")
+        page.screenshot("token-prompt")
+        page.type("#token-input", broker.token)
+        page.click("#token-save")
+        row = "[data-test=dlq-row][data-topic='payments.dlq']"
+        page.text_is(row + " [data-test=dlq-records]", 1, "the dead letters once the token is given")
+        assert not page.one(row + " [data-test=dlq-replay]").is_enabled(), "replay is enabled on a read-only listener"
+        page.until(lambda d: page.one("[data-test=readonly-note]").is_displayed(), "the read-only note")
+        assert page.one("[data-test=readonly-note]").text == "read-only: set http.admin: true"
+        stored = page.driver.execute_script("return sessionStorage.getItem('spool.console.token')")
+        assert stored == broker.token, f"the token kept in sessionStorage is {stored!r}"
+        page.screenshot("read-only")
+        status, answer = broker.request("/api/dead-letters/payments.dlq/replay", {"to": "payments"})
+        assert status == 403, f"a replay on a read-only listener answered {status}: {answer}"
+    except Exception:
+        print(f"  read-only spoold log ({broker.log_path}):\n{broker.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        broker.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spoold", required=True)
@@ -521,7 +574,8 @@ def main():
                             ("sagas", lambda: check_saga(page)),
                             ("dead letters", lambda: check_dead_letters(page, cli)),
                             # Again at the end, when the history has samples of the traffic above.
-                            ("overview after traffic", lambda: check_overview(page, broker, "overview-after-traffic", traffic=True))]:
+                            ("overview after traffic", lambda: check_overview(page, broker, "overview-after-traffic", traffic=True)),
+                            ("token and read-only", lambda: check_token_and_read_only(page, broker.spoold, cli.spool, workdir))]:
             log(f"checking {step}")
             check()
         log(f"PASSED: every console page checked; screenshots in {shots}")
