@@ -23,7 +23,10 @@ for round in $(seq 1 "$ROUNDS"); do
   for name in on off; do
     port=$([ $name = on ] && echo 7391 || echo 7392)
     "$BIN/spool" bench consume --broker "tcp://127.0.0.1:$port" --runs 1 --csv "$@" 2>/dev/null \
-      | awk -F, -v name=$name -v round="$round" '$1=="produce"||$1=="consume" { print name, round, $1, $7 }' | tee -a "$WORK/results"
+      | python3 -c 'import csv, sys
+for row in csv.DictReader(sys.stdin):
+    if row["section"] in ("produce", "consume"): print(sys.argv[1], sys.argv[2], row["section"], row["records_per_second"])' $name "$round" \
+      | tee -a "$WORK/results"
   done
 done
 
