@@ -421,8 +421,7 @@ public final class Broker {
     /// The earliest moment something is due (a parked fetch expiring, an interval sync), in
     /// monotonic milliseconds, or nil if nothing waits on time.
     public var nextDeadline: Int64? {
-        var deadline = [nextRetentionCheck, runningCleaning == nil ? nextCleaningCheck : nil, groups.nextDeadline, metrics.nextRefresh]
-            .compactMap { $0 }.min()
+        var deadline = [nextRetentionCheck, runningCleaning == nil ? nextCleaningCheck : nil, groups.nextDeadline].compactMap { $0 }.min()
         if let parked = parkedFetches.values.lazy.flatMap({ $0 }).map(\.deadline).min() { deadline = min(deadline ?? parked, parked) }
         for key in dirty {
             guard let state = partitionState(key), case .interval(let milliseconds) = state.policy else { continue }
@@ -430,6 +429,9 @@ public final class Broker {
         }
         return deadline
     }
+
+    /// When ``refreshMetrics(now:)`` next has work (monotonic ms): the loop's poll waits no longer.
+    public var nextMetricsRefresh: Int64 { metrics.nextRefresh }
 
     /// Refreshes the gauges once per ``BrokerMetrics/refreshIntervalMilliseconds`` (call it at
     /// every turn of the loop; it returns at once until the time comes): each partition's size,

@@ -142,10 +142,8 @@ public final class ConsoleServer: Sendable {
             try json(History(intervalSeconds: ConsoleMetrics.sampleIntervalSeconds, samples: self.metrics.samples))
         }
         api.get("topics") { _, _ in
-            let client = try self.readyClient()
-            var topics: [TopicView] = []
-            for topic in try await client.topics() { topics.append(TopicView(try await client.describeTopic(topic.name))) }
-            return try json(["topics": topics])
+            let (topics, refused) = try await self.describeTopics()
+            return try json(TopicList(topics: topics.map(TopicView.init), notAuthorized: refused))
         }
         api.get("topics/:topic") { _, context in
             try json(TopicView(try await self.readyClient().describeTopic(try context.parameters.require("topic"))))
@@ -218,6 +216,22 @@ public final class ConsoleServer: Sendable {
         return try json(["status": "ok"])
     }
 
+    /// Every topic the listener may describe, and the names of those the access rules keep from it.
+    private func describeTopics() async throws -> (described: [TopicDescription], refused: [String]) {
+        let client = try readyClient()
+        var described: [TopicDescription] = []
+        var refused: [String] = []
+        for topic in try await client.topics() {
+            do throws(SpoolError) {
+                described.append(try await client.describeTopic(topic.name))
+            } catch {
+                guard error.code == .notAuthorized else { throw error }
+                refused.append(topic.name)
+            }
+        }
+        return (described, refused)
+    }
+
     private func readyClient() throws(ConsoleError) -> SpoolClient {
         guard let client = state.withLock({ $0.client }) else {
             throw ConsoleError(.serviceUnavailable, "the broker is still recovering its logs; try again shortly")
@@ -230,8 +244,8 @@ public final class ConsoleServer: Sendable {
         let facts = state.withLock { $0.facts }
         var refused: [StatusView.RefusedWrites] = []
         let topics = try await client.topics()
-        for topic in topics {
-            for partition in try await client.describeTopic(topic.name).partitions where !partition.writeError.isEmpty {
+        for topic in try await describeTopics().described {
+            for partition in topic.partitions where !partition.writeError.isEmpty {
                 refused.append(StatusView.RefusedWrites(topic: topic.name, partition: partition.partition, reason: partition.writeError))
             }
         }
@@ -360,6 +374,12 @@ public final class ConsoleServer: Sendable {
 private struct History: Encodable {
     var intervalSeconds: Int
     var samples: [ConsoleMetrics.Sample]
+}
+
+private struct TopicList: Encodable {
+    var topics: [TopicView]
+    /// Topics the access rules do not let the listener describe.
+    var notAuthorized: [String]
 }
 
 private struct GroupRow: Encodable {

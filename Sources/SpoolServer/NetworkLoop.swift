@@ -63,10 +63,11 @@ final class NetworkLoop {
             try router.setMaxMessageSize(configuration.maxFrameBytes)
             try router.setSendHighWaterMark(configuration.highWaterMark)
             try router.setReceiveHighWaterMark(configuration.highWaterMark)
-            connections = try router.monitor(events: [.accepted, .disconnected])
             try router.bind(configuration.endpoint)
             boundEndpoint = try router.lastEndpoint
             wakeup = try WakeupSignal()
+            // Last: once it exists, `shutdown()` must stop it (libzmq issue 3575, see `Socket.stopMonitor()`).
+            connections = try router.monitor(events: [.accepted, .disconnected])
         } catch {
             _ = broker.close()
             throw SpoolServerError("cannot listen on \(configuration.endpoint): \(error.message)", cause: error)
@@ -97,7 +98,8 @@ final class NetworkLoop {
         let connectionsItem = poller.add(connections.socket)
         connectedClientsGauge.record(0)
         while !shouldStop() {
-            let timeout = broker.nextDeadline.map { Int(max(0, $0 - Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000))) }
+            let deadline = min(broker.nextDeadline ?? .max, broker.nextMetricsRefresh)
+            let timeout = Int(max(0, deadline - Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)))
             do {
                 _ = try poller.poll(timeoutMilliseconds: timeout)
                 if poller.isReadable(wakeupItem) { wakeup.drain() }
@@ -123,6 +125,8 @@ final class NetworkLoop {
 
     /// Graceful end: answers parked fetches, syncs everything, acknowledges, closes.
     func shutdown() {
+        // A monitor whose receiver goes away first would block libzmq's I/O thread for good.
+        try? router.stopMonitor()
         cleaner.stop()
         if let (key, result) = cleaner.takeFinished() { broker.finishCleaning(key, result) }
         let (actions, work) = broker.beginShutdown()

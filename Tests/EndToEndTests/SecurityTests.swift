@@ -157,5 +157,45 @@ extension EndToEndTests {
             let unknown = try await runSpoold(["--config", config, "--data-dir", directory.appending("data2")])
             #expect(unknown.termination == .exited(1) && unknown.stderr.contains("carol"), "\(unknown.stderr)")
         }
+
+        /// Under CURVE the HTTP listener is the client `http.principal` (default `console`): the
+        /// access rules for that name decide what the console reads, and it needs its token.
+        @Test(.timeLimit(.minutes(3)))
+        func theConsoleReadsOnlyWhatTheAccessRulesGrantItsPrincipal() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-acl-http")
+            let keys = directory.appending("keys")
+            try await generateKeys(["broker", "alice"], in: keys)
+            try "console-token\n".write(toFile: directory.appending("http.token"), atomically: true, encoding: .utf8)
+            let config = directory.appending("spoold.yaml")
+            try """
+                curve.server.key.file: keys/broker.key
+                curve.clients: {alice: keys/alice.pub}
+                http.token.file: http.token
+                acl:
+                  open: {produce: [alice], consume: [alice, console]}
+                  secret: {produce: [alice], consume: [alice]}
+                  "*": {admin: [alice]}
+
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+            let alice = ClientCurve(serverPublicKey: try CurveKeyPair.publicKey(fileOrKey: "\(keys)/broker.pub"),
+                                    keys: try CurveKeyPair(keyFile: "\(keys)/alice.key"))
+            let http = try freeLoopbackPort()
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"),
+                                                extraArguments: ["--config", config, "--http-listen", "127.0.0.1:\(http)"], probeCurve: alice)
+            defer { daemon.cleanUp() }
+            let aliceClient = try await client(daemon, curve: alice)
+            defer { aliceClient.close() }
+            try await aliceClient.publish(to: "open", value: Array("visible".utf8))
+            try await aliceClient.publish(to: "secret", value: Array("hidden".utf8))
+
+            let open = try await HTTPListenerTests.request(http, "/api/topics/open/records", token: "console-token")
+            #expect(open.status == 200 && open.text.contains("\"text\":\"visible\""), "\(open.text)")
+            let secret = try await HTTPListenerTests.request(http, "/api/topics/secret/records", token: "console-token")
+            #expect(secret.status == 403 && secret.text.contains("'console'") && !secret.text.contains("hidden"), "\(secret.text)")
+            let list = try await HTTPListenerTests.request(http, "/api/topics", token: "console-token")
+            #expect(list.status == 200 && list.text.contains("\"notAuthorized\":[\"secret\"]") && list.text.contains("\"name\":\"open\""),
+                    "topics the console may not describe are named, not shown: \(list.text)")
+            #expect(try await HTTPListenerTests.request(http, "/api/topics").status == 401, "under CURVE the API needs the token")
+        }
     }
 }
