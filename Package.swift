@@ -133,7 +133,13 @@ let package = Package(
         .testTarget(name: "SpoolConsoleTests", dependencies: ["SpoolConsole", .product(name: "Metrics", package: "swift-metrics")]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "SpoolEventSourcingTests", dependencies: ["SpoolEventSourcing", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "SpoolSagaTests", dependencies: ["SpoolSaga", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(
+            name: "SpoolSagaTests",
+            dependencies: [
+                "SpoolSaga", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
+        ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Spool", "SpoolSaga", "SpoolTesting", "ZeroMQ", "spoold", "spool", .product(name: "GRDB", package: "GRDB.swift")]

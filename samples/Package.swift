@@ -23,11 +23,13 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The events of the saga, shared by every service.
         .target(name: "SagaEvents", dependencies: [.product(name: "Spool", package: "spool")]),
-        // Seed data, command-line options and the run loop every service shares.
+        // Seed data, command-line options, the run loop and the metrics (Prometheus, `GET /metrics`) every service shares.
         .target(
             name: "ServiceKit",
             dependencies: [
@@ -35,6 +37,8 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             resources: [.copy("seed.json")]
         ),
@@ -70,6 +74,7 @@ let package = Package(
             dependencies: [
                 "OrderService", "StockService", "BalanceService", "DeliveryService", "NotificationService", "OrderSupervisor", "SagaEvents",
                 "SagaHarness", .product(name: "SpoolTesting", package: "spool"), .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(

@@ -105,16 +105,19 @@ public struct SagaDefinition<SagaData: Codable & Sendable>: Sendable {
         }
     }
 
-    /// A command type-erased: its reply's type and topic, and how to emit it for some data.
+    /// A command type-erased: its reply's type and topic, and how to emit it for some data
+    /// (with role ``EventRole/compensation`` when it undoes a step).
     struct Command: Sendable {
         let replyType: String
         let replyTopic: String
-        let emit: @Sendable (SagaData, _ sagaID: String, _ eventID: String?, SagaContext) throws -> String
+        let emit: @Sendable (SagaData, _ sagaID: String, _ eventID: String?, EventRole, SagaContext) throws -> String
 
         init<C: SagaCommand>(_ build: @escaping @Sendable (SagaData) -> C) {
             replyType = C.Reply.eventType
             replyTopic = C.Reply.topic
-            emit = { data, sagaID, eventID, context in try context.emit(build(data), correlationID: sagaID, eventID: eventID).eventID }
+            emit = { data, sagaID, eventID, role, context in
+                try context.emit(build(data), role: role, correlationID: sagaID, eventID: eventID).eventID
+            }
         }
     }
 }
@@ -144,8 +147,8 @@ protocol OrchestratedSaga: Sendable {
     func timeout(of step: Int) -> Duration
     func attempts(of step: Int) -> Int
     func canUndo(_ step: Int) -> Bool
-    /// Emits step `step`'s command (its compensation when `undo`), with `eventID` when sent
-    /// again; returns the command's event id.
+    /// Emits step `step`'s command (its compensation, role ``EventRole/compensation``, when
+    /// `undo`), with `eventID` when sent again; returns the command's event id.
     func send(step: Int, undo: Bool, data: Data, sagaID: String, eventID: String?, in context: SagaContext) throws -> String
     /// What the reply to step `step`'s command says, and the data it leaves.
     func judge(step: Int, reply: EventMetadata, value: [UInt8], data: Data) throws -> (StepVerdict, Data)
@@ -167,7 +170,7 @@ extension SagaDefinition: OrchestratedSaga {
         guard let command = undo ? steps[step].compensation : steps[step].command else {
             preconditionFailure("saga '\(name)': step '\(steps[step].name)' has no compensation to send")
         }
-        return try command.emit(try Self.decode(data), sagaID, eventID, context)
+        return try command.emit(try Self.decode(data), sagaID, eventID, undo ? .compensation : .success, context)
     }
 
     func judge(step: Int, reply: EventMetadata, value: [UInt8], data: Data) throws -> (StepVerdict, Data) {

@@ -34,6 +34,10 @@ import Synchronization
 /// - **Timeouts.** ``SagaContext/scheduleTimeout(_:after:correlationID:)`` stores the event in
 ///   `spool_timeouts`; the relay moves due ones to the outbox (checked every
 ///   ``SagaConfiguration/pollInterval``), so timeouts survive restarts and fire late rather than never.
+/// - **Metrics.** What it handles, retries, dead-letters and publishes, its handler durations and
+///   its outbox depth are recorded through swift-metrics (`spool_saga_*`, docs/http-api.md), with
+///   its name as the `group` label. The service bootstraps the backend (`MetricsSystem.bootstrap`)
+///   before it creates its participants; without one nothing is recorded.
 ///
 /// One process per database: the relay assumes it is the only one publishing the outbox.
 public final class SagaParticipant: Sendable {
@@ -49,6 +53,7 @@ public final class SagaParticipant: Sendable {
     private let logger: Logger
     private let registrations = Mutex<[Subscription: Registration]>([:])
     private let counters = Mutex(SagaStatistics())
+    private let metrics: SagaMetrics
     /// Wakes the running relay (nil while not running).
     private let doorbell = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
@@ -81,6 +86,7 @@ public final class SagaParticipant: Sendable {
         var logger = logger
         logger[metadataKey: "service"] = "\(name)"
         self.logger = logger
+        metrics = SagaMetrics(group: name)
         try SagaStore.migrate(database)
     }
 
@@ -188,7 +194,7 @@ public final class SagaParticipant: Sendable {
             let result = try body(context)
             return (result, context.emittedCount)
         }
-        if emitted > 0 { ringRelay() }
+        committed(emitted: emitted)
         return result
     }
 
@@ -203,6 +209,8 @@ public final class SagaParticipant: Sendable {
     public func run() async throws {
         let producer = try Producer(client: client, configuration: configuration.producer, logger: logger)
         let topics = registrations.withLock { Set($0.keys.map(\.topic)) }.sorted()
+        // Every series starts at zero, so that a first dead letter is an increase.
+        for topic in topics { _ = metrics.consumed(topic) }
         let consumer = try topics.isEmpty ? nil
             : Consumer(client: client, group: name, topics: topics, configuration: configuration.consumer, logger: logger)
         let (bell, ringer) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -229,6 +237,13 @@ public final class SagaParticipant: Sendable {
 
     private func ringRelay() {
         _ = doorbell.withLock { $0?.yield() }
+    }
+
+    /// A transaction that emitted `emitted` events committed: they are in the outbox; wakes the relay.
+    private func committed(emitted: Int) {
+        guard emitted > 0 else { return }
+        metrics.addedToOutbox(emitted)
+        ringRelay()
     }
 
     /// Rings the relay every poll interval, for timeouts and rows left by an earlier run.
@@ -286,8 +301,9 @@ public final class SagaParticipant: Sendable {
     private func applyTogether(_ records: ArraySlice<SpoolRecord>) async -> (applied: Int, failure: (any Error)?) {
         let handlers = registrations.withLock { $0 }
         do {
-            let (applied, fresh, duplicates, emitted, failure) = try await database.write { [name, logger] db in
-                var (applied, fresh, duplicates, emitted) = (0, 0, 0, 0)
+            let (applied, fresh, duplicates, emitted, failure) = try await database.write { [name, logger, metrics] db in
+                var (applied, duplicates, emitted) = (0, 0, 0)
+                var fresh: [SagaMetrics.Consumed] = []  // the handles of each event handled
                 var failure: (any Error)?
                 for record in records {
                     guard let metadata = try? EventMetadata(headers: record.headers) else { break }
@@ -299,8 +315,10 @@ public final class SagaParticipant: Sendable {
                     }
                     do {
                         try db.inSavepoint {
-                            let (isFresh, emittedHere) = try Self.apply(record, metadata, registration, origin: origin, in: db, service: name)
-                            if isFresh { fresh += 1 } else { duplicates += 1 }
+                            let handles = metrics.consumed(record.topic)
+                            let (isFresh, emittedHere) = try Self.apply(record, metadata, registration, origin: origin, in: db, service: name,
+                                                                        handles: handles)
+                            if isFresh { fresh.append(handles) } else { duplicates += 1 }
                             emitted += emittedHere
                             return .commit
                         }
@@ -312,24 +330,30 @@ public final class SagaParticipant: Sendable {
                 }
                 return (applied, fresh, duplicates, emitted, failure)
             }
-            if emitted > 0 { ringRelay() }
-            counters.withLock { $0.handled += fresh; $0.duplicates += duplicates }
+            committed(emitted: emitted)
+            for handles in fresh { handles.handled.increment() }
+            counters.withLock { $0.handled += fresh.count; $0.duplicates += duplicates }
             return (applied, failure)
         } catch {
             return (0, error)  // the transaction failed as a whole: nothing of it was applied
         }
     }
 
-    /// One record's part of a local transaction: its inbox entry, then its handler, or for a
-    /// record the inbox has already what a redelivery does (nothing, or a command's reply
-    /// again). Returns whether it was new, and how many events it emitted.
+    /// One record's part of a local transaction: its inbox entry, then its handler (timed into
+    /// `handles`, failed runs too), or for a record the inbox has already what a redelivery does
+    /// (nothing, or a command's reply again). Returns whether it was new, and how many events it emitted.
     private static func apply(_ record: SpoolRecord, _ metadata: EventMetadata, _ registration: Registration, origin: String,
-                              in db: Database, service: String) throws -> (fresh: Bool, emitted: Int) {
+                              in db: Database, service: String, handles: SagaMetrics.Consumed) throws -> (fresh: Bool, emitted: Int) {
         let context = SagaContext(db: db, trigger: metadata, triggerRecord: record, service: service)
-        let fresh = try SagaStore.recordHandled(db, id: registration.inboxID?(record, metadata) ?? metadata.eventID, type: metadata.eventType,
-                                                origin: origin)
-        try fresh ? registration.handle(metadata, record.value, context) : registration.redelivered?(context)
-        return (fresh, context.emittedCount)
+        let started = ContinuousClock.now
+        guard try SagaStore.recordHandled(db, id: registration.inboxID?(record, metadata) ?? metadata.eventID, type: metadata.eventType,
+                                          origin: origin) else {
+            try registration.redelivered?(context)
+            return (false, context.emittedCount)
+        }
+        defer { handles.duration.record(duration: ContinuousClock.now - started) }
+        try registration.handle(metadata, record.value, context)
+        return (true, context.emittedCount)
     }
 
     /// Handles one record: inbox check, handler, retries, dead letter; `failedOnce` is the error
@@ -351,6 +375,7 @@ public final class SagaParticipant: Sendable {
             logger.debug("no handler for this event type here; skipped", metadata: ["event": "\(metadata.eventType)", "at": "\(origin)"])
             return true
         }
+        let handles = metrics.consumed(record.topic)
         var failure = failedOnce
         var attempt = failure == nil ? 0 : 1
         while true {
@@ -360,6 +385,7 @@ public final class SagaParticipant: Sendable {
                     return await deadLetter(record, origin: origin, reason: "\(error)", attempts: attempt, producer: producer)
                 }
                 counters.withLock { $0.retries += 1 }
+                handles.retries.increment()
                 logger.warning("handler failed; retrying", metadata: ["event": "\(metadata.eventType)", "id": "\(metadata.eventID)",
                                                                       "attempt": "\(attempt)", "error": "\(error)"])
                 do {
@@ -371,9 +397,10 @@ public final class SagaParticipant: Sendable {
             attempt += 1
             do {
                 let (fresh, emitted) = try await database.write { [name] db in
-                    try Self.apply(record, metadata, registration, origin: origin, in: db, service: name)
+                    try Self.apply(record, metadata, registration, origin: origin, in: db, service: name, handles: handles)
                 }
-                if emitted > 0 { ringRelay() }
+                committed(emitted: emitted)
+                if fresh { handles.handled.increment() }
                 counters.withLock { fresh ? ($0.handled += 1) : ($0.duplicates += 1) }
                 return true
             } catch {
@@ -399,6 +426,7 @@ public final class SagaParticipant: Sendable {
             do throws(SpoolError) {
                 try await producer.send(to: topic, key: record.key, value: record.value, headers: headers, timestamp: record.timestamp)
                 counters.withLock { $0.deadLettered += 1 }
+                metrics.consumed(record.topic).deadLetters.increment()
                 logger.error("record dead-lettered", metadata: ["from": "\(origin)", "to": "\(topic)", "attempts": "\(attempts)", "reason": "\(line)"])
                 return true
             } catch {
@@ -444,13 +472,11 @@ public final class SagaParticipant: Sendable {
     /// (rows committed since then ring the bell, which holds one ring for the next pass).
     private func relayPass(_ producer: Producer) async throws {
         let now = EventMetadata.now()
-        var (due, rows) = try await database.read { db in
-            (try SagaStore.hasDueTimeouts(db, now: now), try SagaStore.pending(db, limit: Self.relayBatchLimit))
-        }
+        var (due, rows) = try await database.read { db in (try SagaStore.hasDueTimeouts(db, now: now), try self.pendingRows(db)) }
         if due {
             let fired = try await database.write { db in try SagaStore.fireDueTimeouts(db, now: now) }
             counters.withLock { $0.timeoutsFired += fired }
-            rows = try await database.read { db in try SagaStore.pending(db, limit: Self.relayBatchLimit) }
+            rows = try await database.read { db in try self.pendingRows(db) }
         }
         while !rows.isEmpty, !Task.isCancelled {
             for row in rows {
@@ -461,9 +487,18 @@ public final class SagaParticipant: Sendable {
             let (lastID, sentAt) = (rows[rows.count - 1].id, EventMetadata.now())
             try await database.write { db in try SagaStore.markSent(db, through: lastID, at: sentAt) }
             counters.withLock { $0.published += rows.count }
+            metrics.published(rows)
             guard rows.count == Self.relayBatchLimit else { return }
-            rows = try await database.read { db in try SagaStore.pending(db, limit: Self.relayBatchLimit) }
+            rows = try await database.read { db in try self.pendingRows(db) }
         }
+    }
+
+    /// The unsent rows the relay publishes next (a batch at most), recording the outbox depth
+    /// they show (counted when they are a full batch).
+    private func pendingRows(_ db: Database) throws -> [SagaStore.PendingRow] {
+        let rows = try SagaStore.pending(db, limit: Self.relayBatchLimit)
+        metrics.outboxCounted(rows.count < Self.relayBatchLimit ? rows.count : try SagaStore.unsentCount(db))
+        return rows
     }
 }
 

@@ -156,6 +156,11 @@ enum SagaStore {
         }
     }
 
+    /// How many rows are unsent (through the index of unsent rows).
+    static func unsentCount(_ db: Database) throws -> Int {
+        try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM spool_outbox WHERE sent_at IS NULL")) ?? 0
+    }
+
     /// Marks every unsent row up to `lastID` sent: the rows of a ``pending(_:limit:)`` read
     /// (which returns the unsent rows with the lowest ids, and ids only grow, so no unsent row
     /// below its last one appeared since), in one statement.

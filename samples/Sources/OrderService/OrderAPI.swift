@@ -45,8 +45,9 @@ extension OrderBook {
     ///   the order at version N or later, then answers 504 saying what it holds (the other modes
     ///   read their writes at once);
     /// - `GET /orders?state=PENDING|COMPLETED|CANCELLED` → 200 `{"orders":[…]}`, oldest first;
-    /// - `GET /health` → 200 `ok`.
-    public func router() -> Router<BasicRequestContext> {
+    /// - `GET /health` → 200 `ok`;
+    /// - `GET /metrics` → 200 with `metrics` in Prometheus's text format (when given).
+    public func router(metrics: ServiceMetrics? = nil) -> Router<BasicRequestContext> {
         let router = Router()
         router.post("orders") { request, context -> EditedResponse<Order> in
             let body: PlaceOrder
@@ -91,12 +92,13 @@ extension OrderBook {
             return OrderList(orders: try await self.orders(in: state))
         }
         router.get("health") { _, _ in "ok" }
+        metrics?.addRoute(to: router)
         return router
     }
 
-    /// The HTTP server on `127.0.0.1:port`, a ServiceLifecycle service.
-    public func application(port: Int, logger: Logger) -> some ApplicationProtocol {
-        Application(router: router(), configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port), serverName: "order-service"),
+    /// The HTTP server on `127.0.0.1:port`, a ServiceLifecycle service; with `metrics`, it serves `GET /metrics` too.
+    public func application(port: Int, logger: Logger, metrics: ServiceMetrics? = nil) -> some ApplicationProtocol {
+        Application(router: router(metrics: metrics), configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port), serverName: "order-service"),
                     logger: logger)
     }
 }

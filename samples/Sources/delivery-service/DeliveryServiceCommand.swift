@@ -20,6 +20,8 @@ struct DeliveryServiceCommand: AsyncParsableCommand {
 
     @OptionGroup var options: ServiceOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     @Option(help: ArgumentHelp("The simulated rider dispatch's file.", valueName: "path"))
     var dispatchDb = "delivery-dispatch.sqlite"
 
@@ -33,6 +35,7 @@ struct DeliveryServiceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let metrics = ServiceMetrics.bootstrap()
         guard let service = try await startService(DeliveryService.name, options: options, prepare: DeliveryService.prepare) else { return }
         DeliveryService.register(on: service.participant, mode: service.mode)
         let dispatch = try RiderDispatch(path: dispatchDb, riders: service.seed.riders, failureRate: flakiness.failureRate, lostAckRate: flakiness.lostAckRate)
@@ -40,6 +43,6 @@ struct DeliveryServiceCommand: AsyncParsableCommand {
         try await runUntilSignalled([
             ParticipantService(participant),
             LoopService { await DeliveryService.runCourier(participant: participant, dispatch: dispatch, retry: retry, logger: logger) },
-        ], logger: logger)
+        ] + metrics.listener(port: metricsOptions.port, logger: logger), logger: logger)
     }
 }

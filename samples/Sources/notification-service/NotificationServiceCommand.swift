@@ -18,12 +18,15 @@ struct NotificationServiceCommand: AsyncParsableCommand {
 
     @OptionGroup var options: ServiceOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     @Option(help: ArgumentHelp("The simulated channel's file of accepted messages.", valueName: "path"))
     var channelDb = "notification-channel.sqlite"
 
     @OptionGroup var flakiness: FlakinessOptions
 
     func run() async throws {
+        let metrics = ServiceMetrics.bootstrap()
         guard let service = try await startService(NotificationService.name, options: options, prepare: NotificationService.prepare) else { return }
         NotificationService.register(on: service.participant)
         let channel = try FlakyChannel(path: channelDb, failureRate: flakiness.failureRate, lostAckRate: flakiness.lostAckRate)
@@ -32,6 +35,6 @@ struct NotificationServiceCommand: AsyncParsableCommand {
         try await runUntilSignalled([
             ParticipantService(service.participant),
             LoopService { await NotificationService.runCourier(database: database, channel: channel, logger: logger) },
-        ], logger: logger)
+        ] + metrics.listener(port: metricsOptions.port, logger: logger), logger: logger)
     }
 }

@@ -15,6 +15,7 @@ struct OrderServiceCommand: AsyncParsableCommand {
             order-events, the saga's events are derived from them by a relay, and GETs read the table orders_view, a \
             projection of order-events (eventually consistent: POST answers the order's version, and \
             GET /orders/ID?min-version=N waits up to 5 s for the view to hold it, else answers 504).
+            GET /metrics serves the service's metrics (the saga kit's spool_saga_*) in Prometheus's text format.
             Examples:
               order-service --broker tcp://127.0.0.1:7070 --db order.sqlite --http-port 8080
               order-service --event-sourced --rebuild-projection
@@ -43,6 +44,7 @@ struct OrderServiceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let metrics = ServiceMetrics.bootstrap()
         guard let service = try await startService(OrderService.name, options: options, prepare: OrderService.prepare) else { return }
         service.logger.info("HTTP API on http://127.0.0.1:\(httpPort)", metadata: ["mode": "\(service.mode.rawValue)"])
         if service.mode == .eventSourced {
@@ -52,12 +54,13 @@ struct OrderServiceCommand: AsyncParsableCommand {
                 try orders.rebuildProjection()
                 service.logger.notice("orders_view emptied: the projection replays order-events from offset 0")
             }
-            return try await runUntilSignalled([ParticipantService(running: orders.run), orders.application(port: httpPort, logger: service.logger)],
+            return try await runUntilSignalled([ParticipantService(running: orders.run), orders.application(port: httpPort, logger: service.logger, metrics: metrics)],
                                                logger: service.logger)
         }
         let orders = OrderService(participant: service.participant, seed: service.seed, orderTimeout: .milliseconds(orderTimeoutMs),
                                   mode: service.mode, stepTimeout: .milliseconds(stepTimeoutMs))
         orders.register()
-        try await runUntilSignalled([orders.sagaService, orders.application(port: httpPort, logger: service.logger)], logger: service.logger)
+        try await runUntilSignalled([orders.sagaService, orders.application(port: httpPort, logger: service.logger, metrics: metrics)],
+                                    logger: service.logger)
     }
 }

@@ -13,9 +13,13 @@ struct StockServiceCommand: AsyncParsableCommand {
 
     @OptionGroup var options: ServiceOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     func run() async throws {
+        let metrics = ServiceMetrics.bootstrap()
         guard let service = try await startService(StockService.name, options: options, prepare: StockService.prepare) else { return }
         StockService.register(on: service.participant, mode: service.mode)
-        try await runUntilSignalled([ParticipantService(service.participant)], logger: service.logger)
+        try await runUntilSignalled([ParticipantService(service.participant)] + metrics.listener(port: metricsOptions.port, logger: service.logger),
+                                    logger: service.logger)
     }
 }

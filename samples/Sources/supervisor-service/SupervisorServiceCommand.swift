@@ -18,8 +18,13 @@ struct SupervisorServiceCommand: AsyncParsableCommand {
 
     @OptionGroup var options: ServiceOptions
 
+    @OptionGroup var metricsOptions: MetricsOptions
+
     func run() async throws {
+        let metrics = ServiceMetrics.bootstrap()
         guard let service = try await startService(OrderSupervisor.name, options: options, prepare: { _, _ in }) else { return }
-        try await runUntilSignalled([ParticipantService(OrderSupervisor.make(on: service.participant))], logger: service.logger)
+        try await runUntilSignalled([ParticipantService(OrderSupervisor.make(on: service.participant))]
+                                        + metrics.listener(port: metricsOptions.port, logger: service.logger),
+                                    logger: service.logger)
     }
 }

@@ -1,9 +1,15 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import GRDB
 import Logging
+import Metrics
 import OrderService
+import Prometheus
 import SagaEvents
 import SagaHarness
+import ServiceKit
 import Spool
 import SpoolTesting
 import Testing
@@ -96,6 +102,35 @@ import Testing
         try await service.stop()
     }
 
+    @Test func theHTTPPortServesTheSagaKitsMetricsInPrometheusText() async throws {
+        // The registry is bound to this task (and those it starts) as the executable binds it to the process.
+        let registry = PrometheusCollectorRegistry()
+        try await withMetricsFactory(PrometheusMetricsFactory(registry: registry)) {
+            let (service, orders) = try await start()
+            let port = try freeLoopbackPort()
+            let server = Task { try await orders.application(port: port, logger: Logger(label: "test"), metrics: ServiceMetrics(registry: registry)).run() }
+            let client = OrderClient(baseURL: URL(string: "http://127.0.0.1:\(port)")!)
+            try await client.waitUntilUp(timeout: .seconds(20))
+            let placed = try await client.place(userID: "chen", productID: "bread", quantity: 3)
+            try await service.publish(StockFailed(orderID: placed.id, reason: "none left"), saga: placed.id)
+
+            let handled = PrometheusSample(name: "spool_saga_events_handled_total", labels: ["topic": StockFailed.topic, "group": OrderService.name])
+            let emitted = PrometheusSample(name: "spool_saga_events_emitted_total", labels: ["topic": OrderCreated.topic])
+            var samples: [PrometheusSample: Double] = [:]
+            #expect(try await eventually {
+                let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
+                samples = try PrometheusSample.parse(String(decoding: data, as: UTF8.self))
+                return (samples[handled] ?? 0) > 0 && (samples[emitted] ?? 0) > 0
+            })
+            #expect(samples[handled] == 1 && samples[emitted] == 1)
+            #expect(samples.keys.contains { $0.name == "spool_saga_handler_duration_seconds_bucket" && $0.labels["le"] == "+Inf" },
+                    "the handler's timer is a histogram")
+            server.cancel()
+            _ = try? await server.value
+            try await service.stop()
+        }
+    }
+
     @Test func inTheOrchestrationAnOrderIsASagaInstanceWhoseStepsAreCommandsAndWhoseEndIsTheOrders() async throws {
         let box = Box()
         let service = try await ServiceUnderTest(OrderService.name, prepare: OrderService.prepare) { participant, seed in
@@ -143,5 +178,36 @@ import Testing
         #expect(try await orchestrator.instance(refused.id)?.compensatedSteps == ["reserve-stock"])
         #expect(try await service.events(RefundCommand.self).isEmpty, "the refused charge had nothing to refund")
         try await service.stop()
+    }
+}
+
+/// One sample of Prometheus's text format (0.0.4): a metric name and its labels.
+struct PrometheusSample: Hashable {
+    var name: String
+    var labels: [String: String]
+
+    /// Every sample of `text` with its value; throws at the first line that is neither a sample
+    /// (`name{label="value",…} value`), a `# HELP` or `# TYPE` line, nor empty.
+    static func parse(_ text: String) throws -> [PrometheusSample: Double] {
+        let sample = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/
+        let label = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/
+        let comment = /^# (?:HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (?:counter|gauge|histogram|summary|untyped))$/
+        var samples: [PrometheusSample: Double] = [:]
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) where line.wholeMatch(of: comment) == nil {
+            guard let match = line.wholeMatch(of: sample), let value = Double(match.3) else {
+                throw ParseError(line: String(line))
+            }
+            let labelText = match.2 ?? ""
+            let labels = labelText.matches(of: label)
+            guard labels.map(\.output.0.count).reduce(0, +) == labelText.count else { throw ParseError(line: String(line)) }
+            samples[PrometheusSample(name: String(match.1), labels: Dictionary(labels.map { (String($0.1), String($0.2)) }) { $1 })] = value
+        }
+        return samples
+    }
+
+    /// A line that is not Prometheus's text format.
+    struct ParseError: Error, CustomStringConvertible {
+        var line: String
+        var description: String { "not a Prometheus text line: \(line)" }
     }
 }
