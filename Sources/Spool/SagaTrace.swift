@@ -2,7 +2,7 @@ import SpoolWire
 
 /// One record of a saga, with what its envelope says: the unit of `spool saga trace` and of the
 /// console's saga timeline.
-public struct SagaStep: Sendable {
+public struct SagaTraceStep: Sendable {
     /// The record as stored.
     public var record: SpoolRecord
     /// The envelope; nil when the record carries none (or a malformed one, see ``problem``).
@@ -114,20 +114,20 @@ public struct SagaTrace: Sendable {
 
     /// Every record keyed by the correlation id in `topics` (all when nil), ordered by event time
     /// (then topic and offset). Throws ``SpoolError/Code/unknownTopic`` for a named topic that does not exist.
-    public func steps(topics names: [String]? = nil) async throws(SpoolError) -> [SagaStep] {
+    public func steps(topics names: [String]? = nil) async throws(SpoolError) -> [SagaTraceStep] {
         let known = try await client.topics(names ?? [])
         if let names, let missing = names.first(where: { name in !known.contains { $0.name == name } }) {
             throw SpoolError(.unknownTopic, "topic '\(missing)' does not exist")
         }
         let key = Array(correlationID.utf8)
-        var steps: [SagaStep] = []
+        var steps: [SagaTraceStep] = []
         for topic in known {
             let partitions = topic.name.hasSuffix(".dlq")
                 ? topic.partitions.map(\.partition)
                 : [Partitioner.partition(forKey: key, partitionCount: Int32(topic.partitions.count))]
             for partition in partitions {
                 let records = try await client.records(of: topic.name, partition: partition, from: since.map { .timestamp($0) } ?? .earliest, key: key)
-                steps += records.map(SagaStep.init(record:))
+                steps += records.map(SagaTraceStep.init(record:))
             }
         }
         return steps.sorted { ($0.time, $0.record.topic, $0.record.offset) < ($1.time, $1.record.topic, $1.record.offset) }

@@ -390,7 +390,7 @@ private struct GroupRow: Encodable {
 
 private struct SagaView: Encodable {
     var correlationID: String
-    var steps: [SagaStep.Summary]
+    var steps: [SagaTraceStep.Summary]
 }
 
 private struct DeadLetterTopic: Encodable {

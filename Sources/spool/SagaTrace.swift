@@ -92,7 +92,7 @@ enum SagaTimeline {
 
     /// A header line, then one tab-separated line per step: time, gap, topic, partition/offset,
     /// event type, service and the mark (coloured when `colours`).
-    static func printText(_ steps: [SagaStep], colours: Bool) {
+    static func printText(_ steps: [SagaTraceStep], colours: Bool) {
         let topics = Set(steps.map(\.record.topic)).count
         print("saga \(steps[0].metadata?.correlationID ?? String(decoding: steps[0].record.key ?? [], as: UTF8.self)): \(steps.count) events in \(topics) topic\(topics == 1 ? "" : "s")")
         var previous = steps[0].time
@@ -109,7 +109,7 @@ enum SagaTimeline {
     }
 
     /// One JSON object per step (JSON Lines), keys sorted.
-    static func printJSON(_ steps: [SagaStep]) {
+    static func printJSON(_ steps: [SagaTraceStep]) {
         var previous = steps[0].time
         for step in steps {
             printJSONLine(step.summary(previousTime: previous))
@@ -119,7 +119,7 @@ enum SagaTimeline {
 
     /// A Mermaid sequence diagram: services and topics are participants, each event an arrow from
     /// its service to its topic (dashed for a compensation, a cross for a failure), dead letters as notes.
-    static func printMermaid(_ steps: [SagaStep], correlationID: String) {
+    static func printMermaid(_ steps: [SagaTraceStep], correlationID: String) {
         var lines = ["sequenceDiagram", "    title saga \(label(correlationID))"]
         var participants: [String: String] = [:]
         func participant(_ name: String, _ prefix: String) -> String {
