@@ -82,6 +82,7 @@ struct SpoolDaemon: AsyncParsableCommand {
         // Past the file-size limit (`ulimit -f`) the kernel kills the writer with SIGXFSZ; ignored,
         // the write fails with EFBIG instead, which refuses that produce with a clear error.
         signal(SIGXFSZ, SIG_IGN)
+        checkOpenFileBudget(dataDirectory: settings.serverConfiguration.broker.dataDirectory, logger: logger)
         let metrics = Self.bootstrapMetrics(enabled: settings.metricsEnabled)
         var configuration = settings.serverConfiguration
         var console: (server: ConsoleServer, curve: ClientCurve?)?
@@ -129,6 +130,23 @@ struct SpoolDaemon: AsyncParsableCommand {
         try await group.run()
         earlySignals.forEach { $0.cancel() }
         await console?.server.stop()
+    }
+
+    /// Raises the soft open-file limit to the hard one and logs the budget; warns, with the
+    /// number needed, when the partitions on disk would leave less than the reserve for clients.
+    private func checkOpenFileBudget(dataDirectory: String, logger: Logger) {
+        guard let limits = FileDescriptorBudget.raiseSoftLimit() else { return }
+        let (partitions, descriptors) = FileDescriptorBudget.neededByPartitions(in: dataDirectory)
+        let metadata: Logger.Metadata = [
+            "limit": "\(limits.soft)", "raisedFrom": "\(limits.previous == limits.soft ? "-" : String(limits.previous))",
+            "hard": "\(limits.hard)", "partitions": "\(partitions)", "partitionDescriptors": "\(descriptors)",
+        ]
+        let needed = descriptors + FileDescriptorBudget.reserve
+        guard limits.soft >= needed else {
+            logger.warning("the open-file limit is short for the partitions on disk: they hold about \(descriptors) descriptors, and clients and new topics need \(FileDescriptorBudget.reserve) more; raise the hard limit to at least \(needed) (ulimit -Hn, or LimitNOFILE in spoold.service), or opening topics will fail with 'Too many open files'", metadata: metadata)
+            return
+        }
+        logger.info("open-file budget", metadata: metadata)
     }
 
     /// Bootstraps swift-metrics once for the process: Prometheus (served at `/metrics`) and the

@@ -1,0 +1,48 @@
+import Foundation
+import Glibc
+
+/// The open-file budget: every partition holds descriptors open (its directory, and per segment its
+/// log, offset index and time index), and every client connection holds one. `spoold` raises its
+/// soft limit to the hard one at start and says when the partitions on disk would leave too little.
+enum FileDescriptorBudget {
+    /// Descriptors kept free for client connections, new topics and the process itself.
+    static let reserve = 256
+
+    /// The limits after ``raiseSoftLimit()``: the soft limit in force, the one before, the hard one.
+    struct Limits {
+        var soft: Int
+        var previous: Int
+        var hard: Int
+    }
+
+    /// Raises the soft open-file limit to the hard limit (NATS does the same); nil if they cannot be read.
+    static func raiseSoftLimit() -> Limits? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        let previous = limit.rlim_cur
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let clamp = { (value: rlim_t) in Int(clamping: value) }  // RLIM_INFINITY (all ones) becomes Int.max
+        return Limits(soft: clamp(limit.rlim_cur), previous: clamp(previous), hard: clamp(limit.rlim_max))
+    }
+
+    /// The partitions under `dataDirectory` (`<topic>/<partition>/`) and the descriptors they
+    /// hold open once the broker has opened them: one for each partition's directory and three
+    /// per segment (`.log`, `.index`, `.timeindex`).
+    static func neededByPartitions(in dataDirectory: String) -> (partitions: Int, descriptors: Int) {
+        let files = FileManager.default
+        var partitions = 0
+        var descriptors = 0
+        for topic in (try? files.contentsOfDirectory(atPath: dataDirectory)) ?? [] where !topic.hasPrefix(".") && !topic.hasPrefix("@") {
+            for partition in (try? files.contentsOfDirectory(atPath: "\(dataDirectory)/\(topic)")) ?? [] where Int(partition) != nil {
+                let segments = ((try? files.contentsOfDirectory(atPath: "\(dataDirectory)/\(topic)/\(partition)")) ?? []).filter { $0.hasSuffix(".log") }
+                partitions += 1
+                descriptors += 1 + 3 * max(1, segments.count)
+            }
+        }
+        return (partitions, descriptors)
+    }
+}
