@@ -879,8 +879,8 @@ public final class Broker {
     /// Answers `fetch` now with whatever data it can have; errors become error replies.
     private func answer(_ fetch: ParkedFetch) -> BrokerAction {
         do throws(WireError) {
-            let (slice, body) = try available(fetch)
-            return fetchReply(fetch, slice, body)
+            let (slice, body, metrics) = try available(fetch)
+            return fetchReply(fetch, slice, body, metrics)
         } catch {
             return errorReply(fetch.client, fetch.header, error)
         }
@@ -890,16 +890,17 @@ public final class Broker {
     /// errors become error replies.
     private func answerIfSatisfied(_ fetch: ParkedFetch) -> BrokerAction? {
         do throws(WireError) {
-            let (slice, body) = try available(fetch)
+            let (slice, body, metrics) = try available(fetch)
             guard (slice?.length ?? 0) >= Int(max(fetch.request.minBytes, 1)) else { return nil }
-            return fetchReply(fetch, slice, body)
+            return fetchReply(fetch, slice, body, metrics)
         } catch {
             return errorReply(fetch.client, fetch.header, error)
         }
     }
 
-    /// The bytes `fetch` can have now (nil: none below the visible end) and its reply body.
-    private func available(_ fetch: ParkedFetch) throws(WireError) -> (LogSlice?, FetchResponse) {
+    /// The bytes `fetch` can have now (nil: none below the visible end), its reply body, and the
+    /// partition's metrics (counted once the reply is sent).
+    private func available(_ fetch: ParkedFetch) throws(WireError) -> (LogSlice?, FetchResponse, BrokerMetrics.Partition) {
         guard let state = partitionState(fetch.key) else {
             throw WireError(.unknownTopic, "topic '\(fetch.key.topic)' no longer exists")
         }
@@ -917,13 +918,13 @@ public final class Broker {
         } catch {
             throw WireError(error.code == .offsetOutOfRange ? .offsetOutOfRange : .storageError, "read of \(state.key) failed: \(error.message)")
         }
-        return (slice, FetchResponse(partition: request.partition, logStartOffset: log.logStartOffset, logEndOffset: state.visibleEnd))
+        return (slice, FetchResponse(partition: request.partition, logStartOffset: log.logStartOffset, logEndOffset: state.visibleEnd), state.metrics)
     }
 
-    private func fetchReply(_ fetch: ParkedFetch, _ slice: LogSlice?, _ body: FetchResponse) -> BrokerAction {
-        if let slice, let state = partitionState(fetch.key) {
-            state.metrics.recordsOut.increment(by: slice.nextOffset - max(fetch.request.offset, slice.firstOffset))
-            state.metrics.bytesOut.increment(by: slice.length)
+    private func fetchReply(_ fetch: ParkedFetch, _ slice: LogSlice?, _ body: FetchResponse, _ metrics: BrokerMetrics.Partition) -> BrokerAction {
+        if let slice {
+            metrics.recordsOut.increment(by: slice.nextOffset - max(fetch.request.offset, slice.firstOffset))
+            metrics.bytesOut.increment(by: slice.length)
         }
         return .reply(to: fetch.client, frames: [.bytes(fetch.header.reply().encoded()), .bytes(body.encoded()), .logSlices(slice.map { [$0] } ?? [])])
     }

@@ -114,7 +114,7 @@ public final class ConsoleServer: Sendable {
 
     // MARK: Routes
 
-    /// Every route of the listener (also used by the tests through `HummingbirdTesting`-free requests).
+    /// Every route of the listener.
     func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: BrokerErrors())
@@ -142,7 +142,7 @@ public final class ConsoleServer: Sendable {
             try json(History(intervalSeconds: ConsoleMetrics.sampleIntervalSeconds, samples: self.metrics.samples))
         }
         api.get("topics") { _, _ in
-            let (topics, refused) = try await self.describeTopics()
+            let (topics, refused) = try await self.describeTopics(try self.readyClient().topics())
             return try json(TopicList(topics: topics.map(TopicView.init), notAuthorized: refused))
         }
         api.get("topics/:topic") { _, context in
@@ -216,12 +216,12 @@ public final class ConsoleServer: Sendable {
         return try json(["status": "ok"])
     }
 
-    /// Every topic the listener may describe, and the names of those the access rules keep from it.
-    private func describeTopics() async throws -> (described: [TopicDescription], refused: [String]) {
+    /// Each of `topics` the listener may describe, and the names of those the access rules keep from it.
+    private func describeTopics(_ topics: [TopicInfo]) async throws -> (described: [TopicDescription], refused: [String]) {
         let client = try readyClient()
         var described: [TopicDescription] = []
         var refused: [String] = []
-        for topic in try await client.topics() {
+        for topic in topics {
             do throws(SpoolError) {
                 described.append(try await client.describeTopic(topic.name))
             } catch {
@@ -244,7 +244,7 @@ public final class ConsoleServer: Sendable {
         let facts = state.withLock { $0.facts }
         var refused: [StatusView.RefusedWrites] = []
         let topics = try await client.topics()
-        for topic in try await describeTopics().described {
+        for topic in try await describeTopics(topics).described {
             for partition in topic.partitions where !partition.writeError.isEmpty {
                 refused.append(StatusView.RefusedWrites(topic: topic.name, partition: partition.partition, reason: partition.writeError))
             }

@@ -101,6 +101,23 @@ public final class DataDirectory {
         Syscall.close(descriptor)
     }
 
+    /// The partitions stored under the data directory at `path` and the file descriptors they hold
+    /// once a broker has opened them: one for each partition's directory and three per segment
+    /// (`.log`, `.index`, `.timeindex`). Reads directory listings only, without the lock; what
+    /// cannot be listed counts as nothing. For checking the open-file limit before opening.
+    public static func descriptorsHeldOpen(path: String) -> (partitions: Int, descriptors: Int) {
+        var partitions = 0
+        var descriptors = 0
+        for topic in (try? Syscall.listDirectory(path)) ?? [] where !topic.hasPrefix(reservedPrefix) && !topic.hasPrefix(".") {
+            for partition in (try? Syscall.listDirectory("\(path)/\(topic)")) ?? [] where Int32(partition) != nil {
+                let segments = ((try? Syscall.listDirectory("\(path)/\(topic)/\(partition)")) ?? []).filter { LogSegment.baseOffset(logFileName: $0) != nil }
+                partitions += 1
+                descriptors += 1 + 3 * max(1, segments.count)
+            }
+        }
+        return (partitions, descriptors)
+    }
+
     /// The topics on disk with their metadata. Skips `@` names; a directory whose name is not a
     /// valid topic name, or whose `topic.json` is missing or corrupt, is logged at warning and
     /// skipped. Throws only if the data directory cannot be listed.

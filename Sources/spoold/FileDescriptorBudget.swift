@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 
 /// The open-file budget: every partition holds descriptors open (its directory, and per segment its
@@ -27,22 +26,5 @@ enum FileDescriptorBudget {
         }
         let clamp = { (value: rlim_t) in Int(clamping: value) }  // RLIM_INFINITY (all ones) becomes Int.max
         return Limits(soft: clamp(limit.rlim_cur), previous: clamp(previous), hard: clamp(limit.rlim_max))
-    }
-
-    /// The partitions under `dataDirectory` (`<topic>/<partition>/`) and the descriptors they
-    /// hold open once the broker has opened them: one for each partition's directory and three
-    /// per segment (`.log`, `.index`, `.timeindex`).
-    static func neededByPartitions(in dataDirectory: String) -> (partitions: Int, descriptors: Int) {
-        let files = FileManager.default
-        var partitions = 0
-        var descriptors = 0
-        for topic in (try? files.contentsOfDirectory(atPath: dataDirectory)) ?? [] where !topic.hasPrefix(".") && !topic.hasPrefix("@") {
-            for partition in (try? files.contentsOfDirectory(atPath: "\(dataDirectory)/\(topic)")) ?? [] where Int(partition) != nil {
-                let segments = ((try? files.contentsOfDirectory(atPath: "\(dataDirectory)/\(topic)/\(partition)")) ?? []).filter { $0.hasSuffix(".log") }
-                partitions += 1
-                descriptors += 1 + 3 * max(1, segments.count)
-            }
-        }
-        return (partitions, descriptors)
     }
 }

@@ -8,6 +8,7 @@ import Spool
 import SpoolBroker
 import SpoolConsole
 import SpoolServer
+import SpoolStorage
 import ZeroMQ
 
 /// `spoold`: the Spool broker daemon.
@@ -136,7 +137,7 @@ struct SpoolDaemon: AsyncParsableCommand {
     /// number needed, when the partitions on disk would leave less than the reserve for clients.
     private func checkOpenFileBudget(dataDirectory: String, logger: Logger) {
         guard let limits = FileDescriptorBudget.raiseSoftLimit() else { return }
-        let (partitions, descriptors) = FileDescriptorBudget.neededByPartitions(in: dataDirectory)
+        let (partitions, descriptors) = DataDirectory.descriptorsHeldOpen(path: dataDirectory)
         let metadata: Logger.Metadata = [
             "limit": "\(limits.soft)", "raisedFrom": "\(limits.previous == limits.soft ? "-" : String(limits.previous))",
             "hard": "\(limits.hard)", "partitions": "\(partitions)", "partitionDescriptors": "\(descriptors)",
@@ -172,7 +173,6 @@ struct SpoolDaemon: AsyncParsableCommand {
     static func reachable(_ endpoint: String) -> String {
         endpoint.replacingOccurrences(of: "tcp://0.0.0.0:", with: "tcp://127.0.0.1:")
             .replacingOccurrences(of: "tcp://[::]:", with: "tcp://[::1]:")
-            .replacingOccurrences(of: "tcp://*:", with: "tcp://127.0.0.1:")
     }
 
     private func fail(_ message: String) -> Never {
