@@ -553,18 +553,17 @@ public final class PartitionLog {
 
     // MARK: Close
 
-    /// Cuts each index file to exactly its entries (entries are written as they are made) and
-    /// releases the files; slices and sync work handed out keep theirs open until they are
-    /// dropped. Does not sync: run the last ``takeSyncWork()`` first for durability. Idempotent;
-    /// later calls other than ``close()`` throw ``StorageError/Code/closed``.
+    /// Cuts the active segment's index files to exactly their entries (entries are written as
+    /// they are made; sealed segments were cut when they rolled) and releases the files; slices
+    /// and sync work handed out keep theirs open until they are dropped. Does not sync: run the
+    /// last ``takeSyncWork()`` first for durability. Idempotent; later calls other than
+    /// ``close()`` throw ``StorageError/Code/closed``.
     public func close() {
         guard !isClosed else { return }
-        for segment in segments {
-            do throws(StorageError) {
-                try segment.sealIndexes()
-            } catch {
-                logger.warning("could not trim an index; recovery will rebuild it", metadata: ["error": "\(error)"])
-            }
+        do throws(StorageError) {
+            try segments.last?.sealIndexes()
+        } catch {
+            logger.warning("could not trim an index; recovery will rebuild it", metadata: ["error": "\(error)"])
         }
         release()
     }
