@@ -28,8 +28,10 @@ public final class ConsoleMetrics: MetricsFactory, Sendable {
         var syncMaxNanoseconds: Int64 = 0
         var gauges: [String: Double] = [:]
         /// The topics with a partition whose `spool_partition_writes_refused` is 1 now, with
-        /// those partitions; nil before the broker first set that gauge.
-        var refusingWrites: [String: Set<String>]?
+        /// those partitions.
+        var refusingWrites: [String: Set<String>] = [:]
+        /// Whether the broker set that gauge yet.
+        var knowsRefusingWrites = false
     }
 
     /// The totals, shared by the backend and its handlers.
@@ -67,7 +69,7 @@ public final class ConsoleMetrics: MetricsFactory, Sendable {
     /// The topics with a partition refusing writes now, from the broker's gauges; nil before the
     /// broker set them (metrics off, or no partition yet).
     public var topicsRefusingWrites: Set<String>? {
-        totals.withLock { $0.refusingWrites.map { Set($0.keys) } }
+        totals.withLock { $0.knowsRefusingWrites ? Set($0.refusingWrites.keys) : nil }
     }
 
     /// The kept samples, oldest first.
@@ -149,13 +151,12 @@ public final class ConsoleMetrics: MetricsFactory, Sendable {
         func record(_ value: Int64) { record(Double(value)) }
         func record(_ value: Double) {
             totals.withLock { totals in
-                var refusing = totals.refusingWrites ?? [:]
+                totals.knowsRefusingWrites = true
                 if value > 0 {
-                    refusing[topic, default: []].insert(partition)
-                } else if refusing[topic]?.remove(partition) != nil, refusing[topic]?.isEmpty == true {
-                    refusing[topic] = nil
+                    totals.refusingWrites[topic, default: []].insert(partition)
+                } else if totals.refusingWrites[topic]?.remove(partition) != nil, totals.refusingWrites[topic]?.isEmpty == true {
+                    totals.refusingWrites[topic] = nil
                 }
-                totals.refusingWrites = refusing
             }
         }
     }
