@@ -36,7 +36,8 @@ struct BenchClients: AsyncParsableCommand {
             stime): RSS per partition (spread: topic created), per client (connected, nothing \
             parked), per parked fetch, and per client at the run's peak, each a difference over the \
             previous stage divided by --clients; CPU per client idle (parked) and during the run, \
-            and CPU per delivery. The broker is --broker-pid, else the spoold on this machine \
+            and CPU per delivery; the notes give this process's own CPU (it shares the machine). \
+            The broker is --broker-pid, else the spoold on this machine \
             listening on the endpoint's TCP port (its HTTP status reports no pid); if none, RSS \
             and CPU are not measured and the run goes on.
 
@@ -47,7 +48,7 @@ struct BenchClients: AsyncParsableCommand {
             Examples:
               spool bench clients
               spool bench clients --clients 2000 --rate 500 --section fan-out
-              spool bench clients --section spread --fsync never --broker-pid $(pidof spoold)
+              spool bench clients --section spread --fsync never --broker-pid 4242
               spool bench clients --clients 100 --records 20000 --csv > clients.csv
             """
     )
@@ -194,13 +195,14 @@ struct BenchClients: AsyncParsableCommand {
             : "\(grouped(clients)) consumers, one partition each of 1 topic, fsync \(fsync.rawValue), producer round-robin"
         let sendRate = median(runs.map(\.sending.recordsPerSecond))
         let worst = runs.map(\.last.max).max() ?? 0
-        let notes = "target \(grouped(rate)) records/s; worst last max \(decimal(worst, digits: 0)) µs"
+        let notes = "target \(grouped(rate)) records/s; worst last max \(µs(worst)); "
+            + "CPU of this process \(decimal(median(runs.map(\.benchCPUCores)), digits: 2)) cores"
         let costs = [cost(\.perPartitionBytes), cost(\.perClientBytes), cost(\.perParkedFetchBytes), cost(\.perClientActiveBytes)]
         let cpu = [cost(\.idleCPUPerClient), cost(\.activeCPUPerClient), cost(\.cpuPerDelivery)]
         let markdown = [section.rawValue, scenario, grouped(clients), "\(runs.count)", grouped(runs[0].records), grouped(runs[0].deliveries),
                         grouped(Int(sendRate.rounded())),
-                        decimal(last.p50, digits: 0), decimal(last.p99, digits: 0), decimal(last.max, digits: 0),
-                        decimal(delivery.p50, digits: 0), decimal(delivery.p99, digits: 0), decimal(delivery.max, digits: 0)]
+                        grouped(Int(last.p50.rounded())), grouped(Int(last.p99.rounded())), grouped(Int(last.max.rounded())),
+                        grouped(Int(delivery.p50.rounded())), grouped(Int(delivery.p99.rounded())), grouped(Int(delivery.max.rounded()))]
             + costs.map { $0.map { "\(grouped(Int($0.rounded()))) B" } ?? "" }
             + cpu.map { $0.map { decimal($0 * 1e6, digits: $0 * 1e6 < 10 ? 2 : 0) } ?? "" } + [notes]
         let csv = [section.rawValue, scenario, "\(clients)", "\(runs.count)", "\(runs[0].records)", "\(runs[0].deliveries)", decimal(sendRate, digits: 0),
@@ -242,6 +244,9 @@ struct ClientsRun: Sendable {
     var sending: Throughput
     /// Nil when the broker's process is not known.
     var cost: BrokerCost?
+    /// CPU of this process (the consumers' thread, the producer, ZeroMQ's I/O threads) over the
+    /// run, in cores: it shares the machine with the broker.
+    var benchCPUCores: Double
 }
 
 /// What the sections of `spool bench clients` share: the broker, the admin client, the shape.
@@ -280,7 +285,7 @@ struct ClientsBench: Sendable {
         let producer = try Producer(client: producerClient, configuration: ProducerConfiguration(linger: .zero), logger: WarningLogHandler.logger)
         let peak = PeakResidentMemory()
 
-        let (finished, stages, sendSeconds) = try await withThrowingTaskGroup(of: DeliveryTracker?.self) { group in
+        let (finished, stages, (sendSeconds, benchCPU)) = try await withThrowingTaskGroup(of: DeliveryTracker?.self) { group in
             defer {
                 swarm.stop()
                 group.cancelAll()
@@ -318,6 +323,7 @@ struct ClientsBench: Sendable {
             let pacer = Pacer(perSecond: Double(rate))
             var value = padding
             let runStart = broker?.sample()
+            let cpuAtStart = processCPUSeconds()
             let stopwatch = Stopwatch()
             for index in 0..<records {
                 await pacer.wait()
@@ -330,6 +336,7 @@ struct ClientsBench: Sendable {
                 "\(section.rawValue): consumers got \(tracked.deliveredCount) of \(records * (clients / partitions)) deliveries within 60 s of the last send"
             })
             let runEnd = broker?.sample()
+            let benchCPU = (processCPUSeconds() - cpuAtStart) / stopwatch.seconds
             if let runEnd { peak.note(runEnd.residentBytes) }
             swarm.stop()
             var finished: DeliveryTracker?
@@ -339,14 +346,15 @@ struct ClientsBench: Sendable {
             }
             let stages = BrokerStages(beforeTopic: beforeTopic, baseline: baseline, connected: connected, parked: parked, idleEnd: idleEnd,
                                       runStart: runStart, runEnd: runEnd, peakResidentBytes: peak.value)
-            return (finished, stages, sendSeconds)
+            return (finished, stages, (sendSeconds, benchCPU))
         }
         try await producer.close()
         guard let finished else { throw BenchFailure("\(section.rawValue): the consumers' thread returned nothing") }
         let (last, delivery) = try finished.figures(section: section.rawValue)
         return ClientsRun(last: last, delivery: delivery, records: records, deliveries: finished.deliveries,
                           sending: Throughput(bytes: records * size, records: records, seconds: sendSeconds),
-                          cost: stages.cost(clients: clients, partitions: section == .spread ? partitions : nil, deliveries: finished.deliveries))
+                          cost: stages.cost(clients: clients, partitions: section == .spread ? partitions : nil, deliveries: finished.deliveries),
+                          benchCPUCores: benchCPU)
     }
 }
 
