@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "spool",
             dependencies: [
-                "Spool", "ZeroMQ", "BenchmarkSupport",
+                "Spool", "SpoolWire", "ZeroMQ", "BenchmarkSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -53,7 +53,11 @@ struct Bench: AsyncParsableCommand {
             Subcommands: all (the default: every section, or those --section names), produce, \
             consume (runs produce first to have something to read, reports both), e2e (the \
             latency section, with rtt, disk and wakeup for its goals), request (with rtt, disk \
-            and wakeup), raw, rtt, disk, wakeup. Every subcommand takes the options below and --csv.
+            and wakeup), raw, rtt, disk, wakeup. Every subcommand takes the options below and --csv. \
+            Three more have options of their own and are not part of all: writers (conditional \
+            appends under contention), clients (fan-out to many consumers, and what each client \
+            costs the broker in RSS and CPU) and fairness (small produces while another client \
+            reads a large backlog); see `spool bench <name> --help`.
 
             Examples:
               spool bench
@@ -63,8 +67,11 @@ struct Bench: AsyncParsableCommand {
               spool bench e2e --fsync never
               spool bench request --disk-directory /var/lib/spool
               spool bench all --csv > results.csv
+              spool bench clients --clients 1000 --rate 1000
+              spool bench fairness --backlog-mib 256
             """,
-        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Request.self, Raw.self, RoundTrip.self, Disk.self, Wakeup.self, BenchWriters.self],
+        subcommands: [All.self, Produce.self, Consume.self, EndToEnd.self, Request.self, Raw.self, RoundTrip.self, Disk.self, Wakeup.self, BenchWriters.self,
+                      BenchClients.self, BenchFairness.self],
         defaultSubcommand: All.self
     )
 
@@ -477,25 +484,15 @@ struct BenchOptions: ParsableArguments {
     /// The output: a Markdown report (context, table, legend, goals), or bare CSV with the context
     /// written to stderr.
     private func render(_ report: BenchReport, sections: [Section], load: (start: String, end: String), elapsed: Double) -> String {
-        let info = ProcessInfo.processInfo
-        let command = CommandLine.arguments.enumerated().map { $0.offset == 0 ? "spool" : shellQuoted($0.element) }.joined(separator: " ")
-        let context = "Load average (1, 5, 15 min): \(load.start) at the start, \(load.end) at the end; "
-            + "\(info.activeProcessorCount) cores; \(Date())"
         let broker = sections.contains(where: { !$0.isBrokerless }) ? "Broker: \(connection.endpoint)" : "No broker (raw, rtt, disk and wakeup only)"
         let goals = (report.goals.isEmpty ? [] : ["", "Goals:"] + report.goals.map(\.line)) + report.notes.map { "\nBudget: \($0)" }
-        let total = "Total time: \(decimal(elapsed, digits: 1)) s"
-        if csv {
-            FileHandle.standardError.write(Data((["Command: \(command)", broker, context] + goals + [total, ""]).joined(separator: "\n").utf8))
-            return report.csv()
-        }
         let legend = """
             MB = 10^6 bytes of record values (message bytes for raw). Throughput rows show the run with the median \
             records/s; latency percentiles are the medians of each percentile over the runs. `vs raw`: produce \
             records/s over raw ZeroMQ messages/s. CPU: this process's CPU time per second (the broker's not included).
             """
-        // Two trailing spaces make Markdown keep the context lines apart.
-        let header = ["## spool bench", "", "Command: `\(command)`  ", broker + "  ", context, ""]
-        return (header + [report.markdown(), "", legend] + goals + ["", total]).joined(separator: "\n")
+        return renderBenchOutput(title: "spool bench", table: report.table, csv: csv, broker: broker, legend: legend, lines: goals,
+                                 load: load, elapsed: elapsed)
     }
 }
 

@@ -63,9 +63,7 @@ extension BrokerBench {
                     now = monotonicNanoseconds()
                 }
                 late.record(now - min(now, start + offset))
-                withUnsafeBytes(of: now.littleEndian) { stamp in
-                    value.withUnsafeMutableBytes { $0.copyMemory(from: stamp) }
-                }
+                stamp(&value, with: now)
                 try await producer.enqueue(to: topic, value: value)
             }
             let sendSeconds = Double(monotonicNanoseconds() - start) / 1e9

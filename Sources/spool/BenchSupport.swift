@@ -11,6 +11,14 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }
 
+/// Writes `time` (8 bytes, little-endian) over the start of `value`, which must hold at least 8
+/// bytes: how a latency record carries its send time.
+func stamp(_ value: inout [UInt8], with time: UInt64) {
+    withUnsafeBytes(of: time.littleEndian) { stamp in
+        value.withUnsafeMutableBytes { $0.copyMemory(from: stamp) }
+    }
+}
+
 /// An empty HdrHistogram of nanoseconds, 1 ns to 1 hour at three significant digits: every
 /// latency the bench records goes into one of these.
 func nanosecondHistogram() -> Histogram<UInt64> {

@@ -126,6 +126,89 @@ extension EndToEndTests {
             #expect(result.stdoutText.contains("Load average"), "\(result.stdoutText)")
         }
 
+        /// `spool bench clients` with 20 consumers: both sections run, every consumer gets every
+        /// record (the run fails otherwise), the latency figures parse, and the broker's RSS and CPU
+        /// are measured (its pid found from the port it listens on).
+        @Test(.timeLimit(.minutes(4)))
+        func clientsReportsEveryDeliveryAndTheBrokersCost() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-bench-clients")
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            defer { daemon.cleanUp() }
+            let result = try await runSpool(["bench", "clients", "--broker", daemon.endpoint, "--clients", "20", "--records", "200", "--rate", "1000",
+                                             "--runs", "1", "--idle-seconds", "0.5", "--csv"], timeout: .seconds(180))
+            #expect(result.termination == .exited(0), "\(result)")
+            let rows = try Self.parseCSV(result.stdoutText)
+            let columns = try #require(rows.first)
+            #expect(columns.prefix(7) == ["section", "case", "clients", "runs", "records", "deliveries", "records_per_second"], "\(columns)")
+            let records = rows.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(columns, $0)) }
+            #expect(records.map { $0["section"] ?? "" } == ["fan-out", "spread"], "\(result.stdoutText)")
+            let bySection = Dictionary(records.map { ($0["section"] ?? "", $0) }, uniquingKeysWith: { first, _ in first })
+            // Fan-out: every record to all 20 consumers; spread: each record to the one consumer of its partition.
+            #expect(bySection["fan-out"]?["deliveries"] == "4000" && bySection["spread"]?["deliveries"] == "200", "\(result.stdoutText)")
+            for section in ["fan-out", "spread"] {
+                let row = bySection[section] ?? [:]
+                #expect(row["clients"] == "20" && row["records"] == "200")
+                for column in ["records_per_second", "last_p50_us", "last_p99_us", "last_max_us", "delivery_p50_us", "delivery_p99_us", "delivery_max_us"] {
+                    #expect(row[column].flatMap(Double.init).map { $0 > 0 } == true, "\(section) \(column) is \(row[column] ?? "missing")")
+                }
+                let last = row["last_p99_us"].flatMap(Double.init) ?? 0, delivery = row["delivery_p99_us"].flatMap(Double.init) ?? .infinity
+                #expect(last >= delivery, "\(section): the last consumer cannot be earlier than the deliveries: \(row)")
+                // Memory can shrink between two readings; CPU cannot be negative.
+                for column in ["broker_rss_per_client_bytes", "broker_rss_per_parked_fetch_bytes", "broker_rss_per_client_active_bytes"] {
+                    #expect(row[column].flatMap(Double.init) != nil, "\(section) \(column) is \(row[column] ?? "missing")")
+                }
+                for column in ["broker_cpu_per_client_idle_us_per_s", "broker_cpu_per_client_active_us_per_s", "broker_cpu_per_delivery_us"] {
+                    #expect(row[column].flatMap(Double.init).map { $0 >= 0 } == true, "\(section) \(column) is \(row[column] ?? "missing")")
+                }
+            }
+            #expect(bySection["spread"]?["broker_rss_per_partition_bytes"].flatMap(Double.init) != nil, "\(result.stdoutText)")
+            #expect(result.stderr.contains("Broker RSS and CPU: the spoold listening on port \(daemon.port)"), "\(result.stderr)")
+
+            // The topics hold the priming records and the measured ones, nothing else.
+            let client = try await daemon.makeClient()
+            defer { client.close() }
+            let topics = try await client.topics().filter { $0.name.hasPrefix("bench-") }
+            let stored = Dictionary(topics.map { ($0.name.hasSuffix("-spread") ? "spread" : "fan-out", $0) }, uniquingKeysWith: { first, _ in first })
+            #expect(stored["fan-out"]?.partitions.map(\.latestOffset) == [201])
+            #expect(stored["spread"]?.partitions.count == 20 && stored["spread"]?.partitions.allSatisfy { $0.latestOffset == 11 } == true)
+        }
+
+        /// `spool bench fairness` on a small backlog: the produce rows alone and with the reader,
+        /// the reader's row, and the ratio line.
+        @Test(.timeLimit(.minutes(4)))
+        func fairnessReportsProducesAloneAndBesideTheReader() async throws {
+            let directory = try TemporaryDirectory(prefix: "spool-e2e-bench-fairness")
+            let daemon = try await Daemon.start(dataDirectory: directory.appending("data"))
+            defer { daemon.cleanUp() }
+            let result = try await runSpool(["bench", "fairness", "--broker", daemon.endpoint, "--backlog-mib", "8", "--produces", "100", "--runs", "1", "--csv"],
+                                            timeout: .seconds(180))
+            #expect(result.termination == .exited(0), "\(result)")
+            let rows = try Self.parseCSV(result.stdoutText)
+            try #require(rows.first == Self.columns, "CSV header: \(rows.first ?? [])")
+            let records = rows.dropFirst().map { Dictionary(uniqueKeysWithValues: zip(Self.columns, $0)) }
+            #expect(records.map { $0["section"] ?? "" } == ["fairness", "fairness", "backlog"], "\(result.stdoutText)")
+            for row in records.prefix(2) {
+                #expect(row["records"] == "100")
+                for column in ["p50_us", "p99_us", "max_us"] {
+                    #expect(row[column].flatMap(Double.init).map { $0 > 0 } == true, "\(column) is \(row[column] ?? "missing")")
+                }
+            }
+            #expect(records.last?["megabytes_per_second"].flatMap(Double.init).map { $0 > 0 } == true, "\(result.stdoutText)")
+            #expect(result.stderr.contains("Fairness: small produce p99") && result.stderr.contains("Bound: one fetch reply"), "\(result.stderr)")
+        }
+
+        @Test(.timeLimit(.minutes(2)), arguments: [
+            (["clients", "--clients", "0"], "--clients"), (["clients", "--size", "4"], "--size"), (["clients", "--rate", "0"], "--rate"),
+            (["clients", "--section", "spread", "--clients", "50", "--records", "10"], "--records"), (["clients", "--section", "ring"], "--section"),
+            (["fairness", "--backlog-mib", "0"], "--backlog-mib"), (["fairness", "--fetch-bytes", "10"], "--fetch-bytes"),
+        ])
+        func badClientsAndFairnessOptionsAreUsageErrors(arguments: [String], option: String) async throws {
+            let result = try await runSpool(["bench"] + arguments + ["--broker", "tcp://127.0.0.1:\(try freeLoopbackPort())"], timeout: .seconds(30))
+            #expect(result.termination == .exited(64), "\(arguments): \(result)")
+            let first = result.stderrLines.first ?? ""
+            #expect(first.hasPrefix("Error: ") && first.contains(option), "\(arguments): \(result.stderr)")
+        }
+
         /// Parses RFC 4180 CSV: fields separated by commas, quoted when they hold commas or quotes.
         static func parseCSV(_ text: String) throws -> [[String]] {
             var rows: [[String]] = []
