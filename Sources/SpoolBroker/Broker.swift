@@ -25,7 +25,13 @@ public final class Broker {
     /// Topics deleted so far; a topic's partitions start at epoch `deletedTopics << 32`, so a sync
     /// of a deleted topic that finishes after a topic of the same name was created is ignored.
     private var deletedTopics = 0
-    private var parkedFetches: [PartitionKey: [ParkedFetch]] = [:]
+    private var parkedFetches: [PartitionKey: [ParkedFetch]] = [:] {
+        didSet { if parkedFetches.isEmpty { earliestParkedDeadline = nil } }
+    }
+    /// At or before the earliest deadline of the parked fetches (fetches answered early leave it
+    /// behind, until the next expiry scan sets it again); nil when none is parked. The loop looks
+    /// at the parked fetches only once it has passed, not at every wake-up.
+    private var earliestParkedDeadline: Int64?
     /// Parked fetches per client, bounded by ``BrokerConfiguration/maxParkedFetchesPerClient``.
     private var parkedCounts: [ClientID: Int] = [:]
     /// Produces and commits per client waiting for a sync, bounded by ``BrokerConfiguration/maxWaitingRequestsPerClient``.
@@ -290,8 +296,12 @@ public final class Broker {
     }
 
     /// Answers parked fetches whose wait ran out by `now`, with whatever data they can have.
+    /// Costs nothing until the earliest deadline has passed.
     public func expireParkedFetches(now: Int64) -> [BrokerAction] {
+        guard let earliest = earliestParkedDeadline, earliest <= now else { return [] }
         var actions: [BrokerAction] = []
+        var remaining: [PartitionKey: [ParkedFetch]] = [:]
+        earliestParkedDeadline = nil
         for (key, parked) in parkedFetches {
             var kept: [ParkedFetch] = []
             for fetch in parked {
@@ -300,10 +310,12 @@ public final class Broker {
                     unpark(fetch)
                 } else {
                     kept.append(fetch)
+                    earliestParkedDeadline = min(earliestParkedDeadline ?? fetch.deadline, fetch.deadline)
                 }
             }
-            parkedFetches[key] = kept.isEmpty ? nil : kept
+            if !kept.isEmpty { remaining[key] = kept }
         }
+        parkedFetches = remaining
         return actions
     }
 
@@ -325,6 +337,7 @@ public final class Broker {
             case .interval(let milliseconds):
                 guard now - state.lastSyncAt >= Int64(milliseconds) else { continue }
             case .never:
+                dirty.remove(key)  // nothing syncs before the shutdown, which syncs every partition anyway
                 continue
             }
             dirty.remove(key)
@@ -423,7 +436,7 @@ public final class Broker {
     /// monotonic milliseconds, or nil if nothing waits on time.
     public var nextDeadline: Int64? {
         var deadline = [nextRetentionCheck, runningCleaning == nil ? nextCleaningCheck : nil, groups.nextDeadline].compactMap { $0 }.min()
-        if let parked = parkedFetches.values.lazy.flatMap({ $0 }).map(\.deadline).min() { deadline = min(deadline ?? parked, parked) }
+        if let parked = earliestParkedDeadline { deadline = min(deadline ?? parked, parked) }
         for key in dirty {
             guard let state = partitionState(key), case .interval(let milliseconds) = state.policy else { continue }
             deadline = min(deadline ?? .max, state.lastSyncAt + Int64(milliseconds))
@@ -675,6 +688,7 @@ public final class Broker {
         }
         parkedCounts[client] = parked + 1
         parkedFetches[state.key, default: []].append(fetch)
+        earliestParkedDeadline = min(earliestParkedDeadline ?? fetch.deadline, fetch.deadline)
         return []
     }
 

@@ -15,6 +15,9 @@ extension Frame: RequestFrame {}
 final class NetworkLoop {
     /// Most messages read per wake-up before timers and syncs get a turn.
     private static let receiveBurst = 1024
+    /// Record bytes of replies after which a burst ends early, so that one client reading a
+    /// backlog in large fetches delays others' acknowledgements by about one reply, not a burst.
+    private static let burstReplyBytes = 1 << 20
 
     let boundEndpoint: String
     /// Wakes the loop: signalled by the flusher (sync done) and by ``SpoolServer/stop()``.
@@ -171,14 +174,15 @@ final class NetworkLoop {
     }
 
     private func receiveRequests() throws(ZeroMQError) {
-        for _ in 0..<NetworkLoop.receiveBurst {
+        var replyBytes = 0
+        for _ in 0..<NetworkLoop.receiveBurst where replyBytes < NetworkLoop.burstReplyBytes {
             guard let frames = try router.receive(dontWait: true) else { return }
             guard frames.count >= 2 else { continue }
             let client = ClientID(frames[0].bytes)
             // The name ZAP gave the connection's CURVE key; every frame of it carries it.
             let identity = zapHandler == nil ? nil : frames[1].property("User-Id").flatMap { $0.isEmpty ? nil : $0 }
-            send(broker.handle(client: client, identity: identity, frames: Array(frames.dropFirst()),
-                               now: Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)))
+            replyBytes += send(broker.handle(client: client, identity: identity, frames: Array(frames.dropFirst()),
+                                             now: Int64(DispatchTime.now().uptimeNanoseconds / 1_000_000)))
         }
     }
 
@@ -189,7 +193,13 @@ final class NetworkLoop {
         }
     }
 
-    private func send(_ actions: [BrokerAction]) {
+    /// Sends the replies; returns the record bytes they carry. Replies carrying the same log
+    /// slices (consumers of one partition woken by one produce) share one read of them: libzmq
+    /// sends the one frame to each by reference count.
+    @discardableResult
+    private func send(_ actions: [BrokerAction]) -> Int {
+        var sliceFrames: [[LogSlice]: Frame] = [:]
+        var recordBytes = 0
         for case .reply(let client, let replyFrames) in actions {
             do {
                 var frames = [Frame(client.bytes)]
@@ -197,7 +207,12 @@ final class NetworkLoop {
                     switch frame {
                     case .bytes(let bytes): frames.append(Frame(bytes))
                     case .logSlices(let slices):
-                        frames.append(try Frame(capacity: slices.reduce(0) { $0 + $1.length }) { try LogSlice.read(slices, into: $0) })
+                        let shared = try sliceFrames[slices] ?? Frame(capacity: slices.reduce(0) { $0 + $1.length }) {
+                            try LogSlice.read(slices, into: $0)
+                        }
+                        sliceFrames[slices] = shared
+                        frames.append(shared)
+                        recordBytes += shared.count
                     }
                 }
                 if try !router.send(frames, dontWait: true) {
@@ -209,6 +224,7 @@ final class NetworkLoop {
                 logger.error("could not send a reply", metadata: ["error": "\(error)"])
             }
         }
+        return recordBytes
     }
 }
 

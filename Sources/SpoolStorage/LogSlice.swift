@@ -2,7 +2,8 @@
 ///
 /// The slice holds the file open, so it stays readable after the log rolls, closes or is dropped.
 /// Sendable: it may be read on any thread (`pread` does not move a shared file position).
-public struct LogSlice: Sendable {
+/// Hashable: two slices are equal when they cover the same bytes of the same open file.
+public struct LogSlice: Sendable, Hashable {
     let file: FileHandle
     /// Byte position of the first batch in the file.
     let position: Int
@@ -12,6 +13,16 @@ public struct LogSlice: Sendable {
     public let firstOffset: Int64
     /// The offset after the last record of the slice: where the next fetch continues.
     public let nextOffset: Int64
+
+    public static func == (left: LogSlice, right: LogSlice) -> Bool {
+        left.file === right.file && left.position == right.position && left.length == right.length
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(ObjectIdentifier(file))
+        hasher.combine(position)
+        hasher.combine(length)
+    }
 
     /// Copies the slice's bytes into the start of `buffer` with `pread`; returns `length`.
     /// Throws ``StorageError/Code/invalidArgument`` if `buffer` is smaller than `length`, and
