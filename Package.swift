@@ -130,7 +130,9 @@ let package = Package(
         .testTarget(name: "SpoolWireTests", dependencies: ["SpoolWire", "SpoolTesting"]),
         .testTarget(name: "SpoolStorageTests", dependencies: ["SpoolStorage", "SpoolTesting"]),
         .testTarget(name: "SpoolBrokerTests", dependencies: ["SpoolBroker", "SpoolTesting"]),
-        .testTarget(name: "SpoolConsoleTests", dependencies: ["SpoolConsole", .product(name: "Metrics", package: "swift-metrics")]),
+        .testTarget(name: "SpoolConsoleTests", dependencies: [
+            "SpoolConsole", .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", "SpoolTesting", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "SpoolEventSourcingTests", dependencies: ["SpoolEventSourcing", "SpoolTesting", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(

@@ -16,6 +16,7 @@ public final class ConsoleServer: Sendable {
     public let configuration: ConsoleConfiguration
     private let metrics: ConsoleMetrics
     private let registry: PrometheusCollectorRegistry
+    private let labeled: LabeledMetrics
     private let logger: Logger
     private let state: Mutex<State>
 
@@ -34,12 +35,14 @@ public final class ConsoleServer: Sendable {
     /// Most records a header filter scans for one page.
     static let maxScannedRecords = 10_000
 
-    /// A listener serving `registry`'s metrics and `metrics`' history, describing the broker with `facts`.
+    /// A listener serving the metrics of `registry` and `labeled` and `metrics`' history,
+    /// describing the broker with `facts`.
     public init(configuration: ConsoleConfiguration, facts: BrokerFacts, metrics: ConsoleMetrics,
-                registry: PrometheusCollectorRegistry, logger: Logger) {
+                registry: PrometheusCollectorRegistry, labeled: LabeledMetrics, logger: Logger) {
         self.configuration = configuration
         self.metrics = metrics
         self.registry = registry
+        self.labeled = labeled
         self.logger = logger
         state = Mutex(State(facts: facts))
     }
@@ -133,6 +136,7 @@ public final class ConsoleServer: Sendable {
         router.get("metrics") { _, _ in
             var text: [UInt8] = []
             self.registry.emit(into: &text)
+            self.labeled.emit(into: &text)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }

@@ -18,7 +18,7 @@ struct BenchFairness: AsyncParsableCommand {
             topic (fsync --fsync) one at a time, each awaiting its acknowledgement (the request \
             section of `spool bench`); p50 … max of send → acknowledgement.
             - with the reader: the same, while another connection fetches the backlog from offset \
-            0 in fetches of --fetch-bytes (the broker answers at most its max.fetch.bytes, 4 MiB by \
+            0 in fetches of --fetch-bytes (the broker answers at most its max.fetch.bytes, 1 MiB by \
             default), one in flight, each sent as soon as the last is answered, starting again at \
             0 at the end. The reader only walks the batch headers: it costs this process little. \
             --readers runs several such readers, each on its own connection.

@@ -100,7 +100,7 @@ struct SpoolDaemon: AsyncParsableCommand {
             }
             let facts = BrokerFacts(version: Broker.version, endpoint: configuration.endpoint, dataDirectory: configuration.broker.dataDirectory,
                                     fsync: "\(configuration.broker.log.fsync)", startedAt: Int64(Date().timeIntervalSince1970 * 1000))
-            let server = ConsoleServer(configuration: http, facts: facts, metrics: metrics.console, registry: metrics.registry,
+            let server = ConsoleServer(configuration: http, facts: facts, metrics: metrics.console, registry: metrics.registry, labeled: metrics.labeled,
                                        logger: Logger(label: "spoold.http"))
             do throws(ConsoleError) {
                 try await server.start()
@@ -156,9 +156,10 @@ struct SpoolDaemon: AsyncParsableCommand {
 
     /// Bootstraps swift-metrics once for the process: Prometheus (served at `/metrics`) and the
     /// console's running totals see every value. Disabled, nothing is recorded (the no-op backend).
-    private static func bootstrapMetrics(enabled: Bool) -> (registry: PrometheusCollectorRegistry, console: ConsoleMetrics) {
+    /// Labeled counters and gauges (per topic, partition, group) go to ``LabeledMetrics``, the rest
+    /// to swift-prometheus.
+    private static func bootstrapMetrics(enabled: Bool) -> (registry: PrometheusCollectorRegistry, labeled: LabeledMetrics, console: ConsoleMetrics) {
         let registry = PrometheusCollectorRegistry()
-        guard enabled else { return (registry, ConsoleMetrics()) }
         var prometheus = PrometheusMetricsFactory(registry: registry)
         // Local disks sync in 0.1–10 ms and requests take microseconds: finer buckets than the default.
         let fine: [Duration] = [.microseconds(10), .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500),
@@ -168,9 +169,9 @@ struct SpoolDaemon: AsyncParsableCommand {
             prometheus.durationHistogramBuckets[name] = fine
         }
         prometheus.valueHistogramBuckets["spool_sync_records"] = [1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 100_000]
-        let console = ConsoleMetrics()
-        MetricsSystem.bootstrap(MultiplexMetricsHandler(factories: [prometheus, console]))
-        return (registry, console)
+        let (labeled, console) = (LabeledMetrics(otherMetricsGoTo: prometheus), ConsoleMetrics())
+        if enabled { MetricsSystem.bootstrap(MultiplexMetricsHandler(factories: [labeled, console])) }
+        return (registry, labeled, console)
     }
 
     /// An endpoint a local client can connect to for the bound `endpoint` (a wildcard address becomes loopback).
