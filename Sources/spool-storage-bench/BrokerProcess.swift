@@ -68,7 +68,7 @@ final class BrokerProcess {
                 throw BenchError("cannot start \(executable): \(error)")
             }
             directory.track(process: process.processIdentifier)
-            // Our copy of the writing end closed, reading sees end-of-file when spoold exits.
+            // With our copy of the writing end closed, reading sees end-of-file when spoold exits.
             try? pipe.fileHandleForWriting.close()
             let standardError = StandardErrorCollector(pipe.fileHandleForReading, stopwatch: stopwatch, marker: "listening")
             while stopwatch.seconds < patience.seconds, process.isRunning {
@@ -77,7 +77,7 @@ final class BrokerProcess {
                                          listeningSeconds: standardError.markerSeconds, process: process,
                                          standardError: standardError, directory: directory)
                 }
-                try await Task.sleep(for: .milliseconds(5))
+                try? await Task.sleep(for: .milliseconds(5))
             }
             let hung = process.isRunning
             killAndReap(process, directory: directory)
