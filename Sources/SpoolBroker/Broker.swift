@@ -75,7 +75,8 @@ public final class Broker {
     @_spi(Testing) public init(configuration: BrokerConfiguration, logger: Logger, io: FileIO) throws(StorageError) {
         self.configuration = configuration
         self.logger = logger
-        dataDirectory = try DataDirectory(path: configuration.dataDirectory, logger: logger, io: io)
+        dataDirectory = try DataDirectory(path: configuration.dataDirectory,
+                                          maxOpenFiles: configuration.maxOpenFiles ?? OpenFileCache.defaultCapacity, logger: logger, io: io)
         offsetStore = try dataDirectory.openOffsetStore(logger: logger)
         var existing = try dataDirectory.existingTopics()
         for (name, declared) in configuration.declaredTopics.sorted(by: { $0.key < $1.key }) {
@@ -436,7 +437,7 @@ public final class Broker {
     /// Refreshes the gauges once per ``BrokerMetrics/refreshIntervalMilliseconds`` (call it at
     /// every turn of the loop; it returns at once until the time comes): each partition's size,
     /// segments, end and whether it refuses writes, every group's lag as `describeGroup` computes
-    /// it, parked fetches, the offset store's state and the data directory's disk.
+    /// it, parked fetches, the offset store's state, the data directory's disk and the file cache.
     public func refreshMetrics(now: Int64) {
         guard now >= metrics.nextRefresh else { return }
         metrics.nextRefresh = now + BrokerMetrics.refreshIntervalMilliseconds
@@ -457,6 +458,7 @@ public final class Broker {
         metrics.parkedFetches.record(parkedFetches.values.reduce(0) { $0 + $1.count })
         metrics.offsetStoreWritesRefused.record(offsetStoreFailure != nil || writeFaults[.committedOffsets] != nil ? 1 : 0)
         metrics.measureDisk(configuration.dataDirectory)
+        metrics.measureOpenFiles(dataDirectory.openFiles)
     }
 
     /// Starts a shutdown: answers every parked fetch and returns the sync work that makes

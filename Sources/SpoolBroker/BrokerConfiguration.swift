@@ -24,6 +24,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxRecordsPerBatch: Int
     /// Most topics the broker creates (auto-created ones included). Default: 10,000.
     public var maxTopics: Int
+    /// Most descriptors the partition logs hold open at once (segments, indexes, key-index files,
+    /// partition directories; see `OpenFileCache`): files are opened on demand and the least
+    /// recently used closed, so an idle partition holds none. nil: half the process's soft
+    /// open-file limit when the broker starts (`OpenFileCache.defaultCapacity`). Default: nil.
+    public var maxOpenFiles: Int?
     /// Most fetches one client may have waiting at once (long polls); one more is refused with
     /// "invalid request". Default: 1,000.
     public var maxParkedFetchesPerClient: Int
@@ -60,6 +65,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         maxFetchBytes: Int = 4 << 20,
         maxRecordsPerBatch: Int = 100_000,
         maxTopics: Int = 10_000,
+        maxOpenFiles: Int? = nil,
         maxParkedFetchesPerClient: Int = 1_000,
         maxWaitingRequestsPerClient: Int = 10_000,
         maxFetchWaitMilliseconds: Int = 30_000,
@@ -77,6 +83,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
         self.maxFetchBytes = maxFetchBytes
         self.maxRecordsPerBatch = maxRecordsPerBatch
         self.maxTopics = maxTopics
+        self.maxOpenFiles = maxOpenFiles
         self.maxParkedFetchesPerClient = maxParkedFetchesPerClient
         self.maxWaitingRequestsPerClient = maxWaitingRequestsPerClient
         self.maxFetchWaitMilliseconds = maxFetchWaitMilliseconds

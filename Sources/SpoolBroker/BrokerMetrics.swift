@@ -52,6 +52,11 @@ final class BrokerMetrics {
     let offsetStoreWritesRefused = Gauge(label: "spool_offset_store_writes_refused")
     let diskTotal = Gauge(label: "spool_disk_total_bytes")
     let diskFree = Gauge(label: "spool_disk_free_bytes")
+    let openFiles = Gauge(label: "spool_open_files")
+    let openFilesLimit = Gauge(label: "spool_open_files_limit")
+    let fileOpens = Counter(label: "spool_file_opens_total")
+    /// The cache's count of opens at the last refresh (the counter grows by the difference).
+    private var fileOpensSeen = 0
     /// Monotonic time of the next gauge refresh.
     var nextRefresh: Int64 = 0
 
@@ -93,6 +98,15 @@ final class BrokerMetrics {
             gauge.destroy()
             lag[name] = nil
         }
+    }
+
+    /// Sets the open-file gauges and counter from the partition logs' file cache.
+    func measureOpenFiles(_ cache: OpenFileCache) {
+        let statistics = cache.statistics
+        openFiles.record(statistics.open)
+        openFilesLimit.record(cache.capacity)
+        fileOpens.increment(by: statistics.opens - fileOpensSeen)
+        fileOpensSeen = statistics.opens
     }
 
     /// Sets the disk gauges from the filesystem holding `path`.

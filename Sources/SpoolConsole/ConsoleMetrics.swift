@@ -16,6 +16,7 @@ public final class ConsoleMetrics: MetricsFactory, Sendable {
         static let connectedClients = "spool_connected_clients"
         static let diskTotal = "spool_disk_total_bytes"
         static let diskFree = "spool_disk_free_bytes"
+        static let writesRefused = "spool_partition_writes_refused"
     }
 
     /// Totals since start (counters summed over their labels), the syncs' count, summed and
@@ -26,6 +27,11 @@ public final class ConsoleMetrics: MetricsFactory, Sendable {
         var syncNanoseconds: Int64 = 0
         var syncMaxNanoseconds: Int64 = 0
         var gauges: [String: Double] = [:]
+        /// The topics with a partition whose `spool_partition_writes_refused` is 1 now, with
+        /// those partitions.
+        var refusingWrites: [String: Set<String>] = [:]
+        /// Whether the broker set that gauge yet.
+        var knowsRefusingWrites = false
     }
 
     /// The totals, shared by the backend and its handlers.
@@ -60,6 +66,12 @@ public final class ConsoleMetrics: MetricsFactory, Sendable {
     /// The last value of a tracked gauge, nil before the broker set it.
     public func gauge(_ name: String) -> Double? { totals.withLock { $0.gauges[name] } }
 
+    /// The topics with a partition refusing writes now, from the broker's gauges; nil before the
+    /// broker set them (metrics off, or no partition yet).
+    public var topicsRefusingWrites: Set<String>? {
+        totals.withLock { $0.knowsRefusingWrites ? Set($0.refusingWrites.keys) : nil }
+    }
+
     /// The kept samples, oldest first.
     public var samples: [Sample] { history.withLock { $0.samples } }
 
@@ -91,7 +103,11 @@ public final class ConsoleMetrics: MetricsFactory, Sendable {
     }
 
     public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
-        [Name.connectedClients, Name.diskTotal, Name.diskFree].contains(label) && !aggregate ? LastValue(name: label, totals: totals) : Ignored()
+        if label == Name.writesRefused, let topic = dimensions.first(where: { $0.0 == "topic" })?.1,
+           let partition = dimensions.first(where: { $0.0 == "partition" })?.1 {
+            return RefusedWrites(topic: topic, partition: partition, totals: totals)
+        }
+        return [Name.connectedClients, Name.diskTotal, Name.diskFree].contains(label) && !aggregate ? LastValue(name: label, totals: totals) : Ignored()
     }
 
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
@@ -122,6 +138,27 @@ public final class ConsoleMetrics: MetricsFactory, Sendable {
         }
         func record(_ value: Int64) { record(Double(value)) }
         func record(_ value: Double) { totals.withLock { $0.gauges[name] = value } }
+    }
+
+    /// One partition's `spool_partition_writes_refused`: keeps the set of refusing partitions.
+    private final class RefusedWrites: RecorderHandler, Sendable {
+        let topic: String
+        let partition: String
+        let totals: SharedTotals
+        init(topic: String, partition: String, totals: SharedTotals) {
+            (self.topic, self.partition, self.totals) = (topic, partition, totals)
+        }
+        func record(_ value: Int64) { record(Double(value)) }
+        func record(_ value: Double) {
+            totals.withLock { totals in
+                totals.knowsRefusingWrites = true
+                if value > 0 {
+                    totals.refusingWrites[topic, default: []].insert(partition)
+                } else if totals.refusingWrites[topic]?.remove(partition) != nil, totals.refusingWrites[topic]?.isEmpty == true {
+                    totals.refusingWrites[topic] = nil
+                }
+            }
+        }
     }
 
     private final class SyncTimer: TimerHandler, Sendable {

@@ -244,7 +244,10 @@ public final class ConsoleServer: Sendable {
         let facts = state.withLock { $0.facts }
         var refused: [StatusView.RefusedWrites] = []
         let topics = try await client.topics()
-        for topic in try await describeTopics(topics).described {
+        // Only topics the broker's gauges say refuse writes are described (one request each),
+        // unless the gauges are not there (metrics off): then every topic is.
+        let suspects = metrics.topicsRefusingWrites.map { names in topics.filter { names.contains($0.name) } } ?? topics
+        for topic in try await describeTopics(suspects).described {
             for partition in topic.partitions where !partition.writeError.isEmpty {
                 refused.append(StatusView.RefusedWrites(topic: topic.name, partition: partition.partition, reason: partition.writeError))
             }

@@ -37,6 +37,8 @@ public final class DataDirectory {
 
     /// The data directory.
     public let path: String
+    /// The descriptors of every partition log opened here (``openPartition(_:partition:configuration:)``).
+    public let openFiles: OpenFileCache
     private let logger: Logger
     private let io: FileIO
     private var lockDescriptor: Int32?
@@ -48,16 +50,21 @@ public final class DataDirectory {
     /// this process's pid inside. Throws ``StorageError/Code/locked`` ("data directory /x is in use
     /// by another spoold (pid 123)") while another broker, or another `DataDirectory` of this
     /// process, holds it: the lock belongs to an open file description.
-    public convenience init(path: String, logger: Logger) throws(StorageError) {
-        try self.init(path: path, logger: logger, io: .system)
+    ///
+    /// The partition logs opened here share one ``OpenFileCache`` of `maxOpenFiles` descriptors
+    /// (default: ``OpenFileCache/defaultCapacity``).
+    public convenience init(path: String, maxOpenFiles: Int = OpenFileCache.defaultCapacity, logger: Logger) throws(StorageError) {
+        try self.init(path: path, maxOpenFiles: maxOpenFiles, logger: logger, io: .system)
     }
 
     /// Opens the directory with every write and sync going through `io` (for fault injection),
     /// including those of the partition logs it opens.
-    @_spi(Testing) public init(path: String, logger: Logger, io: FileIO) throws(StorageError) {
+    @_spi(Testing) public init(path: String, maxOpenFiles: Int = OpenFileCache.defaultCapacity, logger: Logger,
+                               io: FileIO) throws(StorageError) {
         self.path = path
         self.logger = logger
         self.io = io
+        openFiles = OpenFileCache(capacity: maxOpenFiles)
         try Syscall.makeDirectories(path)
         let lockPath = "\(path)/\(Self.lockFileName)"
         let descriptor = try Syscall.open(lockPath, O_RDWR | O_CREAT)
@@ -99,23 +106,6 @@ public final class DataDirectory {
         lockDescriptor = nil
         // Closing the only descriptor of the open file description releases the flock.
         Syscall.close(descriptor)
-    }
-
-    /// The partitions stored under the data directory at `path` and the file descriptors they hold
-    /// once a broker has opened them: one for each partition's directory and three per segment
-    /// (`.log`, `.index`, `.timeindex`). Reads directory listings only, without the lock; what
-    /// cannot be listed counts as nothing. For checking the open-file limit before opening.
-    public static func descriptorsHeldOpen(path: String) -> (partitions: Int, descriptors: Int) {
-        var partitions = 0
-        var descriptors = 0
-        for topic in (try? Syscall.listDirectory(path)) ?? [] where !topic.hasPrefix(reservedPrefix) && !topic.hasPrefix(".") {
-            for partition in (try? Syscall.listDirectory("\(path)/\(topic)")) ?? [] where Int32(partition) != nil {
-                let segments = ((try? Syscall.listDirectory("\(path)/\(topic)/\(partition)")) ?? []).filter { LogSegment.baseOffset(logFileName: $0) != nil }
-                partitions += 1
-                descriptors += 1 + 3 * max(1, segments.count)
-            }
-        }
-        return (partitions, descriptors)
     }
 
     /// The topics on disk with their metadata. Skips `@` names; a directory whose name is not a
@@ -234,7 +224,8 @@ public final class DataDirectory {
         logger[metadataKey: "topic"] = "\(topic)"
         logger[metadataKey: "partition"] = "\(partition)"
         return try PartitionLog(directory: "\(topicDirectory)/\(partition)", configuration: configuration,
-                                mode: openedAfterCleanShutdown ? .afterCleanShutdown : .afterCrash, logger: logger, io: io)
+                                mode: openedAfterCleanShutdown ? .afterCleanShutdown : .afterCrash, logger: logger, io: io,
+                                openFiles: openFiles)
     }
 }
 

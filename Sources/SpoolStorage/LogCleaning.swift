@@ -19,7 +19,7 @@ public struct LogCleaning: Sendable {
         let baseOffset: Int64
         let nextOffset: Int64
         let size: Int
-        let log: FileHandle
+        let log: CachedFile
     }
 
     let directory: String
@@ -123,7 +123,7 @@ public struct LogCleaning: Sendable {
     /// says so, throws ``StorageError/Code/closed``.
     private func forEachBatch(of source: Source, isCancelled: () -> Bool,
                               _ body: (RecordBatch.Header, UnsafeRawBufferPointer) throws(StorageError) -> Void) throws(StorageError) {
-        let scanner = BatchScanner(file: source.log, end: source.size, chunkSize: BatchScanner.recoveryChunkSize)
+        let scanner = BatchScanner(file: try source.log.handle(), end: source.size, chunkSize: BatchScanner.recoveryChunkSize)
         var position = 0
         while position < source.size {
             guard !isCancelled() else { throw StorageError(.closed, "the log cleaner was stopped") }

@@ -37,9 +37,14 @@ public final class PartitionLog {
     private let io: FileIO
     /// Sorted by baseOffset; never empty while open.
     private var segments: [LogSegment]
-    private var directoryHandle: FileHandle?
+    /// Opens and closes the files of the segments, the key index and the directory.
+    private let openFiles: OpenFileCache
+    private var directoryFile: CachedFile?
     /// Files written since the last ``takeSyncWork()``, in order, each once.
-    private var unsyncedFiles: [FileHandle] = []
+    private var unsyncedFiles: [CachedFile] = []
+    /// The descriptors those writes went through, kept open until the sync that covers them has
+    /// run (not under `fsync: never`, where nothing syncs before a shutdown).
+    private var writtenDescriptors: [FileHandle] = []
     /// True when a file was created in the directory since the last ``takeSyncWork()``.
     private var directoryIsUnsynced = false
     private var isClosed = false
@@ -72,30 +77,35 @@ public final class PartitionLog {
     /// reported. Bytes cut are saved aside (see ``RecoveryReport/setAsidePath``); files left by
     /// an interrupted retention (`*.deleted`) are removed. Never traps on a corrupt file; throws
     /// only when a file cannot be read or written.
+    ///
+    /// Its files are opened through `openFiles` (by default a cache of its own that never closes
+    /// them): share one bounded ``OpenFileCache`` between the logs of a broker to bound their
+    /// descriptors.
     public convenience init(directory: String, configuration: LogConfiguration, mode: OpenMode = .afterCrash,
-                            logger: Logger) throws(StorageError) {
-        try self.init(directory: directory, configuration: configuration, mode: mode, logger: logger, io: .system)
+                            logger: Logger, openFiles: OpenFileCache = OpenFileCache()) throws(StorageError) {
+        try self.init(directory: directory, configuration: configuration, mode: mode, logger: logger, io: .system, openFiles: openFiles)
     }
 
     /// Opens the log with every write, truncation and sync going through `io` (for fault injection).
     @_spi(Testing) public init(directory: String, configuration: LogConfiguration, mode: OpenMode = .afterCrash,
-                               logger: Logger, io: FileIO) throws(StorageError) {
+                               logger: Logger, io: FileIO, openFiles: OpenFileCache = OpenFileCache()) throws(StorageError) {
         self.directory = directory
         self.configuration = configuration
         self.logger = logger
         self.io = io
+        self.openFiles = openFiles
         try Syscall.makeDirectories(directory)
-        let directoryHandle = try FileHandle(opening: directory, flags: O_RDONLY | O_DIRECTORY, isDirectory: true, io: io)
-        self.directoryHandle = directoryHandle
+        directoryFile = try CachedFile(opening: directory, flags: O_RDONLY | O_DIRECTORY, isDirectory: true, io: io, cache: openFiles)
         let names = try Syscall.listDirectory(directory)
         for leftover in names where leftover.hasSuffix(LogSegment.deletedSuffix) || leftover.hasSuffix(LogSegment.cleanedSuffix) {
             // Deleted segments (the background deleter may get there first), a cleaner's copies not swapped in.
             try Syscall.unlinkIfPresent("\(directory)/\(leftover)")
         }
         let baseOffsets = names.compactMap(LogSegment.baseOffset(logFileName:)).sorted()
-        var (segments, reports) = try Self.openSegments(baseOffsets, directory: directory, mode: mode, configuration: configuration, io: io)
+        var (segments, reports) = try Self.openSegments(baseOffsets, directory: directory, mode: mode, configuration: configuration,
+                                                        io: io, cache: openFiles)
         if segments.isEmpty {
-            segments.append(try LogSegment.create(directory: directory, baseOffset: 0, io: io))
+            segments.append(try LogSegment.create(directory: directory, baseOffset: 0, io: io, cache: openFiles))
             directoryIsUnsynced = true
         }
         self.segments = segments
@@ -104,7 +114,7 @@ public final class PartitionLog {
         logEndOffset = segments[segments.count - 1].nextOffset
         sizeInBytes = segments.reduce(0) { $0 + $1.size }
         if segments[segments.count - 1].size > 0 { activeSegmentStartedAt = .now }
-        keyIndex = try KeyIndex(directory: directory, io: io, logger: logger)
+        keyIndex = try KeyIndex(directory: directory, io: io, cache: openFiles, logger: logger)
         do throws(StorageError) {
             try keyIndex.resume(logStartOffset: logStartOffset, trustedEnd: trustedKeyIndexEnd())
             try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
@@ -113,11 +123,11 @@ public final class PartitionLog {
             logger.warning("a segment is damaged although the log was closed cleanly; verifying every segment",
                            metadata: ["directory": "\(directory)", "error": "\(error.message)"])
             (self.segments, recoveryReports) = try Self.openSegments(baseOffsets, directory: directory, mode: .afterCrash,
-                                                                    configuration: configuration, io: io)
+                                                                    configuration: configuration, io: io, cache: openFiles)
             logStartOffset = self.segments[0].baseOffset
             logEndOffset = self.segments[self.segments.count - 1].nextOffset
             sizeInBytes = self.segments.reduce(0) { $0 + $1.size }
-            keyIndex = try KeyIndex(directory: directory, io: io, logger: logger)
+            keyIndex = try KeyIndex(directory: directory, io: io, cache: openFiles, logger: logger)
             try keyIndex.resume(logStartOffset: logStartOffset, trustedEnd: logStartOffset)
             try indexKeys(from: keyIndex.activeStart, to: logEndOffset)
         }
@@ -138,13 +148,13 @@ public final class PartitionLog {
 
     /// Opens and recovers the segments with these base offsets, cutting overlaps and reporting gaps.
     private static func openSegments(_ baseOffsets: [Int64], directory: String, mode: OpenMode, configuration: LogConfiguration,
-                                     io: FileIO) throws(StorageError) -> ([LogSegment], [RecoveryReport]) {
+                                     io: FileIO, cache: OpenFileCache) throws(StorageError) -> ([LogSegment], [RecoveryReport]) {
         var segments: [LogSegment] = []
         var reports: [RecoveryReport] = []
         for baseOffset in baseOffsets {
             let (segment, report) = try LogSegment.open(
                 directory: directory, baseOffset: baseOffset, fullScan: mode == .afterCrash,
-                indexIntervalBytes: configuration.indexIntervalBytes, io: io)
+                indexIntervalBytes: configuration.indexIntervalBytes, io: io, cache: cache)
             if let previous = segments.last {
                 if let cut = try previous.cutOverlap(before: segment.baseOffset, indexIntervalBytes: configuration.indexIntervalBytes) {
                     reports.append(cut)
@@ -258,7 +268,7 @@ public final class PartitionLog {
     private func roll() throws(StorageError) {
         let sealed = active
         try sealed.sealIndexes()
-        let segment = try LogSegment.create(directory: directory, baseOffset: logEndOffset, io: io)
+        let segment = try LogSegment.create(directory: directory, baseOffset: logEndOffset, io: io, cache: openFiles)
         segments.append(segment)
         activeSegmentStartedAt = nil
         markUnsynced(sealed.log)
@@ -269,8 +279,12 @@ public final class PartitionLog {
 
     private var active: LogSegment { segments[segments.count - 1] }
 
-    private func markUnsynced(_ file: FileHandle) {
-        if !unsyncedFiles.contains(where: { $0 === file }) { unsyncedFiles.append(file) }
+    /// Adds `file`, just written, to the next ``SyncWork``, keeping the descriptor the write went
+    /// through open until then unless nothing syncs (`fsync: never`).
+    private func markUnsynced(_ file: CachedFile) {
+        guard !unsyncedFiles.contains(where: { $0 === file }) else { return }
+        unsyncedFiles.append(file)
+        if configuration.fsync != .never, let descriptor = file.liveHandle { writtenDescriptors.append(descriptor) }
     }
 
     // MARK: Read
@@ -330,7 +344,7 @@ public final class PartitionLog {
                 slice = try segments[number].slice(ofBatchHolding: posting.baseOffset)
                 if let previous = slices.last, previous.firstOffset == slice.firstOffset { continue }
             } else {
-                slice = LogSlice(file: segments[number].log, position: Int(posting.position), length: Int(posting.length),
+                slice = LogSlice(file: try segments[number].log.handle(), position: Int(posting.position), length: Int(posting.length),
                                  firstOffset: posting.baseOffset, nextOffset: posting.lastOffset + 1)
             }
             guard slices.isEmpty || bytes + slice.length <= maxBytes else { break }
@@ -455,7 +469,7 @@ public final class PartitionLog {
                 try Syscall.rename(copy.logPath, to: segment.path(LogSegment.logSuffix))
                 directoryIsUnsynced = true
                 let (replacement, _) = try LogSegment.open(directory: directory, baseOffset: copy.baseOffset, fullScan: false,
-                                                           indexIntervalBytes: configuration.indexIntervalBytes, io: io)
+                                                           indexIntervalBytes: configuration.indexIntervalBytes, io: io, cache: openFiles)
                 segments[index] = replacement
             } catch {
                 needsFullCheck = true
@@ -515,7 +529,8 @@ public final class PartitionLog {
         if let reindexFrom = try keyIndex.truncate(to: offset, logStartOffset: logStartOffset) {
             try indexKeys(from: reindexFrom, to: offset)
         }
-        unsyncedFiles = [last.log, last.index, last.timeIndex]
+        (unsyncedFiles, writtenDescriptors) = ([], [])
+        for file in [last.log, last.index, last.timeIndex] { markUnsynced(file) }
         directoryIsUnsynced = directoryIsUnsynced || !removed.isEmpty
         BackgroundDeleter.unlink(removed, logger: logger)
     }
@@ -530,27 +545,25 @@ public final class PartitionLog {
         let keyIndexFiles = keyIndex.takeUnsyncedFiles()
         for file in keyIndexFiles { markUnsynced(file) }
         if !keyIndexFiles.isEmpty { directoryIsUnsynced = true }
-        guard !unsyncedFiles.isEmpty || directoryIsUnsynced, let directoryHandle else { return nil }
-        let files = unsyncedFiles + (directoryIsUnsynced ? [directoryHandle] : [])
-        unsyncedFiles = []
-        directoryIsUnsynced = false
-        return SyncWork(endOffset: logEndOffset, files: files)
+        guard !unsyncedFiles.isEmpty || directoryIsUnsynced, let directoryFile else { return nil }
+        let files = unsyncedFiles + (directoryIsUnsynced ? [directoryFile] : [])
+        defer { (unsyncedFiles, writtenDescriptors, directoryIsUnsynced) = ([], [], false) }
+        return SyncWork(endOffset: logEndOffset, files: files, writtenDescriptors: writtenDescriptors)
     }
 
     // MARK: Close
 
-    /// Cuts each index file to exactly its entries (entries are written as they are made) and
-    /// releases the files; slices and sync work handed out keep theirs open until they are
-    /// dropped. Does not sync: run the last ``takeSyncWork()`` first for durability. Idempotent;
-    /// later calls other than ``close()`` throw ``StorageError/Code/closed``.
+    /// Cuts the active segment's index files to exactly their entries (entries are written as
+    /// they are made; sealed segments were cut when they rolled) and releases the files; slices
+    /// and sync work handed out keep theirs open until they are dropped. Does not sync: run the
+    /// last ``takeSyncWork()`` first for durability. Idempotent; later calls other than
+    /// ``close()`` throw ``StorageError/Code/closed``.
     public func close() {
         guard !isClosed else { return }
-        for segment in segments {
-            do throws(StorageError) {
-                try segment.sealIndexes()
-            } catch {
-                logger.warning("could not trim an index; recovery will rebuild it", metadata: ["error": "\(error)"])
-            }
+        do throws(StorageError) {
+            try segments.last?.sealIndexes()
+        } catch {
+            logger.warning("could not trim an index; recovery will rebuild it", metadata: ["error": "\(error)"])
         }
         release()
     }
@@ -575,8 +588,9 @@ public final class PartitionLog {
         isClosed = true
         segments = []
         unsyncedFiles = []
+        writtenDescriptors = []
         directoryIsUnsynced = false
-        directoryHandle = nil
+        directoryFile = nil
     }
 
     private func checkOpen() throws(StorageError) {

@@ -135,6 +135,8 @@ struct DaemonSettings {
         case "max.waiting.requests.per.client": server.broker.maxWaitingRequestsPerClient = try value.integer(in: 1...10_000_000)
         case "max.records.per.batch": server.broker.maxRecordsPerBatch = try value.integer(in: 1...10_000_000)
         case "max.topics": server.broker.maxTopics = try value.integer(in: 1...1_000_000)
+        case "max.open.files":
+            server.broker.maxOpenFiles = try value.string() == "auto" ? nil : try value.integer(in: 16...100_000_000)
         case "max.parked.fetches.per.client": server.broker.maxParkedFetchesPerClient = try value.integer(in: 1...1_000_000)
         case "max.fetch.wait.ms": server.broker.maxFetchWaitMilliseconds = try value.integer(in: 0...3_600_000)
         case "max.frame.bytes": server.maxFrameBytes = Int64(try value.integer(in: 1024...(1 << 40)))

@@ -1,10 +1,10 @@
 import Glibc
 
-/// The open-file budget: every partition holds descriptors open (its directory, and per segment its
-/// log, offset index and time index), and every client connection holds one. `spoold` raises its
-/// soft limit to the hard one at start and says when the partitions on disk would leave too little.
+/// The open-file budget: the partition logs' file cache holds up to `max.open.files` descriptors,
+/// and every client connection holds one. `spoold` raises its soft limit to the hard one at start
+/// and says when the cache would leave too little for clients.
 enum FileDescriptorBudget {
-    /// Descriptors kept free for client connections, new topics and the process itself.
+    /// Descriptors that should stay free for client connections and the process itself.
     static let reserve = 256
 
     /// The limits after ``raiseSoftLimit()``: the soft limit in force, the one before, the hard one.

@@ -52,6 +52,9 @@ struct SpoolDaemon: AsyncParsableCommand {
     @Option(help: "HTTP listener for metrics, health, admin API and console, host:port or off. (key: http.listen)")
     var httpListen: String?
 
+    @Option(help: "Most descriptors the partitions' files hold open at once, or auto (half the open-file limit). (key: max.open.files)")
+    var maxOpenFiles: String?
+
     func run() async throws {
         var settings = DaemonSettings()
         do throws(ConfigurationError) {
@@ -59,7 +62,7 @@ struct SpoolDaemon: AsyncParsableCommand {
             let flags: [(String, String?)] = [
                 ("listen", listen), ("data.dir", dataDir), ("fsync", fsync),
                 ("fsync.interval.ms", fsyncIntervalMs.map(String.init)), ("log.level", logLevel),
-                ("http.listen", httpListen),
+                ("http.listen", httpListen), ("max.open.files", maxOpenFiles),
             ]
             for case let (key, value?) in flags {
                 do {
@@ -83,7 +86,7 @@ struct SpoolDaemon: AsyncParsableCommand {
         // Past the file-size limit (`ulimit -f`) the kernel kills the writer with SIGXFSZ; ignored,
         // the write fails with EFBIG instead, which refuses that produce with a clear error.
         signal(SIGXFSZ, SIG_IGN)
-        checkOpenFileBudget(dataDirectory: settings.serverConfiguration.broker.dataDirectory, logger: logger)
+        checkOpenFileBudget(maxOpenFiles: settings.serverConfiguration.broker.maxOpenFiles, logger: logger)
         let metrics = Self.bootstrapMetrics(enabled: settings.metricsEnabled)
         var configuration = settings.serverConfiguration
         var console: (server: ConsoleServer, curve: ClientCurve?)?
@@ -133,18 +136,19 @@ struct SpoolDaemon: AsyncParsableCommand {
         await console?.server.stop()
     }
 
-    /// Raises the soft open-file limit to the hard one and logs the budget; warns, with the
-    /// number needed, when the partitions on disk would leave less than the reserve for clients.
-    private func checkOpenFileBudget(dataDirectory: String, logger: Logger) {
+    /// Raises the soft open-file limit to the hard one and logs the budget: the partition logs'
+    /// file cache (`max.open.files`) and what is left for client connections; warns, with the
+    /// limit to set, when fewer than the reserve would be left.
+    private func checkOpenFileBudget(maxOpenFiles: Int?, logger: Logger) {
         guard let limits = FileDescriptorBudget.raiseSoftLimit() else { return }
-        let (partitions, descriptors) = DataDirectory.descriptorsHeldOpen(path: dataDirectory)
+        let fileCache = maxOpenFiles ?? OpenFileCache.defaultCapacity
+        let left = limits.soft - fileCache
         let metadata: Logger.Metadata = [
             "limit": "\(limits.soft)", "raisedFrom": "\(limits.previous == limits.soft ? "-" : String(limits.previous))",
-            "hard": "\(limits.hard)", "partitions": "\(partitions)", "partitionDescriptors": "\(descriptors)",
+            "hard": "\(limits.hard)", "maxOpenFiles": "\(fileCache)", "forClients": "\(left)",
         ]
-        let needed = descriptors + FileDescriptorBudget.reserve
-        guard limits.soft >= needed else {
-            logger.warning("the open-file limit is short for the partitions on disk: they hold about \(descriptors) descriptors, and clients and new topics need \(FileDescriptorBudget.reserve) more; raise the hard limit to at least \(needed) (ulimit -Hn, or LimitNOFILE in spoold.service), or opening topics will fail with 'Too many open files'", metadata: metadata)
+        guard left >= FileDescriptorBudget.reserve else {
+            logger.warning("the open-file limit is low: the partitions' file cache (max.open.files \(fileCache)) leaves \(max(left, 0)) descriptors for client connections and ZeroMQ, fewer than \(FileDescriptorBudget.reserve); raise the hard limit to at least \(fileCache + FileDescriptorBudget.reserve) (ulimit -Hn, or LimitNOFILE in spoold.service) or lower max.open.files", metadata: metadata)
             return
         }
         logger.info("open-file budget", metadata: metadata)

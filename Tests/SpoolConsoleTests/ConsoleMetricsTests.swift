@@ -46,4 +46,26 @@ import Testing
         let oldest = metrics.samples.first?.timestamp ?? -1
         #expect(oldest == Int64(21 * 5_000), "the oldest go first: 201 calls make 200 samples, the first 20 dropped")
     }
+
+    /// The status page describes only the topics whose partitions the broker's gauges say refuse
+    /// writes; before any gauge is set it cannot tell, and says so with nil.
+    @Test func topicsRefusingWritesFollowThePartitionGauges() {
+        let metrics = ConsoleMetrics()
+        #expect(metrics.topicsRefusingWrites == nil)
+        func partition(_ topic: String, _ number: Int) -> any RecorderHandler {
+            metrics.makeRecorder(label: "spool_partition_writes_refused", dimensions: [("topic", topic), ("partition", String(number))], aggregate: false)
+        }
+        let (a0, a1, b0) = (partition("a", 0), partition("a", 1), partition("b", 0))
+        for gauge in [a0, a1, b0] { gauge.record(Int64(0)) }
+        #expect(metrics.topicsRefusingWrites == [])
+        a0.record(Int64(1))
+        a1.record(Int64(1))
+        b0.record(Int64(1))
+        #expect(metrics.topicsRefusingWrites == ["a", "b"])
+        a0.record(Int64(0))
+        b0.record(Int64(0))
+        #expect(metrics.topicsRefusingWrites == ["a"], "a still has partition 1 refusing")
+        a1.record(Int64(0))
+        #expect(metrics.topicsRefusingWrites == [])
+    }
 }

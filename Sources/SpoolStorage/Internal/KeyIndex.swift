@@ -31,17 +31,19 @@ final class KeyIndex {
     private var active: [IndexedKey: [KeyPosting]] = [:]
     private var activePostings = 0
     /// Run files written since the last ``takeUnsyncedFiles()``.
-    private var unsynced: [FileHandle] = []
+    private var unsynced: [CachedFile] = []
     private let io: FileIO
+    private let cache: OpenFileCache
     private let logger: Logger
 
     /// Opens the index files of `directory`, checking each (size, header, checksums); a damaged
     /// run file is removed (it is rebuilt from the log), a damaged retired table is set aside and
     /// the damage logged. Call ``resume(logStartOffset:logEndOffset:trustedEnd:)`` next, then
     /// index every batch from ``activeStart`` on.
-    init(directory: String, io: FileIO, logger: Logger) throws(StorageError) {
+    init(directory: String, io: FileIO, cache: OpenFileCache, logger: Logger) throws(StorageError) {
         self.directory = directory
         self.io = io
+        self.cache = cache
         self.logger = logger
         activeStart = 0
         let names = try Syscall.listDirectory(directory)
@@ -51,7 +53,7 @@ final class KeyIndex {
         if names.contains(KeyRun.retiredName) {
             let path = "\(directory)/\(KeyRun.retiredName)"
             do throws(StorageError) {
-                retired = try KeyRun.open(path: path, io: io)
+                retired = try KeyRun.open(path: path, io: io, cache: cache)
             } catch where error.code == .corrupt {
                 let aside = "\(path).damaged"
                 try Syscall.rename(path, to: aside)
@@ -64,7 +66,7 @@ final class KeyIndex {
             guard let named = KeyRun.fromOffset(fileName: name) else { continue }
             let path = "\(directory)/\(name)"
             do throws(StorageError) {
-                let run = try KeyRun.open(path: path, io: io)
+                let run = try KeyRun.open(path: path, io: io, cache: cache)
                 guard run.fromOffset == named else {
                     throw StorageError(.corrupt, "key index \(path) starts at offset \(run.fromOffset), not at the one its name says")
                 }
@@ -125,7 +127,7 @@ final class KeyIndex {
     func writeActiveRun(endingAt endOffset: Int64, sync: Bool = false) throws(StorageError) {
         guard endOffset > activeStart else { return }
         let run = try KeyRun.write(active.map { ($0.key, $0.value) }, fromOffset: activeStart, toOffset: endOffset,
-                                   directory: directory, name: KeyRun.fileName(fromOffset: activeStart), sync: sync, io: io)
+                                   directory: directory, name: KeyRun.fileName(fromOffset: activeStart), sync: sync, io: io, cache: cache)
         runs.append(run)
         if !sync { unsynced.append(run.file) }
         activeStart = endOffset
@@ -143,7 +145,7 @@ final class KeyIndex {
     }
 
     /// The run files written since the last call.
-    func takeUnsyncedFiles() -> [FileHandle] {
+    func takeUnsyncedFiles() -> [CachedFile] {
         defer { unsynced = [] }
         return unsynced
     }
@@ -217,7 +219,7 @@ final class KeyIndex {
             for (key, postings) in active { keep(key, postings) }
         }
         retired = try KeyRun.write(last.map { ($0.key, [$0.value]) }, fromOffset: 0, toOffset: logStartOffset,
-                                   directory: directory, name: KeyRun.retiredName, sync: true, io: io)
+                                   directory: directory, name: KeyRun.retiredName, sync: true, io: io, cache: cache)
         try removeRuns(..<count)
     }
 

@@ -87,7 +87,7 @@ final class KeyRun {
     /// Name of the table of keys whose segments retention deleted.
     static let retiredName = "retired.keys"
 
-    let file: FileHandle
+    let file: CachedFile
     let fromOffset: Int64
     let toOffset: Int64
     let keyCount: Int
@@ -102,7 +102,7 @@ final class KeyRun {
     /// Bytes this run keeps in memory: its Bloom filter and sparse index.
     var memoryBytes: Int { bloom.count * 8 + sparse.count * 16 }
 
-    private init(file: FileHandle, fromOffset: Int64, toOffset: Int64, keyCount: Int, entriesBytes: Int,
+    private init(file: CachedFile, fromOffset: Int64, toOffset: Int64, keyCount: Int, entriesBytes: Int,
                  bloom: [UInt64], sparse: [(hash: UInt64, position: Int)], entriesCRC: UInt32) {
         self.file = file
         self.fromOffset = fromOffset
@@ -131,7 +131,7 @@ final class KeyRun {
     /// `sync`, the file and the directory are synced before this returns (the retired table,
     /// the only copy of what it holds); otherwise the caller syncs the returned file.
     static func write(_ entries: [(key: IndexedKey, postings: [KeyPosting])], fromOffset: Int64, toOffset: Int64,
-                      directory: String, name: String, sync: Bool, io: FileIO) throws(StorageError) -> KeyRun {
+                      directory: String, name: String, sync: Bool, io: FileIO, cache: OpenFileCache) throws(StorageError) -> KeyRun {
         let sorted = entries.sorted { IndexedKey.precedes($0.key, $1.key) }
         var writer = WireWriter(capacity: headerSize + sorted.reduce(0) { $0 + 16 + $1.key.bytes.count + $1.postings.count * KeyPosting.size })
         writer.writeRaw(magic)
@@ -177,13 +177,13 @@ final class KeyRun {
 
         let path = "\(directory)/\(name)"
         let temporaryPath = path + FileIO.temporarySuffix
-        let file: FileHandle
+        let file: CachedFile
         do throws(StorageError) {
             let temporary = try FileHandle(opening: temporaryPath, flags: O_RDWR | O_CREAT | O_TRUNC, io: io)
             try withBytes(of: writer.bytes) { (buffer) throws(StorageError) in try temporary.write(at: 0, buffer) }
             if sync { try temporary.sync() }
             try Syscall.rename(temporaryPath, to: path)
-            file = try FileHandle(opening: path, flags: O_RDONLY, io: io)
+            file = try CachedFile(opening: path, flags: O_RDONLY, io: io, cache: cache)
         } catch {
             _ = try? Syscall.unlinkIfPresent(temporaryPath)
             throw error
@@ -197,8 +197,8 @@ final class KeyRun {
 
     /// Opens the run at `path`, checking its size, header, summary and the entries' checksum.
     /// Throws ``StorageError/Code/corrupt`` saying what is wrong.
-    static func open(path: String, io: FileIO) throws(StorageError) -> KeyRun {
-        let file = try FileHandle(opening: path, flags: O_RDONLY, io: io)
+    static func open(path: String, io: FileIO, cache: OpenFileCache) throws(StorageError) -> KeyRun {
+        let file = try CachedFile(opening: path, flags: O_RDONLY, io: io, cache: cache)
         let size = try file.size()
         func corrupt(_ reason: String) -> StorageError { StorageError(.corrupt, "key index \(path): \(reason)") }
         guard size >= headerSize + 4 else { throw corrupt("\(size) bytes, shorter than a header") }
@@ -345,7 +345,7 @@ final class KeyRun {
         }
     }
 
-    private static func readBytes(_ file: FileHandle, at position: Int, count: Int) throws(StorageError) -> [UInt8] {
+    private static func readBytes(_ file: CachedFile, at position: Int, count: Int) throws(StorageError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         let read = try withMutableBytes(of: &bytes) { (buffer) throws(StorageError) in try file.read(into: buffer, at: position) }
         guard read == count else { throw StorageError(.corrupt, "key index \(file.path): ends at byte \(position + read), expected \(position + count)") }

@@ -29,9 +29,9 @@ final class LogSegment {
     let baseOffset: Int64
     /// The partition directory holding the files.
     let directory: String
-    let log: FileHandle
-    let index: FileHandle
-    let timeIndex: FileHandle
+    let log: CachedFile
+    let index: CachedFile
+    let timeIndex: CachedFile
     private(set) var indexes = SegmentIndexes()
     /// Bytes of valid batches in the `.log`.
     private(set) var size: Int
@@ -43,7 +43,7 @@ final class LogSegment {
     /// The largest record timestamp in the segment (``TimeIndex/noTimestamp`` when empty).
     var maxTimestamp: Int64 { indexes.maxTimestamp }
 
-    private init(baseOffset: Int64, directory: String, log: FileHandle, index: FileHandle, timeIndex: FileHandle, size: Int) {
+    private init(baseOffset: Int64, directory: String, log: CachedFile, index: CachedFile, timeIndex: CachedFile, size: Int) {
         self.baseOffset = baseOffset
         self.directory = directory
         self.log = log
@@ -77,15 +77,15 @@ final class LogSegment {
         "\(directory)/\(Self.fileName(baseOffset: baseOffset, suffix: suffix))"
     }
 
-    /// Creates the empty files of a new segment (the caller syncs the directory).
-    static func create(directory: String, baseOffset: Int64, io: FileIO) throws(StorageError) -> LogSegment {
+    /// Creates the empty files of a new segment (the caller syncs the directory), opened through `cache`.
+    static func create(directory: String, baseOffset: Int64, io: FileIO, cache: OpenFileCache) throws(StorageError) -> LogSegment {
         let logPath = "\(directory)/\(fileName(baseOffset: baseOffset, suffix: logSuffix))"
-        let log = try FileHandle(opening: logPath, flags: O_RDWR | O_CREAT | O_EXCL, io: io)
+        let log = try CachedFile(opening: logPath, flags: O_RDWR | O_CREAT | O_EXCL, io: io, cache: cache)
         do throws(StorageError) {
-            let index = try FileHandle(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: indexSuffix))",
-                                       flags: O_RDWR | O_CREAT | O_TRUNC, io: io)
-            let timeIndex = try FileHandle(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: timeIndexSuffix))",
-                                           flags: O_RDWR | O_CREAT | O_TRUNC, io: io)
+            let index = try CachedFile(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: indexSuffix))",
+                                       flags: O_RDWR | O_CREAT | O_TRUNC, io: io, cache: cache)
+            let timeIndex = try CachedFile(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: timeIndexSuffix))",
+                                           flags: O_RDWR | O_CREAT | O_TRUNC, io: io, cache: cache)
             return LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, timeIndex: timeIndex, size: 0)
         } catch {
             try? Syscall.unlink(logPath)
@@ -105,15 +105,15 @@ final class LogSegment {
     /// ``sanityCheck(stored:indexIntervalBytes:)`` runs, which falls back to a full recovery when
     /// something does not add up. Returns what was cut or rebuilt.
     static func open(directory: String, baseOffset: Int64, fullScan: Bool, indexIntervalBytes: Int,
-                     io: FileIO) throws(StorageError) -> (LogSegment, RecoveryReport?) {
-        let log = try FileHandle(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: logSuffix))", flags: O_RDWR, io: io)
+                     io: FileIO, cache: OpenFileCache) throws(StorageError) -> (LogSegment, RecoveryReport?) {
+        let log = try CachedFile(opening: "\(directory)/\(fileName(baseOffset: baseOffset, suffix: logSuffix))", flags: O_RDWR, io: io, cache: cache)
         let indexPath = "\(directory)/\(fileName(baseOffset: baseOffset, suffix: indexSuffix))"
         let timeIndexPath = "\(directory)/\(fileName(baseOffset: baseOffset, suffix: timeIndexSuffix))"
         let stored = StoredIndexes(
             offsets: readStored(indexPath) { (bytes) throws(StorageError) in try OffsetIndex(decoding: bytes) },
             times: readStored(timeIndexPath) { (bytes) throws(StorageError) in try TimeIndex(decoding: bytes) })
-        let index = try FileHandle(opening: indexPath, flags: O_RDWR | O_CREAT, io: io)
-        let timeIndex = try FileHandle(opening: timeIndexPath, flags: O_RDWR | O_CREAT, io: io)
+        let index = try CachedFile(opening: indexPath, flags: O_RDWR | O_CREAT, io: io, cache: cache)
+        let timeIndex = try CachedFile(opening: timeIndexPath, flags: O_RDWR | O_CREAT, io: io, cache: cache)
         let segment = LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, timeIndex: timeIndex,
                                  size: try log.size())
         let report = fullScan
@@ -203,7 +203,7 @@ final class LogSegment {
                                indexIntervalBytes: indexIntervalBytes)
         }
         var indexes = SegmentIndexes(offsets: offsets, times: times)
-        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        let scanner = BatchScanner(file: try log.handle(), end: size, chunkSize: BatchScanner.lookupChunkSize)
         guard case .batch(let first) = try scanner.batch(at: 0, verify: false), first.baseOffset == baseOffset,
               indexes.truncate(toIndexedPosition: Int(last.position)) else {
             return try recover(stored: stored, indexIntervalBytes: indexIntervalBytes)
@@ -234,7 +234,7 @@ final class LogSegment {
     /// is torn, invalid, or not at the next dense offset.
     private func scan(from position: Int, offset: Int64, end: Int, into indexes: inout SegmentIndexes, indexIntervalBytes: Int,
                       verifier: inout StoredIndexVerifier?) throws(StorageError) -> Scan {
-        let scanner = BatchScanner(file: log, end: end, chunkSize: BatchScanner.recoveryChunkSize)
+        let scanner = BatchScanner(file: try log.handle(), end: end, chunkSize: BatchScanner.recoveryChunkSize)
         var result = Scan(validBytes: position, nextOffset: offset)
         while true {
             let header: RecordBatch.Header
@@ -332,7 +332,7 @@ final class LogSegment {
         if indexes.times != (try? stored.times.get()) { try Self.replace(timeIndex, with: indexes.times.encoded()) }
     }
 
-    private static func replace(_ file: FileHandle, with bytes: [UInt8]) throws(StorageError) {
+    private static func replace(_ file: CachedFile, with bytes: [UInt8]) throws(StorageError) {
         try withBytes(of: bytes) { (buffer) throws(StorageError) in try file.write(at: 0, buffer) }
         try file.truncate(to: bytes.count)
     }
@@ -399,7 +399,7 @@ final class LogSegment {
             throw StorageError(.invalidArgument, "\(log.path): offset \(offset) is outside \(baseOffset)...\(nextOffset)")
         }
         guard offset < nextOffset else { return size }
-        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        let scanner = BatchScanner(file: try log.handle(), end: size, chunkSize: BatchScanner.lookupChunkSize)
         let (position, batch) = try self.batch(holding: offset, scanner: scanner)
         guard batch.baseOffset == offset else {
             throw StorageError(.invalidArgument, "\(log.path): offset \(offset) lies inside the batch of offsets \(batch.baseOffset)...\(batch.lastOffset)")
@@ -468,12 +468,12 @@ final class LogSegment {
     /// such batch is in this segment.
     func read(from offset: Int64, maxBytes: Int, endOffset: Int64) throws(StorageError) -> LogSlice? {
         guard offset < nextOffset, offset < endOffset else { return nil }
-        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        let scanner = BatchScanner(file: try log.handle(), end: size, chunkSize: BatchScanner.lookupChunkSize)
         let (start, first) = try batch(holding: offset, scanner: scanner)
         guard first.baseOffset < endOffset else { return nil }
         let limit = start + min(max(maxBytes, 0), size - start)
         if endOffset >= nextOffset && limit == size {
-            return LogSlice(file: log, position: start, length: size - start, firstOffset: first.baseOffset, nextOffset: nextOffset)
+            return LogSlice(file: try log.handle(), position: start, length: size - start, firstOffset: first.baseOffset, nextOffset: nextOffset)
         }
         // Skip ahead by index entries that satisfy both bounds, then walk headers to the exact end.
         var end = start + first.totalSize
@@ -492,7 +492,7 @@ final class LogSegment {
             end += next.totalSize
             sliceNextOffset = next.nextOffset
         }
-        return LogSlice(file: log, position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
+        return LogSlice(file: try log.handle(), position: start, length: end - start, firstOffset: first.baseOffset, nextOffset: sliceNextOffset)
     }
 
     /// Whether the log cleaner rewrote the segment (it marks every batch it writes compacted):
@@ -501,16 +501,16 @@ final class LogSegment {
     func isCleaned() throws(StorageError) -> Bool {
         if let cleaned { return cleaned }
         var found = false
-        if size > 0 { found = try header(at: 0, scanner: BatchScanner(file: log, end: size, chunkSize: RecordBatch.headerSize)).isCompacted }
+        if size > 0 { found = try header(at: 0, scanner: BatchScanner(file: try log.handle(), end: size, chunkSize: RecordBatch.headerSize)).isCompacted }
         cleaned = found
         return found
     }
 
     /// The batch holding `offset` (below `nextOffset`) as a slice of its own.
     func slice(ofBatchHolding offset: Int64) throws(StorageError) -> LogSlice {
-        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        let scanner = BatchScanner(file: try log.handle(), end: size, chunkSize: BatchScanner.lookupChunkSize)
         let (position, header) = try batch(holding: offset, scanner: scanner)
-        return LogSlice(file: log, position: position, length: header.totalSize, firstOffset: header.baseOffset, nextOffset: header.nextOffset)
+        return LogSlice(file: try log.handle(), position: position, length: header.totalSize, firstOffset: header.baseOffset, nextOffset: header.nextOffset)
     }
 
     /// Calls `body` with the position, header and bytes of every batch from the one holding
@@ -518,7 +518,7 @@ final class LogSegment {
     func forEachBatch(from offset: Int64,
                       _ body: (_ position: Int, _ header: RecordBatch.Header, _ batch: UnsafeRawBufferPointer) throws(StorageError) -> Void) throws(StorageError) {
         guard offset < nextOffset else { return }
-        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.recoveryChunkSize)
+        let scanner = BatchScanner(file: try log.handle(), end: size, chunkSize: BatchScanner.recoveryChunkSize)
         var position = try batch(holding: offset, scanner: scanner).position
         while position < size {
             let header = try header(at: position, scanner: scanner)
@@ -529,7 +529,7 @@ final class LogSegment {
 
     /// The header of every batch, in order (the bytes up to `size` are whole valid batches).
     func batchHeaders() throws(StorageError) -> [RecordBatch.Header] {
-        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        let scanner = BatchScanner(file: try log.handle(), end: size, chunkSize: BatchScanner.lookupChunkSize)
         var headers: [RecordBatch.Header] = []
         var position = 0
         while position < size {
@@ -558,7 +558,7 @@ final class LogSegment {
     func firstOffset(atOrAfterTimestamp timestamp: Int64) throws(StorageError) -> Int64? {
         guard maxTimestamp >= timestamp else { return nil }
         let start = Int64(indexes.times.startRelativeOffset(forTimestamp: timestamp))
-        let scanner = BatchScanner(file: log, end: size, chunkSize: BatchScanner.lookupChunkSize)
+        let scanner = BatchScanner(file: try log.handle(), end: size, chunkSize: BatchScanner.lookupChunkSize)
         var position = indexes.offsets.entry(atOrBelowOffset: start).map { Int($0.position) } ?? 0
         while position < size {
             let batch = try header(at: position, scanner: scanner)

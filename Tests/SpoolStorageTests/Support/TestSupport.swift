@@ -156,5 +156,9 @@ extension Logger {
 func openLog(_ directory: String, segmentBytes: Int, indexIntervalBytes: Int = 256, io: FileIO = .system,
              logger: Logger = .quiet) throws -> PartitionLog {
     try PartitionLog(directory: directory, configuration: LogConfiguration(segmentBytes: segmentBytes, indexIntervalBytes: indexIntervalBytes),
-                     logger: logger, io: io)
+                     logger: logger, io: io, openFiles: OpenFileCache(capacity: tinyFileCache))
 }
+
+/// The descriptors the logs of these tests may hold open: so few that every test of appends,
+/// reads, rolls, recovery and retention also runs with files closed and reopened all the time.
+let tinyFileCache = 3
