@@ -244,14 +244,16 @@ extension StorageBench {
             report.rows.append(ResultRow(section: "partitions", scenario: "\(name): \(scenario)", recordBytes: recordBytes,
                                          measurement: measurement, notes: notes))
         }
-        func milliseconds(_ seconds: Double) -> String { "\(decimal(seconds * 1e3, digits: seconds < 0.01 ? 2 : 1)) ms" }
+        func duration(_ seconds: Double) -> String {
+            seconds < 1 ? "\(decimal(seconds * 1e3, digits: seconds < 0.01 ? 2 : 1)) ms" : "\(decimal(seconds, digits: 2)) s"
+        }
 
         let emptyStart = try await bench.startEmpty()
-        progress.say("partitions: \(name): spoold answered on an empty data directory after \(milliseconds(emptyStart)); creating the topics")
+        progress.say("partitions: \(name): spoold answered on an empty data directory after \(duration(emptyStart)); creating the topics")
         let created = try await bench.createTopics()
         progress.say("partitions: \(name): created in \(decimal(created.seconds, digits: 2)) s; writing \(layout.batchesPerPartition) batches to every partition")
         row("create every topic, one request after another", Measurement(runs: [created]),
-            notes: "\(milliseconds(created.seconds / Double(layout.topics))) per topic; segment.bytes \(PartitionLayout.segmentBytes)"
+            notes: "\(duration(created.seconds / Double(layout.topics))) per topic; segment.bytes \(PartitionLayout.segmentBytes)"
                 + (bench.raisedTopicLimit.map { "; spoold given max.topics: \($0) (its default leaves no room for the extra topics)" } ?? ""))
         let written = try await bench.write()
         let range = try bench.segmentsPerPartition()
@@ -265,15 +267,15 @@ extension StorageBench {
         let endings = PartitionsBench.Ending.allCases
         let opens = try await measure(endings, runs: repeatCount) { ending, number in
             let run = try await bench.reopen(after: ending)
-            progress.say("partitions: \(name): \(ending), run \(number)/\(repeatCount): ready after \(milliseconds(run.throughput.seconds)); \(run.usage.description)")
+            progress.say("partitions: \(name): \(ending), run \(number)/\(repeatCount): ready after \(duration(run.throughput.seconds)); \(run.usage.description)")
             return run
         }
         for (ending, measurement) in zip(endings, opens) {
             let open = measurement.median
             row(ending.description, measurement,
-                notes: "ready = first answered metadata request after the spawn: \(milliseconds(open.throughput.seconds))"
-                    + (open.listeningSeconds.map { "; 'listening' logged at \(milliseconds($0))" } ?? "")
-                    + "; an empty data directory: \(milliseconds(emptyStart)); the stop took \(milliseconds(open.stopSeconds)); "
+                notes: "ready = first answered metadata request after the spawn: \(duration(open.throughput.seconds))"
+                    + (open.listeningSeconds.map { "; 'listening' logged at \(duration($0))" } ?? "")
+                    + "; an empty data directory: \(duration(emptyStart)); the stop before it took \(duration(open.stopSeconds)); "
                     + "spoold verified \(open.verifiedInFull ? "every segment in full" : "with cheap checks"); idle after the open: \(open.usage.description)")
             let goal: Double = ending == .cleanStop ? 1 : 10
             report.goals.append(Goal(description: "\(name), \(ending): \(Int(goal)) s / measured", ratio: goal / open.throughput.seconds, target: 1))
@@ -288,21 +290,21 @@ extension StorageBench {
             let count = request == .everyTopicMetadata ? max(latencyRequests / 10, 10) : latencyRequests
             let latencies = try await measure(runs: repeatCount) { number in
                 let run = try await bench.timeRequests(request, count: count, seed: UInt64(number))
-                progress.say("partitions: \(name): \(request), run \(number)/\(repeatCount): p50 \(milliseconds(run.percentile(0.5))), p99 \(milliseconds(run.percentile(0.99)))")
+                progress.say("partitions: \(name): \(request), run \(number)/\(repeatCount): p50 \(duration(run.percentile(0.5))), p99 \(duration(run.percentile(0.99)))")
                 return run
             }
             let median = latencies.median
             row(request.description, latencies,
-                notes: "\(grouped(count)) requests one after another: p50 \(milliseconds(median.percentile(0.5))), p99 \(milliseconds(median.percentile(0.99)))")
+                notes: "\(grouped(count)) requests one after another: p50 \(duration(median.percentile(0.5))), p99 \(duration(median.percentile(0.99)))")
         }
 
         let extra = try await measure(runs: repeatCount) { number in
             let run = try await bench.timeCreatingOneMoreTopic(number: number)
-            progress.say("partitions: \(name): one more topic, run \(number)/\(repeatCount): \(milliseconds(run.seconds))")
+            progress.say("partitions: \(name): one more topic, run \(number)/\(repeatCount): \(duration(run.seconds))")
             return run
         }
         row("create one more topic of \(layout.partitionsPerTopic) partition\(layout.partitionsPerTopic == 1 ? "" : "s")", extra,
-            notes: milliseconds(extra.median.seconds))
+            notes: duration(extra.median.seconds))
         try await bench.finish()
     }
 
