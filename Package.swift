@@ -144,7 +144,8 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Spool", "SpoolSaga", "SpoolTesting", "ZeroMQ", "spoold", "spool", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["Spool", "SpoolSaga", "SpoolTesting", "ZeroMQ", "spoold", "spool", "spool-storage-bench",
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,14 +1,18 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// The directory holding every file the benchmark writes: a fresh `.bench-tmp-XXXXXX` made
 /// inside a parent directory, removed by ``remove()``. Knowing its filesystem lets the report
-/// say what the figures were measured on.
+/// say what the figures were measured on. It also knows the processes (brokers) running on
+/// its files, so that an interrupted run kills them before deleting what they use.
 final class BenchDirectory: Sendable {
     /// Absolute path of the directory.
     let path: String
     /// The filesystem it lives on.
     let filesystem: Filesystem
+    /// Child processes running on files in the directory.
+    private let processes = Mutex<Set<pid_t>>([])
 
     /// Creates `<parent>/.bench-tmp-XXXXXX`.
     init(parent: String) throws(BenchError) {
@@ -40,13 +44,25 @@ final class BenchDirectory: Sendable {
         removeItem(path)
     }
 
-    /// Until the returned sources are cancelled, SIGINT and SIGTERM delete the directory and end
-    /// the process with status 128 + the signal, so an interrupted run leaves nothing behind.
+    /// Notes a child process that runs on files in the directory, until ``untrack(process:)``.
+    func track(process pid: pid_t) {
+        processes.withLock { _ = $0.insert(pid) }
+    }
+
+    /// Forgets a child process that has exited.
+    func untrack(process pid: pid_t) {
+        processes.withLock { _ = $0.remove(pid) }
+    }
+
+    /// Until the returned sources are cancelled, SIGINT and SIGTERM kill the tracked processes
+    /// (SIGKILL), delete the directory and end the process with status 128 + the signal, so an
+    /// interrupted run leaves nothing behind.
     func removeOnSignals() -> [any DispatchSourceSignal] {
         [SIGINT, SIGTERM].map { signalNumber in
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler { [self] in
+                for pid in processes.withLock({ $0 }) { kill(pid, SIGKILL) }
                 remove()
                 exit(128 + signalNumber)
             }

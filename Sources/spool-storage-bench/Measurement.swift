@@ -30,9 +30,10 @@ struct Measurement<Run: TimedRun>: Sendable {
     /// Every run, in the order they ran; never empty.
     let runs: [Run]
 
-    /// The run with the median bandwidth (the upper of the two middle ones for an even count).
+    /// The run with the median bandwidth (the upper of the two middle ones for an even count);
+    /// among runs of equal bandwidth, as when they move no bytes, the shorter ranks higher.
     var median: Run {
-        runs.sorted { $0.throughput.megabytesPerSecond < $1.throughput.megabytesPerSecond }[runs.count / 2]
+        runs.sorted { ($0.throughput.megabytesPerSecond, -$0.throughput.seconds) < ($1.throughput.megabytesPerSecond, -$1.throughput.seconds) }[runs.count / 2]
     }
 }
 

@@ -3,7 +3,7 @@ import Foundation
 
 /// One line of the results table: the median run of one case.
 struct ResultRow {
-    /// `disk`, `append`, `read` or `recovery`.
+    /// `disk`, `append`, `read`, `recovery`, `keys`, `compaction` or `partitions`.
     let section: String
     /// What was measured, e.g. `write + fdatasync, 64KiB chunks`.
     let scenario: String
@@ -73,8 +73,8 @@ struct Report {
         for row in rows {
             let cells: [String] = [
                 row.section, row.scenario, row.recordBytes.map { ByteCount($0).description } ?? "",
-                "\(row.runs)", decimal(Double(row.median.bytes) / 1e6, digits: 0), decimal(row.median.seconds, digits: 2),
-                decimal(row.median.megabytesPerSecond, digits: 1),
+                "\(row.runs)", row.median.bytes > 0 ? decimal(Double(row.median.bytes) / 1e6, digits: 0) : "",
+                decimal(row.median.seconds, digits: 2), row.median.bytes > 0 ? decimal(row.median.megabytesPerSecond, digits: 1) : "",
                 row.median.records > 0 ? grouped(Int(row.median.recordsPerSecond.rounded())) : "",
                 row.versusInterval.map(percent) ?? "", row.versusDisk.map(percent) ?? "", row.notes,
             ]
@@ -89,8 +89,8 @@ struct Report {
         for row in rows {
             let cells: [String] = [
                 row.section, row.scenario, row.recordBytes.map(String.init) ?? "", "\(row.runs)",
-                decimal(Double(row.median.bytes) / 1e6, digits: 3), decimal(row.median.seconds, digits: 4),
-                decimal(row.median.megabytesPerSecond, digits: 2),
+                row.median.bytes > 0 ? decimal(Double(row.median.bytes) / 1e6, digits: 3) : "", decimal(row.median.seconds, digits: 4),
+                row.median.bytes > 0 ? decimal(row.median.megabytesPerSecond, digits: 2) : "",
                 row.median.records > 0 ? decimal(row.median.recordsPerSecond, digits: 0) : "",
                 row.versusInterval.map { decimal($0, digits: 3) } ?? "", row.versusDisk.map { decimal($0, digits: 3) } ?? "",
                 row.notes,

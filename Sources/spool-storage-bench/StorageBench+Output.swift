@@ -43,7 +43,9 @@ extension StorageBench {
             the cases of a section take turns run by run, so a drifting machine slows them alike. `vs interval`: \
             bandwidth over the `fsync: interval` row of the same record size; `vs disk`: over the best write + \
             fdatasync row. CPU: process CPU time per second (broker and producers). Device flushes count the whole \
-            disk (/proc/diskstats), other processes included.
+            disk (/proc/diskstats), other processes included. partitions: `seconds` is the time of the case (the sum \
+            of its requests in a latency case, whose p50 and p99 are in the notes); memory and descriptors are \
+            spoold's, from /proc.
             """
         // Two trailing spaces make Markdown keep the context lines apart.
         let header = ["## spool-storage-bench", "", "Command: `\(command)`  ", machine + "  ", loadLine, ""]

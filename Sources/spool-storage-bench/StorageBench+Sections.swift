@@ -224,6 +224,90 @@ extension StorageBench {
         directory.removeItem("\(directory.path)/compaction")
     }
 
+    /// The partitions section: per topic shape, a real spoold with that many partitions (see
+    /// ``PartitionsBench``); the opens after a clean stop and after kill -9 take turns.
+    func runPartitionsSection(_ directory: BenchDirectory, _ progress: BenchmarkProgress, _ report: inout Report) async throws {
+        for shape in topicShapes {
+            let layout = PartitionLayout(topics: partitionCount / shape, partitionsPerTopic: shape, batchesPerPartition: partitionBatches)
+            let bench = try PartitionsBench(layout: layout, executable: spooldPath, directory: directory, extraTopics: repeatCount,
+                                            clientCount: producers, inFlight: inFlight, sampleSize: verifyPartitions, progress: progress)
+            defer { bench.killIfRunning() }
+            try await runPartitionsCase(bench, progress, &report)
+        }
+    }
+
+    /// One case of the partitions section: its rows and goals.
+    private func runPartitionsCase(_ bench: PartitionsBench, _ progress: BenchmarkProgress, _ report: inout Report) async throws {
+        let layout = bench.layout
+        let name = layout.description
+        func row(_ scenario: String, _ measurement: Measurement<some TimedRun>, recordBytes: Int? = nil, notes: String) {
+            report.rows.append(ResultRow(section: "partitions", scenario: "\(name): \(scenario)", recordBytes: recordBytes,
+                                         measurement: measurement, notes: notes))
+        }
+        func duration(_ seconds: Double) -> String {
+            seconds < 1 ? "\(decimal(seconds * 1e3, digits: seconds < 0.01 ? 2 : 1)) ms" : "\(decimal(seconds, digits: 2)) s"
+        }
+
+        let emptyStart = try await bench.startEmpty()
+        progress.say("partitions: \(name): spoold answered on an empty data directory after \(duration(emptyStart)); creating the topics")
+        let created = try await bench.createTopics()
+        progress.say("partitions: \(name): created in \(decimal(created.seconds, digits: 2)) s; writing \(layout.batchesPerPartition) batches to every partition")
+        row("create every topic, one request after another", Measurement(runs: [created]),
+            notes: "\(duration(created.seconds / Double(layout.topics))) per topic; segment.bytes \(PartitionLayout.segmentBytes)"
+                + (bench.raisedTopicLimit.map { "; spoold given max.topics: \($0) (its default leaves no room for the extra topics)" } ?? ""))
+        let written = try await bench.write()
+        let range = try bench.segmentsPerPartition()
+        let segments = range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)–\(range.upperBound)"
+        progress.say("partitions: \(name): written in \(summary(written)); \(segments) segments per partition")
+        row("write \(layout.batchesPerPartition) batches of \(PartitionLayout.recordsPerBatch) records to every partition",
+            Measurement(runs: [written]), recordBytes: PartitionLayout.recordBytes,
+            notes: "\(producers) clients × \(inFlight) partitions at a time, each partition's batches in turn; fsync: always (spoold's default); "
+                + "\(segments) segments per partition")
+
+        let endings = PartitionsBench.Ending.allCases
+        let opens = try await measure(endings, runs: repeatCount) { ending, number in
+            let run = try await bench.reopen(after: ending)
+            progress.say("partitions: \(name): \(ending), run \(number)/\(repeatCount): ready after \(duration(run.throughput.seconds)); \(run.usage.description)")
+            return run
+        }
+        for (ending, measurement) in zip(endings, opens) {
+            let open = measurement.median
+            row(ending.description, measurement,
+                notes: "ready = first answered metadata request after the spawn: \(duration(open.throughput.seconds))"
+                    + (open.listeningSeconds.map { "; 'listening' logged at \(duration($0))" } ?? "")
+                    + "; an empty data directory: \(duration(emptyStart)); the stop before it took \(duration(open.stopSeconds)); "
+                    + "spoold verified \(open.verifiedInFull ? "every segment in full" : "with cheap checks"); idle after the open: \(open.usage.description)")
+            let goal: Double = ending == .cleanStop ? 1 : 10
+            report.goals.append(Goal(description: "\(name), \(ending): \(Int(goal)) s / measured", ratio: goal / open.throughput.seconds, target: 1))
+        }
+
+        let read = try await bench.readEveryPartition()
+        progress.say("partitions: \(name): read every partition in \(summary(read.throughput)); \(read.after.description)")
+        row("read every partition to its end, every record checked", Measurement(runs: [read]), recordBytes: PartitionLayout.recordBytes,
+            notes: "idle before: \(read.before.description); idle after: \(read.after.description)")
+
+        for request in PartitionsBench.Request.allCases {
+            let count = request == .everyTopicMetadata ? max(latencyRequests / 10, 10) : latencyRequests
+            let latencies = try await measure(runs: repeatCount) { number in
+                let run = try await bench.timeRequests(request, count: count, seed: UInt64(number))
+                progress.say("partitions: \(name): \(request), run \(number)/\(repeatCount): p50 \(duration(run.percentile(0.5))), p99 \(duration(run.percentile(0.99)))")
+                return run
+            }
+            let median = latencies.median
+            row(request.description, latencies,
+                notes: "\(grouped(count)) requests one after another: p50 \(duration(median.percentile(0.5))), p99 \(duration(median.percentile(0.99)))")
+        }
+
+        let extra = try await measure(runs: repeatCount) { number in
+            let run = try await bench.timeCreatingOneMoreTopic(number: number)
+            progress.say("partitions: \(name): one more topic, run \(number)/\(repeatCount): \(duration(run.seconds))")
+            return run
+        }
+        row("create one more topic of \(layout.partitionsPerTopic) partition\(layout.partitionsPerTopic == 1 ? "" : "s")", extra,
+            notes: duration(extra.median.seconds))
+        try await bench.finish()
+    }
+
     /// Logger for brokers and logs; `run()` bootstraps logging so that only warnings and errors
     /// pass, on stderr.
     var quietLogger: Logger { Logger(label: "spool-storage-bench") }

@@ -20,6 +20,7 @@ enum Binaries {
 
     static var spoold: String { get throws { try path("spoold") } }
     static var spool: String { get throws { try path("spool") } }
+    static var storageBench: String { get throws { try path("spool-storage-bench") } }
 
     private static func path(_ name: String) throws -> String {
         let path = "\(directory)/\(name)"
@@ -171,6 +172,12 @@ struct CommandResult: CustomStringConvertible {
 /// throws if it runs longer than `timeout` (a hang, not a slow run).
 func runSpool(_ arguments: [String], input: Data? = nil, timeout: Duration = .seconds(120)) async throws -> CommandResult {
     try await run(try Binaries.spool, arguments, input: input, timeout: timeout)
+}
+
+/// Runs `spool-storage-bench` with `arguments` to completion; kills it and throws if it runs
+/// longer than `timeout`.
+func runStorageBench(_ arguments: [String], timeout: Duration) async throws -> CommandResult {
+    try await run(try Binaries.storageBench, arguments, input: nil, timeout: timeout)
 }
 
 /// Runs `spoold` with `arguments` to completion (for runs that must fail at once), without its
