@@ -277,12 +277,7 @@ struct BenchOptions: ParsableArguments {
 
     /// Runs `chosen` sections `runs` times and prints the report; a failure is a one-line error, exit 1.
     func run(sections chosen: [Section]) async throws {
-        do {
-            try await reportingErrors { try await measureAndPrint(chosen) }
-        } catch let failure as BenchFailure {
-            FileHandle.standardError.write(Data("spool: error: \(failure.description)\n".utf8))
-            throw ExitCode.failure
-        }
+        try await reportingBenchFailures { try await measureAndPrint(chosen) }
     }
 
     private func measureAndPrint(_ chosen: [Section]) async throws {

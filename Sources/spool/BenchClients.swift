@@ -118,12 +118,7 @@ struct BenchClients: AsyncParsableCommand {
     }
 
     func run() async throws {
-        do {
-            try await reportingErrors { try await measureAndPrint() }
-        } catch let failure as BenchFailure {
-            FileHandle.standardError.write(Data("spool: error: \(failure.description)\n".utf8))
-            throw ExitCode.failure
-        }
+        try await reportingBenchFailures { try await measureAndPrint() }
     }
 
     private func measureAndPrint() async throws {

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Glibc
 import Histogram
@@ -98,6 +99,17 @@ final class Gate: Sendable {
 struct BenchFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Runs a bench; a ``BenchFailure`` or a `SpoolError` becomes `spool: error: <message>` on
+/// stderr and exit code 1.
+func reportingBenchFailures(_ body: () async throws -> Void) async throws {
+    do {
+        try await reportingErrors(body)
+    } catch let failure as BenchFailure {
+        writeErrorLine(failure.description)
+        throw ExitCode.failure
+    }
 }
 
 /// Runs `body` on a thread of its own (for blocking work such as a ZeroMQ socket loop, which must

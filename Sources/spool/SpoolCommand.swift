@@ -93,6 +93,6 @@ func fail(_ message: String) -> Never {
 }
 
 /// `spool: error: <message>` on standard error, the prefix in red on a terminal.
-private func writeErrorLine(_ message: String) {
+func writeErrorLine(_ message: String) {
     Terminal.writeError("\(Terminal.paint("spool: error:", .red, enabled: Terminal.colours(STDERR_FILENO))) \(message)\n")
 }
