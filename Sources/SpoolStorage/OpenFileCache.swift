@@ -52,7 +52,7 @@ public final class OpenFileCache: Sendable {
     }
 
     /// The open descriptor of `file`: the cached one, the one someone still holds, or a new one.
-    func handle(for file: CachedFile, openingWith flags: Int32? = nil) throws(StorageError) -> FileHandle {
+    func handle(for file: CachedFile) throws(StorageError) -> FileHandle {
         let id = ObjectIdentifier(file)
         let (handle, released) = try state.withLock { (state) throws(StorageError) -> (FileHandle, FileHandle?) in
             if let index = state.slotOf[id], let slot = state.slots[index] {
@@ -63,8 +63,9 @@ public final class OpenFileCache: Sendable {
             if let live = file.live {
                 handle = live
             } else {
-                handle = try state.open(file, flags: flags ?? file.reopenFlags)
+                handle = try state.open(file, flags: file.hasBeenOpened ? file.reopenFlags : file.firstOpenFlags)
                 file.live = handle
+                file.hasBeenOpened = true
             }
             return (handle, state.insert(Slot(owner: id, handle: handle, recentlyUsed: false), capacity: capacity))
         }
@@ -166,25 +167,36 @@ public final class OpenFileCache: Sendable {
 /// index files, key-index runs and directory. Reads, writes and syncs take the descriptor from
 /// the cache (reopening the file after an eviction).
 ///
-/// Thread-safe: `live` is read and written only under the cache's lock.
+/// Thread-safe: `live` and `hasBeenOpened` are read and written only under the cache's lock.
 final class CachedFile: @unchecked Sendable {
     let path: String
     let isDirectory: Bool
     let io: FileIO
     let cache: OpenFileCache
-    /// The flags of a reopening: those of the first open without creating or truncating.
+    /// The flags of the first open.
+    let firstOpenFlags: Int32
+    /// The flags of a reopening: those of the first open without creating or truncating, so a
+    /// file renamed away is never made again under its old name.
     let reopenFlags: Int32
     /// The descriptor open now, whether the cache or only a user holds it (guarded by the cache's lock).
     weak var live: FileHandle?
+    /// Whether the file was opened once (guarded by the cache's lock).
+    var hasBeenOpened = false
 
-    /// Opens `path` with `flags` now (creating it if they say so), through `cache`.
-    init(opening path: String, flags: Int32, isDirectory: Bool = false, io: FileIO, cache: OpenFileCache) throws(StorageError) {
+    /// `path`, opened with `flags` when first used, through `cache`.
+    init(path: String, flags: Int32, isDirectory: Bool = false, io: FileIO, cache: OpenFileCache) {
         self.path = path
         self.isDirectory = isDirectory
         self.io = io
         self.cache = cache
+        firstOpenFlags = flags
         reopenFlags = flags & ~(O_CREAT | O_EXCL | O_TRUNC)
-        _ = try cache.handle(for: self, openingWith: flags)
+    }
+
+    /// Opens `path` with `flags` now (creating it if they say so), through `cache`.
+    convenience init(opening path: String, flags: Int32, isDirectory: Bool = false, io: FileIO, cache: OpenFileCache) throws(StorageError) {
+        self.init(path: path, flags: flags, isDirectory: isDirectory, io: io, cache: cache)
+        _ = try cache.handle(for: self)
     }
 
     deinit { cache.forget(ObjectIdentifier(self)) }

@@ -112,8 +112,9 @@ final class LogSegment {
         let stored = StoredIndexes(
             offsets: readStored(indexPath) { (bytes) throws(StorageError) in try OffsetIndex(decoding: bytes) },
             times: readStored(timeIndexPath) { (bytes) throws(StorageError) in try TimeIndex(decoding: bytes) })
-        let index = try CachedFile(opening: indexPath, flags: O_RDWR | O_CREAT, io: io, cache: cache)
-        let timeIndex = try CachedFile(opening: timeIndexPath, flags: O_RDWR | O_CREAT, io: io, cache: cache)
+        // Opened only if they must be written (rebuilt, cut, or appended to as the active segment's).
+        let index = CachedFile(path: indexPath, flags: O_RDWR | O_CREAT, io: io, cache: cache)
+        let timeIndex = CachedFile(path: timeIndexPath, flags: O_RDWR | O_CREAT, io: io, cache: cache)
         let segment = LogSegment(baseOffset: baseOffset, directory: directory, log: log, index: index, timeIndex: timeIndex,
                                  size: try log.size())
         let report = fullScan
