@@ -1,4 +1,4 @@
-import SpoolTesting
+@_spi(Testing) import SpoolTesting
 import Foundation
 @_spi(Testing) @testable import SpoolStorage
 import SpoolWire
@@ -38,6 +38,29 @@ import Testing
                 try expectReadsBack(log, model)
             }
             #expect(reopened.statistics.open <= 8)
+        }
+    }
+
+    /// A clean open of segments whose index files are whole writes nothing and opens no index
+    /// file: only their `.log` files, for the cheap checks.
+    @Test func aCleanOpenWritesNothing() throws {
+        var rng = SeededGenerator.logged("aCleanOpenWritesNothing")
+        try withTemporaryDirectory { directory in
+            var model = LogModel()
+            let log = try openLog(directory, segmentBytes: 1024)
+            for number in 0..<60 { try append(makeBatch(timestamp: Int64(number), using: &rng), to: log, model: &model) }
+            #expect(log.segmentCount > 3)
+            try log.takeSyncWork()?.files.forEach { try $0.sync() }
+            try log.closeCleanly()
+
+            let injector = FaultInjector()
+            let cache = OpenFileCache()
+            let reopened = try PartitionLog(directory: directory, configuration: LogConfiguration(segmentBytes: 1024, indexIntervalBytes: 256),
+                                            mode: .afterCleanShutdown, logger: .quiet, io: injector.io, openFiles: cache)
+            #expect(injector.writeCount == 0, "nothing was written")
+            // The directory, every .log, and the active segment's two index files.
+            #expect(cache.statistics.opens <= 1 + reopened.segmentCount + 2)
+            try expectReadsBack(reopened, model)
         }
     }
 

@@ -51,6 +51,13 @@ struct OffsetIndex: Equatable {
     /// Bytes appended to the segment since the last entry.
     private var bytesSinceLastEntry = 0
 
+    /// Equal when the entries are, which is all the `.index` file holds: the bytes since the last
+    /// entry are the appender's bookkeeping (a stored index read back does not know them, and a
+    /// clean open must not rewrite every index file for that).
+    static func == (left: OffsetIndex, right: OffsetIndex) -> Bool {
+        left.entries == right.entries
+    }
+
     /// True if the next batch appended gets an entry.
     func needsEntry(interval: Int) -> Bool {
         entries.isEmpty || bytesSinceLastEntry >= interval
