@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceKit
+import Spool
 
 extension Order: ResponseEncodable {}
 
@@ -61,6 +62,10 @@ extension OrderBook {
                 return EditedResponse(status: .created, headers: [.location: "/orders/\(order.id)"], response: order)
             } catch let error as ServiceError {
                 throw HTTPError(.badRequest, message: error.description)
+            } catch let error as SpoolError where error.isRetriable {
+                // Event-sourced, placing an order appends to the broker: while it restarts, say so
+                // and let the caller retry (the order may have been stored if the error says so).
+                throw HTTPError(.serviceUnavailable, message: "the order store is unavailable, try again: \(error.message)")
             }
         }
         router.get("orders/:id") { request, context -> Order in

@@ -42,14 +42,24 @@ public struct OrderClient: Sendable {
         body["coupon"] = coupon
         request.httpBody = try JSONSerialization.data(withJSONObject: body)
         let (data, response) = try await session.data(for: request)
-        guard (response as? HTTPURLResponse)?.statusCode == 201 else {
-            throw HarnessError("POST /orders: HTTP \((response as? HTTPURLResponse)?.statusCode ?? 0): \(String(decoding: data, as: UTF8.self))")
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 201 else {
+            let message = "POST /orders: HTTP \(status): \(String(decoding: data, as: UTF8.self))"
+            throw status == 503 ? ServiceUnavailable(message: message) : HarnessError(message)
         }
         return try JSONDecoder().decode(Order.self, from: data)
     }
 
-    /// Places an order, retrying every 200 ms while the service cannot be reached (it may be
-    /// restarting), up to `timeout`. A refusal (HTTP 4xx) is thrown at once.
+    /// HTTP 503: the service could not reach what it stores orders in (the broker, while it
+    /// restarts); the same request may succeed later.
+    public struct ServiceUnavailable: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// Places an order, retrying every 200 ms while the service cannot be reached or answers 503
+    /// (it, or the broker it stores orders in, may be restarting), up to `timeout`. Any other
+    /// answer than 201 is thrown at once.
     public func placePatiently(userID: String, productID: String, quantity: Int, coupon: String? = nil,
                                timeout: Duration = .seconds(60)) async throws -> Order {
         let deadline = ContinuousClock.now + timeout
