@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 @_spi(Testing) import SpoolStorage
 import SpoolWire
@@ -103,9 +104,7 @@ public final class Broker {
                 logger.info("stored the declared settings of a topic", metadata: ["topic": "\(name)", "settings": "\(declared.settings)"])
             }
         }
-        for (name, metadata) in existing.sorted(by: { $0.key < $1.key }) {
-            try openTopic(name, metadata)
-        }
+        try openTopics(existing)
         let partitionCount = topics.values.reduce(0) { $0 + $1.count }
         logger.info("opened data directory", metadata: [
             "path": "\(configuration.dataDirectory)", "topics": "\(topics.count)", "partitions": "\(partitionCount)",
@@ -857,16 +856,42 @@ public final class Broker {
 
     /// Opens the topic's partition logs with the broker's log settings overridden by the topic's.
     private func openTopic(_ name: TopicName, _ metadata: TopicMetadata) throws(StorageError) {
-        let logConfiguration = try LogSettings.apply(metadata.settings, to: configuration.log)
-        var states: [PartitionState] = []
-        for index in 0..<metadata.partitions {
-            let log = try dataDirectory.openPartition(name, partition: index, configuration: logConfiguration)
-            let state = try PartitionState(key: PartitionKey(topic: name, partition: index), log: log)
-            state.epoch = deletedTopics << 32
-            states.append(state)
+        try openTopics([name: metadata])
+    }
+
+    /// Opens the partition logs of `topics`, each with the broker's log settings overridden by its
+    /// topic's, on one thread per core (each partition's files are its own; the file cache and the
+    /// metrics are thread-safe). Throws the first failure, after every open has ended.
+    private func openTopics(_ found: [TopicName: TopicMetadata]) throws(StorageError) {
+        var planned: [(key: PartitionKey, configuration: LogConfiguration)] = []
+        for (name, metadata) in found.sorted(by: { $0.key < $1.key }) {
+            let logConfiguration = try LogSettings.apply(metadata.settings, to: configuration.log)
+            planned += (0..<metadata.partitions).map { (PartitionKey(topic: name, partition: $0), logConfiguration) }
         }
-        topics[name] = states
-        topicSettings[name] = metadata.settings
+        // Each slot is written by one worker, then read here after all have ended; the data
+        // directory's open path reads only constants of it.
+        nonisolated(unsafe) let results = UnsafeMutableBufferPointer<Result<PartitionState, StorageError>>.allocate(capacity: planned.count)
+        defer { results.deinitialize().deallocate() }
+        nonisolated(unsafe) let dataDirectory = dataDirectory
+        let (opens, workers) = (planned, max(1, min(ProcessInfo.processInfo.activeProcessorCount, planned.count)))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for number in stride(from: worker, to: opens.count, by: workers) {
+                let (key, logConfiguration) = opens[number]
+                (results.baseAddress! + number).initialize(to: Result { () throws(StorageError) in
+                    let log = try dataDirectory.openPartition(key.topic, partition: key.partition, configuration: logConfiguration)
+                    return try PartitionState(key: key, log: log)
+                })
+            }
+        }
+        for (name, metadata) in found {
+            topics[name] = []
+            topicSettings[name] = metadata.settings
+        }
+        for result in results {
+            let state = try result.get()
+            state.epoch = deletedTopics << 32
+            topics[state.key.topic, default: []].append(state)
+        }
     }
 
     func partitionState(_ key: PartitionKey) -> PartitionState? {
