@@ -30,6 +30,16 @@ public func processCPUSeconds() -> Double {
     return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
+/// The resident memory of process `pid` in bytes (`VmRSS` of `/proc/<pid>/status`, a line that
+/// reads `VmRSS:     12345 kB`), or nil if it cannot be read (the process is gone).
+public func residentBytes(ofProcess pid: Int32) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kibibytes = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+    else { return nil }
+    return kibibytes << 10
+}
+
 /// The load averages over 1, 5 and 15 minutes from `/proc/loadavg`, or `unknown`: a busy
 /// machine makes every figure smaller.
 public func loadAverage() -> String {

@@ -120,14 +120,11 @@ final class BrokerProcess {
 
     /// Resident memory and open descriptors now, from `/proc/<pid>/status` and `/proc/<pid>/fd`.
     func usage() throws -> ProcessUsage {
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        // The line reads `VmRSS:     12345 kB`.
-        let residentLine = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
-        guard let kibibytes = residentLine?.split(separator: " ").dropFirst().first.flatMap({ Int($0) }),
+        guard let residentBytes = residentBytes(ofProcess: pid),
               let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count else {
             throw BenchError("cannot read the memory and descriptors of spoold (pid \(pid)) from /proc")
         }
-        return ProcessUsage(residentBytes: kibibytes << 10, descriptors: descriptors)
+        return ProcessUsage(residentBytes: residentBytes, descriptors: descriptors)
     }
 
     /// True when the broker has written `text` to its standard error (in a log line).

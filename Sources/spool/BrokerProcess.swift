@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import Foundation
 import Glibc
 
@@ -52,16 +53,14 @@ struct BrokerProcess: Sendable {
 
     /// Reads the process now; nil if it is gone.
     func sample() -> Sample? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        guard let residentBytes = residentBytes(ofProcess: pid),
               let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let rssLine = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kibibytes = rssLine.split(separator: " ").dropFirst().first.flatMap({ Int($0) }),
               let commandEnd = stat.lastIndex(of: ")")
         else { return nil }
         // After "pid (command) ": state is field 3, utime and stime are fields 14 and 15.
         let fields = stat[stat.index(after: commandEnd)...].split(separator: " ")
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return Sample(residentBytes: kibibytes * 1024, cpuSeconds: (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))),
+        return Sample(residentBytes: residentBytes, cpuSeconds: (user + system) / Double(sysconf(Int32(_SC_CLK_TCK))),
                       time: monotonicNanoseconds())
     }
 
