@@ -39,7 +39,8 @@ public final class PartitionLog {
     private var segments: [LogSegment]
     /// Opens and closes the files of the segments, the key index and the directory.
     private let openFiles: OpenFileCache
-    private var directoryFile: CachedFile?
+    /// The partition directory, opened only to be synced.
+    private let directoryFile: CachedFile
     /// Files written since the last ``takeSyncWork()``, in order, each once.
     private var unsyncedFiles: [CachedFile] = []
     /// The descriptors those writes went through, kept open until the sync that covers them has
@@ -95,7 +96,7 @@ public final class PartitionLog {
         self.io = io
         self.openFiles = openFiles
         try Syscall.makeDirectories(directory)
-        directoryFile = try CachedFile(opening: directory, flags: O_RDONLY | O_DIRECTORY, isDirectory: true, io: io, cache: openFiles)
+        directoryFile = CachedFile(path: directory, flags: O_RDONLY | O_DIRECTORY, isDirectory: true, io: io, cache: openFiles)
         let names = try Syscall.listDirectory(directory)
         for leftover in names where leftover.hasSuffix(LogSegment.deletedSuffix) || leftover.hasSuffix(LogSegment.cleanedSuffix) {
             // Deleted segments (the background deleter may get there first), a cleaner's copies not swapped in.
@@ -545,7 +546,7 @@ public final class PartitionLog {
         let keyIndexFiles = keyIndex.takeUnsyncedFiles()
         for file in keyIndexFiles { markUnsynced(file) }
         if !keyIndexFiles.isEmpty { directoryIsUnsynced = true }
-        guard !unsyncedFiles.isEmpty || directoryIsUnsynced, let directoryFile else { return nil }
+        guard !unsyncedFiles.isEmpty || directoryIsUnsynced else { return nil }
         let files = unsyncedFiles + (directoryIsUnsynced ? [directoryFile] : [])
         defer { (unsyncedFiles, writtenDescriptors, directoryIsUnsynced) = ([], [], false) }
         return SyncWork(endOffset: logEndOffset, files: files, writtenDescriptors: writtenDescriptors)
@@ -590,7 +591,6 @@ public final class PartitionLog {
         unsyncedFiles = []
         writtenDescriptors = []
         directoryIsUnsynced = false
-        directoryFile = nil
     }
 
     private func checkOpen() throws(StorageError) {
